@@ -1,0 +1,54 @@
+//! # punch-core: sans-IO UDP NAT traversal
+//!
+//! Every state machine in this crate ([`server::Server`], [`peer::Peer`], [`detect::NatDetector`],
+//! [`chat::ChatSession`]) owns no socket, no clock and no global RNG. The caller feeds it datagrams and timer
+//! ticks and sends what it asks to send. They all speak the same five verbs:
+//!
+//! | verb | what it does |
+//! |---|---|
+//! | `handle_input(now, local, remote, &[u8])` | a datagram arrived on local socket `local` from `remote` |
+//! | `handle_timeout(now)` | the deadline returned by `poll_timeout` has passed (calling it early is harmless) |
+//! | `poll_transmit() -> Option<Transmit>` | next datagram to send |
+//! | `poll_timeout() -> Option<Instant>` | when `handle_timeout` must be called next |
+//! | `poll_event() -> Option<Event>` | next thing that happened, for the application |
+//!
+//! ## Call order and the drain rule
+//!
+//! 1. Construct the machine with a seed (all randomness derives from it) and the current `now`.
+//! 2. After **every** mutation (construction, `handle_input`, `handle_timeout`, or an application call such as
+//!    `Peer::send_message`) drain: call `poll_transmit` until `None` and send each datagram, then
+//!    `poll_event` until `None`, then read `poll_timeout` and arm one timer for it.
+//! 3. When the timer fires, call `handle_timeout(now)` and drain again.
+//!
+//! `poll_timeout` never returns a deadline that has already been handled: after `handle_timeout(t)` every
+//! deadline it reports is strictly later than `t`, so a driver cannot busy-loop. If output is queued,
+//! `poll_timeout` returns the earliest pending timer, but the caller must have drained `poll_transmit` anyway.
+//! `now` must never go backwards; machines clamp if it does. Instant arithmetic is checked/saturating.
+//!
+//! Time is [`std::time::Instant`]; the simulator and tests create one base instant and step it forward.
+#![forbid(unsafe_code)]
+#![warn(clippy::disallowed_methods)]
+
+pub mod chat;
+pub mod detect;
+pub mod nat;
+pub mod peer;
+pub mod server;
+mod timer;
+pub mod wire;
+
+use std::net::SocketAddr;
+
+/// A datagram a state machine wants sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Which local socket to send from, for machines that own several (the STUN server with `--alt-ip`).
+    /// `None` means "the one socket" (peers always use one socket for everything).
+    pub source: Option<SocketAddr>,
+    /// Where to send it.
+    pub destination: SocketAddr,
+    /// The datagram.
+    pub payload: Vec<u8>,
+}
+
+pub use std::time::{Duration, Instant};

@@ -1,0 +1,329 @@
+//! NAT behaviour in RFC 4787 terms, the classic names derived from it, and the decision table that maps the
+//! two peers' behaviours to a connection strategy (documented in `docs/STRATEGY.md`).
+use std::fmt;
+
+/// How the NAT chooses the public mapping for a new destination (RFC 4787 s4.1, RFC 5780 s4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Mapping {
+    /// Same public address and port whatever the destination ("cone").
+    EndpointIndependent,
+    /// A new mapping per destination IP.
+    AddressDependent,
+    /// A new mapping per destination IP and port ("symmetric").
+    AddressAndPortDependent,
+}
+
+/// Which inbound packets the NAT lets through to an existing mapping (RFC 4787 s5, RFC 5780 s4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Filtering {
+    /// Anyone may send to the mapping ("full cone").
+    EndpointIndependent,
+    /// Only IPs the inside host has sent to ("restricted cone").
+    AddressDependent,
+    /// Only IP:port pairs the inside host has sent to ("port-restricted cone").
+    AddressAndPortDependent,
+}
+
+/// How the NAT picks public ports (RFC 4787 s4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PortAllocation {
+    /// The public port equals the local port.
+    Preserved,
+    /// Each new mapping is the previous public port plus `step` (may be negative).
+    Sequential { step: i32 },
+    /// No pattern.
+    Random,
+}
+
+/// The classic (RFC 3489) name, derived from mapping and filtering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NatKind {
+    /// No NAT: the public address is the local one and unsolicited traffic arrives.
+    Open,
+    /// EIM + EIF.
+    FullCone,
+    /// EIM + ADF.
+    RestrictedCone,
+    /// EIM + APDF.
+    PortRestrictedCone,
+    /// Endpoint-dependent mapping.
+    Symmetric,
+    /// No NAT, but a firewall that filters unsolicited traffic.
+    SymmetricUdpFirewall,
+    /// No STUN answer at all: UDP is blocked.
+    Blocked,
+    /// Not (yet) known, e.g. the server cannot run behaviour tests.
+    Unknown,
+}
+
+impl NatKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            NatKind::Open => "Open",
+            NatKind::FullCone => "Full cone",
+            NatKind::RestrictedCone => "Restricted cone",
+            NatKind::PortRestrictedCone => "Port-restricted cone",
+            NatKind::Symmetric => "Symmetric",
+            NatKind::SymmetricUdpFirewall => "Symmetric UDP firewall",
+            NatKind::Blocked => "Blocked",
+            NatKind::Unknown => "Unknown",
+        }
+    }
+}
+
+impl fmt::Display for NatKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// What is known about one side's NAT. Every field is optional: a peer whose server cannot run behaviour
+/// tests still registers, with `Unknown` behaviour, and the strategy plans for the worst case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct NatBehaviour {
+    /// Whether the public address differs from every local address. `None`: unknown.
+    pub behind_nat: Option<bool>,
+    pub mapping: Option<Mapping>,
+    pub filtering: Option<Filtering>,
+    pub allocation: Option<PortAllocation>,
+}
+
+impl NatBehaviour {
+    /// Nothing known.
+    pub const UNKNOWN: NatBehaviour = NatBehaviour {
+        behind_nat: None,
+        mapping: None,
+        filtering: None,
+        allocation: None,
+    };
+
+    /// The classic name derived from mapping and filtering.
+    pub fn kind(&self) -> NatKind {
+        match (self.behind_nat, self.mapping, self.filtering) {
+            (Some(false), _, Some(Filtering::EndpointIndependent)) => NatKind::Open,
+            (Some(false), _, Some(_)) => NatKind::SymmetricUdpFirewall,
+            (_, Some(Mapping::AddressDependent | Mapping::AddressAndPortDependent), _) => NatKind::Symmetric,
+            (_, Some(Mapping::EndpointIndependent), Some(Filtering::EndpointIndependent)) => NatKind::FullCone,
+            (_, Some(Mapping::EndpointIndependent), Some(Filtering::AddressDependent)) => NatKind::RestrictedCone,
+            (_, Some(Mapping::EndpointIndependent), Some(Filtering::AddressAndPortDependent)) => {
+                NatKind::PortRestrictedCone
+            }
+            _ => NatKind::Unknown,
+        }
+    }
+
+    /// A behaviour for a classic kind (used by tests, the simulator and `--assume-nat`).
+    pub fn from_kind(kind: NatKind) -> NatBehaviour {
+        let (behind, m, f) = match kind {
+            NatKind::Open => (Some(false), Some(Mapping::EndpointIndependent), Some(Filtering::EndpointIndependent)),
+            NatKind::FullCone => (Some(true), Some(Mapping::EndpointIndependent), Some(Filtering::EndpointIndependent)),
+            NatKind::RestrictedCone => (Some(true), Some(Mapping::EndpointIndependent), Some(Filtering::AddressDependent)),
+            NatKind::PortRestrictedCone => (
+                Some(true),
+                Some(Mapping::EndpointIndependent),
+                Some(Filtering::AddressAndPortDependent),
+            ),
+            NatKind::Symmetric => (
+                Some(true),
+                Some(Mapping::AddressAndPortDependent),
+                Some(Filtering::AddressAndPortDependent),
+            ),
+            NatKind::SymmetricUdpFirewall => (
+                Some(false),
+                Some(Mapping::EndpointIndependent),
+                Some(Filtering::AddressAndPortDependent),
+            ),
+            NatKind::Blocked | NatKind::Unknown => (None, None, None),
+        };
+        NatBehaviour {
+            behind_nat: behind,
+            mapping: m,
+            filtering: f,
+            allocation: None,
+        }
+    }
+
+    /// Mapping is endpoint-independent (or there is no NAT): the public address the server saw is the one the
+    /// peer will see too.
+    pub fn mapping_is_stable(&self) -> bool {
+        self.behind_nat == Some(false) || self.mapping == Some(Mapping::EndpointIndependent)
+    }
+
+    /// Four bytes on the wire: behind_nat, mapping, filtering, allocation kind; plus the sequential step as i16
+    /// folded into bytes 4..6. 0 means unknown in every position.
+    pub fn encode(&self) -> [u8; 6] {
+        let b = match self.behind_nat {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        };
+        let m = match self.mapping {
+            None => 0,
+            Some(Mapping::EndpointIndependent) => 1,
+            Some(Mapping::AddressDependent) => 2,
+            Some(Mapping::AddressAndPortDependent) => 3,
+        };
+        let f = match self.filtering {
+            None => 0,
+            Some(Filtering::EndpointIndependent) => 1,
+            Some(Filtering::AddressDependent) => 2,
+            Some(Filtering::AddressAndPortDependent) => 3,
+        };
+        let (a, step) = match self.allocation {
+            None => (0, 0i16),
+            Some(PortAllocation::Preserved) => (1, 0),
+            Some(PortAllocation::Sequential { step }) => (2, step.clamp(i16::MIN as i32, i16::MAX as i32) as i16),
+            Some(PortAllocation::Random) => (3, 0),
+        };
+        let s = step.to_be_bytes();
+        [b, m, f, a, s[0], s[1]]
+    }
+
+    /// Inverse of [`NatBehaviour::encode`]; unknown codes decode as unknown, short input as `None`.
+    pub fn decode(bytes: &[u8]) -> Option<NatBehaviour> {
+        if bytes.len() < 6 {
+            return None;
+        }
+        let behind_nat = match bytes[0] {
+            1 => Some(false),
+            2 => Some(true),
+            _ => None,
+        };
+        let mapping = match bytes[1] {
+            1 => Some(Mapping::EndpointIndependent),
+            2 => Some(Mapping::AddressDependent),
+            3 => Some(Mapping::AddressAndPortDependent),
+            _ => None,
+        };
+        let filtering = match bytes[2] {
+            1 => Some(Filtering::EndpointIndependent),
+            2 => Some(Filtering::AddressDependent),
+            3 => Some(Filtering::AddressAndPortDependent),
+            _ => None,
+        };
+        let step = i16::from_be_bytes([bytes[4], bytes[5]]) as i32;
+        let allocation = match bytes[3] {
+            1 => Some(PortAllocation::Preserved),
+            2 => Some(PortAllocation::Sequential { step }),
+            3 => Some(PortAllocation::Random),
+            _ => None,
+        };
+        Some(NatBehaviour {
+            behind_nat,
+            mapping,
+            filtering,
+            allocation,
+        })
+    }
+}
+
+impl fmt::Display for NatBehaviour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = match self.mapping {
+            None => "?",
+            Some(Mapping::EndpointIndependent) => "EIM",
+            Some(Mapping::AddressDependent) => "ADM",
+            Some(Mapping::AddressAndPortDependent) => "APDM",
+        };
+        let fl = match self.filtering {
+            None => "?",
+            Some(Filtering::EndpointIndependent) => "EIF",
+            Some(Filtering::AddressDependent) => "ADF",
+            Some(Filtering::AddressAndPortDependent) => "APDF",
+        };
+        write!(f, "{} ({m}/{fl}", self.kind())?;
+        match self.allocation {
+            Some(PortAllocation::Preserved) => write!(f, ", port-preserving)"),
+            Some(PortAllocation::Sequential { step }) => write!(f, ", sequential {step:+})"),
+            Some(PortAllocation::Random) => write!(f, ", random ports)"),
+            None => write!(f, ")"),
+        }
+    }
+}
+
+/// What the two peers do once paired. Both sides compute it from the same two behaviours, so they agree
+/// without negotiating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Strategy {
+    /// Both punch at once (ping/pong to each other's public and local addresses); pongs to peer-reflexive
+    /// addresses are answered, so a symmetric side facing a cone side still gets through.
+    Punch,
+    /// No direct path is possible for the strategy implemented: use the server's relay from the start.
+    Relay,
+}
+
+impl Strategy {
+    pub fn label(self) -> &'static str {
+        match self {
+            Strategy::Punch => "punch",
+            Strategy::Relay => "relay",
+        }
+    }
+}
+
+/// The decision table (see `docs/STRATEGY.md`).
+///
+/// A direct path needs at least one side whose mapping is stable (EIM or no NAT), so that the other side's
+/// packets go to an address that reaches it; and if the other side's mapping is unstable (symmetric), the
+/// stable side must let the symmetric side's *new* port in: its filtering must not be port-dependent.
+/// Unknown behaviour is treated as "try": punching costs a few packets and relay remains the fallback.
+pub fn strategy(a: &NatBehaviour, b: &NatBehaviour) -> Strategy {
+    let unstable = |n: &NatBehaviour| {
+        n.behind_nat != Some(false)
+            && matches!(
+                n.mapping,
+                Some(Mapping::AddressDependent | Mapping::AddressAndPortDependent)
+            )
+    };
+    // A side whose filtering admits a new port from an IP it already sent to.
+    let admits_new_port = |n: &NatBehaviour| {
+        matches!(
+            n.filtering,
+            Some(Filtering::EndpointIndependent | Filtering::AddressDependent)
+        ) || (n.behind_nat == Some(false) && n.filtering.is_none())
+    };
+    match (unstable(a), unstable(b)) {
+        (false, false) => Strategy::Punch,
+        (true, false) if admits_new_port(b) => Strategy::Punch,
+        (false, true) if admits_new_port(a) => Strategy::Punch,
+        _ => Strategy::Relay,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behaviour_round_trips_on_the_wire() {
+        for kind in [
+            NatKind::Open,
+            NatKind::FullCone,
+            NatKind::RestrictedCone,
+            NatKind::PortRestrictedCone,
+            NatKind::Symmetric,
+            NatKind::SymmetricUdpFirewall,
+            NatKind::Unknown,
+        ] {
+            let mut b = NatBehaviour::from_kind(kind);
+            b.allocation = Some(PortAllocation::Sequential { step: -2 });
+            assert_eq!(NatBehaviour::decode(&b.encode()), Some(b));
+            assert_eq!(b.kind(), kind);
+        }
+        assert_eq!(NatBehaviour::decode(&[1, 2]), None);
+    }
+
+    #[test]
+    fn decision_table() {
+        use NatKind::*;
+        let s = |a, b| strategy(&NatBehaviour::from_kind(a), &NatBehaviour::from_kind(b));
+        assert_eq!(s(Symmetric, FullCone), Strategy::Punch);
+        assert_eq!(s(RestrictedCone, Symmetric), Strategy::Punch);
+        assert_eq!(s(Symmetric, PortRestrictedCone), Strategy::Relay);
+        assert_eq!(s(Symmetric, Symmetric), Strategy::Relay);
+        assert_eq!(s(PortRestrictedCone, PortRestrictedCone), Strategy::Punch);
+        assert_eq!(s(Open, Symmetric), Strategy::Punch);
+        assert_eq!(s(SymmetricUdpFirewall, Symmetric), Strategy::Relay);
+        assert_eq!(s(Unknown, Unknown), Strategy::Punch);
+    }
+}
