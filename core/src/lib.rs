@@ -52,3 +52,10 @@ pub struct Transmit {
 }
 
 pub use std::time::{Duration, Instant};
+
+/// The one clock read in core's unit tests: a base instant that virtual time is stepped from.
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn test_epoch() -> Instant {
+    Instant::now()
+}

@@ -102,9 +102,15 @@ impl NatBehaviour {
         match (self.behind_nat, self.mapping, self.filtering) {
             (Some(false), _, Some(Filtering::EndpointIndependent)) => NatKind::Open,
             (Some(false), _, Some(_)) => NatKind::SymmetricUdpFirewall,
-            (_, Some(Mapping::AddressDependent | Mapping::AddressAndPortDependent), _) => NatKind::Symmetric,
-            (_, Some(Mapping::EndpointIndependent), Some(Filtering::EndpointIndependent)) => NatKind::FullCone,
-            (_, Some(Mapping::EndpointIndependent), Some(Filtering::AddressDependent)) => NatKind::RestrictedCone,
+            (_, Some(Mapping::AddressDependent | Mapping::AddressAndPortDependent), _) => {
+                NatKind::Symmetric
+            }
+            (_, Some(Mapping::EndpointIndependent), Some(Filtering::EndpointIndependent)) => {
+                NatKind::FullCone
+            }
+            (_, Some(Mapping::EndpointIndependent), Some(Filtering::AddressDependent)) => {
+                NatKind::RestrictedCone
+            }
             (_, Some(Mapping::EndpointIndependent), Some(Filtering::AddressAndPortDependent)) => {
                 NatKind::PortRestrictedCone
             }
@@ -115,9 +121,21 @@ impl NatBehaviour {
     /// A behaviour for a classic kind (used by tests, the simulator and `--assume-nat`).
     pub fn from_kind(kind: NatKind) -> NatBehaviour {
         let (behind, m, f) = match kind {
-            NatKind::Open => (Some(false), Some(Mapping::EndpointIndependent), Some(Filtering::EndpointIndependent)),
-            NatKind::FullCone => (Some(true), Some(Mapping::EndpointIndependent), Some(Filtering::EndpointIndependent)),
-            NatKind::RestrictedCone => (Some(true), Some(Mapping::EndpointIndependent), Some(Filtering::AddressDependent)),
+            NatKind::Open => (
+                Some(false),
+                Some(Mapping::EndpointIndependent),
+                Some(Filtering::EndpointIndependent),
+            ),
+            NatKind::FullCone => (
+                Some(true),
+                Some(Mapping::EndpointIndependent),
+                Some(Filtering::EndpointIndependent),
+            ),
+            NatKind::RestrictedCone => (
+                Some(true),
+                Some(Mapping::EndpointIndependent),
+                Some(Filtering::AddressDependent),
+            ),
             NatKind::PortRestrictedCone => (
                 Some(true),
                 Some(Mapping::EndpointIndependent),
@@ -172,7 +190,9 @@ impl NatBehaviour {
         let (a, step) = match self.allocation {
             None => (0, 0i16),
             Some(PortAllocation::Preserved) => (1, 0),
-            Some(PortAllocation::Sequential { step }) => (2, step.clamp(i16::MIN as i32, i16::MAX as i32) as i16),
+            Some(PortAllocation::Sequential { step }) => {
+                (2, step.clamp(i16::MIN as i32, i16::MAX as i32) as i16)
+            }
             Some(PortAllocation::Random) => (3, 0),
         };
         let s = step.to_be_bytes();

@@ -9,7 +9,9 @@ pub(crate) struct Timers<const N: usize> {
 
 impl<const N: usize> Default for Timers<N> {
     fn default() -> Self {
-        Self { deadlines: [None; N] }
+        Self {
+            deadlines: [None; N],
+        }
     }
 }
 

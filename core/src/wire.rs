@@ -1,1 +1,478 @@
-//! (in progress)
+//! The wire format (see `docs/PROTOCOL.md`).
+//!
+//! Control traffic is STUN (RFC 5389 header, magic cookie, 96-bit transaction ids), encoded and decoded with
+//! `stun_codec`: the standard Binding method plus punch's own methods and comprehension-optional attributes.
+//! Peer-to-peer chat data uses punch's own framing, told apart from STUN by the first byte (STUN's first two
+//! bits are always zero; punch data starts with [`DATA_TAG`]).
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use bytecodec::bytes::{BytesEncoder, RemainingBytesDecoder};
+use bytecodec::{
+    ByteCount, Decode, DecodeExt, Encode, EncodeExt, Eos, Result as CodecResult, SizedEncode,
+    TryTaggedDecode,
+};
+use stun_codec::rfc5389::attributes::{ErrorCode, MappedAddress, Software, XorMappedAddress};
+use stun_codec::rfc5780::attributes::{OtherAddress, ResponseOrigin};
+use stun_codec::{
+    define_attribute_enums, Attribute, AttributeType, Message, MessageClass, MessageDecoder,
+    MessageEncoder, Method, TransactionId,
+};
+
+/// Largest datagram any punch machine looks at; longer input is dropped unparsed.
+pub const MAX_DATAGRAM: usize = 2048;
+/// First byte of a peer-to-peer data datagram: `[DATA_TAG][pair id: 8 bytes][chat frame]`.
+pub const DATA_TAG: u8 = 0xD0;
+/// The STUN magic cookie.
+pub const MAGIC_COOKIE: u32 = 0x2112_A442;
+
+/// punch's STUN methods.
+///
+/// stun_codec 0.4.0 encodes the message type wrongly for methods above 0x00F (bits 4..11 are shifted by 5 and
+/// 9 instead of 1 and 2), so punch uses free codepoints below 0x010: 0x005 and 0x00D..0x00F are unassigned by
+/// IANA (0x003..0x00C are TURN's). Leaving a pool is the Register method's indication class.
+pub mod methods {
+    use stun_codec::Method;
+    fn m(code: u16) -> Method {
+        Method::new(code).expect("below 0x1000")
+    }
+    /// RFC 5389 Binding.
+    pub fn binding() -> Method {
+        m(0x001)
+    }
+    /// Peer → server request: join a pool (success carries XOR-MAPPED-ADDRESS). As an indication: leave it.
+    pub fn register() -> Method {
+        m(0x00D)
+    }
+    /// Server → peer request: the other side of the pair. The peer answers with a success response.
+    /// As an indication from the server: your peer left or expired.
+    pub fn peer_info() -> Method {
+        m(0x00E)
+    }
+    /// Peer ↔ peer connectivity check: request = ping, success response = pong.
+    pub fn ping() -> Method {
+        m(0x00F)
+    }
+    /// Peer → server indication carrying DATA for the paired peer; server → peer indication delivering it.
+    pub fn relay() -> Method {
+        m(0x005)
+    }
+}
+
+/// Defines an attribute whose value is opaque bytes, interpreted by punch (not by the codec).
+macro_rules! opaque_attribute {
+    ($name:ident, $decoder:ident, $encoder:ident, $codepoint:expr, $doc:expr) => {
+        #[doc = $doc]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub struct $name(pub Vec<u8>);
+        impl $name {
+            pub const CODEPOINT: u16 = $codepoint;
+        }
+        impl Attribute for $name {
+            type Decoder = $decoder;
+            type Encoder = $encoder;
+            fn get_type(&self) -> AttributeType {
+                AttributeType::new(Self::CODEPOINT)
+            }
+        }
+        #[derive(Debug, Default)]
+        pub struct $decoder(RemainingBytesDecoder);
+        impl Decode for $decoder {
+            type Item = $name;
+            fn decode(&mut self, buf: &[u8], eos: Eos) -> CodecResult<usize> {
+                self.0.decode(buf, eos)
+            }
+            fn finish_decoding(&mut self) -> CodecResult<$name> {
+                self.0.finish_decoding().map($name)
+            }
+            fn requiring_bytes(&self) -> ByteCount {
+                self.0.requiring_bytes()
+            }
+            fn is_idle(&self) -> bool {
+                self.0.is_idle()
+            }
+        }
+        impl TryTaggedDecode for $decoder {
+            type Tag = AttributeType;
+            fn try_start_decoding(&mut self, tag: AttributeType) -> CodecResult<bool> {
+                Ok(tag.as_u16() == $codepoint)
+            }
+        }
+        #[derive(Debug, Default)]
+        pub struct $encoder(BytesEncoder<Vec<u8>>);
+        impl Encode for $encoder {
+            type Item = $name;
+            fn encode(&mut self, buf: &mut [u8], eos: Eos) -> CodecResult<usize> {
+                self.0.encode(buf, eos)
+            }
+            fn start_encoding(&mut self, item: $name) -> CodecResult<()> {
+                self.0.start_encoding(item.0)
+            }
+            fn requiring_bytes(&self) -> ByteCount {
+                self.0.requiring_bytes()
+            }
+            fn is_idle(&self) -> bool {
+                self.0.is_idle()
+            }
+        }
+        impl SizedEncode for $encoder {
+            fn exact_requiring_bytes(&self) -> u64 {
+                self.0.exact_requiring_bytes()
+            }
+        }
+    };
+}
+
+opaque_attribute!(
+    Pool,
+    PoolDecoder,
+    PoolEncoder,
+    0xC001,
+    "POOL: UTF-8 pool name (1..=64 bytes)."
+);
+opaque_attribute!(
+    Name,
+    NameDecoder,
+    NameEncoder,
+    0xC002,
+    "NAME: UTF-8 display name (0..=64 bytes)."
+);
+opaque_attribute!(
+    Nat,
+    NatDecoder,
+    NatEncoder,
+    0xC003,
+    "NAT: 6-byte NAT behaviour ([`crate::nat::NatBehaviour::encode`])."
+);
+opaque_attribute!(
+    LocalAddr,
+    LocalAddrDecoder,
+    LocalAddrEncoder,
+    0xC004,
+    "LOCAL-ADDRESS: one local address of the sender (may repeat)."
+);
+opaque_attribute!(
+    PeerPublic,
+    PeerPublicDecoder,
+    PeerPublicEncoder,
+    0xC005,
+    "PEER-PUBLIC: the peer's public address as the server saw it."
+);
+opaque_attribute!(
+    PeerLocal,
+    PeerLocalDecoder,
+    PeerLocalEncoder,
+    0xC006,
+    "PEER-LOCAL: one of the peer's local addresses (may repeat)."
+);
+opaque_attribute!(
+    PeerNat,
+    PeerNatDecoder,
+    PeerNatEncoder,
+    0xC007,
+    "PEER-NAT: the peer's NAT behaviour (6 bytes)."
+);
+opaque_attribute!(
+    PeerName,
+    PeerNameDecoder,
+    PeerNameEncoder,
+    0xC008,
+    "PEER-NAME: the peer's display name."
+);
+opaque_attribute!(
+    PairId,
+    PairIdDecoder,
+    PairIdEncoder,
+    0xC009,
+    "PAIR-ID: 8 random bytes naming one pairing."
+);
+opaque_attribute!(
+    Data,
+    DataDecoder,
+    DataEncoder,
+    0xC00A,
+    "DATA: a relayed chat frame."
+);
+opaque_attribute!(
+    Rtt,
+    RttDecoder,
+    RttEncoder,
+    0xC00B,
+    "RTT: the sender's measured round trip to the server, u32 microseconds."
+);
+
+define_attribute_enums!(
+    PunchAttribute,
+    PunchAttributeDecoder,
+    PunchAttributeEncoder,
+    [
+        XorMappedAddress,
+        MappedAddress,
+        OtherAddress,
+        ResponseOrigin,
+        ErrorCode,
+        Software,
+        Pool,
+        Name,
+        Nat,
+        LocalAddr,
+        PeerPublic,
+        PeerLocal,
+        PeerNat,
+        PeerName,
+        PairId,
+        Data,
+        Rtt
+    ]
+);
+
+/// A STUN message carrying punch's attribute set.
+pub type StunMessage = Message<PunchAttribute>;
+
+/// What a datagram looks like, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// RFC 5389 STUN (magic cookie present).
+    Stun,
+    /// RFC 3489 STUN: STUN header without the magic cookie.
+    ClassicStun,
+    /// Peer-to-peer data.
+    Data,
+    /// Anything else.
+    Unknown,
+}
+
+/// Classifies a datagram without parsing it.
+pub fn kind(data: &[u8]) -> Kind {
+    if data.len() > MAX_DATAGRAM {
+        return Kind::Unknown;
+    }
+    match data.first() {
+        Some(&DATA_TAG) if data.len() >= 10 => Kind::Data,
+        Some(b) if b & 0xC0 == 0 && data.len() >= 20 => {
+            if data[4..8] == MAGIC_COOKIE.to_be_bytes() {
+                Kind::Stun
+            } else {
+                Kind::ClassicStun
+            }
+        }
+        _ => Kind::Unknown,
+    }
+}
+
+/// Decodes an RFC 5389 STUN message; `None` for anything malformed (never panics).
+pub fn decode(data: &[u8]) -> Option<StunMessage> {
+    if kind(data) != Kind::Stun {
+        return None;
+    }
+    // The STUN length field must match the datagram exactly and be a multiple of 4.
+    let len = u16::from_be_bytes([data[2], data[3]]) as usize;
+    if len + 20 != data.len() || len % 4 != 0 {
+        return None;
+    }
+    let mut decoder = MessageDecoder::<PunchAttribute>::new();
+    match decoder.decode_from_bytes(data) {
+        Ok(Ok(m)) => Some(m),
+        _ => None,
+    }
+}
+
+/// Encodes a STUN message. Encoding punch's own messages cannot fail; `None` only if an attribute was built
+/// with an impossible value.
+pub fn encode(message: StunMessage) -> Vec<u8> {
+    let mut encoder = MessageEncoder::<PunchAttribute>::new();
+    encoder.encode_into_bytes(message).unwrap_or_default()
+}
+
+/// Builds a message with the given class, method and transaction id.
+pub fn message(class: MessageClass, method: Method, tid: TransactionId) -> StunMessage {
+    Message::new(class, method, tid)
+}
+
+/// Encodes a socket address: `[0, family (1 = IPv4, 2 = IPv6), port ^ 0x2112, ip ^ cookie-repeated]` (XORed,
+/// like XOR-MAPPED-ADDRESS, so address-rewriting middleboxes leave it alone).
+pub fn encode_addr(addr: SocketAddr) -> Vec<u8> {
+    let cookie = MAGIC_COOKIE.to_be_bytes();
+    let port = (addr.port() ^ 0x2112).to_be_bytes();
+    let mut out = vec![0, 0, port[0], port[1]];
+    match addr.ip() {
+        IpAddr::V4(ip) => {
+            out[1] = 1;
+            out.extend(
+                ip.octets()
+                    .iter()
+                    .zip(cookie.iter().cycle())
+                    .map(|(a, b)| a ^ b),
+            );
+        }
+        IpAddr::V6(ip) => {
+            out[1] = 2;
+            out.extend(
+                ip.octets()
+                    .iter()
+                    .zip(cookie.iter().cycle())
+                    .map(|(a, b)| a ^ b),
+            );
+        }
+    }
+    out
+}
+
+/// Inverse of [`encode_addr`]; `None` if malformed.
+pub fn decode_addr(bytes: &[u8]) -> Option<SocketAddr> {
+    let cookie = MAGIC_COOKIE.to_be_bytes();
+    if bytes.len() < 4 {
+        return None;
+    }
+    let port = u16::from_be_bytes([bytes[2], bytes[3]]) ^ 0x2112;
+    let raw: Vec<u8> = bytes[4..]
+        .iter()
+        .zip(cookie.iter().cycle())
+        .map(|(a, b)| a ^ b)
+        .collect();
+    let ip = match (bytes[1], raw.len()) {
+        (1, 4) => IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3])),
+        (2, 16) => {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(&raw);
+            IpAddr::V6(Ipv6Addr::from(o))
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// The first attribute of type `T`.
+pub fn get<T>(m: &StunMessage) -> Option<&T>
+where
+    T: Attribute,
+    PunchAttribute: stun_codec::convert::TryAsRef<T>,
+{
+    m.get_attribute::<T>()
+}
+
+/// Reads a UTF-8 attribute value with a length limit.
+pub fn text(bytes: &[u8], max: usize) -> Option<String> {
+    if bytes.len() > max {
+        return None;
+    }
+    String::from_utf8(bytes.to_vec()).ok()
+}
+
+/// The method name, for traces and logs.
+pub fn method_name(m: Method) -> &'static str {
+    match m.as_u16() {
+        0x001 => "Binding",
+        0x00D => "Register",
+        0x00E => "PeerInfo",
+        0x00F => "Ping",
+        0x005 => "Relay",
+        _ => "Unknown",
+    }
+}
+
+/// One line describing a datagram, for traces ("STUN Register request", "data 42 bytes").
+pub fn describe(data: &[u8]) -> String {
+    match kind(data) {
+        Kind::Stun => match decode(data) {
+            Some(m) => {
+                let class = match m.class() {
+                    MessageClass::Request => "request",
+                    MessageClass::Indication => "indication",
+                    MessageClass::SuccessResponse => "success",
+                    MessageClass::ErrorResponse => "error",
+                };
+                let name = method_name(m.method());
+                let name = match (name, m.class()) {
+                    ("Ping", MessageClass::SuccessResponse) => "Pong",
+                    ("Register", MessageClass::Indication) => "Leave",
+                    ("PeerInfo", MessageClass::Indication) => "PeerLeft",
+                    (n, _) => n,
+                };
+                let mut s = format!("STUN {name} {class}");
+                if let Some(d) = get::<Data>(&m) {
+                    s.push_str(&format!(" [{}]", crate::chat::describe_frame(&d.0)));
+                }
+                if let Some(e) = get::<ErrorCode>(&m) {
+                    s.push_str(&format!(" {} {}", e.code(), e.reason_phrase()));
+                }
+                s
+            }
+            None => format!("malformed STUN ({} bytes)", data.len()),
+        },
+        Kind::ClassicStun => format!("RFC 3489 STUN ({} bytes)", data.len()),
+        Kind::Data => format!("data [{}]", crate::chat::describe_frame(&data[9..])),
+        Kind::Unknown => format!("unknown ({} bytes)", data.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_attributes_round_trip() {
+        let mut m = message(
+            MessageClass::Request,
+            methods::register(),
+            TransactionId::new([7; 12]),
+        );
+        m.add_attribute(Pool(b"lobby".to_vec()));
+        m.add_attribute(LocalAddr(encode_addr("10.0.0.2:4000".parse().unwrap())));
+        m.add_attribute(LocalAddr(encode_addr("[fe80::1]:4001".parse().unwrap())));
+        m.add_attribute(Nat(vec![2, 1, 3, 1, 0, 0]));
+        let bytes = encode(m);
+        assert_eq!(kind(&bytes), Kind::Stun);
+        let d = decode(&bytes).unwrap();
+        assert_eq!(d.method(), methods::register());
+        assert_eq!(get::<Pool>(&d).unwrap().0, b"lobby");
+        for m in [
+            methods::binding(),
+            methods::register(),
+            methods::peer_info(),
+            methods::ping(),
+            methods::relay(),
+        ] {
+            let b = encode(message(
+                MessageClass::Indication,
+                m,
+                TransactionId::new([0; 12]),
+            ));
+            assert_eq!(
+                decode(&b).unwrap().method(),
+                m,
+                "method {m:?} must round-trip"
+            );
+        }
+        let locals: Vec<_> = d
+            .attributes()
+            .filter_map(|a| match a {
+                PunchAttribute::LocalAddr(l) => decode_addr(&l.0),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            locals,
+            vec![
+                "10.0.0.2:4000".parse().unwrap(),
+                "[fe80::1]:4001".parse().unwrap()
+            ]
+        );
+        // Odd-length attribute values are padded to 4 bytes.
+        assert_eq!(bytes.len() % 4, 0);
+    }
+
+    #[test]
+    fn garbage_is_rejected_without_panic() {
+        assert!(decode(&[]).is_none());
+        assert!(decode(&[0; 19]).is_none());
+        let mut b = encode(message(
+            MessageClass::Request,
+            methods::binding(),
+            TransactionId::new([1; 12]),
+        ));
+        b[3] = 4; // length says 4, datagram has 0 attribute bytes
+        assert!(decode(&b).is_none());
+        assert_eq!(decode_addr(&[0, 1, 0]), None);
+        assert_eq!(decode_addr(&[0, 9, 0, 0, 1, 2, 3, 4]), None);
+    }
+}
