@@ -34,6 +34,7 @@ pub mod detect;
 pub mod nat;
 pub mod peer;
 pub mod server;
+pub mod stun_server;
 mod timer;
 pub mod wire;
 
@@ -52,6 +53,54 @@ pub struct Transmit {
 }
 
 pub use std::time::{Duration, Instant};
+
+/// The five verbs, as a trait, so that drivers and the simulator are written once for every machine.
+/// Each machine also has the same methods inherently; this trait only forwards to them.
+pub trait Machine {
+    /// What the machine reports to the application.
+    type Event: std::fmt::Debug;
+    /// A datagram arrived on local socket `local` from `remote`.
+    fn handle_input(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]);
+    /// The deadline from `poll_timeout` passed.
+    fn handle_timeout(&mut self, now: Instant);
+    /// Next datagram to send.
+    fn poll_transmit(&mut self) -> Option<Transmit>;
+    /// When to call `handle_timeout` next.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// Next event.
+    fn poll_event(&mut self) -> Option<Self::Event>;
+}
+
+/// Implements [`Machine`] for a type whose inherent methods have the five verbs.
+#[macro_export]
+macro_rules! impl_machine {
+    ($ty:ty, $event:ty) => {
+        impl $crate::Machine for $ty {
+            type Event = $event;
+            fn handle_input(
+                &mut self,
+                now: ::std::time::Instant,
+                local: ::std::net::SocketAddr,
+                remote: ::std::net::SocketAddr,
+                data: &[u8],
+            ) {
+                <$ty>::handle_input(self, now, local, remote, data)
+            }
+            fn handle_timeout(&mut self, now: ::std::time::Instant) {
+                <$ty>::handle_timeout(self, now)
+            }
+            fn poll_transmit(&mut self) -> Option<$crate::Transmit> {
+                <$ty>::poll_transmit(self)
+            }
+            fn poll_timeout(&self) -> Option<::std::time::Instant> {
+                <$ty>::poll_timeout(self)
+            }
+            fn poll_event(&mut self) -> Option<$event> {
+                <$ty>::poll_event(self)
+            }
+        }
+    };
+}
 
 /// The one clock read in core's unit tests: a base instant that virtual time is stepped from.
 #[cfg(test)]

@@ -1,1 +1,632 @@
-//! (in progress)
+//! The rendezvous server: STUN Binding, pools of two, peer-info, relay.
+//!
+//! * **Binding** requests are answered from the socket they arrived on with XOR-MAPPED-ADDRESS (and the
+//!   behaviour-discovery attributes when the server has an alternate address: see [`crate::stun_server`]).
+//! * **Register** (pool, name, NAT behaviour, local addresses, RTT) joins a pool. The first two distinct clients
+//!   of a pool are paired: each is sent the other's info in a PeerInfo request, retransmitted until answered.
+//!   Both are sent at the same instant, except that the nearer client's copy is held back by half the
+//!   difference of the round trips both reported, so both start punching together. A re-sent Register from a
+//!   member is idempotent; a third client gets error 409 "pool full".
+//! * **Relay** indications from a paired client are forwarded to its partner, and to nobody else.
+//! * A Register *indication* means "leaving"; the partner is told with a PeerInfo indication.
+//! * Members not heard from for [`ServerConfig::member_timeout`] (default 60 s; peers send a keepalive every
+//!   15 s) are expired, waiting or paired alike; the partner is told.
+//!
+//! Any datagram that is not one of these — truncated, garbage, oversized, unknown method, from a stranger — is
+//! dropped and counted in [`ServerStats`], never a panic. Memory is bounded by [`ServerConfig::max_clients`].
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use stun_codec::rfc5389::attributes::{ErrorCode, XorMappedAddress};
+use stun_codec::{MessageClass, TransactionId};
+
+use crate::nat::NatBehaviour;
+use crate::timer::after;
+use crate::wire::{self, methods, PunchAttribute, StunMessage};
+use crate::Transmit;
+
+/// Server settings; [`ServerConfig::new`] gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The primary socket (the one clients are told about).
+    pub listen: SocketAddr,
+    /// Alternate IP and port for NAT behaviour discovery (RFC 5780). With it the server owns four sockets:
+    /// primary/alternate IP x primary/alternate port.
+    pub alternate: Option<SocketAddr>,
+    /// A member not heard from for this long is removed (default 60 s).
+    pub member_timeout: Duration,
+    /// Most clients registered at once (default 10 000); more are refused with 503.
+    pub max_clients: usize,
+    /// Largest relayed DATA payload (default 1200 bytes).
+    pub max_relay_payload: usize,
+    /// Seed for pair ids and transaction ids.
+    pub seed: u64,
+}
+
+impl ServerConfig {
+    pub fn new(listen: SocketAddr) -> Self {
+        ServerConfig {
+            listen,
+            alternate: None,
+            member_timeout: Duration::from_secs(60),
+            max_clients: 10_000,
+            max_relay_payload: 1200,
+            seed: 0,
+        }
+    }
+}
+
+/// Counters, for logs and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    pub received: u64,
+    pub dropped: u64,
+    pub bindings: u64,
+    pub registrations: u64,
+    pub pairs: u64,
+    pub relayed: u64,
+    pub expired: u64,
+}
+
+/// What the server reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEvent {
+    Registered {
+        pool: String,
+        client: SocketAddr,
+        name: String,
+        nat: NatBehaviour,
+    },
+    Paired {
+        pool: String,
+        a: SocketAddr,
+        b: SocketAddr,
+    },
+    Left {
+        pool: String,
+        client: SocketAddr,
+    },
+    Expired {
+        pool: String,
+        client: SocketAddr,
+    },
+    Dropped {
+        from: SocketAddr,
+        reason: &'static str,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    addr: SocketAddr,
+    name: String,
+    nat: NatBehaviour,
+    locals: Vec<SocketAddr>,
+    rtt: Option<Duration>,
+    last_seen: Instant,
+    /// Outstanding PeerInfo request to this member.
+    info: Option<PendingInfo>,
+}
+
+#[derive(Debug, Clone)]
+struct PendingInfo {
+    tid: TransactionId,
+    next_send: Instant,
+    rto: Duration,
+    attempts: u32,
+}
+
+#[derive(Debug, Default)]
+struct Pool {
+    members: Vec<Member>,
+    pair_id: Option<[u8; 8]>,
+}
+
+const MAX_INFO_ATTEMPTS: u32 = 7;
+const MAX_EVENTS: usize = 4096;
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+crate::impl_machine!(Server, ServerEvent);
+
+/// The rendezvous server state machine. See the crate docs for the call order.
+#[derive(Debug)]
+pub struct Server {
+    config: ServerConfig,
+    pools: BTreeMap<String, Pool>,
+    clients: BTreeMap<SocketAddr, String>,
+    /// (when, member) for PeerInfo requests to (re)send.
+    info_schedule: BTreeSet<(Instant, SocketAddr)>,
+    next_sweep: Option<Instant>,
+    out: VecDeque<Transmit>,
+    events: VecDeque<ServerEvent>,
+    stats: ServerStats,
+    rng: SmallRng,
+    now: Instant,
+}
+
+impl Server {
+    pub fn new(config: ServerConfig, now: Instant) -> Self {
+        Server {
+            rng: SmallRng::seed_from_u64(config.seed),
+            config,
+            pools: BTreeMap::new(),
+            clients: BTreeMap::new(),
+            info_schedule: BTreeSet::new(),
+            next_sweep: None,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: ServerStats::default(),
+            now,
+        }
+    }
+
+    /// The sockets the driver must bind: the primary first, then (with an alternate) primary IP + alternate
+    /// port, alternate IP + primary port, alternate IP + alternate port.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        crate::stun_server::socket_set(self.config.listen, self.config.alternate)
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &ServerStats {
+        &self.stats
+    }
+
+    /// Registered clients (waiting or paired).
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// A datagram arrived on local socket `local` from `remote`.
+    pub fn handle_input(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) {
+        self.advance(now);
+        self.stats.received += 1;
+        match wire::kind(data) {
+            wire::Kind::Stun => {}
+            wire::Kind::ClassicStun => {
+                match crate::stun_server::answer_classic(&self.config, local, remote, data) {
+                    Some(t) => {
+                        self.stats.bindings += 1;
+                        self.out.push_back(t);
+                    }
+                    None => self.drop_packet(remote, "malformed RFC 3489 message"),
+                }
+                return;
+            }
+            _ => return self.drop_packet(remote, "not STUN"),
+        }
+        if let Some(t) = crate::stun_server::answer_binding(&self.config, local, remote, data) {
+            self.stats.bindings += 1;
+            self.touch(remote);
+            self.out.push_back(t);
+            return;
+        }
+        let Some(msg) = wire::decode(data) else {
+            return self.drop_packet(remote, "malformed STUN");
+        };
+        let method = msg.method();
+        match msg.class() {
+            MessageClass::Request if method == methods::register() => {
+                self.on_register(local, remote, &msg)
+            }
+            MessageClass::Indication if method == methods::register() => self.on_leave(remote),
+            MessageClass::SuccessResponse if method == methods::peer_info() => {
+                self.on_info_ack(remote, &msg)
+            }
+            MessageClass::Indication if method == methods::relay() => self.on_relay(remote, &msg),
+            _ => self.drop_packet(remote, "unexpected method or class"),
+        }
+    }
+
+    /// Sends PeerInfo requests that are due and expires silent members.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        let now = self.now;
+        while let Some(&(at, addr)) = self.info_schedule.first() {
+            if at > now {
+                break;
+            }
+            self.info_schedule.pop_first();
+            self.send_info(addr);
+        }
+        if self.next_sweep.is_some_and(|t| t <= now) {
+            self.sweep();
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let info = self.info_schedule.first().map(|(t, _)| *t);
+        [info, self.next_sweep].into_iter().flatten().min()
+    }
+
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    fn advance(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    fn event(&mut self, e: ServerEvent) {
+        if self.events.len() < MAX_EVENTS {
+            self.events.push_back(e);
+        }
+    }
+
+    fn drop_packet(&mut self, from: SocketAddr, reason: &'static str) {
+        self.stats.dropped += 1;
+        tracing::debug!(%from, reason, "dropped datagram");
+        self.event(ServerEvent::Dropped { from, reason });
+    }
+
+    fn member_mut(&mut self, addr: SocketAddr) -> Option<&mut Member> {
+        let pool = self.clients.get(&addr)?;
+        self.pools
+            .get_mut(pool)?
+            .members
+            .iter_mut()
+            .find(|m| m.addr == addr)
+    }
+
+    fn touch(&mut self, addr: SocketAddr) {
+        let now = self.now;
+        if let Some(m) = self.member_mut(addr) {
+            m.last_seen = now;
+        }
+    }
+
+    fn reply(&mut self, local: SocketAddr, remote: SocketAddr, msg: StunMessage) {
+        self.out.push_back(Transmit {
+            source: Some(local),
+            destination: remote,
+            payload: wire::encode(msg),
+        });
+    }
+
+    fn error(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        req: &StunMessage,
+        code: u16,
+        reason: &str,
+    ) {
+        let mut m = wire::message(
+            MessageClass::ErrorResponse,
+            req.method(),
+            req.transaction_id(),
+        );
+        if let Ok(e) = ErrorCode::new(code, reason.to_owned()) {
+            m.add_attribute(e);
+        }
+        self.reply(local, remote, m);
+    }
+
+    fn on_register(&mut self, local: SocketAddr, remote: SocketAddr, req: &StunMessage) {
+        let pool = wire::get::<wire::Pool>(req).and_then(|p| wire::text(&p.0, 64));
+        let Some(pool) = pool.filter(|p| !p.is_empty()) else {
+            self.stats.dropped += 1;
+            return self.error(local, remote, req, 400, "missing or invalid pool name");
+        };
+        let name = wire::get::<wire::Name>(req)
+            .and_then(|n| wire::text(&n.0, 64))
+            .unwrap_or_default();
+        let nat = wire::get::<wire::Nat>(req)
+            .and_then(|n| NatBehaviour::decode(&n.0))
+            .unwrap_or_default();
+        let rtt = wire::get::<wire::Rtt>(req)
+            .and_then(|r| <[u8; 4]>::try_from(r.0.as_slice()).ok())
+            .map(|b| Duration::from_micros(u32::from_be_bytes(b) as u64));
+        let locals: Vec<SocketAddr> = req
+            .attributes()
+            .filter_map(|a| match a {
+                PunchAttribute::LocalAddr(l) => wire::decode_addr(&l.0),
+                _ => None,
+            })
+            .take(8)
+            .collect();
+
+        // A member of another pool moves; a member of this pool is refreshed (idempotent).
+        if let Some(old) = self.clients.get(&remote).cloned() {
+            if old != pool {
+                self.remove_member(remote, false);
+            }
+        }
+        let now = self.now;
+        let is_member = self.clients.get(&remote) == Some(&pool);
+        if !is_member {
+            if self.clients.len() >= self.config.max_clients {
+                return self.error(local, remote, req, 503, "server full");
+            }
+            let entry = self.pools.entry(pool.clone()).or_default();
+            if entry.members.len() >= 2 {
+                self.stats.dropped += 1;
+                return self.error(
+                    local,
+                    remote,
+                    req,
+                    409,
+                    "pool full: two peers are already paired in it",
+                );
+            }
+            entry.members.push(Member {
+                addr: remote,
+                name: name.clone(),
+                nat,
+                locals,
+                rtt,
+                last_seen: now,
+                info: None,
+            });
+            self.clients.insert(remote, pool.clone());
+            self.stats.registrations += 1;
+            self.event(ServerEvent::Registered {
+                pool: pool.clone(),
+                client: remote,
+                name,
+                nat,
+            });
+            if self.next_sweep.is_none() {
+                self.next_sweep = Some(after(now, SWEEP_INTERVAL));
+            }
+        } else if let Some(m) = self.member_mut(remote) {
+            m.last_seen = now;
+            m.nat = nat;
+            if rtt.is_some() {
+                m.rtt = rtt;
+            }
+        }
+
+        let mut ok = wire::message(
+            MessageClass::SuccessResponse,
+            req.method(),
+            req.transaction_id(),
+        );
+        ok.add_attribute(XorMappedAddress::new(remote));
+        self.reply(local, remote, ok);
+
+        let p = self.pools.get_mut(&pool).expect("pool exists");
+        if p.members.len() == 2 {
+            if p.pair_id.is_none() {
+                let id: [u8; 8] = self.rng.gen();
+                p.pair_id = Some(id);
+                let (a, b) = (p.members[0].addr, p.members[1].addr);
+                self.stats.pairs += 1;
+                self.event(ServerEvent::Paired {
+                    pool: pool.clone(),
+                    a,
+                    b,
+                });
+                self.schedule_pair_infos(&pool);
+            } else if is_member {
+                // A paired member registering again has not seen its PeerInfo: send it now.
+                self.schedule_info(remote, now);
+            }
+        }
+    }
+
+    /// Both members get their PeerInfo at once, except that the nearer one's copy is held back by half the
+    /// difference of the reported round trips, so that both copies arrive together.
+    fn schedule_pair_infos(&mut self, pool: &str) {
+        let now = self.now;
+        let members = &self.pools[pool].members;
+        let (a, b) = (&members[0], &members[1]);
+        let (da, db) = match (a.rtt, b.rtt) {
+            (Some(ra), Some(rb)) => {
+                let cap = Duration::from_millis(500);
+                if ra > rb {
+                    (Duration::ZERO, ((ra - rb) / 2).min(cap))
+                } else {
+                    (((rb - ra) / 2).min(cap), Duration::ZERO)
+                }
+            }
+            _ => (Duration::ZERO, Duration::ZERO),
+        };
+        let (aa, ba) = (a.addr, b.addr);
+        self.schedule_info(aa, after(now, da));
+        self.schedule_info(ba, after(now, db));
+    }
+
+    fn schedule_info(&mut self, addr: SocketAddr, at: Instant) {
+        let tid = TransactionId::new(self.rng.gen());
+        let Some(pool) = self.clients.get(&addr) else {
+            return;
+        };
+        let Some(p) = self.pools.get_mut(pool) else {
+            return;
+        };
+        if let Some(m) = p.members.iter_mut().find(|m| m.addr == addr) {
+            if let Some(old) = m.info.take() {
+                self.info_schedule.remove(&(old.next_send, addr));
+            }
+            m.info = Some(PendingInfo {
+                tid,
+                next_send: at,
+                rto: Duration::from_millis(250),
+                attempts: 0,
+            });
+            self.info_schedule.insert((at, addr));
+        }
+    }
+
+    fn send_info(&mut self, addr: SocketAddr) {
+        let now = self.now;
+        let listen = self.config.listen;
+        let Some(pool_name) = self.clients.get(&addr).cloned() else {
+            return;
+        };
+        let Some(pool) = self.pools.get_mut(&pool_name) else {
+            return;
+        };
+        let Some(pair_id) = pool.pair_id else {
+            return;
+        };
+        let Some(other) = pool.members.iter().find(|m| m.addr != addr).cloned() else {
+            return;
+        };
+        let Some(me) = pool.members.iter_mut().find(|m| m.addr == addr) else {
+            return;
+        };
+        let Some(info) = me.info.as_mut() else {
+            return;
+        };
+        info.attempts += 1;
+        let tid = info.tid;
+        if info.attempts < MAX_INFO_ATTEMPTS {
+            info.next_send = after(now, info.rto);
+            info.rto *= 2;
+            self.info_schedule.insert((info.next_send, addr));
+        } else {
+            me.info = None; // the member's own Register retransmission will ask again
+        }
+        let mut m = wire::message(MessageClass::Request, methods::peer_info(), tid);
+        m.add_attribute(wire::PairId(pair_id.to_vec()));
+        m.add_attribute(wire::PeerPublic(wire::encode_addr(other.addr)));
+        for l in &other.locals {
+            m.add_attribute(wire::PeerLocal(wire::encode_addr(*l)));
+        }
+        m.add_attribute(wire::PeerNat(other.nat.encode().to_vec()));
+        m.add_attribute(wire::PeerName(other.name.as_bytes().to_vec()));
+        m.add_attribute(XorMappedAddress::new(addr));
+        self.reply(listen, addr, m);
+    }
+
+    fn on_info_ack(&mut self, remote: SocketAddr, msg: &StunMessage) {
+        let now = self.now;
+        let Some(m) = self.member_mut(remote) else {
+            return self.drop_packet(remote, "PeerInfo answer from a stranger");
+        };
+        m.last_seen = now;
+        if m.info
+            .as_ref()
+            .is_some_and(|i| i.tid == msg.transaction_id())
+        {
+            let info = m.info.take().expect("checked");
+            if info.attempts < MAX_INFO_ATTEMPTS {
+                self.info_schedule.remove(&(info.next_send, remote));
+            }
+        }
+    }
+
+    fn on_relay(&mut self, remote: SocketAddr, msg: &StunMessage) {
+        let Some(pool) = self.clients.get(&remote) else {
+            return self.drop_packet(remote, "relay from a client that is not registered");
+        };
+        let Some(p) = self.pools.get(pool) else {
+            return self.drop_packet(remote, "relay: pool vanished");
+        };
+        let Some(pair_id) = p.pair_id else {
+            return self.drop_packet(remote, "relay before pairing");
+        };
+        let Some(other) = p.members.iter().find(|m| m.addr != remote).map(|m| m.addr) else {
+            return self.drop_packet(remote, "relay: no partner");
+        };
+        let Some(data) = wire::get::<wire::Data>(msg) else {
+            return self.drop_packet(remote, "relay without DATA");
+        };
+        if data.0.len() > self.config.max_relay_payload {
+            return self.drop_packet(remote, "relay DATA too large");
+        }
+        let mut fwd = wire::message(
+            MessageClass::Indication,
+            methods::relay(),
+            msg.transaction_id(),
+        );
+        fwd.add_attribute(wire::PairId(pair_id.to_vec()));
+        fwd.add_attribute(data.clone());
+        self.touch(remote);
+        self.stats.relayed += 1;
+        let listen = self.config.listen;
+        self.reply(listen, other, fwd);
+    }
+
+    fn on_leave(&mut self, remote: SocketAddr) {
+        if self.clients.contains_key(&remote) {
+            self.remove_member(remote, false);
+        } else {
+            self.drop_packet(remote, "leave from a client that is not registered");
+        }
+    }
+
+    /// Removes a member; its partner (if any) is told and goes back to waiting.
+    fn remove_member(&mut self, addr: SocketAddr, expired: bool) {
+        let Some(pool_name) = self.clients.remove(&addr) else {
+            return;
+        };
+        let Some(pool) = self.pools.get_mut(&pool_name) else {
+            return;
+        };
+        if let Some(m) = pool.members.iter().find(|m| m.addr == addr) {
+            if let Some(i) = &m.info {
+                self.info_schedule.remove(&(i.next_send, addr));
+            }
+        }
+        pool.members.retain(|m| m.addr != addr);
+        let pair_id = pool.pair_id.take();
+        let partner = pool.members.first().map(|m| m.addr);
+        if let Some(p) = pool.members.first_mut() {
+            if let Some(i) = p.info.take() {
+                self.info_schedule.remove(&(i.next_send, p.addr));
+            }
+        }
+        if pool.members.is_empty() {
+            self.pools.remove(&pool_name);
+        }
+        if let (Some(partner), Some(pair_id)) = (partner, pair_id) {
+            let tid = TransactionId::new(self.rng.gen());
+            let mut m = wire::message(MessageClass::Indication, methods::peer_info(), tid);
+            m.add_attribute(wire::PairId(pair_id.to_vec()));
+            let listen = self.config.listen;
+            self.reply(listen, partner, m);
+        }
+        if expired {
+            self.stats.expired += 1;
+            self.event(ServerEvent::Expired {
+                pool: pool_name,
+                client: addr,
+            });
+        } else {
+            self.event(ServerEvent::Left {
+                pool: pool_name,
+                client: addr,
+            });
+        }
+    }
+
+    fn sweep(&mut self) {
+        let now = self.now;
+        let timeout = self.config.member_timeout;
+        let stale: Vec<SocketAddr> = self
+            .pools
+            .values()
+            .flat_map(|p| p.members.iter())
+            .filter(|m| now.saturating_duration_since(m.last_seen) >= timeout)
+            .map(|m| m.addr)
+            .collect();
+        for addr in stale {
+            self.remove_member(addr, true);
+        }
+        self.next_sweep = if self.clients.is_empty() {
+            None
+        } else {
+            Some(after(now, SWEEP_INTERVAL))
+        };
+    }
+}
