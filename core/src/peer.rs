@@ -1,1 +1,925 @@
-//! (in progress)
+//! The peer: one socket for everything — Binding (or full NAT detection), registration, punching, relay and
+//! chat.
+//!
+//! Phases:
+//! 1. **Probe**: a Binding request to the server measures the round trip and the public address (or, with
+//!    [`PeerConfig::detect_nat`], the [`NatDetector`] runs its behaviour tests on this same socket).
+//! 2. **Register** with the pool, the NAT behaviour, the local addresses and the measured RTT. Both requests
+//!    are retransmitted RFC 5389-style (RTO 250 ms doubling, capped at 2 s) for at most
+//!    [`PeerConfig::server_timeout`] (default 9.5 s), then [`PeerError::ServerUnreachable`].
+//!    While waiting for a partner the Register is refreshed every 10 s.
+//! 3. **Punch**: on PeerInfo both sides ping (STUN request, pair id) the partner's public and local addresses
+//!    every 100 ms. A ping from an address not yet known (a peer-reflexive address, e.g. a symmetric NAT's new
+//!    port) is answered and pinged back at once. The first pong proves a direct path.
+//! 4. **Path**: direct as soon as a pong proves it; relay through the server if no direct path appears within
+//!    [`PeerConfig::punch_timeout`] (default 3 s), or at once when the decision table says direct is impossible
+//!    or with [`PeerConfig::relay_only`]. While on relay, a new punch round is tried every 35 s (after the
+//!    30 s Linux conntrack timeout has freed any tuple a stray packet reserved).
+//! 5. **Keepalive**: a ping every 5 s on the direct path (the path is declared lost after 12 s of silence:
+//!    back to relay and punch again), a Binding to the server every 15 s.
+//!
+//! Chat data rides on whichever path is current, in a [`ChatSession`].
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use stun_codec::rfc5389::attributes::{ErrorCode, XorMappedAddress};
+use stun_codec::{MessageClass, TransactionId};
+
+use crate::chat::{ChatEvent, ChatSession, SendError};
+use crate::detect::{DetectEvent, DetectorConfig, NatDetector, NatReport};
+use crate::nat::{strategy, NatBehaviour, Strategy};
+use crate::timer::{after, Timers};
+use crate::wire::{self, methods, PunchAttribute, StunMessage};
+use crate::Transmit;
+
+/// Peer settings; [`PeerConfig::new`] gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    pub server: SocketAddr,
+    pub pool: String,
+    pub name: String,
+    /// This socket's local addresses, sent to the partner (useful when both are behind the same NAT).
+    pub local_addrs: Vec<SocketAddr>,
+    /// Never try a direct path.
+    pub relay_only: bool,
+    /// Run the NAT behaviour tests (needs a server with an alternate address) before registering.
+    pub detect_nat: bool,
+    /// The behaviour to announce when detection is off.
+    pub nat: NatBehaviour,
+    pub seed: u64,
+    /// How long the server may stay silent before [`PeerError::ServerUnreachable`] (default 9.5 s).
+    pub server_timeout: Duration,
+    /// How long to punch before falling back to the relay (default 3 s).
+    pub punch_timeout: Duration,
+    /// Interval between pings while punching (default 100 ms).
+    pub ping_interval: Duration,
+    /// Keepalive on the direct path (default 5 s).
+    pub path_keepalive: Duration,
+    /// Silence after which the direct path is lost (default 12 s).
+    pub path_timeout: Duration,
+    /// Keepalive to the server (default 15 s; the server expires members after 60 s).
+    pub server_keepalive: Duration,
+    /// Between punch rounds while on relay (default 35 s).
+    pub retry_interval: Duration,
+}
+
+impl PeerConfig {
+    pub fn new(server: SocketAddr, pool: impl Into<String>) -> Self {
+        PeerConfig {
+            server,
+            pool: pool.into(),
+            name: String::new(),
+            local_addrs: Vec::new(),
+            relay_only: false,
+            detect_nat: false,
+            nat: NatBehaviour::UNKNOWN,
+            seed: 0,
+            server_timeout: Duration::from_millis(9_500),
+            punch_timeout: Duration::from_secs(3),
+            ping_interval: Duration::from_millis(100),
+            path_keepalive: Duration::from_secs(5),
+            path_timeout: Duration::from_secs(12),
+            server_keepalive: Duration::from_secs(15),
+            retry_interval: Duration::from_secs(35),
+        }
+    }
+}
+
+/// Which way chat data goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Path {
+    /// Straight to the partner at this address.
+    Direct(SocketAddr),
+    /// Through the server.
+    Relay,
+}
+
+/// Errors the application can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerError {
+    /// No answer from the server within [`PeerConfig::server_timeout`].
+    ServerUnreachable,
+    /// Two peers are already paired in this pool.
+    PoolFull,
+    /// The server refused the registration.
+    Rejected { code: u16, reason: String },
+}
+
+impl std::fmt::Display for PeerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerError::ServerUnreachable => write!(f, "server unreachable: no answer"),
+            PeerError::PoolFull => write!(f, "pool full: two peers are already chatting in it"),
+            PeerError::Rejected { code, reason } => {
+                write!(f, "server refused registration: {code} {reason}")
+            }
+        }
+    }
+}
+
+/// What the peer reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerEvent {
+    /// NAT detection finished (only with [`PeerConfig::detect_nat`]).
+    NatDetected(NatReport),
+    /// The server accepted the registration; `public_addr` is how it sees this socket.
+    Registered {
+        public_addr: SocketAddr,
+        server_rtt: Duration,
+    },
+    /// The server paired us with a partner.
+    Paired {
+        name: String,
+        public_addr: SocketAddr,
+        local_addrs: Vec<SocketAddr>,
+        nat: NatBehaviour,
+        strategy: Strategy,
+    },
+    /// The path was chosen or changed.
+    Path {
+        path: Path,
+        rtt: Duration,
+    },
+    /// A chat message from the partner (once, in order).
+    Message {
+        seq: u64,
+        text: String,
+    },
+    /// The partner acknowledged our message.
+    Acked {
+        seq: u64,
+    },
+    Error(PeerError),
+    /// The partner left or the server expired it.
+    Disconnected {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Detecting,
+    Probing,
+    Registering,
+    Waiting,
+    Paired,
+    Failed,
+    Closed,
+}
+
+/// A request to the server, retransmitted until answered or the deadline.
+#[derive(Debug)]
+struct ServerTxn {
+    tid: TransactionId,
+    payload: Vec<u8>,
+    first_sent: Instant,
+    rto: Duration,
+    attempts: u32,
+    deadline: Instant,
+}
+
+#[derive(Debug)]
+struct Pair {
+    id: [u8; 8],
+    name: String,
+    strategy: Strategy,
+    /// Addresses to ping: the partner's public and local addresses, plus peer-reflexive ones.
+    candidates: BTreeMap<SocketAddr, Candidate>,
+    path: Option<Path>,
+    last_direct_rx: Instant,
+    punching: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    proven: bool,
+}
+
+// Enum-indexed timers.
+const T_SERVER_TXN: usize = 0;
+const T_PING: usize = 1;
+const T_PUNCH_DEADLINE: usize = 2;
+const T_PATH_KEEPALIVE: usize = 3;
+const T_SERVER_KEEPALIVE: usize = 4;
+const T_REREGISTER: usize = 5;
+const T_RETRY: usize = 6;
+const N_TIMERS: usize = 7;
+
+const MAX_CANDIDATES: usize = 16;
+const MAX_PINGS: usize = 256;
+
+/// The peer state machine. See the module and crate docs.
+#[derive(Debug)]
+pub struct Peer {
+    config: PeerConfig,
+    phase: Phase,
+    rng: SmallRng,
+    now: Instant,
+    timers: Timers<N_TIMERS>,
+    txn: Option<ServerTxn>,
+    detector: Option<NatDetector>,
+    nat: NatBehaviour,
+    server_rtt: Option<Duration>,
+    public_addr: Option<SocketAddr>,
+    pair: Option<Pair>,
+    /// Outstanding pings: transaction id -> (sent at, destination).
+    pings: BTreeMap<[u8; 12], (Instant, SocketAddr)>,
+    chat: ChatSession,
+    out: VecDeque<Transmit>,
+    events: VecDeque<PeerEvent>,
+}
+
+crate::impl_machine!(Peer, PeerEvent);
+
+impl Peer {
+    pub fn new(config: PeerConfig, now: Instant) -> Self {
+        let mut peer = Peer {
+            rng: SmallRng::seed_from_u64(config.seed),
+            nat: config.nat,
+            phase: Phase::Probing,
+            now,
+            timers: Timers::default(),
+            txn: None,
+            detector: None,
+            server_rtt: None,
+            public_addr: None,
+            pair: None,
+            pings: BTreeMap::new(),
+            chat: ChatSession::new(),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            config,
+        };
+        if peer.config.detect_nat {
+            peer.phase = Phase::Detecting;
+            let mut dc = DetectorConfig::new(peer.config.server);
+            dc.local_addrs = peer.config.local_addrs.clone();
+            dc.seed = peer.rng.gen();
+            peer.detector = Some(NatDetector::new(dc, now));
+            peer.pump_detector();
+        } else {
+            let m = wire::message(MessageClass::Request, methods::binding(), peer.new_tid());
+            peer.start_txn(m);
+        }
+        peer
+    }
+
+    /// Queues a chat message; it is sent once a path exists and retransmitted until acknowledged.
+    pub fn send_message(&mut self, now: Instant, text: &str) -> Result<u64, SendError> {
+        self.advance(now);
+        let r = self.chat.send(self.now, text);
+        self.pump_chat();
+        r
+    }
+
+    /// Leaves the pool (tells the server) and stops.
+    pub fn close(&mut self, now: Instant) {
+        self.advance(now);
+        if matches!(
+            self.phase,
+            Phase::Waiting | Phase::Paired | Phase::Registering
+        ) {
+            let mut m = wire::message(
+                MessageClass::Indication,
+                methods::register(),
+                self.new_tid(),
+            );
+            m.add_attribute(wire::Pool(self.config.pool.as_bytes().to_vec()));
+            self.send_to(self.config.server, wire::encode(m));
+        }
+        self.phase = Phase::Closed;
+        self.timers = Timers::default();
+        self.txn = None;
+    }
+
+    /// Every message handed to `send_message` was acknowledged.
+    pub fn all_acked(&self) -> bool {
+        self.chat.all_acked()
+    }
+
+    /// Messages not yet acknowledged.
+    pub fn unacked(&self) -> usize {
+        self.chat.unacked()
+    }
+
+    /// The current path, if paired.
+    pub fn path(&self) -> Option<Path> {
+        self.pair.as_ref().and_then(|p| p.path)
+    }
+
+    /// The NAT behaviour this peer announces.
+    pub fn nat(&self) -> NatBehaviour {
+        self.nat
+    }
+
+    /// The peer gave up (server unreachable, pool full) or was closed.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase, Phase::Failed | Phase::Closed)
+    }
+
+    pub fn handle_input(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) {
+        self.advance(now);
+        if matches!(self.phase, Phase::Closed) {
+            return;
+        }
+        if let Some(d) = self.detector.as_mut() {
+            if d.handle_input(self.now, local, remote, data) {
+                self.pump_detector();
+                return;
+            }
+        }
+        match wire::kind(data) {
+            wire::Kind::Data => self.on_direct_data(remote, data),
+            wire::Kind::Stun => {
+                if let Some(m) = wire::decode(data) {
+                    self.on_stun(remote, m);
+                }
+            }
+            _ => {}
+        }
+        self.pump_chat();
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        let now = self.now;
+        if let Some(d) = self.detector.as_mut() {
+            d.handle_timeout(now);
+            self.pump_detector();
+        }
+        let due: Vec<usize> = self.timers.expire(now).collect();
+        for t in due {
+            match t {
+                T_SERVER_TXN => self.on_txn_timer(),
+                T_PING => self.send_pings(),
+                T_PUNCH_DEADLINE => self.on_punch_deadline(),
+                T_PATH_KEEPALIVE => self.on_path_keepalive(),
+                T_SERVER_KEEPALIVE => self.on_server_keepalive(),
+                T_REREGISTER => {
+                    if self.phase == Phase::Waiting {
+                        let m = self.register_message();
+                        self.send_to(self.config.server, wire::encode(m));
+                        self.timers
+                            .set(T_REREGISTER, after(now, Duration::from_secs(10)));
+                    }
+                }
+                T_RETRY => self.start_punch_round(),
+                _ => {}
+            }
+        }
+        self.chat.handle_timeout(now);
+        self.pump_chat();
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let d = self.detector.as_ref().and_then(|d| d.poll_timeout());
+        [self.timers.next(), self.chat.poll_timeout(), d]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub fn poll_event(&mut self) -> Option<PeerEvent> {
+        self.events.pop_front()
+    }
+
+    // ---- internals ----
+
+    fn advance(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    fn new_tid(&mut self) -> TransactionId {
+        TransactionId::new(self.rng.gen())
+    }
+
+    fn send_to(&mut self, destination: SocketAddr, payload: Vec<u8>) {
+        self.out.push_back(Transmit {
+            source: None,
+            destination,
+            payload,
+        });
+    }
+
+    fn fail(&mut self, e: PeerError) {
+        self.events.push_back(PeerEvent::Error(e));
+        self.phase = Phase::Failed;
+        self.timers = Timers::default();
+        self.txn = None;
+    }
+
+    fn pump_detector(&mut self) {
+        let Some(d) = self.detector.as_mut() else {
+            return;
+        };
+        let mut sends = Vec::new();
+        while let Some(t) = d.poll_transmit() {
+            sends.push(t);
+        }
+        let mut report = None;
+        while let Some(e) = d.poll_event() {
+            if let DetectEvent::Done(r) = e {
+                report = Some(r);
+            }
+        }
+        self.out.extend(sends);
+        if let Some(r) = report {
+            self.detector = None;
+            self.events.push_back(PeerEvent::NatDetected(r.clone()));
+            if r.server_unreachable {
+                return self.fail(PeerError::ServerUnreachable);
+            }
+            self.nat = r.behaviour;
+            self.server_rtt = r.server_rtt;
+            self.public_addr = r.public_addr;
+            self.phase = Phase::Registering;
+            let m = self.register_message();
+            self.start_txn(m);
+        }
+    }
+
+    fn register_message(&mut self) -> StunMessage {
+        let mut m = wire::message(MessageClass::Request, methods::register(), self.new_tid());
+        m.add_attribute(wire::Pool(self.config.pool.as_bytes().to_vec()));
+        m.add_attribute(wire::Name(self.config.name.as_bytes().to_vec()));
+        m.add_attribute(wire::Nat(self.nat.encode().to_vec()));
+        for l in self.config.local_addrs.iter().take(8) {
+            m.add_attribute(wire::LocalAddr(wire::encode_addr(*l)));
+        }
+        if let Some(rtt) = self.server_rtt {
+            let us = rtt.as_micros().min(u32::MAX as u128) as u32;
+            m.add_attribute(wire::Rtt(us.to_be_bytes().to_vec()));
+        }
+        m
+    }
+
+    fn start_txn(&mut self, m: StunMessage) {
+        let now = self.now;
+        let tid = m.transaction_id();
+        let payload = wire::encode(m);
+        self.send_to(self.config.server, payload.clone());
+        let rto = Duration::from_millis(250);
+        self.txn = Some(ServerTxn {
+            tid,
+            payload,
+            first_sent: now,
+            rto,
+            attempts: 1,
+            deadline: after(now, self.config.server_timeout),
+        });
+        self.timers.set(T_SERVER_TXN, after(now, rto));
+    }
+
+    fn on_txn_timer(&mut self) {
+        let now = self.now;
+        let Some(txn) = self.txn.as_mut() else {
+            return;
+        };
+        if now >= txn.deadline {
+            return self.fail(PeerError::ServerUnreachable);
+        }
+        txn.attempts += 1;
+        txn.rto = (txn.rto * 2).min(Duration::from_secs(2));
+        let next = after(now, txn.rto).min(txn.deadline);
+        let payload = txn.payload.clone();
+        self.timers.set(T_SERVER_TXN, next);
+        self.send_to(self.config.server, payload);
+    }
+
+    /// Takes the answer to the outstanding server transaction, with the measured RTT (Karn: only when the
+    /// request was sent once).
+    fn take_txn(&mut self, m: &StunMessage) -> Option<Option<Duration>> {
+        let txn = self.txn.as_ref()?;
+        if txn.tid != m.transaction_id() {
+            return None;
+        }
+        let txn = self.txn.take().expect("checked");
+        self.timers.stop(T_SERVER_TXN);
+        Some((txn.attempts == 1).then(|| self.now.saturating_duration_since(txn.first_sent)))
+    }
+
+    fn on_stun(&mut self, remote: SocketAddr, m: StunMessage) {
+        let method = m.method();
+        let class = m.class();
+        if remote == self.config.server {
+            if method == methods::binding() && class == MessageClass::SuccessResponse {
+                return self.on_binding_response(&m);
+            }
+            if method == methods::register() {
+                return self.on_register_response(&m);
+            }
+            if method == methods::peer_info() && class == MessageClass::Request {
+                return self.on_peer_info(&m);
+            }
+            if method == methods::peer_info() && class == MessageClass::Indication {
+                return self.on_peer_left(&m);
+            }
+            if method == methods::relay() && class == MessageClass::Indication {
+                return self.on_relay(&m);
+            }
+        }
+        if method == methods::ping() {
+            match class {
+                MessageClass::Request => self.on_ping(remote, &m),
+                MessageClass::SuccessResponse => self.on_pong(remote, &m),
+                _ => {}
+            }
+        }
+    }
+
+    fn on_binding_response(&mut self, m: &StunMessage) {
+        if self.phase != Phase::Probing {
+            return; // a keepalive answer
+        }
+        let Some(rtt) = self.take_txn(m) else {
+            return;
+        };
+        self.server_rtt = rtt;
+        self.public_addr = wire::get::<XorMappedAddress>(m).map(|a| a.address());
+        if self.nat.behind_nat.is_none() {
+            if let Some(p) = self.public_addr {
+                self.nat.behind_nat = Some(!self.config.local_addrs.contains(&p));
+            }
+        }
+        self.phase = Phase::Registering;
+        let r = self.register_message();
+        self.start_txn(r);
+    }
+
+    fn on_register_response(&mut self, m: &StunMessage) {
+        if self.phase != Phase::Registering {
+            return; // answer to a refresh
+        }
+        let Some(rtt) = self.take_txn(m) else {
+            return;
+        };
+        if self.server_rtt.is_none() {
+            self.server_rtt = rtt;
+        }
+        match m.class() {
+            MessageClass::SuccessResponse => {
+                let public = wire::get::<XorMappedAddress>(m).map(|a| a.address());
+                let public = public.or(self.public_addr).unwrap_or(self.config.server);
+                self.public_addr = Some(public);
+                self.phase = Phase::Waiting;
+                let server_rtt = self.server_rtt.unwrap_or(Duration::from_millis(100));
+                self.events.push_back(PeerEvent::Registered {
+                    public_addr: public,
+                    server_rtt,
+                });
+                self.timers
+                    .set(T_REREGISTER, after(self.now, Duration::from_secs(10)));
+                self.timers.set(
+                    T_SERVER_KEEPALIVE,
+                    after(self.now, self.config.server_keepalive),
+                );
+            }
+            MessageClass::ErrorResponse => {
+                let (code, reason) = wire::get::<ErrorCode>(m)
+                    .map(|e| (e.code(), e.reason_phrase().to_owned()))
+                    .unwrap_or((500, "no reason given".into()));
+                if code == 409 {
+                    self.fail(PeerError::PoolFull)
+                } else {
+                    self.fail(PeerError::Rejected { code, reason })
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn pair_id(m: &StunMessage) -> Option<[u8; 8]> {
+        wire::get::<wire::PairId>(m).and_then(|p| <[u8; 8]>::try_from(p.0.as_slice()).ok())
+    }
+
+    fn on_peer_info(&mut self, m: &StunMessage) {
+        // Always answer, so the server stops retransmitting.
+        let ack = wire::message(
+            MessageClass::SuccessResponse,
+            methods::peer_info(),
+            m.transaction_id(),
+        );
+        self.send_to(self.config.server, wire::encode(ack));
+        if !matches!(
+            self.phase,
+            Phase::Waiting | Phase::Registering | Phase::Paired
+        ) {
+            return;
+        }
+        let (Some(id), Some(public)) = (
+            Self::pair_id(m),
+            wire::get::<wire::PeerPublic>(m).and_then(|a| wire::decode_addr(&a.0)),
+        ) else {
+            return;
+        };
+        if self.pair.as_ref().is_some_and(|p| p.id == id) {
+            return; // a retransmission
+        }
+        if self.phase == Phase::Registering {
+            self.txn = None;
+            self.timers.stop(T_SERVER_TXN);
+        }
+        let locals: Vec<SocketAddr> = m
+            .attributes()
+            .filter_map(|a| match a {
+                PunchAttribute::PeerLocal(l) => wire::decode_addr(&l.0),
+                _ => None,
+            })
+            .take(8)
+            .collect();
+        let nat = wire::get::<wire::PeerNat>(m)
+            .and_then(|n| NatBehaviour::decode(&n.0))
+            .unwrap_or_default();
+        let name = wire::get::<wire::PeerName>(m)
+            .and_then(|n| wire::text(&n.0, 64))
+            .unwrap_or_default();
+        let strategy = if self.config.relay_only {
+            Strategy::Relay
+        } else {
+            strategy(&self.nat, &nat)
+        };
+        let mut candidates = BTreeMap::new();
+        candidates.insert(public, Candidate { proven: false });
+        for l in &locals {
+            if *l != public && Some(*l) != self.public_addr {
+                candidates.insert(*l, Candidate { proven: false });
+            }
+        }
+        self.phase = Phase::Paired;
+        self.timers.stop(T_REREGISTER);
+        self.pair = Some(Pair {
+            id,
+            name: name.clone(),
+            strategy,
+            candidates,
+            path: None,
+            last_direct_rx: self.now,
+            punching: false,
+        });
+        self.events.push_back(PeerEvent::Paired {
+            name,
+            public_addr: public,
+            local_addrs: locals,
+            nat,
+            strategy,
+        });
+        if strategy == Strategy::Relay {
+            self.choose_path(
+                Path::Relay,
+                self.server_rtt.unwrap_or(Duration::from_millis(100)),
+            );
+        } else {
+            self.start_punch_round();
+        }
+    }
+
+    fn on_peer_left(&mut self, m: &StunMessage) {
+        let Some(pair) = self.pair.as_ref() else {
+            return;
+        };
+        if Self::pair_id(m) != Some(pair.id) {
+            return;
+        }
+        let name = pair.name.clone();
+        self.pair = None;
+        self.phase = Phase::Closed;
+        self.timers = Timers::default();
+        self.chat
+            .set_active(self.now, false, Duration::from_millis(100));
+        self.events.push_back(PeerEvent::Disconnected {
+            reason: format!("peer {name:?} left or timed out"),
+        });
+    }
+
+    fn start_punch_round(&mut self) {
+        let now = self.now;
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        if pair.strategy == Strategy::Relay || matches!(pair.path, Some(Path::Direct(_))) {
+            return;
+        }
+        pair.punching = true;
+        self.timers
+            .set(T_PUNCH_DEADLINE, after(now, self.config.punch_timeout));
+        self.send_pings();
+    }
+
+    /// One ping to every candidate while punching; re-armed every `ping_interval`.
+    fn send_pings(&mut self) {
+        let Some(pair) = self.pair.as_ref() else {
+            return;
+        };
+        if !pair.punching {
+            return;
+        }
+        let targets: Vec<SocketAddr> = pair.candidates.keys().copied().collect();
+        for t in targets {
+            self.ping(t);
+        }
+        self.timers
+            .set(T_PING, after(self.now, self.config.ping_interval));
+    }
+
+    fn ping(&mut self, to: SocketAddr) {
+        let Some(pair) = self.pair.as_ref() else {
+            return;
+        };
+        let id = pair.id;
+        let tid = self.new_tid();
+        let mut m = wire::message(MessageClass::Request, methods::ping(), tid);
+        m.add_attribute(wire::PairId(id.to_vec()));
+        if self.pings.len() >= MAX_PINGS {
+            self.pings.pop_first();
+        }
+        self.pings.insert(*tid.as_bytes(), (self.now, to));
+        self.send_to(to, wire::encode(m));
+    }
+
+    fn on_ping(&mut self, remote: SocketAddr, m: &StunMessage) {
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        if Self::pair_id(m) != Some(pair.id) {
+            return;
+        }
+        let id = pair.id;
+        pair.last_direct_rx = self.now;
+        let new = !pair.candidates.contains_key(&remote);
+        if new && pair.candidates.len() < MAX_CANDIDATES {
+            pair.candidates.insert(remote, Candidate { proven: false });
+        }
+        let punching = pair.punching;
+        let mut pong = wire::message(
+            MessageClass::SuccessResponse,
+            methods::ping(),
+            m.transaction_id(),
+        );
+        pong.add_attribute(wire::PairId(id.to_vec()));
+        pong.add_attribute(XorMappedAddress::new(remote));
+        self.send_to(remote, wire::encode(pong));
+        // A triggered check: ping back at once, so the path is proven in both directions.
+        if new || (punching && self.path().is_none_or(|p| p == Path::Relay)) {
+            self.ping(remote);
+        }
+    }
+
+    fn on_pong(&mut self, remote: SocketAddr, m: &StunMessage) {
+        let Some((sent, to)) = self.pings.remove(m.transaction_id().as_bytes()) else {
+            return;
+        };
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        if Self::pair_id(m) != Some(pair.id) || to != remote {
+            return;
+        }
+        let rtt = self.now.saturating_duration_since(sent);
+        pair.last_direct_rx = self.now;
+        pair.candidates.insert(remote, Candidate { proven: true });
+        match pair.path {
+            Some(Path::Direct(a)) if a == remote => {}
+            Some(Path::Direct(_)) => {} // keep the first proven path
+            _ => {
+                pair.punching = false;
+                self.timers.stop(T_PING);
+                self.timers.stop(T_PUNCH_DEADLINE);
+                self.timers.stop(T_RETRY);
+                self.choose_path(Path::Direct(remote), rtt);
+                self.timers.set(
+                    T_PATH_KEEPALIVE,
+                    after(self.now, self.config.path_keepalive),
+                );
+            }
+        }
+    }
+
+    fn choose_path(&mut self, path: Path, rtt: Duration) {
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        pair.path = Some(path);
+        self.chat.set_active(self.now, false, rtt);
+        self.chat.set_active(self.now, true, rtt);
+        self.events.push_back(PeerEvent::Path { path, rtt });
+    }
+
+    fn on_punch_deadline(&mut self) {
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        pair.punching = false;
+        self.timers.stop(T_PING);
+        if pair.path != Some(Path::Relay) {
+            let rtt = self.server_rtt.unwrap_or(Duration::from_millis(100)) * 2;
+            self.choose_path(Path::Relay, rtt);
+        }
+        self.timers
+            .set(T_RETRY, after(self.now, self.config.retry_interval));
+    }
+
+    fn on_path_keepalive(&mut self) {
+        let now = self.now;
+        let timeout = self.config.path_timeout;
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        let Some(Path::Direct(addr)) = pair.path else {
+            return;
+        };
+        if now.saturating_duration_since(pair.last_direct_rx) >= timeout {
+            // The direct path went silent (e.g. a NAT mapping expired): relay, and punch again.
+            pair.candidates.values_mut().for_each(|c| c.proven = false);
+            let rtt = self.server_rtt.unwrap_or(Duration::from_millis(100)) * 2;
+            self.choose_path(Path::Relay, rtt);
+            self.start_punch_round();
+            return;
+        }
+        self.ping(addr);
+        self.timers
+            .set(T_PATH_KEEPALIVE, after(now, self.config.path_keepalive));
+    }
+
+    fn on_server_keepalive(&mut self) {
+        if matches!(self.phase, Phase::Waiting | Phase::Paired) {
+            let m = wire::message(MessageClass::Request, methods::binding(), self.new_tid());
+            self.send_to(self.config.server, wire::encode(m));
+            self.timers.set(
+                T_SERVER_KEEPALIVE,
+                after(self.now, self.config.server_keepalive),
+            );
+        }
+    }
+
+    fn on_relay(&mut self, m: &StunMessage) {
+        let Some(pair) = self.pair.as_ref() else {
+            return;
+        };
+        if Self::pair_id(m) != Some(pair.id) {
+            return;
+        }
+        if let Some(d) = wire::get::<wire::Data>(m) {
+            let frame = d.0.clone();
+            self.chat.handle_input(self.now, &frame);
+        }
+    }
+
+    fn on_direct_data(&mut self, _remote: SocketAddr, data: &[u8]) {
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        if data.len() < 9 || data[1..9] != pair.id {
+            return;
+        }
+        pair.last_direct_rx = self.now;
+        self.chat.handle_input(self.now, &data[9..]);
+    }
+
+    /// Moves chat frames onto the current path and chat events into peer events.
+    fn pump_chat(&mut self) {
+        while let Some(e) = self.chat.poll_event() {
+            self.events.push_back(match e {
+                ChatEvent::Message { seq, text } => PeerEvent::Message { seq, text },
+                ChatEvent::Acked { seq } => PeerEvent::Acked { seq },
+            });
+        }
+        let Some(pair) = self.pair.as_ref() else {
+            return;
+        };
+        let (id, path) = (pair.id, pair.path);
+        while let Some(frame) = self.chat.poll_transmit() {
+            match path {
+                Some(Path::Direct(addr)) => {
+                    let mut d = Vec::with_capacity(frame.len() + 9);
+                    d.push(wire::DATA_TAG);
+                    d.extend(id);
+                    d.extend(frame);
+                    self.send_to(addr, d);
+                }
+                Some(Path::Relay) => {
+                    let mut m =
+                        wire::message(MessageClass::Indication, methods::relay(), self.new_tid());
+                    m.add_attribute(wire::PairId(id.to_vec()));
+                    m.add_attribute(wire::Data(frame));
+                    self.send_to(self.config.server, wire::encode(m));
+                }
+                None => {}
+            }
+        }
+    }
+}

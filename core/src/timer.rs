@@ -22,9 +22,6 @@ impl<const N: usize> Timers<N> {
     pub fn stop(&mut self, index: usize) {
         self.deadlines[index] = None;
     }
-    pub fn get(&self, index: usize) -> Option<Instant> {
-        self.deadlines[index]
-    }
     /// Deadlines that are due at `now`, cleared as they are returned.
     pub fn expire(&mut self, now: Instant) -> impl Iterator<Item = usize> + '_ {
         self.deadlines
