@@ -1,0 +1,326 @@
+//! End-to-end core tests over an in-memory network stepped in virtual time (no sockets, no sleeps).
+//! The network is deliberately simple (fixed one-way latency, optional drop filter, no NAT); the `sim` crate
+//! has the RFC 4787 NATs.
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use punch_core::peer::{Path, Peer, PeerConfig, PeerError, PeerEvent};
+use punch_core::server::{Server, ServerConfig};
+use punch_core::{wire, Transmit};
+
+enum Node {
+    Server(Server),
+    Peer(Box<Peer>),
+}
+
+struct Net {
+    start: Instant,
+    now: Instant,
+    latency: Duration,
+    nodes: BTreeMap<SocketAddr, Node>,
+    /// (deliver at, seq, from, to, payload)
+    in_flight: VecDeque<(Instant, u64, SocketAddr, SocketAddr, Vec<u8>)>,
+    seq: u64,
+    trace: Vec<String>,
+    events: BTreeMap<SocketAddr, Vec<PeerEvent>>,
+    /// Drop datagrams for which this returns true.
+    drop: Box<dyn Fn(SocketAddr, SocketAddr, &[u8]) -> bool>,
+}
+
+const SERVER: &str = "203.0.113.1:3478";
+const A: &str = "198.51.100.10:40000";
+const B: &str = "198.51.100.20:50000";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+impl Net {
+    fn new(latency_ms: u64) -> Net {
+        #[allow(clippy::disallowed_methods)]
+        let start = Instant::now();
+        let mut net = Net {
+            start,
+            now: start,
+            latency: Duration::from_millis(latency_ms),
+            nodes: BTreeMap::new(),
+            in_flight: VecDeque::new(),
+            seq: 0,
+            trace: Vec::new(),
+            events: BTreeMap::new(),
+            drop: Box::new(|_, _, _| false),
+        };
+        let s = Server::new(ServerConfig::new(addr(SERVER)), start);
+        net.nodes.insert(addr(SERVER), Node::Server(s));
+        net
+    }
+
+    fn add_peer(&mut self, at: &str, pool: &str, relay_only: bool, seed: u64) {
+        let mut c = PeerConfig::new(addr(SERVER), pool);
+        c.name = at.to_string();
+        c.local_addrs = vec![addr(at)];
+        c.relay_only = relay_only;
+        c.seed = seed;
+        let p = Peer::new(c, self.now);
+        self.nodes.insert(addr(at), Node::Peer(Box::new(p)));
+        self.drain(addr(at));
+    }
+
+    fn peer(&mut self, at: &str) -> &mut Peer {
+        match self.nodes.get_mut(&addr(at)) {
+            Some(Node::Peer(p)) => p,
+            _ => panic!("no peer at {at}"),
+        }
+    }
+
+    fn ms(&self) -> f64 {
+        self.now.duration_since(self.start).as_secs_f64() * 1000.0
+    }
+
+    fn drain(&mut self, at: SocketAddr) {
+        let mut sends: Vec<Transmit> = Vec::new();
+        let mut evs = Vec::new();
+        match self.nodes.get_mut(&at).unwrap() {
+            Node::Server(s) => {
+                while let Some(t) = s.poll_transmit() {
+                    sends.push(t);
+                }
+                while s.poll_event().is_some() {}
+            }
+            Node::Peer(p) => {
+                while let Some(t) = p.poll_transmit() {
+                    sends.push(t);
+                }
+                while let Some(e) = p.poll_event() {
+                    evs.push(e);
+                }
+            }
+        }
+        for e in evs {
+            self.trace
+                .push(format!("{:>8.1}ms {at} event {e:?}", self.ms()));
+            self.events.entry(at).or_default().push(e);
+        }
+        for t in sends {
+            let from = t.source.unwrap_or(at);
+            if (self.drop)(from, t.destination, &t.payload) {
+                self.trace.push(format!(
+                    "{:>8.1}ms {from} -> {} DROPPED {}",
+                    self.ms(),
+                    t.destination,
+                    wire::describe(&t.payload)
+                ));
+                continue;
+            }
+            self.seq += 1;
+            self.in_flight.push_back((
+                self.now + self.latency,
+                self.seq,
+                from,
+                t.destination,
+                t.payload,
+            ));
+        }
+    }
+
+    /// Runs until `until` of virtual time has passed.
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        for _ in 0..1_000_000 {
+            let next_timer = self
+                .nodes
+                .iter()
+                .filter_map(|(a, n)| {
+                    match n {
+                        Node::Server(s) => s.poll_timeout(),
+                        Node::Peer(p) => p.poll_timeout(),
+                    }
+                    .map(|t| (t, *a))
+                })
+                .min();
+            let next_packet = self.in_flight.iter().map(|p| (p.0, p.1)).min();
+            let t_timer = next_timer.map(|t| t.0);
+            let t_pkt = next_packet.map(|p| p.0);
+            let next = [t_timer, t_pkt].into_iter().flatten().min();
+            let Some(next) = next.filter(|t| *t <= end) else {
+                self.now = end;
+                return;
+            };
+            assert!(next >= self.now, "time went backwards");
+            self.now = next;
+            if t_pkt == Some(next) {
+                let (_, seq) = next_packet.unwrap();
+                let i = self.in_flight.iter().position(|p| p.1 == seq).unwrap();
+                let (_, _, from, to, payload) = self.in_flight.remove(i).unwrap();
+                self.trace.push(format!(
+                    "{:>8.1}ms {from} -> {to} {}",
+                    self.ms(),
+                    wire::describe(&payload)
+                ));
+                let now = self.now;
+                match self.nodes.get_mut(&to) {
+                    Some(Node::Server(s)) => s.handle_input(now, to, from, &payload),
+                    Some(Node::Peer(p)) => p.handle_input(now, to, from, &payload),
+                    None => continue,
+                }
+                self.drain(to);
+            } else {
+                let (_, at) = next_timer.unwrap();
+                let now = self.now;
+                match self.nodes.get_mut(&at).unwrap() {
+                    Node::Server(s) => s.handle_timeout(now),
+                    Node::Peer(p) => p.handle_timeout(now),
+                }
+                self.drain(at);
+                // No busy loop: after handling, the deadline must have moved past now.
+                let again = match self.nodes.get(&at).unwrap() {
+                    Node::Server(s) => s.poll_timeout(),
+                    Node::Peer(p) => p.poll_timeout(),
+                };
+                assert!(again.is_none_or(|t| t > now), "stale deadline at {at}");
+            }
+        }
+        panic!("runaway simulation");
+    }
+
+    fn type_line(&mut self, at: &str, text: &str) {
+        let now = self.now;
+        self.peer(at).send_message(now, text).unwrap();
+        self.drain(addr(at));
+    }
+
+    fn messages(&self, at: &str) -> Vec<String> {
+        self.events
+            .get(&addr(at))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| match e {
+                PeerEvent::Message { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn last_path(&self, at: &str) -> Option<Path> {
+        self.events
+            .get(&addr(at))?
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                PeerEvent::Path { path, .. } => Some(*path),
+                _ => None,
+            })
+    }
+}
+
+fn chat(net: &mut Net) {
+    net.run_for(Duration::from_secs(1));
+    for i in 0..3 {
+        net.type_line(A, &format!("a{i}"));
+        net.type_line(B, &format!("b{i}"));
+    }
+    net.run_for(Duration::from_secs(5));
+}
+
+#[test]
+fn two_peers_pair_punch_and_chat_directly() {
+    let mut net = Net::new(10);
+    net.add_peer(A, "lobby", false, 1);
+    net.run_for(Duration::from_millis(500));
+    net.add_peer(B, "lobby", false, 2);
+    chat(&mut net);
+    assert_eq!(net.messages(A), vec!["b0", "b1", "b2"]);
+    assert_eq!(net.messages(B), vec!["a0", "a1", "a2"]);
+    assert_eq!(net.last_path(A), Some(Path::Direct(addr(B))));
+    assert_eq!(net.last_path(B), Some(Path::Direct(addr(A))));
+    assert!(net.peer(A).all_acked() && net.peer(B).all_acked());
+    insta::assert_snapshot!("register_pair_punch_chat", net.trace.join("\n"));
+}
+
+#[test]
+fn relay_only_peers_chat_through_the_server() {
+    let mut net = Net::new(10);
+    net.add_peer(A, "lobby", true, 1);
+    net.add_peer(B, "lobby", true, 2);
+    chat(&mut net);
+    assert_eq!(net.messages(A), vec!["b0", "b1", "b2"]);
+    assert_eq!(net.messages(B), vec!["a0", "a1", "a2"]);
+    assert_eq!(net.last_path(A), Some(Path::Relay));
+    assert!(net.peer(A).all_acked() && net.peer(B).all_acked());
+}
+
+#[test]
+fn blocked_direct_path_falls_back_to_relay() {
+    let mut net = Net::new(10);
+    // Drop everything between the peers: only the server is reachable.
+    net.drop = Box::new(|from, to, _| from != addr(SERVER) && to != addr(SERVER));
+    net.add_peer(A, "lobby", false, 1);
+    net.add_peer(B, "lobby", false, 2);
+    net.run_for(Duration::from_secs(4));
+    for i in 0..3 {
+        net.type_line(A, &format!("a{i}"));
+    }
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.last_path(A), Some(Path::Relay));
+    assert_eq!(net.messages(B), vec!["a0", "a1", "a2"]);
+}
+
+#[test]
+fn lossy_network_delivers_every_message_once_in_order() {
+    let mut net = Net::new(20);
+    // Drop every third datagram (deterministic), whatever it is.
+    let counter = std::cell::Cell::new(0u32);
+    net.drop = Box::new(move |_, _, _| {
+        counter.set(counter.get() + 1);
+        counter.get() % 3 == 0
+    });
+    net.add_peer(A, "lobby", false, 1);
+    net.add_peer(B, "lobby", false, 2);
+    net.run_for(Duration::from_secs(2));
+    let sent: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+    for m in &sent {
+        net.type_line(A, m);
+    }
+    net.run_for(Duration::from_secs(20));
+    assert_eq!(net.messages(B), sent);
+    assert!(net.peer(A).all_acked());
+}
+
+#[test]
+fn third_client_gets_pool_full_and_silent_server_is_reported() {
+    let mut net = Net::new(5);
+    net.add_peer(A, "lobby", false, 1);
+    net.add_peer(B, "lobby", false, 2);
+    net.add_peer("198.51.100.30:1234", "lobby", false, 3);
+    net.run_for(Duration::from_secs(1));
+    let evs = &net.events[&addr("198.51.100.30:1234")];
+    assert!(
+        evs.contains(&PeerEvent::Error(PeerError::PoolFull)),
+        "{evs:?}"
+    );
+
+    let mut net = Net::new(5);
+    net.drop = Box::new(|_, to, _| to == addr(SERVER));
+    net.add_peer(A, "lobby", false, 1);
+    net.run_for(Duration::from_secs(9));
+    assert!(!net.peer(A).is_finished());
+    net.run_for(Duration::from_secs(1));
+    assert!(net.peer(A).is_finished());
+    assert!(net.events[&addr(A)].contains(&PeerEvent::Error(PeerError::ServerUnreachable)));
+}
+
+#[test]
+fn peer_leaving_disconnects_the_other() {
+    let mut net = Net::new(5);
+    net.add_peer(A, "lobby", false, 1);
+    net.add_peer(B, "lobby", false, 2);
+    net.run_for(Duration::from_secs(1));
+    let now = net.now;
+    net.peer(A).close(now);
+    net.drain(addr(A));
+    net.run_for(Duration::from_secs(1));
+    assert!(net.events[&addr(B)]
+        .iter()
+        .any(|e| matches!(e, PeerEvent::Disconnected { .. })));
+}
