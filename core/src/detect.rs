@@ -95,3 +95,22 @@ impl NatDetector {
         self.report.clone().map(DetectEvent::Done)
     }
 }
+
+impl crate::Machine for NatDetector {
+    type Event = DetectEvent;
+    fn handle_input(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        NatDetector::handle_input(self, now, local, remote, data);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        NatDetector::handle_timeout(self, now)
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        NatDetector::poll_transmit(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        NatDetector::poll_timeout(self)
+    }
+    fn poll_event(&mut self) -> Option<DetectEvent> {
+        NatDetector::poll_event(self)
+    }
+}
