@@ -364,13 +364,11 @@ impl Peer {
                 T_PUNCH_DEADLINE => self.on_punch_deadline(),
                 T_PATH_KEEPALIVE => self.on_path_keepalive(),
                 T_SERVER_KEEPALIVE => self.on_server_keepalive(),
-                T_REREGISTER => {
-                    if self.phase == Phase::Waiting {
-                        let m = self.register_message();
-                        self.send_to(self.config.server, wire::encode(m));
-                        self.timers
-                            .set(T_REREGISTER, after(now, Duration::from_secs(10)));
-                    }
+                T_REREGISTER if self.phase == Phase::Waiting => {
+                    let m = self.register_message();
+                    self.send_to(self.config.server, wire::encode(m));
+                    self.timers
+                        .set(T_REREGISTER, after(now, Duration::from_secs(10)));
                 }
                 T_RETRY => self.start_punch_round(),
                 _ => {}

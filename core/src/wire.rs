@@ -266,7 +266,7 @@ pub fn decode(data: &[u8]) -> Option<StunMessage> {
     }
     // The STUN length field must match the datagram exactly and be a multiple of 4.
     let len = u16::from_be_bytes([data[2], data[3]]) as usize;
-    if len + 20 != data.len() || len % 4 != 0 {
+    if len + 20 != data.len() || !len.is_multiple_of(4) {
         return None;
     }
     let mut decoder = MessageDecoder::<PunchAttribute>::new();

@@ -9,8 +9,10 @@ use punch_core::peer::{Path, Peer, PeerConfig, PeerError, PeerEvent};
 use punch_core::server::{Server, ServerConfig};
 use punch_core::{wire, Transmit};
 
+type DropFilter = Box<dyn Fn(SocketAddr, SocketAddr, &[u8]) -> bool>;
+
 enum Node {
-    Server(Server),
+    Server(Box<Server>),
     Peer(Box<Peer>),
 }
 
@@ -25,7 +27,7 @@ struct Net {
     trace: Vec<String>,
     events: BTreeMap<SocketAddr, Vec<PeerEvent>>,
     /// Drop datagrams for which this returns true.
-    drop: Box<dyn Fn(SocketAddr, SocketAddr, &[u8]) -> bool>,
+    drop: DropFilter,
 }
 
 const SERVER: &str = "203.0.113.1:3478";
@@ -52,7 +54,7 @@ impl Net {
             drop: Box::new(|_, _, _| false),
         };
         let s = Server::new(ServerConfig::new(addr(SERVER)), start);
-        net.nodes.insert(addr(SERVER), Node::Server(s));
+        net.nodes.insert(addr(SERVER), Node::Server(Box::new(s)));
         net
     }
 
@@ -273,7 +275,7 @@ fn lossy_network_delivers_every_message_once_in_order() {
     let counter = std::cell::Cell::new(0u32);
     net.drop = Box::new(move |_, _, _| {
         counter.set(counter.get() + 1);
-        counter.get() % 3 == 0
+        counter.get().is_multiple_of(3)
     });
     net.add_peer(A, "lobby", false, 1);
     net.add_peer(B, "lobby", false, 2);

@@ -1,1 +1,266 @@
-fn main() {}
+//! `punch`: UDP NAT traversal and peer-to-peer chat.
+//!
+//! Exit codes: 0 success; 1 messages not delivered / peer gone / runtime failure; 2 bad usage, bad address,
+//! port in use or server unreachable; 3 the server refused us (pool full); 130 interrupted.
+mod chat;
+mod demo;
+mod driver;
+mod output;
+mod sim_cmd;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use driver::Runtime;
+
+#[derive(Parser)]
+#[command(
+    name = "punch",
+    version,
+    about = "UDP NAT traversal and peer-to-peer chat"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the rendezvous + STUN server.
+    Server(ServerArgs),
+    /// Detect this host's NAT behaviour (RFC 4787 terms and the classic name).
+    NatType(NatTypeArgs),
+    /// Chat with whoever joins the same pool: lines on stdin are sent, messages arrive on stdout.
+    Chat(chat::ChatArgs),
+    /// In one process: a server and two peers on loopback chat directly, then through the relay.
+    Demo(demo::DemoArgs),
+    /// Run simulated scenarios (virtual time, simulated NATs).
+    Sim(sim_cmd::SimArgs),
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Primary address to listen on.
+    #[arg(long, default_value = "0.0.0.0:3478", value_parser = parse_addr)]
+    listen: SocketAddr,
+    /// Alternate IP for NAT behaviour tests (RFC 5780): the server then listens on 4 sockets.
+    #[arg(long)]
+    alt_ip: Option<std::net::IpAddr>,
+    /// Alternate port (default: the primary port + 1).
+    #[arg(long, requires = "alt_ip")]
+    alt_port: Option<u16>,
+    /// Print events as JSON lines on stdout.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, value_enum, default_value = "tokio")]
+    runtime: Runtime,
+}
+
+#[derive(clap::Args)]
+struct NatTypeArgs {
+    /// The punch (or any RFC 5780 STUN) server.
+    #[arg(long, default_value = "127.0.0.1:3478", value_parser = parse_addr)]
+    server: SocketAddr,
+    /// Local address to bind (the socket you later use is the one that matters).
+    #[arg(long, value_parser = parse_addr)]
+    bind: Option<SocketAddr>,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, value_enum, default_value = "tokio")]
+    runtime: Runtime,
+}
+
+/// Parses HOST:PORT (names are resolved, the first address wins).
+pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    match s.to_socket_addrs() {
+        Ok(mut it) => it
+            .next()
+            .ok_or_else(|| format!("'{s}' resolves to no address")),
+        Err(e) => Err(format!("invalid address '{s}': expected HOST:PORT ({e})")),
+    }
+}
+
+/// A seed for the machines' RNGs: the CLI may read the clock, core may not.
+pub fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    t ^ ((std::process::id() as u64) << 32)
+}
+
+/// The unspecified bind address of the server's family.
+pub fn any_addr(server: SocketAddr) -> SocketAddr {
+    if server.is_ipv4() {
+        "0.0.0.0:0".parse().expect("valid")
+    } else {
+        "[::]:0".parse().expect("valid")
+    }
+}
+
+/// The addresses to announce for a socket bound to `local`.
+pub fn announce(local: SocketAddr, server: SocketAddr) -> Vec<SocketAddr> {
+    if local.ip().is_unspecified() {
+        driver::route_ip(server)
+            .map(|ip| vec![SocketAddr::new(ip, local.port())])
+            .unwrap_or_default()
+    } else {
+        vec![local]
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let r = match cli.command {
+        Command::Server(a) => server(a),
+        Command::NatType(a) => nat_type(a),
+        Command::Chat(a) => chat::run(a),
+        Command::Demo(a) => demo::run(a),
+        Command::Sim(a) => sim_cmd::run(a),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("punch: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
+    use driver::{Input, Running};
+    use punch_core::server::{Server, ServerConfig, ServerEvent};
+    let mut config = ServerConfig::new(a.listen);
+    config.seed = seed();
+    if let Some(ip) = a.alt_ip {
+        if a.listen.ip().is_unspecified() {
+            anyhow::bail!("--alt-ip needs --listen with a specific IP (the two IPs must differ), e.g. --listen 203.0.113.1:3478");
+        }
+        if ip == a.listen.ip() {
+            anyhow::bail!("--alt-ip must differ from the --listen IP");
+        }
+        let port = a.alt_port.unwrap_or(a.listen.port().wrapping_add(1));
+        if port == a.listen.port() {
+            anyhow::bail!("--alt-port must differ from the --listen port");
+        }
+        config.alternate = Some(SocketAddr::new(ip, port));
+    }
+    let addrs = punch_core::stun_server::socket_set(config.listen, config.alternate);
+    let (tx, rx) = std::sync::mpsc::channel();
+    driver::on_interrupt(tx.clone());
+    let now = punch_tokio::now;
+    let running = Running::start(a.runtime, &addrs, move |_| Server::new(config, now()), tx)?;
+    if a.alt_ip.is_none() {
+        tracing::info!(
+            "no --alt-ip: answering Binding requests, but clients cannot run NAT behaviour tests"
+        );
+    }
+    tracing::info!("punch server listening on {:?}", running.locals);
+    loop {
+        match rx.recv() {
+            Ok(Input::Event(e)) => {
+                if a.json {
+                    let v = match &e {
+                        ServerEvent::Registered {
+                            pool,
+                            client,
+                            name,
+                            nat,
+                        } => serde_json::json!({
+                            "event": "registered", "pool": pool, "client": client.to_string(), "name": name,
+                            "nat": output::behaviour_json(nat)}),
+                        ServerEvent::Paired { pool, a, b } => serde_json::json!({
+                            "event": "paired", "pool": pool, "a": a.to_string(), "b": b.to_string()}),
+                        ServerEvent::Left { pool, client } => serde_json::json!({
+                            "event": "left", "pool": pool, "client": client.to_string()}),
+                        ServerEvent::Expired { pool, client } => serde_json::json!({
+                            "event": "expired", "pool": pool, "client": client.to_string()}),
+                        ServerEvent::Dropped { from, reason } => serde_json::json!({
+                            "event": "dropped", "from": from.to_string(), "reason": reason}),
+                    };
+                    println!("{v}");
+                }
+                match e {
+                    ServerEvent::Dropped { from, reason } => {
+                        tracing::debug!(%from, reason, "dropped")
+                    }
+                    e => tracing::info!("{e:?}"),
+                }
+            }
+            Ok(Input::Interrupt) | Err(_) => break,
+            Ok(Input::DriverStopped(r)) => {
+                r?;
+                break;
+            }
+            Ok(_) => {}
+        }
+    }
+    running.stop();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn nat_type(a: NatTypeArgs) -> anyhow::Result<ExitCode> {
+    use driver::{Input, Running};
+    use punch_core::detect::{DetectEvent, DetectorConfig, NatDetector};
+    let bind = a.bind.unwrap_or_else(|| any_addr(a.server));
+    let server = a.server;
+    let (tx, rx) = std::sync::mpsc::channel();
+    driver::on_interrupt(tx.clone());
+    let running = Running::start(
+        a.runtime,
+        &[bind],
+        move |locals| {
+            let mut c = DetectorConfig::new(server);
+            c.local_addrs = announce(locals[0], server);
+            c.seed = seed();
+            NatDetector::new(c, punch_tokio::now())
+        },
+        tx,
+    )?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let code = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Input::Event(DetectEvent::Progress(p))) => {
+                if !a.json {
+                    eprintln!("{p}");
+                }
+            }
+            Ok(Input::Event(DetectEvent::Done(r))) => {
+                if a.json {
+                    println!("{}", output::report_json(&r));
+                } else {
+                    print!("{}", output::report_text(&r));
+                }
+                if r.server_unreachable {
+                    eprintln!("punch: server {server} unreachable");
+                    break ExitCode::from(2);
+                }
+                break ExitCode::SUCCESS;
+            }
+            Ok(Input::Interrupt) => break ExitCode::from(130),
+            Ok(Input::DriverStopped(r)) => {
+                r?;
+                break ExitCode::from(1);
+            }
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!("punch: detection did not finish in 15 s");
+                break ExitCode::from(1);
+            }
+        }
+    };
+    running.stop();
+    Ok(code)
+}
