@@ -1,0 +1,260 @@
+//! The `punch` binary over real loopback UDP sockets, on both runtimes.
+use std::io::Write;
+use std::net::UdpSocket;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn punch() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_punch"))
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server(Child, String);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn server(runtime: &str) -> Server {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = punch()
+        .args(["server", "--listen", &addr, "--runtime", runtime])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until it answers (a Register for an empty pool name gets an error response).
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let req = [
+        0u8, 1, 0, 0, 0x21, 0x12, 0xA4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+    ];
+    for _ in 0..100 {
+        probe.send_to(&req, &addr).unwrap();
+        if probe.recv_from(&mut [0u8; 512]).is_ok() {
+            return Server(child, addr);
+        }
+    }
+    panic!("server did not start");
+}
+
+fn chat(runtime: &str, server: &str, name: &str, lines: &[&str], extra: &[&str]) -> Child {
+    let mut c = punch()
+        .args([
+            "chat",
+            "testpool",
+            "--server",
+            server,
+            "--name",
+            name,
+            "--json",
+            "--runtime",
+            runtime,
+        ])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    for l in lines {
+        writeln!(stdin, "{l}").unwrap();
+    }
+    drop(stdin);
+    c
+}
+
+fn wait(c: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    let mut c = c;
+    while c.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = c.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.wait_with_output().unwrap()
+}
+
+fn events(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
+}
+
+fn texts(evs: &[Value]) -> Vec<String> {
+    evs.iter()
+        .filter(|e| e["event"] == "message")
+        .map(|e| e["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn last_path(evs: &[Value]) -> Option<String> {
+    evs.iter()
+        .rev()
+        .find(|e| e["event"] == "path")
+        .map(|e| e["path"].as_str().unwrap().to_string())
+}
+
+fn two_peers_chat(runtime: &str, extra: &[&str], expect_path: &str) {
+    let s = server(runtime);
+    let a_lines = ["one", "two", "three", "four"];
+    let b_lines = ["uno", "dos", "tres"];
+    let a = chat(runtime, &s.1, "alice", &a_lines, extra);
+    std::thread::sleep(Duration::from_millis(300)); // the peers start at different times
+    let b = chat(runtime, &s.1, "bob", &b_lines, extra);
+    let (ao, bo) = (
+        wait(a, Duration::from_secs(30)),
+        wait(b, Duration::from_secs(30)),
+    );
+    let (ae, be) = (events(&ao), events(&bo));
+    assert!(
+        ao.status.success(),
+        "alice: {:?}\n{}",
+        ao.status,
+        String::from_utf8_lossy(&ao.stderr)
+    );
+    assert!(
+        bo.status.success(),
+        "bob: {:?}\n{}",
+        bo.status,
+        String::from_utf8_lossy(&bo.stderr)
+    );
+    assert_eq!(texts(&ae), b_lines, "alice got bob's lines once, in order");
+    assert_eq!(texts(&be), a_lines, "bob got alice's lines once, in order");
+    assert_eq!(last_path(&ae).as_deref(), Some(expect_path));
+    assert_eq!(last_path(&be).as_deref(), Some(expect_path));
+    for evs in [&ae, &be] {
+        for kind in ["registered", "paired", "path"] {
+            assert!(
+                evs.iter().any(|e| e["event"] == kind),
+                "missing {kind} event in {evs:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn tokio_peers_chat_directly() {
+    two_peers_chat("tokio", &[], "direct");
+}
+
+#[test]
+fn smol_peers_chat_directly() {
+    two_peers_chat("smol", &[], "direct");
+}
+
+#[test]
+fn tokio_peers_chat_through_the_relay() {
+    two_peers_chat("tokio", &["--relay-only"], "relay");
+}
+
+#[test]
+fn smol_peers_chat_through_the_relay() {
+    two_peers_chat("smol", &["--relay-only"], "relay");
+}
+
+#[test]
+fn bad_address_is_a_clear_error() {
+    let out = punch()
+        .args(["chat", "p", "--server", "not an address"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid address"));
+}
+
+#[test]
+fn port_in_use_is_a_clear_error() {
+    let held = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let out = punch()
+        .args(["server", "--listen", &addr])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot bind UDP") && err.contains(&addr),
+        "{err}"
+    );
+}
+
+#[test]
+fn unreachable_server_is_reported_within_ten_seconds() {
+    // A bound socket that never answers.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let start = Instant::now();
+    let c = chat("tokio", &addr, "x", &[], &[]);
+    let out = wait(c, Duration::from_secs(20));
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let evs = events(&out);
+    assert!(
+        evs.iter()
+            .any(|e| e["event"] == "error" && e["error"].as_str().unwrap().contains("unreachable")),
+        "{evs:?}"
+    );
+}
+
+#[test]
+fn third_peer_in_a_pool_is_refused() {
+    let s = server("tokio");
+    let a = chat("tokio", &s.1, "a", &[], &["--wait", "5"]);
+    let b = chat("tokio", &s.1, "b", &[], &["--wait", "5"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let c = chat("tokio", &s.1, "c", &[], &[]);
+    let out = wait(c, Duration::from_secs(15));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(events(&out)
+        .iter()
+        .any(|e| e["event"] == "error" && e["error"].as_str().unwrap().contains("pool full")));
+    let _ = wait(a, Duration::from_secs(10));
+    let _ = wait(b, Duration::from_secs(10));
+}
+
+#[test]
+fn demo_runs_and_exits_zero() {
+    let out = punch()
+        .args(["demo", "--json"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let evs = events(&out);
+    assert_eq!(evs.len(), 2);
+    assert!(evs.iter().all(|e| e["ok"] == true));
+}
