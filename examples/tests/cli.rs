@@ -29,13 +29,16 @@ impl Drop for Server {
 
 fn server(runtime: &str) -> Server {
     let addr = format!("127.0.0.1:{}", free_port());
-    let child = punch()
-        .args(["server", "--listen", &addr, "--runtime", runtime])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let server = Server(
+        punch()
+            .args(["server", "--listen", &addr, "--runtime", runtime])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        addr.clone(),
+    );
     // Wait until it answers (a Register for an empty pool name gets an error response).
     let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
     probe
@@ -47,7 +50,7 @@ fn server(runtime: &str) -> Server {
     for _ in 0..100 {
         probe.send_to(&req, &addr).unwrap();
         if probe.recv_from(&mut [0u8; 512]).is_ok() {
-            return Server(child, addr);
+            return server;
         }
     }
     panic!("server did not start");
