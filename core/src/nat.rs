@@ -296,11 +296,12 @@ pub fn strategy(a: &NatBehaviour, b: &NatBehaviour) -> Strategy {
             )
     };
     // A side whose filtering admits a new port from an IP it already sent to.
+    // (Unknown filtering: assume it might, and try.)
     let admits_new_port = |n: &NatBehaviour| {
         matches!(
             n.filtering,
-            Some(Filtering::EndpointIndependent | Filtering::AddressDependent)
-        ) || (n.behind_nat == Some(false) && n.filtering.is_none())
+            None | Some(Filtering::EndpointIndependent | Filtering::AddressDependent)
+        )
     };
     match (unstable(a), unstable(b)) {
         (false, false) => Strategy::Punch,
@@ -345,5 +346,7 @@ mod tests {
         assert_eq!(s(Open, Symmetric), Strategy::Punch);
         assert_eq!(s(SymmetricUdpFirewall, Symmetric), Strategy::Relay);
         assert_eq!(s(Unknown, Unknown), Strategy::Punch);
+        assert_eq!(s(Unknown, Symmetric), Strategy::Punch);
+        assert_eq!(s(SymmetricUdpFirewall, PortRestrictedCone), Strategy::Punch);
     }
 }
