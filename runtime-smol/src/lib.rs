@@ -20,7 +20,8 @@ pub fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<Async<UdpSocket>>> {
     addrs
         .iter()
         .map(|a| {
-            Async::<UdpSocket>::bind(*a).map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {a}: {e}")))
+            Async::<UdpSocket>::bind(*a)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {a}: {e}")))
         })
         .collect()
 }
@@ -48,7 +49,10 @@ pub async fn run<M>(
 where
     M: Machine,
 {
-    let locals: Vec<SocketAddr> = sockets.iter().map(|s| s.get_ref().local_addr()).collect::<io::Result<_>>()?;
+    let locals: Vec<SocketAddr> = sockets
+        .iter()
+        .map(|s| s.get_ref().local_addr())
+        .collect::<io::Result<_>>()?;
     let mut buf = vec![0u8; 4096];
     drain(&mut machine, &sockets, &locals, &events).await;
     loop {
@@ -59,11 +63,13 @@ where
                     loop {
                         match s.get_ref().recv_from(&mut buf) {
                             Ok((n, from)) => return Poll::Ready(Wake::Datagram(i, from, n)),
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => match s.poll_readable(cx) {
-                                Poll::Ready(Ok(())) => continue,
-                                Poll::Ready(Err(_)) => return Poll::Ready(Wake::RecvError),
-                                Poll::Pending => break,
-                            },
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                match s.poll_readable(cx) {
+                                    Poll::Ready(Ok(())) => continue,
+                                    Poll::Ready(Err(_)) => return Poll::Ready(Wake::RecvError),
+                                    Poll::Pending => break,
+                                }
+                            }
                             Err(e) => {
                                 tracing::debug!("recv error: {e}");
                                 return Poll::Ready(Wake::RecvError);
@@ -112,7 +118,10 @@ async fn drain<M: Machine>(
     events: &Sender<M::Event>,
 ) {
     while let Some(t) = machine.poll_transmit() {
-        let i = t.source.and_then(|s| locals.iter().position(|l| *l == s)).unwrap_or(0);
+        let i = t
+            .source
+            .and_then(|s| locals.iter().position(|l| *l == s))
+            .unwrap_or(0);
         if let Err(e) = sockets[i].send_to(&t.payload, t.destination).await {
             tracing::debug!(to = %t.destination, "send error: {e}");
         }

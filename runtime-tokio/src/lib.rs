@@ -56,7 +56,10 @@ pub async fn run<M>(
 where
     M: Machine,
 {
-    let locals: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr()).collect::<io::Result<_>>()?;
+    let locals: Vec<SocketAddr> = sockets
+        .iter()
+        .map(|s| s.local_addr())
+        .collect::<io::Result<_>>()?;
     let mut buf = vec![0u8; 4096];
     drain(&mut machine, &sockets, &locals, &events).await;
     loop {
@@ -111,7 +114,10 @@ async fn drain<M: Machine>(
     events: &mpsc::UnboundedSender<M::Event>,
 ) {
     while let Some(t) = machine.poll_transmit() {
-        let i = t.source.and_then(|s| locals.iter().position(|l| *l == s)).unwrap_or(0);
+        let i = t
+            .source
+            .and_then(|s| locals.iter().position(|l| *l == s))
+            .unwrap_or(0);
         if let Err(e) = sockets[i].send_to(&t.payload, t.destination).await {
             tracing::debug!(to = %t.destination, "send error: {e}");
         }
