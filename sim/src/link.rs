@@ -1,0 +1,171 @@
+//! Links: what happens to a datagram between a box and the network it is attached to.
+//!
+//! Every host and every NAT has one link to the network above it (its "uplink"); a datagram crosses it on
+//! the way up and, at the receiving end, the receiver's link on the way down. So a datagram from host `a`
+//! behind `nat-a` to host `b` behind `nat-b` crosses four links: a up, nat-a up, nat-b down, b down. Each
+//! crossing can lose, delay, jitter, reorder or duplicate it, drawing from the link's own seeded generator.
+use crate::rng::chance;
+use rand::rngs::SmallRng;
+use rand::Rng;
+use std::time::Duration;
+
+/// Properties of a link, applied independently in each direction and to each datagram.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkConfig {
+    /// One-way delay.
+    pub latency: Duration,
+    /// Extra delay drawn uniformly from `[0, jitter]` per datagram (this alone reorders datagrams sent
+    /// closer together than the jitter).
+    pub jitter: Duration,
+    /// Probability that a datagram is lost.
+    pub loss: f64,
+    /// Probability that a datagram arrives twice (the copy gets its own jitter).
+    pub duplicate: f64,
+    /// Probability that a datagram is held back by `reorder_delay` (so later ones overtake it).
+    pub reorder: f64,
+    pub reorder_delay: Duration,
+    /// Windows `[from, until)` of virtual time during which the link is down (everything is dropped).
+    pub down: Vec<(Duration, Duration)>,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig::ideal()
+    }
+}
+
+impl LinkConfig {
+    /// No delay, no loss.
+    pub fn ideal() -> LinkConfig {
+        LinkConfig {
+            latency: Duration::ZERO,
+            jitter: Duration::ZERO,
+            loss: 0.0,
+            duplicate: 0.0,
+            reorder: 0.0,
+            reorder_delay: Duration::ZERO,
+            down: Vec::new(),
+        }
+    }
+    /// A link with one-way `latency`.
+    pub fn latency(latency: Duration) -> LinkConfig {
+        LinkConfig { latency, ..LinkConfig::ideal() }
+    }
+    pub fn with_jitter(mut self, jitter: Duration) -> Self {
+        self.jitter = jitter;
+        self
+    }
+    pub fn with_loss(mut self, loss: f64) -> Self {
+        self.loss = loss;
+        self
+    }
+    pub fn with_duplicate(mut self, p: f64) -> Self {
+        self.duplicate = p;
+        self
+    }
+    pub fn with_reorder(mut self, p: f64, delay: Duration) -> Self {
+        self.reorder = p;
+        self.reorder_delay = delay;
+        self
+    }
+    /// The link is down from `from` until `until` (virtual time), then comes back.
+    pub fn down_between(mut self, from: Duration, until: Duration) -> Self {
+        self.down.push((from, until));
+        self
+    }
+}
+
+/// What a link crossing does to one datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Crossing {
+    /// Arrives after each of these delays (two entries when duplicated).
+    Deliver(Vec<Duration>),
+    /// Lost, with the reason for the trace.
+    Drop(&'static str),
+}
+
+/// A link with its own random stream.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub config: LinkConfig,
+    rng: SmallRng,
+}
+
+impl Link {
+    pub fn new(config: LinkConfig, rng: SmallRng) -> Link {
+        Link { config, rng }
+    }
+
+    fn delay(&mut self) -> Duration {
+        let c = &self.config;
+        let mut d = c.latency;
+        if !c.jitter.is_zero() {
+            let j = self.rng.gen_range(0..=c.jitter.as_micros() as u64);
+            d += Duration::from_micros(j);
+        }
+        if c.reorder > 0.0 && chance(&mut self.rng, c.reorder) {
+            d += self.config.reorder_delay;
+        }
+        d
+    }
+
+    /// Decides the fate of one datagram entering the link at virtual time `now`.
+    pub fn cross(&mut self, now: Duration) -> Crossing {
+        if self.config.down.iter().any(|&(from, until)| now >= from && now < until) {
+            return Crossing::Drop("link down");
+        }
+        if self.config.loss > 0.0 && chance(&mut self.rng, self.config.loss) {
+            return Crossing::Drop("link loss");
+        }
+        let mut delays = vec![self.delay()];
+        if self.config.duplicate > 0.0 && chance(&mut self.rng, self.config.duplicate) {
+            let d = self.delay();
+            delays.push(d);
+        }
+        Crossing::Deliver(delays)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::derive_rng;
+
+    #[test]
+    fn down_window_drops_then_recovers() {
+        let cfg = LinkConfig::latency(Duration::from_millis(10))
+            .down_between(Duration::from_secs(1), Duration::from_secs(2));
+        let mut l = Link::new(cfg, derive_rng(1, "l"));
+        assert_eq!(l.cross(Duration::from_millis(500)), Crossing::Deliver(vec![Duration::from_millis(10)]));
+        assert_eq!(l.cross(Duration::from_millis(1500)), Crossing::Drop("link down"));
+        assert_eq!(l.cross(Duration::from_millis(2000)), Crossing::Deliver(vec![Duration::from_millis(10)]));
+    }
+
+    #[test]
+    fn loss_rate_is_roughly_right() {
+        let mut l = Link::new(LinkConfig::ideal().with_loss(0.2), derive_rng(7, "l"));
+        let lost = (0..10_000).filter(|_| matches!(l.cross(Duration::ZERO), Crossing::Drop(_))).count();
+        assert!((1800..2200).contains(&lost), "{lost}");
+    }
+
+    #[test]
+    fn jitter_stays_in_range_and_duplicates_happen() {
+        let cfg = LinkConfig::latency(Duration::from_millis(10))
+            .with_jitter(Duration::from_millis(5))
+            .with_duplicate(0.5);
+        let mut l = Link::new(cfg, derive_rng(3, "l"));
+        let mut dups = 0;
+        for _ in 0..1000 {
+            match l.cross(Duration::ZERO) {
+                Crossing::Deliver(d) => {
+                    dups += d.len() - 1;
+                    for x in d {
+                        assert!(x >= Duration::from_millis(10) && x <= Duration::from_millis(15));
+                    }
+                }
+                Crossing::Drop(r) => panic!("{r}"),
+            }
+        }
+        assert!((400..600).contains(&dups), "{dups}");
+    }
+}

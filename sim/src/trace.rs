@@ -1,0 +1,152 @@
+//! The readable record of a simulation.
+//!
+//! Every datagram sent, delivered, or dropped (with the reason), every NAT state change and every event a
+//! machine reports becomes one line, stamped with virtual milliseconds since the start:
+//!
+//! ```text
+//!     12.500ms  send   a      #3 192.168.1.10:5000 -> 198.51.100.1:3478  [0x00, 20 B]
+//!     17.500ms  nat    nat-a  new mapping 192.168.1.10:5000 -> 203.0.113.10:5000 (for 198.51.100.1:3478)
+//!     25.000ms  drop   nat-b  #3 filtered (APDF): no permission for 203.0.113.10:5000 at 203.0.113.20:40000
+//!     31.000ms  recv   srv    #3 203.0.113.10:5000 -> 198.51.100.1:3478  [0x00, 20 B]
+//!     31.000ms  event  srv    registered a
+//! ```
+//!
+//! Traces contain only virtual times, addresses and deterministic descriptions, so the same seed gives a
+//! byte-identical trace.
+use crate::clock::Ms;
+use std::fmt;
+use std::time::Duration;
+
+/// What a trace line records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// A machine handed a datagram to the network.
+    Send,
+    /// A datagram reached a machine's socket.
+    Recv,
+    /// A datagram was lost, with the reason.
+    Drop,
+    /// A second copy of a datagram was made by a link.
+    Dup,
+    /// A NAT created, expired or reserved something.
+    Nat,
+    /// A machine reported an event.
+    Event,
+    /// The scenario did something (a user typed, a link went down, ...).
+    Action,
+}
+
+impl Kind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Send => "send",
+            Kind::Recv => "recv",
+            Kind::Drop => "drop",
+            Kind::Dup => "dup",
+            Kind::Nat => "nat",
+            Kind::Event => "event",
+            Kind::Action => "action",
+        }
+    }
+}
+
+/// One line of the trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// Virtual time since the start.
+    pub at: Duration,
+    pub kind: Kind,
+    /// The host, NAT or link the line is about.
+    pub who: String,
+    pub text: String,
+}
+
+impl fmt::Display for Line {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:>12}  {:<6} {:<6} {}", Ms(self.at), self.kind.label(), self.who, self.text)
+    }
+}
+
+/// How much to record. Packet-level lines dominate the cost of a run; the matrix and property tests
+/// switch them off and re-run a failing seed with [`Detail::Full`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Detail {
+    /// Nothing.
+    Off,
+    /// Machine events, NAT notes, actions and drops.
+    Events,
+    /// Everything, including every send and delivery.
+    Full,
+}
+
+/// An append-only list of [`Line`]s.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    pub detail: Detail,
+    lines: Vec<Line>,
+}
+
+impl Default for Trace {
+    fn default() -> Self {
+        Trace { detail: Detail::Full, lines: Vec::new() }
+    }
+}
+
+impl Trace {
+    pub fn new(detail: Detail) -> Trace {
+        Trace { detail, lines: Vec::new() }
+    }
+
+    /// Whether lines of this kind are kept at the current detail level.
+    pub fn wants(&self, kind: Kind) -> bool {
+        match self.detail {
+            Detail::Off => false,
+            Detail::Events => !matches!(kind, Kind::Send | Kind::Recv | Kind::Dup),
+            Detail::Full => true,
+        }
+    }
+
+    /// Appends a line (if the detail level keeps that kind). `text` is only built when needed.
+    pub fn push(&mut self, at: Duration, kind: Kind, who: &str, text: impl FnOnce() -> String) {
+        if self.wants(kind) {
+            self.lines.push(Line { at, kind, who: who.to_string(), text: text() });
+        }
+    }
+
+    pub fn lines(&self) -> &[Line] {
+        &self.lines
+    }
+
+    /// Lines that mention `needle` (handy in tests).
+    pub fn grep<'a>(&'a self, needle: &'a str) -> impl Iterator<Item = &'a Line> + 'a {
+        self.lines.iter().filter(move |l| l.text.contains(needle) || l.who == needle)
+    }
+
+    /// The last `n` lines, rendered (for error messages).
+    pub fn tail(&self, n: usize) -> String {
+        let start = self.lines.len().saturating_sub(n);
+        let mut s = String::new();
+        for l in &self.lines[start..] {
+            s.push_str(&l.to_string());
+            s.push('\n');
+        }
+        s
+    }
+}
+
+impl fmt::Display for Trace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for l in &self.lines {
+            writeln!(f, "{l}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The default payload description until `punch_core::wire` offers one: first byte and length.
+pub fn describe_bytes(data: &[u8]) -> String {
+    match data.first() {
+        Some(b) => format!("[0x{b:02x}, {} B]", data.len()),
+        None => "[empty]".to_string(),
+    }
+}

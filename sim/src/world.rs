@@ -1,0 +1,583 @@
+//! The world: hosts, NATs, links, and the event loop that moves datagrams between them in virtual time.
+//!
+//! ## Topology
+//! The world is a tree of *realms* (address spaces). Realm 0 is the public network. Every NAT joins a
+//! realm on its outside and creates a new realm (its inside network); every host joins exactly one realm.
+//! Within a realm, a datagram goes to whichever host or NAT owns its destination IP; if no one does, it
+//! goes to the realm's gateway NAT (outbound), and in the public realm it is dropped ("no route"). Every
+//! host and NAT has one [`Link`] to its realm, crossed on the way up and on the way down.
+//!
+//! ## Time
+//! There are no ticks and no sleeps. The loop repeatedly takes the earliest of (a) the next queued
+//! delivery or scheduled action, ordered by `(time, sequence number)`, and (b) the earliest
+//! `poll_timeout` of any machine (ties: lowest host index), jumps the clock there and processes it. After
+//! every mutation of a machine it is drained: transmits, then events, then its timeout is read again.
+//! A step limit and a same-instant limit turn runaway loops into a [`SimError`] that carries the trace.
+use crate::clock::{Clock, Ms};
+use crate::link::{Crossing, Link, LinkConfig};
+use crate::nat::{Inbound, NatBox, NatConfig, Outbound};
+use crate::node::Node;
+use crate::rng::{derive_rng, derive_seed};
+use crate::trace::{describe_bytes, Detail, Kind, Trace};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// An address space: the public network or the inside of one NAT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RealmId(pub usize);
+
+impl RealmId {
+    pub const PUBLIC: RealmId = RealmId(0);
+}
+
+/// A host (a machine with sockets) in the world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HostId(pub usize);
+
+/// A NAT (or UDP firewall) in the world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NatId(pub usize);
+
+/// Why a run stopped early.
+#[derive(Debug, Clone)]
+pub struct SimError {
+    pub message: String,
+    /// Virtual time of the failure.
+    pub at: Duration,
+    /// The last lines of the trace.
+    pub trace_tail: String,
+}
+
+impl fmt::Display for SimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "simulation error at {}: {}\nlast trace lines:\n{}", Ms(self.at), self.message, self.trace_tail)
+    }
+}
+
+impl std::error::Error for SimError {}
+
+/// Counters for a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub steps: u64,
+    pub sent: u64,
+    pub delivered: u64,
+    pub dropped: u64,
+}
+
+struct Packet {
+    id: u64,
+    src: SocketAddr,
+    dst: SocketAddr,
+    payload: Vec<u8>,
+}
+
+impl Packet {
+    fn copy(&self) -> Packet {
+        Packet { id: self.id, src: self.src, dst: self.dst, payload: self.payload.clone() }
+    }
+}
+
+/// A scheduled change to a machine, e.g. "the user types hello".
+pub type Action = Box<dyn FnOnce(&mut dyn Node, Instant)>;
+
+enum Pending {
+    /// The packet has crossed `from`'s uplink and is now in `realm`.
+    ToRealm { realm: usize, from: usize, pkt: Packet },
+    /// The packet has crossed `elem`'s downlink and arrives at it.
+    ToElement { elem: usize, pkt: Packet },
+    Action { host: usize, label: String, action: Action },
+    Flush { nat: usize },
+}
+
+enum Body {
+    Host { node: Box<dyn Node>, addrs: Vec<SocketAddr>, timer: Option<Duration> },
+    Nat { nat: NatBox, inside: usize },
+}
+
+struct Element {
+    name: String,
+    realm: usize,
+    link: Link,
+    body: Body,
+}
+
+struct Realm {
+    name: String,
+    gateway: Option<usize>,
+}
+
+struct Partition {
+    a: Vec<usize>,
+    b: Vec<usize>,
+    from: Duration,
+    until: Duration,
+}
+
+/// A simulated network with machines on it.
+pub struct World {
+    seed: u64,
+    clock: Clock,
+    elems: Vec<Element>,
+    realms: Vec<Realm>,
+    routes: BTreeMap<(usize, IpAddr), usize>,
+    partitions: Vec<Partition>,
+    queue: BTreeMap<(Duration, u64), Pending>,
+    seq: u64,
+    next_packet: u64,
+    trace: Trace,
+    describe: fn(&[u8]) -> String,
+    stats: Stats,
+    /// Maximum number of steps of one `run_*` call... of the whole world, in fact.
+    pub max_steps: u64,
+    /// Maximum number of steps at one virtual instant (a machine that never lets time advance).
+    pub max_steps_per_instant: u64,
+}
+
+impl World {
+    /// An empty world. `base` is the only real instant the simulation uses (see [`crate::clock`]).
+    pub fn new(seed: u64, base: Instant) -> World {
+        World {
+            seed,
+            clock: Clock::new(base),
+            elems: Vec::new(),
+            realms: vec![Realm { name: "internet".into(), gateway: None }],
+            routes: BTreeMap::new(),
+            partitions: Vec::new(),
+            queue: BTreeMap::new(),
+            seq: 0,
+            next_packet: 1,
+            trace: Trace::default(),
+            describe: describe_bytes,
+            stats: Stats::default(),
+            max_steps: 5_000_000,
+            max_steps_per_instant: 100_000,
+        }
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+    /// Virtual time since the start.
+    pub fn now(&self) -> Duration {
+        self.clock.elapsed()
+    }
+    /// Virtual time as the machines see it.
+    pub fn instant(&self) -> Instant {
+        self.clock.instant()
+    }
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+    /// How much the trace records (default: everything).
+    pub fn set_detail(&mut self, detail: Detail) {
+        self.trace.detail = detail;
+    }
+    /// How payloads are described in the trace.
+    pub fn set_describe(&mut self, describe: fn(&[u8]) -> String) {
+        self.describe = describe;
+    }
+    /// Adds a line of kind [`Kind::Action`] (for scenario annotations).
+    pub fn note(&mut self, who: &str, text: impl FnOnce() -> String) {
+        let now = self.now();
+        self.trace.push(now, Kind::Action, who, text);
+    }
+
+    fn new_link(&self, name: &str, config: LinkConfig) -> Link {
+        Link::new(config, derive_rng(self.seed, &format!("link:{name}")))
+    }
+
+    /// Adds a NAT called `name` whose outside is in realm `outside` with address `public_ip` (for a
+    /// non-translating firewall `public_ip` is unused). Returns the NAT and its inside realm.
+    pub fn add_nat(
+        &mut self,
+        name: &str,
+        outside: RealmId,
+        public_ip: IpAddr,
+        config: NatConfig,
+        link: LinkConfig,
+    ) -> (NatId, RealmId) {
+        let idx = self.elems.len();
+        let inside = self.realms.len();
+        self.realms.push(Realm { name: format!("{name}-lan"), gateway: Some(idx) });
+        if config.translate {
+            self.routes.insert((outside.0, public_ip), idx);
+        }
+        let nat = NatBox::new(config, public_ip, derive_rng(self.seed, &format!("nat:{name}")));
+        let link = self.new_link(name, link);
+        self.elems.push(Element { name: name.into(), realm: outside.0, link, body: Body::Nat { nat, inside } });
+        (NatId(idx), RealmId(inside))
+    }
+
+    /// Adds a host called `name` in `realm`, running `node`; its addresses are the node's
+    /// [`Node::local_addrs`]. The node is drained at once (construction may already want to send).
+    pub fn add_host(&mut self, name: &str, realm: RealmId, link: LinkConfig, node: Box<dyn Node>) -> HostId {
+        let idx = self.elems.len();
+        let addrs = node.local_addrs();
+        for a in &addrs {
+            self.routes.insert((realm.0, a.ip()), idx);
+            // Behind a non-translating firewall the host's address is also reachable from outside.
+            if let Some(g) = self.realms[realm.0].gateway {
+                if let Body::Nat { nat, .. } = &self.elems[g].body {
+                    if !nat.config.translate {
+                        let outer = self.elems[g].realm;
+                        self.routes.insert((outer, a.ip()), g);
+                    }
+                }
+            }
+        }
+        let link = self.new_link(name, link);
+        self.elems.push(Element { name: name.into(), realm: realm.0, link, body: Body::Host { node, addrs, timer: None } });
+        self.drain(idx);
+        HostId(idx)
+    }
+
+    /// The host called `name`.
+    pub fn host(&self, name: &str) -> Option<HostId> {
+        self.elems
+            .iter()
+            .position(|e| e.name == name && matches!(e.body, Body::Host { .. }))
+            .map(HostId)
+    }
+
+    pub fn name(&self, host: HostId) -> &str {
+        &self.elems[host.0].name
+    }
+
+    /// A seed for a machine on a host, derived from the world seed and the host's name.
+    pub fn seed_for(&self, name: &str) -> u64 {
+        derive_seed(self.seed, &format!("node:{name}"))
+    }
+
+    /// The machine on `host` as its concrete type.
+    pub fn node_mut<T: Node>(&mut self, host: HostId) -> Option<&mut T> {
+        match &mut self.elems[host.0].body {
+            Body::Host { node, .. } => node.as_any_mut().downcast_mut::<T>(),
+            Body::Nat { .. } => None,
+        }
+    }
+
+    /// The NAT box (to inspect mappings in tests).
+    pub fn nat_mut(&mut self, nat: NatId) -> &mut NatBox {
+        match &mut self.elems[nat.0].body {
+            Body::Nat { nat, .. } => nat,
+            Body::Host { .. } => panic!("not a NAT"),
+        }
+    }
+
+    /// Changes an element's link (for example to take it down later).
+    pub fn link_mut(&mut self, name: &str) -> Option<&mut LinkConfig> {
+        self.elems.iter_mut().find(|e| e.name == name).map(|e| &mut e.link.config)
+    }
+
+    fn push(&mut self, at: Duration, p: Pending) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), p);
+    }
+
+    /// Runs `action` on `host`'s machine at virtual time `at` (then drains it). `label` goes in the trace.
+    pub fn schedule(&mut self, at: Duration, host: HostId, label: impl Into<String>, action: Action) {
+        self.push(at.max(self.now()), Pending::Action { host: host.0, label: label.into(), action });
+    }
+
+    /// The NAT forgets all its state at `at` (a router reboot).
+    pub fn flush_nat_at(&mut self, at: Duration, nat: NatId) {
+        self.push(at.max(self.now()), Pending::Flush { nat: nat.0 });
+    }
+
+    /// No datagram passes between any element named in `a` and any named in `b` during `[from, until)`.
+    /// Names are host or NAT names; the check happens wherever a datagram moves between two elements in a
+    /// realm (so to cut off a host behind a NAT from the internet, name its NAT).
+    pub fn partition(&mut self, a: &[&str], b: &[&str], from: Duration, until: Duration) {
+        let ids = |names: &[&str]| -> Vec<usize> {
+            names
+                .iter()
+                .map(|n| self.elems.iter().position(|e| e.name == *n).unwrap_or_else(|| panic!("no element {n}")))
+                .collect()
+        };
+        let (a, b) = (ids(a), ids(b));
+        self.partitions.push(Partition { a, b, from, until });
+    }
+
+    fn partitioned(&self, x: usize, y: usize, now: Duration) -> bool {
+        self.partitions.iter().any(|p| {
+            now >= p.from
+                && now < p.until
+                && ((p.a.contains(&x) && p.b.contains(&y)) || (p.a.contains(&y) && p.b.contains(&x)))
+        })
+    }
+
+    fn drop_packet(&mut self, who: usize, id: u64, reason: impl FnOnce() -> String) {
+        self.stats.dropped += 1;
+        let now = self.now();
+        let name = &self.elems[who].name;
+        self.trace.push(now, Kind::Drop, name, || format!("#{id} {}", reason()));
+    }
+
+    fn nat_notes(&mut self, elem: usize) {
+        let notes = match &mut self.elems[elem].body {
+            Body::Nat { nat, .. } => nat.take_notes(),
+            Body::Host { .. } => return,
+        };
+        let now = self.now();
+        for n in notes {
+            self.trace.push(now, Kind::Nat, &self.elems[elem].name, || n);
+        }
+    }
+
+    /// Sends `pkt` across `elem`'s link, up into its realm or down into `elem`.
+    fn cross(&mut self, elem: usize, pkt: Packet, up: bool) {
+        let now = self.now();
+        match self.elems[elem].link.cross(now) {
+            Crossing::Drop(reason) => {
+                let dir = if up { "up" } else { "down" };
+                let name = self.elems[elem].name.clone();
+                self.drop_packet(elem, pkt.id, || format!("{reason} ({name} {dir})"));
+            }
+            Crossing::Deliver(delays) => {
+                let mut pkt = Some(pkt);
+                let n = delays.len();
+                for (i, d) in delays.into_iter().enumerate() {
+                    let p = if i + 1 < n {
+                        pkt.as_ref().expect("kept until last").copy()
+                    } else {
+                        pkt.take().expect("moved once")
+                    };
+                    if i > 0 {
+                        let id = p.id;
+                        self.trace.push(now, Kind::Dup, &self.elems[elem].name, || format!("#{id} duplicated"));
+                    }
+                    let next = if up {
+                        Pending::ToRealm { realm: self.elems[elem].realm, from: elem, pkt: p }
+                    } else {
+                        Pending::ToElement { elem, pkt: p }
+                    };
+                    self.push(now + d, next);
+                }
+            }
+        }
+    }
+
+    fn route(&mut self, realm: usize, from: usize, pkt: Packet) {
+        let now = self.now();
+        if let Some(&to) = self.routes.get(&(realm, pkt.dst.ip())) {
+            if self.partitioned(from, to, now) {
+                let (a, b) = (self.elems[from].name.clone(), self.elems[to].name.clone());
+                self.drop_packet(from, pkt.id, || format!("partition between {a} and {b}"));
+                return;
+            }
+            self.cross(to, pkt, false);
+        } else if let Some(g) = self.realms[realm].gateway.filter(|&g| g != from) {
+            self.outbound(g, pkt);
+        } else {
+            self.stats.dropped += 1;
+            let name = self.realms[realm].name.clone();
+            let (id, dst) = (pkt.id, pkt.dst);
+            self.trace.push(now, Kind::Drop, &name, || format!("#{id} no route to {dst}"));
+        }
+    }
+
+    fn outbound(&mut self, g: usize, mut pkt: Packet) {
+        let now = self.now();
+        let (verdict, inside) = match &mut self.elems[g].body {
+            Body::Nat { nat, inside } => (nat.outbound(now, pkt.src, pkt.dst), *inside),
+            Body::Host { .. } => unreachable!("gateways are NATs"),
+        };
+        self.nat_notes(g);
+        match verdict {
+            Outbound::Forward { src } => {
+                pkt.src = src;
+                self.cross(g, pkt, true);
+            }
+            Outbound::Hairpin { src, dst } => {
+                pkt.src = src;
+                pkt.dst = dst;
+                self.route(inside, g, pkt);
+            }
+            Outbound::Drop(reason) => self.drop_packet(g, pkt.id, || reason),
+        }
+    }
+
+    fn arrive(&mut self, elem: usize, mut pkt: Packet) {
+        let now = self.now();
+        let instant = self.instant();
+        let describe = self.describe;
+        match &mut self.elems[elem].body {
+            Body::Nat { nat, inside } => {
+                let inside = *inside;
+                let verdict = nat.inbound(now, pkt.src, pkt.dst);
+                self.nat_notes(elem);
+                match verdict {
+                    Inbound::Forward { dst } => {
+                        pkt.dst = dst;
+                        self.route(inside, elem, pkt);
+                    }
+                    Inbound::Drop(reason) => self.drop_packet(elem, pkt.id, || reason),
+                }
+            }
+            Body::Host { node, addrs, .. } => {
+                if !addrs.contains(&pkt.dst) {
+                    let dst = pkt.dst;
+                    self.drop_packet(elem, pkt.id, || format!("no socket at {dst}"));
+                    return;
+                }
+                node.handle_input(instant, pkt.dst, pkt.src, &pkt.payload);
+                self.stats.delivered += 1;
+                let (id, src, dst) = (pkt.id, pkt.src, pkt.dst);
+                let payload = pkt.payload;
+                self.trace.push(now, Kind::Recv, &self.elems[elem].name, || {
+                    format!("#{id} {src} -> {dst}  {}", describe(&payload))
+                });
+                self.drain(elem);
+            }
+        }
+    }
+
+    /// Sends everything the machine on `elem` wants to send, records its events, re-reads its timer.
+    fn drain(&mut self, elem: usize) {
+        let now = self.now();
+        loop {
+            let (t, default) = match &mut self.elems[elem].body {
+                Body::Host { node, addrs, .. } => (node.poll_transmit(), addrs.first().copied()),
+                Body::Nat { .. } => return,
+            };
+            let Some(t) = t else { break };
+            let id = self.next_packet;
+            self.next_packet += 1;
+            self.stats.sent += 1;
+            let src = match t.source {
+                None => default,
+                Some(s) => match &self.elems[elem].body {
+                    Body::Host { addrs, .. } if addrs.contains(&s) => Some(s),
+                    _ => None,
+                },
+            };
+            let describe = self.describe;
+            let Some(src) = src else {
+                let s = t.source;
+                self.drop_packet(elem, id, || format!("no local socket {s:?}"));
+                continue;
+            };
+            let pkt = Packet { id, src, dst: t.destination, payload: t.payload };
+            self.trace.push(now, Kind::Send, &self.elems[elem].name, || {
+                format!("#{id} {} -> {}  {}", pkt.src, pkt.dst, describe(&pkt.payload))
+            });
+            self.cross(elem, pkt, true);
+        }
+        loop {
+            let ev = match &mut self.elems[elem].body {
+                Body::Host { node, .. } => node.poll_event(),
+                Body::Nat { .. } => return,
+            };
+            let Some(ev) = ev else { break };
+            self.trace.push(now, Kind::Event, &self.elems[elem].name, || ev);
+        }
+        let clock = self.clock;
+        if let Body::Host { node, timer, .. } = &mut self.elems[elem].body {
+            *timer = node.poll_timeout().map(|t| clock.since_base(t));
+        }
+    }
+
+    fn next_timer(&self) -> Option<(Duration, usize)> {
+        self.elems
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match &e.body {
+                Body::Host { timer: Some(t), .. } => Some((*t, i)),
+                _ => None,
+            })
+            .min()
+    }
+
+    fn error(&self, message: String) -> SimError {
+        SimError { message, at: self.now(), trace_tail: self.trace.tail(60) }
+    }
+
+    /// Runs until virtual time `end` (inclusive); the clock then reads `end`.
+    pub fn run_until(&mut self, end: Duration) -> Result<(), SimError> {
+        self.run_until_or(end, |_| false).map(|_| ())
+    }
+
+    /// Runs until virtual time `end` or until `stop` returns true (checked before every step).
+    /// Returns whether `stop` ended the run.
+    pub fn run_until_or(&mut self, end: Duration, mut stop: impl FnMut(&mut World) -> bool) -> Result<bool, SimError> {
+        let mut last = None;
+        let mut same_instant = 0u64;
+        loop {
+            if stop(self) {
+                return Ok(true);
+            }
+            let queued = self.queue.keys().next().map(|k| k.0);
+            let timer = self.next_timer();
+            let when = match (queued, timer) {
+                (None, None) => None,
+                (Some(q), None) => Some(q),
+                (None, Some((t, _))) => Some(t),
+                (Some(q), Some((t, _))) => Some(q.min(t)),
+            };
+            let when = when.map(|w| w.max(self.now()));
+            let Some(when) = when.filter(|&w| w <= end) else {
+                self.clock.advance_to(end);
+                return Ok(false);
+            };
+            self.stats.steps += 1;
+            if self.stats.steps > self.max_steps {
+                return Err(self.error(format!("step limit {} reached", self.max_steps)));
+            }
+            if last == Some(when) {
+                same_instant += 1;
+                if same_instant > self.max_steps_per_instant {
+                    return Err(self.error(format!(
+                        "{} steps without virtual time advancing (a machine's timeout never moves forward?)",
+                        self.max_steps_per_instant
+                    )));
+                }
+            } else {
+                last = Some(when);
+                same_instant = 0;
+            }
+            self.clock.advance_to(when);
+            // Queue first on ties: a datagram and a timer at the same instant see the datagram first.
+            if queued.is_some_and(|q| q.max(when) <= when) {
+                let (_, p) = self.queue.pop_first().expect("non-empty");
+                self.process(p);
+            } else if let Some((_, host)) = timer {
+                let instant = self.instant();
+                if let Body::Host { node, .. } = &mut self.elems[host].body {
+                    node.handle_timeout(instant);
+                }
+                self.drain(host);
+            }
+        }
+    }
+
+    fn process(&mut self, p: Pending) {
+        match p {
+            Pending::ToRealm { realm, from, pkt } => self.route(realm, from, pkt),
+            Pending::ToElement { elem, pkt } => self.arrive(elem, pkt),
+            Pending::Action { host, label, action } => {
+                let now = self.now();
+                let instant = self.instant();
+                self.trace.push(now, Kind::Action, &self.elems[host].name, || label);
+                if let Body::Host { node, .. } = &mut self.elems[host].body {
+                    action(node.as_mut(), instant);
+                }
+                self.drain(host);
+            }
+            Pending::Flush { nat } => {
+                if let Body::Nat { nat: n, .. } = &mut self.elems[nat].body {
+                    n.flush();
+                }
+                self.nat_notes(nat);
+            }
+        }
+    }
+}
