@@ -762,7 +762,6 @@ impl Peer {
         if new && pair.candidates.len() < MAX_CANDIDATES {
             pair.candidates.insert(remote, Candidate { proven: false });
         }
-        let punching = pair.punching;
         let mut pong = wire::message(
             MessageClass::SuccessResponse,
             methods::ping(),
@@ -771,8 +770,9 @@ impl Peer {
         pong.add_attribute(wire::PairId(id.to_vec()));
         pong.add_attribute(XorMappedAddress::new(remote));
         self.send_to(remote, wire::encode(pong));
-        // A triggered check: ping back at once, so the path is proven in both directions.
-        if new || (punching && self.path().is_none_or(|p| p == Path::Relay)) {
+        // A triggered check: ping back at once, so the path is proven in both directions (also when our own
+        // punch round already ended and we are on the relay: the partner's round may have started later).
+        if new || self.path().is_none_or(|p| p == Path::Relay) {
             self.ping(remote);
         }
     }

@@ -326,3 +326,35 @@ fn peer_leaving_disconnects_the_other() {
         .iter()
         .any(|e| matches!(e, PeerEvent::Disconnected { .. })));
 }
+
+#[test]
+fn late_partner_upgrades_both_sides_from_relay_to_direct() {
+    let mut net = Net::new(10);
+    // B's PeerInfo copies are lost for the first 4 s: A punches alone, gives up and uses the relay; when B
+    // finally punches, A must answer *and* ping back so that both end up direct.
+    let start = net.now;
+    let clock = std::rc::Rc::new(std::cell::Cell::new(start));
+    let c = clock.clone();
+    net.drop = Box::new(move |_, to, payload| {
+        to == addr(B)
+            && wire::describe(payload).contains("PeerInfo request")
+            && c.get() < start + Duration::from_secs(4)
+    });
+    net.add_peer(A, "lobby", false, 1);
+    net.add_peer(B, "lobby", false, 2);
+    for _ in 0..80 {
+        clock.set(net.now);
+        net.run_for(Duration::from_millis(100));
+    }
+    let paths = |at: &str| -> Vec<Path> {
+        net.events[&addr(at)]
+            .iter()
+            .filter_map(|e| match e {
+                PeerEvent::Path { path, .. } => Some(*path),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(paths(A), vec![Path::Relay, Path::Direct(addr(B))]);
+    assert_eq!(paths(B), vec![Path::Direct(addr(A))]);
+}
