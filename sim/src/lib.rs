@@ -12,6 +12,8 @@
 //! * [`node`]: the machine trait the world drives, and a test echo machine.
 //! * [`world`]: topology and the event loop.
 //! * [`trace`]: the readable record.
+//! * [`machines`]: the core server and peer as simulated hosts.
+//! * [`scenario`]: server + peers + NATs in a few lines, and the outcome of a run.
 //!
 //! Determinism rules: only `BTreeMap`/`BTreeSet`/`Vec` (iteration order never depends on hashing), every
 //! random draw comes from a generator derived from the scenario seed, and the real clock is read exactly
@@ -21,10 +23,12 @@
 
 pub mod clock;
 pub mod link;
+pub mod machines;
 pub mod nat;
 pub mod node;
 pub mod profile;
 pub mod rng;
+pub mod scenario;
 pub mod trace;
 pub mod world;
 
@@ -35,3 +39,4 @@ pub use node::{EchoNode, Node};
 pub use profile::{Nat, Profile};
 pub use trace::{Detail, Trace};
 pub use world::{HostId, NatId, RealmId, SimError, World};
+pub use scenario::{Knowledge, Outcome, PathKind, Scenario};

@@ -1,0 +1,561 @@
+//! Scenarios: a rendezvous server and two (or more) chatting peers behind NATs, described in a few lines.
+//!
+//! ```no_run
+//! use punch_sim::scenario::Scenario;
+//! use punch_sim::{ms, secs, Nat, Profile};
+//! let outcome = Scenario::new(7)
+//!     .server_with_two_ips()
+//!     .host("a", Nat::PortRestricted)
+//!     .host("b", Profile::from(Nat::Symmetric).linux())
+//!     .link(40, 0.05)
+//!     .type_at("a", ms(0), "hello")
+//!     .type_at("b", secs(2), "hi!")
+//!     .run();
+//! assert!(outcome.exactly_once_in_order().is_ok());
+//! println!("{}", outcome.trace);
+//! ```
+//!
+//! Topology: the server is on the public network at 198.51.100.1:3478 (and 198.51.100.2:3479 with
+//! [`Scenario::server_with_two_ips`]). The i-th host (from 0) behind its own NAT has 192.168.(i+1).10 and
+//! the NAT 203.0.113.(10(i+1)); an `open` or firewalled host has 198.51.100.(20+i). Hosts use local port
+//! 5000 + 1000i. [`Scenario::link`] sets every host's access link so that any host-to-host or
+//! host-to-server round trip is `rtt_ms` and each one-way trip is lost with probability `loss`.
+use crate::clock::{base_instant, Ms};
+use crate::link::LinkConfig;
+use crate::machines::{PeerNode, ServerNode};
+use crate::nat::NatConfig;
+use crate::profile::Profile;
+use crate::trace::{Detail, Trace};
+use crate::world::{HostId, NatId, RealmId, SimError, Stats, World};
+use punch_core::nat::{NatBehaviour, PortAllocation};
+use punch_core::peer::{Path, PeerConfig, PeerEvent};
+use punch_core::server::ServerConfig;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// The server's primary address in every scenario.
+pub const SERVER_ADDR: &str = "198.51.100.1:3478";
+/// Its alternate address with [`Scenario::server_with_two_ips`].
+pub const SERVER_ALT_ADDR: &str = "198.51.100.2:3479";
+
+/// What the peers know about their own NAT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Knowledge {
+    /// Run NAT detection (needs the two-IP server).
+    Detect,
+    /// Announce the true behaviour of the simulated NAT (as `--assume-nat` would).
+    Assume,
+    /// Announce nothing (unknown).
+    Unknown,
+}
+
+/// The NAT behaviour a simulated NAT really has (`None`: open host).
+pub fn behaviour_of(config: Option<&NatConfig>) -> NatBehaviour {
+    match config {
+        None => NatBehaviour {
+            behind_nat: Some(false),
+            mapping: Some(punch_core::nat::Mapping::EndpointIndependent),
+            filtering: Some(punch_core::nat::Filtering::EndpointIndependent),
+            allocation: Some(PortAllocation::Preserved),
+        },
+        Some(c) => NatBehaviour {
+            behind_nat: Some(c.translate),
+            mapping: Some(c.mapping),
+            filtering: Some(c.filtering),
+            allocation: Some(match c.allocation {
+                crate::nat::PortAlloc::Preserve => PortAllocation::Preserved,
+                crate::nat::PortAlloc::Sequential { step, .. } => PortAllocation::Sequential { step },
+                crate::nat::PortAlloc::Random => PortAllocation::Random,
+            }),
+        },
+    }
+}
+
+#[derive(Debug, Clone)]
+struct HostSpec {
+    name: String,
+    label: String,
+    nat: Option<NatConfig>,
+    /// Share the NAT of this earlier host.
+    behind: Option<String>,
+    start: Duration,
+    relay_only: bool,
+}
+
+/// A scenario under construction. Every method consumes and returns it, so it reads top to bottom.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    seed: u64,
+    two_ips: bool,
+    hosts: Vec<HostSpec>,
+    rtt: Duration,
+    loss: f64,
+    jitter: Duration,
+    typed: Vec<(String, Duration, String)>,
+    flushes: Vec<(String, Duration)>,
+    outages: Vec<(String, Duration, Duration)>,
+    until: Duration,
+    detail: Detail,
+    knowledge: Option<Knowledge>,
+    peer_tweaks: Vec<fn(&mut PeerConfig)>,
+}
+
+impl Scenario {
+    /// An empty scenario: 40 ms round trips, no loss, at most 120 s of virtual time, full trace.
+    pub fn new(seed: u64) -> Scenario {
+        Scenario {
+            seed,
+            two_ips: false,
+            hosts: Vec::new(),
+            rtt: Duration::from_millis(40),
+            loss: 0.0,
+            jitter: Duration::ZERO,
+            typed: Vec::new(),
+            flushes: Vec::new(),
+            outages: Vec::new(),
+            until: Duration::from_secs(120),
+            detail: Detail::Full,
+            knowledge: None,
+            peer_tweaks: Vec::new(),
+        }
+    }
+
+    /// The server gets an alternate IP and port (four sockets), so peers can run NAT detection; peers
+    /// then detect their NAT unless [`Scenario::knowledge`] says otherwise.
+    pub fn server_with_two_ips(mut self) -> Self {
+        self.two_ips = true;
+        self
+    }
+
+    /// A peer called `name` behind its own NAT of this profile.
+    pub fn host(mut self, name: &str, profile: impl Into<Profile>) -> Self {
+        let p: Profile = profile.into();
+        self.hosts.push(HostSpec {
+            name: name.into(),
+            label: p.to_string(),
+            nat: p.config(),
+            behind: None,
+            start: Duration::ZERO,
+            relay_only: false,
+        });
+        self
+    }
+
+    /// A peer behind a NAT with a hand-made configuration, shown as `label`.
+    pub fn host_with(mut self, name: &str, label: &str, nat: NatConfig) -> Self {
+        self.hosts.push(HostSpec {
+            name: name.into(),
+            label: label.into(),
+            nat: Some(nat),
+            behind: None,
+            start: Duration::ZERO,
+            relay_only: false,
+        });
+        self
+    }
+
+    /// A peer on the same inside network (behind the same NAT) as the earlier host `other`.
+    pub fn host_behind(mut self, name: &str, other: &str) -> Self {
+        let o = self.spec(other).clone();
+        self.hosts.push(HostSpec { name: name.into(), behind: Some(other.into()), start: Duration::ZERO, relay_only: false, ..o });
+        self
+    }
+
+    fn spec(&mut self, name: &str) -> &mut HostSpec {
+        self.hosts.iter_mut().find(|h| h.name == name).unwrap_or_else(|| panic!("no host {name}"))
+    }
+
+    /// The peer on `name` starts at `t` instead of 0 (start skew).
+    pub fn start_at(mut self, name: &str, t: Duration) -> Self {
+        self.spec(name).start = t;
+        self
+    }
+
+    /// The peer on `name` never tries a direct path.
+    pub fn relay_only(mut self, name: &str) -> Self {
+        self.spec(name).relay_only = true;
+        self
+    }
+
+    /// The NAT in front of `name` forgets idle mappings after `lifetime`.
+    pub fn nat_lifetime(mut self, name: &str, lifetime: Duration) -> Self {
+        if let Some(n) = self.spec(name).nat.as_mut() {
+            n.mapping_lifetime = lifetime;
+        }
+        self
+    }
+
+    /// The NAT in front of `name` reboots (forgets every mapping) at `t`.
+    pub fn flush_nat_at(mut self, name: &str, t: Duration) -> Self {
+        self.flushes.push((name.into(), t));
+        self
+    }
+
+    /// `name`'s access link is down during `[from, until)`.
+    pub fn link_down(mut self, name: &str, from: Duration, until: Duration) -> Self {
+        self.outages.push((name.into(), from, until));
+        self
+    }
+
+    /// Every round trip is `rtt_ms`; every one-way trip is lost with probability `loss`.
+    pub fn link(mut self, rtt_ms: u64, loss: f64) -> Self {
+        self.rtt = Duration::from_millis(rtt_ms);
+        self.loss = loss;
+        self
+    }
+
+    /// Adds up to `jitter` per link crossing (which also reorders).
+    pub fn jitter(mut self, jitter: Duration) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// The user on `name` types `text` at `t`.
+    pub fn type_at(mut self, name: &str, t: Duration, text: &str) -> Self {
+        self.typed.push((name.into(), t, text.into()));
+        self
+    }
+
+    /// Stop at `t` at the latest (default 120 s).
+    pub fn until(mut self, t: Duration) -> Self {
+        self.until = t;
+        self
+    }
+
+    pub fn detail(mut self, detail: Detail) -> Self {
+        self.detail = detail;
+        self
+    }
+
+    pub fn knowledge(mut self, k: Knowledge) -> Self {
+        self.knowledge = Some(k);
+        self
+    }
+
+    /// Adjusts every peer's configuration (e.g. shorter timeouts).
+    pub fn tweak_peers(mut self, f: fn(&mut PeerConfig)) -> Self {
+        self.peer_tweaks.push(f);
+        self
+    }
+
+    /// Builds the world without running it.
+    pub fn build(&self) -> Built {
+        let mut w = World::new(self.seed, base_instant());
+        w.set_detail(self.detail);
+        w.set_describe(punch_core::wire::describe);
+        // A trip crosses two host links (sender up, receiver down): each gets a quarter of the round trip
+        // and loses with q such that 1 - (1 - q)^2 = loss.
+        let per_link_loss = 1.0 - (1.0 - self.loss.clamp(0.0, 1.0)).sqrt();
+        let link = LinkConfig::latency(self.rtt / 4).with_jitter(self.jitter).with_loss(per_link_loss);
+        let server_addr: SocketAddr = SERVER_ADDR.parse().expect("valid");
+        let mut sc = ServerConfig::new(server_addr);
+        if self.two_ips {
+            sc.alternate = Some(SERVER_ALT_ADDR.parse().expect("valid"));
+        }
+        sc.seed = w.seed_for("server");
+        let base = w.clock().at(Duration::ZERO);
+        let server = w.add_host("server", RealmId::PUBLIC, link.clone(), Box::new(ServerNode::new(sc, base)));
+        let knowledge = self.knowledge.unwrap_or(if self.two_ips { Knowledge::Detect } else { Knowledge::Assume });
+
+        let mut peers = Vec::new();
+        let mut nats: Vec<(String, Option<NatId>, RealmId, u8)> = Vec::new();
+        for (i, h) in self.hosts.iter().enumerate() {
+            let port = 5000 + 1000 * i as u16;
+            let (nat, realm, addr) = if let Some(other) = &h.behind {
+                let (_, nat, realm, net) = nats.iter().find(|n| &n.0 == other).cloned().expect("earlier host");
+                let k = nats.iter().filter(|n| n.0 == *other || n.3 == net).count() as u8;
+                let ip = match h.nat.as_ref() {
+                    Some(c) if c.translate => IpAddr::V4(Ipv4Addr::new(192, 168, net, 10 + k)),
+                    _ => IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20 + i as u8)),
+                };
+                (nat, realm, SocketAddr::new(ip, port))
+            } else {
+                match &h.nat {
+                    None => (None, RealmId::PUBLIC, SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20 + i as u8)), port)),
+                    Some(cfg) => {
+                        let public = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10 * (i as u8 + 1)));
+                        let prefix = if cfg.translate { "nat" } else { "fw" };
+                        let (n, r) = w.add_nat(&format!("{prefix}-{}", h.name), RealmId::PUBLIC, public, cfg.clone(), LinkConfig::ideal());
+                        let ip = if cfg.translate {
+                            IpAddr::V4(Ipv4Addr::new(192, 168, i as u8 + 1, 10))
+                        } else {
+                            IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20 + i as u8))
+                        };
+                        (Some(n), r, SocketAddr::new(ip, port))
+                    }
+                }
+            };
+            nats.push((h.name.clone(), nat, realm, i as u8 + 1));
+            let mut pc = PeerConfig::new(server_addr, "sim");
+            pc.name = h.name.clone();
+            pc.local_addrs = vec![addr];
+            pc.relay_only = h.relay_only;
+            pc.detect_nat = knowledge == Knowledge::Detect;
+            pc.nat = match knowledge {
+                Knowledge::Assume => behaviour_of(h.nat.as_ref()),
+                _ => NatBehaviour::UNKNOWN,
+            };
+            pc.seed = w.seed_for(&h.name);
+            for t in &self.peer_tweaks {
+                t(&mut pc);
+            }
+            let mut l = link.clone();
+            for (n, from, until) in &self.outages {
+                if *n == h.name {
+                    l = l.down_between(*from, *until);
+                }
+            }
+            let node = PeerNode::new(pc, base, h.start.is_zero());
+            let id = w.add_host(&h.name, realm, l, Box::new(node));
+            if !h.start.is_zero() {
+                w.schedule(h.start, id, "start", Box::new(|n, now| {
+                    if let Some(p) = n.as_any_mut().downcast_mut::<PeerNode>() {
+                        p.start(now);
+                    }
+                }));
+            }
+            peers.push((h.name.clone(), h.label.clone(), id, nat));
+        }
+        for (name, t, text) in &self.typed {
+            let id = peers.iter().find(|p| &p.0 == name).unwrap_or_else(|| panic!("no host {name}")).2;
+            let text2 = text.clone();
+            w.schedule(*t, id, format!("user types {text:?}"), Box::new(move |n, now| {
+                if let Some(p) = n.as_any_mut().downcast_mut::<PeerNode>() {
+                    p.type_message(now, &text2);
+                }
+            }));
+        }
+        for (name, t) in &self.flushes {
+            if let Some(nat) = peers.iter().find(|p| &p.0 == name).and_then(|p| p.3) {
+                w.flush_nat_at(*t, nat);
+            }
+        }
+        Built { world: w, server, peers: peers.into_iter().map(|(n, l, id, _)| (n, l, id)).collect() }
+    }
+
+    /// The time after which the run may stop as soon as everything is delivered.
+    fn settle_after(&self) -> Duration {
+        let typed = self.typed.iter().map(|t| t.1);
+        let flushes = self.flushes.iter().map(|f| f.1);
+        let outages = self.outages.iter().map(|o| o.2);
+        let starts = self.hosts.iter().map(|h| h.start);
+        typed.chain(flushes).chain(outages).chain(starts).max().unwrap_or_default()
+    }
+
+    /// Builds and runs the scenario until every typed message is delivered and acknowledged and every peer
+    /// has a path (after the last scheduled happening), or until the time limit.
+    pub fn run(&self) -> Outcome {
+        let mut b = self.build();
+        let settle = self.settle_after();
+        let ids: Vec<HostId> = b.peers.iter().map(|p| p.2).collect();
+        let n_typed = self.typed.len();
+        let result = b.world.run_until_or(self.until, |w| {
+            if w.now() < settle {
+                return false;
+            }
+            let mut typed = 0;
+            let mut received = 0;
+            for &id in &ids {
+                let Some(p) = w.node_mut::<PeerNode>(id) else { return false };
+                let Some(peer) = p.peer.as_ref() else { return false };
+                if peer.path().is_none() || !peer.all_acked() {
+                    return false;
+                }
+                typed += p.typed.len();
+                received += p.received().len();
+            }
+            typed == n_typed && received >= typed
+        });
+        b.outcome(self.seed, result.err())
+    }
+}
+
+/// A built, not yet (fully) run scenario: the world plus which host is which.
+pub struct Built {
+    pub world: World,
+    pub server: HostId,
+    /// `(name, NAT label, host)` per peer.
+    pub peers: Vec<(String, String, HostId)>,
+}
+
+/// The final path of a peer or a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PathKind {
+    Direct,
+    Relay,
+    None,
+}
+
+impl PathKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            PathKind::Direct => "direct",
+            PathKind::Relay => "relay",
+            PathKind::None => "fail",
+        }
+    }
+}
+
+/// What happened to one peer.
+#[derive(Debug, Clone)]
+pub struct PeerOutcome {
+    pub name: String,
+    /// The NAT profile label.
+    pub nat: String,
+    pub events: Vec<(Duration, PeerEvent)>,
+    /// Texts typed, in order.
+    pub typed: Vec<String>,
+    /// Texts received, in order of delivery.
+    pub received: Vec<String>,
+    /// The last path reported.
+    pub path: PathKind,
+    pub paired_at: Option<Duration>,
+    /// First time any path was chosen.
+    pub path_at: Option<Duration>,
+    /// First time a direct path was proven.
+    pub direct_at: Option<Duration>,
+    pub first_message_at: Option<Duration>,
+    pub errors: Vec<String>,
+}
+
+/// What happened in a scenario.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub seed: u64,
+    pub peers: Vec<PeerOutcome>,
+    pub trace: Trace,
+    pub stats: Stats,
+    /// Set if the simulator stopped the run (runaway machine).
+    pub error: Option<SimError>,
+    /// Virtual time at the end of the run.
+    pub ended_at: Duration,
+}
+
+impl Built {
+    /// Collects the outcome (the world stays usable).
+    pub fn outcome(&mut self, seed: u64, error: Option<SimError>) -> Outcome {
+        let mut peers = Vec::new();
+        for (name, nat, id) in &self.peers {
+            let p = self.world.node_mut::<PeerNode>(*id).expect("peer node");
+            let first = |f: &dyn Fn(&PeerEvent) -> bool| p.events.iter().find(|(_, e)| f(e)).map(|(t, _)| *t);
+            let path = p
+                .events
+                .iter()
+                .rev()
+                .find_map(|(_, e)| match e {
+                    PeerEvent::Path { path: Path::Direct(_), .. } => Some(PathKind::Direct),
+                    PeerEvent::Path { path: Path::Relay, .. } => Some(PathKind::Relay),
+                    _ => None,
+                })
+                .unwrap_or(PathKind::None);
+            peers.push(PeerOutcome {
+                name: name.clone(),
+                nat: nat.clone(),
+                typed: p.typed.iter().map(|t| t.2.clone()).collect(),
+                received: p.received().into_iter().map(String::from).collect(),
+                path,
+                paired_at: first(&|e| matches!(e, PeerEvent::Paired { .. })),
+                path_at: first(&|e| matches!(e, PeerEvent::Path { .. })),
+                direct_at: first(&|e| matches!(e, PeerEvent::Path { path: Path::Direct(_), .. })),
+                first_message_at: first(&|e| matches!(e, PeerEvent::Message { .. })),
+                errors: p
+                    .events
+                    .iter()
+                    .filter_map(|(_, e)| match e {
+                        PeerEvent::Error(e) => Some(e.to_string()),
+                        _ => None,
+                    })
+                    .collect(),
+                events: p.events.clone(),
+            });
+        }
+        Outcome {
+            seed,
+            peers,
+            trace: self.world.trace().clone(),
+            stats: self.world.stats(),
+            error,
+            ended_at: self.world.now(),
+        }
+    }
+}
+
+impl Outcome {
+    pub fn peer(&self, name: &str) -> &PeerOutcome {
+        self.peers.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("no peer {name}"))
+    }
+
+    /// Direct if every peer ended on a direct path, relay if every peer has a path, else fail.
+    pub fn path(&self) -> PathKind {
+        self.peers.iter().map(|p| p.path).max().unwrap_or(PathKind::None)
+    }
+
+    /// When the first peer learned it was paired.
+    pub fn paired_at(&self) -> Option<Duration> {
+        self.peers.iter().filter_map(|p| p.paired_at).min()
+    }
+
+    /// When the first chat message was delivered (to anyone).
+    pub fn first_delivery_at(&self) -> Option<Duration> {
+        self.peers.iter().filter_map(|p| p.first_message_at).min()
+    }
+
+    /// When every peer had proven a direct path.
+    pub fn direct_at(&self) -> Option<Duration> {
+        self.peers.iter().map(|p| p.direct_at).collect::<Option<Vec<_>>>()?.into_iter().max()
+    }
+
+    pub fn pairing_to_first_message(&self) -> Option<Duration> {
+        Some(self.first_delivery_at()?.saturating_sub(self.paired_at()?))
+    }
+
+    pub fn pairing_to_direct(&self) -> Option<Duration> {
+        Some(self.direct_at()?.saturating_sub(self.paired_at()?))
+    }
+
+    /// Every message typed on one side arrived exactly once, in order, on the other (two peers).
+    pub fn exactly_once_in_order(&self) -> Result<(), String> {
+        if let Some(e) = &self.error {
+            return Err(e.to_string());
+        }
+        for p in &self.peers {
+            let others: Vec<&PeerOutcome> = self.peers.iter().filter(|o| o.name != p.name).collect();
+            let expected: Vec<String> = others.iter().flat_map(|o| o.typed.iter().cloned()).collect();
+            if others.len() == 1 && p.received != expected {
+                return Err(format!("{} received {:?}, expected {:?}", p.name, p.received, expected));
+            }
+        }
+        Ok(())
+    }
+
+    /// A few lines: per peer the NAT, final path and timings.
+    pub fn summary(&self) -> String {
+        let t = |d: Option<Duration>| d.map(|d| Ms(d).to_string()).unwrap_or_else(|| "-".into());
+        let mut s = String::new();
+        for p in &self.peers {
+            let _ = writeln!(
+                s,
+                "{}: {} -> {} (paired {}, path {}, direct {}, first message {}, received {:?}{})",
+                p.name,
+                p.nat,
+                p.path.label(),
+                t(p.paired_at),
+                t(p.path_at),
+                t(p.direct_at),
+                t(p.first_message_at),
+                p.received,
+                if p.errors.is_empty() { String::new() } else { format!(", errors {:?}", p.errors) }
+            );
+        }
+        let _ = writeln!(
+            s,
+            "pair: {}, pairing->first message {}, pairing->direct {}, ended at {}",
+            self.path().label(),
+            t(self.pairing_to_first_message()),
+            t(self.pairing_to_direct()),
+            Ms(self.ended_at)
+        );
+        s
+    }
+}
