@@ -13,6 +13,7 @@
 //! * [`world`]: topology and the event loop.
 //! * [`trace`]: the readable record.
 //! * [`machines`]: the core server and peer as simulated hosts.
+//! * [`matrix`]: every pair of profiles over many seeds, as a table or JSON.
 //! * [`scenario`]: server + peers + NATs in a few lines, and the outcome of a run.
 //!
 //! Determinism rules: only `BTreeMap`/`BTreeSet`/`Vec` (iteration order never depends on hashing), every
@@ -24,6 +25,7 @@
 pub mod clock;
 pub mod link;
 pub mod machines;
+pub mod matrix;
 pub mod nat;
 pub mod node;
 pub mod profile;
@@ -40,3 +42,4 @@ pub use profile::{Nat, Profile};
 pub use trace::{Detail, Trace};
 pub use world::{HostId, NatId, RealmId, SimError, World};
 pub use scenario::{Knowledge, Outcome, PathKind, Scenario};
+pub use matrix::{run_matrix, Matrix, MatrixConfig};
