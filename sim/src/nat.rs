@@ -20,7 +20,8 @@
 //!   (30 s; refreshed by further such datagrams). While it lives, that tuple is taken: when an inside socket
 //!   later sends to that same remote for the first time and would use that public port, masquerading picks a
 //!   different, random free port for that destination. This is why two port-restricted Linux routers punch
-//!   badly when one side's first probe arrives before the other side has sent anything.
+//!   badly when one side's first probe arrives before the other side has sent anything. Also as in Linux, an
+//!   outbound entry that never saw a reply lives only `unreplied_timeout`, not `mapping_lifetime`.
 //! * **WAN firewall** (`wan_firewall`, typical home router): unsolicited inbound datagrams are dropped at the
 //!   input firewall before conntrack sees them; nothing is reserved.
 //! * **UDP firewall** (`translate == false`): no translation at all (inside hosts have public addresses),
@@ -151,6 +152,8 @@ struct Entry {
     last_active: Duration,
     /// Remote endpoints the inside socket sent to through this mapping, with when it last did.
     perms: BTreeMap<SocketAddr, Duration>,
+    /// Whether an inbound datagram was ever admitted (Linux: an unreplied entry only lives 30 s).
+    replied: bool,
 }
 
 /// What to do with an outbound datagram.
@@ -242,6 +245,16 @@ impl NatBox {
         Key { internal, dest }
     }
 
+    /// How long an entry survives idle: Linux conntrack keeps a never-answered entry only
+    /// `unreplied_timeout` (30 s); otherwise `mapping_lifetime`.
+    fn lifetime(&self, e: &Entry) -> Duration {
+        if self.config.linux_conntrack && !e.replied {
+            self.config.unreplied_timeout.min(self.config.mapping_lifetime)
+        } else {
+            self.config.mapping_lifetime
+        }
+    }
+
     fn alive(&self, last: Duration, now: Duration) -> bool {
         now < last + self.config.mapping_lifetime
     }
@@ -252,17 +265,16 @@ impl NatBox {
 
     /// Forgets idle mappings and dead conntrack entries.
     fn purge(&mut self, now: Duration) {
-        let lifetime = self.config.mapping_lifetime;
         let dead: Vec<Key> = self
             .mappings
             .iter()
-            .filter(|(_, e)| now >= e.last_active + lifetime)
+            .filter(|(_, e)| now >= e.last_active + self.lifetime(e))
             .map(|(k, _)| *k)
             .collect();
         for k in dead {
             if let Some(e) = self.mappings.remove(&k) {
                 self.by_public.remove(&e.public);
-                let at = e.last_active + lifetime;
+                let at = e.last_active + self.lifetime(&e);
                 self.expired.insert(e.public, at);
                 self.notes.push(format!(
                     "mapping {} -> {} expired at {}",
@@ -338,7 +350,7 @@ impl NatBox {
     fn insert(&mut self, key: Key, public: SocketAddr, remote: SocketAddr, now: Duration) {
         let mut perms = BTreeMap::new();
         perms.insert(remote, now);
-        self.mappings.insert(key, Entry { public, last_active: now, perms });
+        self.mappings.insert(key, Entry { public, last_active: now, perms, replied: false });
         self.by_public.insert(public, key);
         self.expired.remove(&public);
     }
@@ -422,8 +434,9 @@ impl NatBox {
                     Filtering::AddressAndPortDependent => e.perms.get(&src).is_some_and(|&t| self.alive(t, now)),
                 };
                 if admitted {
+                    let e = self.mappings.get_mut(&key).expect("present");
+                    e.replied = true;
                     if self.config.inbound_refresh {
-                        let e = self.mappings.get_mut(&key).expect("present");
                         e.last_active = now;
                         if let Some(t) = e.perms.get_mut(&src) {
                             *t = now;
@@ -634,6 +647,20 @@ mod tests {
         n.outbound(T, inside, sa("198.51.100.1:3478"));
         n.inbound(T, peer, public);
         assert_eq!(n.outbound(Duration::from_secs(31), inside, peer), Outbound::Forward { src: public });
+    }
+
+    #[test]
+    fn linux_unreplied_outbound_entries_live_30s_replied_ones_the_full_lifetime() {
+        let inside = sa("192.168.1.10:5000");
+        let server = sa("198.51.100.1:3478");
+        let cfg = NatConfig::new(Mapping::AddressAndPortDependent, Filtering::AddressAndPortDependent, PortAlloc::Random).linux();
+        let mut n = nat(cfg.clone());
+        let Outbound::Forward { src } = n.outbound(T, inside, server) else { panic!() };
+        assert!(matches!(n.inbound(Duration::from_secs(31), server, src), Inbound::Drop(_)));
+        let mut n = nat(cfg);
+        let Outbound::Forward { src } = n.outbound(T, inside, server) else { panic!() };
+        assert!(matches!(n.inbound(T * 2, server, src), Inbound::Forward { .. }));
+        assert!(matches!(n.inbound(Duration::from_secs(100), server, src), Inbound::Forward { .. }));
     }
 
     #[test]

@@ -122,6 +122,40 @@ impl Trace {
         self.lines.iter().filter(move |l| l.text.contains(needle) || l.who == needle)
     }
 
+    /// The trace with repetitions folded: a line whose kind, host and text (ignoring `#id`s) already
+    /// appeared less than `window` earlier is not printed again; the first one gets `(xN until T)`.
+    /// Retransmissions and punch pings collapse into one line each, which keeps snapshots short.
+    pub fn condensed(&self, window: Duration) -> String {
+        struct Row {
+            text: String,
+            count: usize,
+            last: Duration,
+        }
+        let mut rows: Vec<Row> = Vec::new();
+        let mut active: std::collections::BTreeMap<(Kind, String, String), usize> = std::collections::BTreeMap::new();
+        for l in &self.lines {
+            let key = (l.kind, l.who.clone(), strip_ids(&l.text));
+            if let Some(&i) = active.get(&key) {
+                if l.at.saturating_sub(rows[i].last) < window {
+                    rows[i].count += 1;
+                    rows[i].last = l.at;
+                    continue;
+                }
+            }
+            active.insert(key, rows.len());
+            rows.push(Row { text: l.to_string(), count: 1, last: l.at });
+        }
+        let mut s = String::new();
+        for r in rows {
+            s.push_str(&r.text);
+            if r.count > 1 {
+                s.push_str(&format!("  (x{} until {})", r.count, Ms(r.last)));
+            }
+            s.push('\n');
+        }
+        s
+    }
+
     /// The last `n` lines, rendered (for error messages).
     pub fn tail(&self, n: usize) -> String {
         let start = self.lines.len().saturating_sub(n);
@@ -141,6 +175,11 @@ impl fmt::Display for Trace {
         }
         Ok(())
     }
+}
+
+/// `text` without `#123` packet ids.
+fn strip_ids(text: &str) -> String {
+    text.split(' ').filter(|w| !(w.starts_with('#') && w.len() > 1 && w[1..].bytes().all(|b| b.is_ascii_digit()))).collect::<Vec<_>>().join(" ")
 }
 
 /// The default payload description until `punch_core::wire` offers one: first byte and length.
