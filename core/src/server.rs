@@ -418,6 +418,7 @@ impl Server {
             } else if is_member {
                 // A paired member registering again has not seen its PeerInfo: send it now.
                 self.schedule_info(remote, now);
+                self.handle_timeout(now);
             }
         }
     }
@@ -442,6 +443,8 @@ impl Server {
         let (aa, ba) = (a.addr, b.addr);
         self.schedule_info(aa, after(now, da));
         self.schedule_info(ba, after(now, db));
+        // Copies due now go out now, not at the next timer tick.
+        self.handle_timeout(now);
     }
 
     fn schedule_info(&mut self, addr: SocketAddr, at: Instant) {

@@ -1,0 +1,103 @@
+//! Server hot paths: answering Binding requests and forwarding relay data between a paired couple.
+//! Run: `cargo bench -p punch-core --bench server`.
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use punch_core::peer::{Peer, PeerConfig};
+use punch_core::server::{Server, ServerConfig};
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+#[allow(clippy::disallowed_methods)]
+fn epoch() -> Instant {
+    Instant::now()
+}
+
+fn binding(c: &mut Criterion) {
+    let srv = addr("203.0.113.1:3478");
+    let t0 = epoch();
+    let mut server = Server::new(ServerConfig::new(srv), t0);
+    // A real Binding request, as the peer sends it.
+    let mut peer = Peer::new(PeerConfig::new(srv, "p"), t0);
+    let req = peer.poll_transmit().unwrap().payload;
+    let from = addr("198.51.100.1:4000");
+    let mut g = c.benchmark_group("server");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("binding_request", |b| {
+        b.iter(|| {
+            server.handle_input(t0, srv, from, black_box(&req));
+            black_box(server.poll_transmit());
+            while server.poll_event().is_some() {}
+        })
+    });
+    g.finish();
+}
+
+fn relay(c: &mut Criterion) {
+    let srv = addr("203.0.113.1:3478");
+    let t0 = epoch();
+    let mut server = Server::new(ServerConfig::new(srv), t0);
+    let (a, b) = (addr("198.51.100.1:4000"), addr("198.51.100.2:4000"));
+    let mut peers: Vec<(SocketAddr, Peer)> = [a, b]
+        .into_iter()
+        .map(|at| {
+            let mut c = PeerConfig::new(srv, "pool");
+            c.relay_only = true;
+            (at, Peer::new(c, t0))
+        })
+        .collect();
+    // Run the exchange until both are paired on the relay, capturing one relayed DATA datagram from A.
+    let mut now = t0;
+    let mut relayed = None;
+    for i in 0..200 {
+        now += Duration::from_millis(1);
+        if i == 100 {
+            peers[0]
+                .1
+                .send_message(now, "a message of typical length, say sixty bytes..")
+                .unwrap();
+        }
+        let mut packets = Vec::new();
+        for (at, p) in peers.iter_mut() {
+            p.handle_timeout(now);
+            while let Some(t) = p.poll_transmit() {
+                if *at == a
+                    && t.destination == srv
+                    && punch_core::wire::describe(&t.payload).contains("DATA")
+                {
+                    relayed.get_or_insert(t.payload.clone());
+                }
+                packets.push((*at, t.destination, t.payload));
+            }
+        }
+        server.handle_timeout(now);
+        while let Some(t) = server.poll_transmit() {
+            packets.push((srv, t.destination, t.payload));
+        }
+        for (from, to, payload) in packets {
+            if to == srv {
+                server.handle_input(now, srv, from, &payload);
+            } else if let Some((_, p)) = peers.iter_mut().find(|(x, _)| *x == to) {
+                p.handle_input(now, to, from, &payload);
+            }
+        }
+    }
+    let data = relayed.expect("A relayed a message");
+    while server.poll_transmit().is_some() {}
+    let mut g = c.benchmark_group("server");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("relay_forward", |bch| {
+        bch.iter(|| {
+            server.handle_input(now, srv, a, black_box(&data));
+            black_box(server.poll_transmit().expect("forwarded"));
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, binding, relay);
+criterion_main!(benches);
