@@ -1,0 +1,46 @@
+//! Simulator speed: full scenarios per second (NAT detection against a two-IP server, register, punch,
+//! 10 messages each way), for a direct pair and a relayed pair.
+//!
+//! `cargo bench -p punch-sim --bench speed` (plain harness, no criterion: prints runs/s).
+use punch_sim::{ms, Detail, Knowledge, Nat, Profile, Scenario};
+use std::time::Instant;
+
+fn scenario(seed: u64, a: Profile, b: Profile, detail: Detail) -> Scenario {
+    let mut s = Scenario::new(seed)
+        .server_with_two_ips()
+        .knowledge(Knowledge::Detect)
+        .host("a", a)
+        .host("b", b)
+        .link(40, 0.02)
+        .detail(detail);
+    for i in 0..10 {
+        s = s.type_at("a", ms(10 * i), &format!("a{i}")).type_at("b", ms(10 * i + 5), &format!("b{i}"));
+    }
+    s
+}
+
+#[allow(clippy::disallowed_methods)] // a benchmark measures real time
+fn main() {
+    for (label, a, b) in [
+        ("direct (port-restricted <-> full-cone)", Profile::from(Nat::PortRestricted), Profile::from(Nat::FullCone)),
+        ("relay (symmetric <-> port-restricted)", Profile::from(Nat::Symmetric), Profile::from(Nat::PortRestricted)),
+    ] {
+        for detail in [Detail::Off, Detail::Full] {
+            let n = 2000;
+            let start = Instant::now();
+            let mut events = 0usize;
+            for seed in 0..n {
+                let o = scenario(seed, a, b, detail).run();
+                assert!(o.exactly_once_in_order().is_ok(), "seed {seed}");
+                events += o.stats.steps as usize;
+            }
+            let el = start.elapsed();
+            println!(
+                "{label:<42} trace {detail:?}: {n} scenarios in {:.2}s = {:.0} scenarios/s ({:.0} steps/scenario)",
+                el.as_secs_f64(),
+                n as f64 / el.as_secs_f64(),
+                events as f64 / n as f64
+            );
+        }
+    }
+}
