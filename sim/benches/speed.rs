@@ -14,7 +14,11 @@ fn scenario(seed: u64, a: Profile, b: Profile, detail: Detail) -> Scenario {
         .link(40, 0.02)
         .detail(detail);
     for i in 0..10 {
-        s = s.type_at("a", ms(10 * i), &format!("a{i}")).type_at("b", ms(10 * i + 5), &format!("b{i}"));
+        s = s.type_at("a", ms(10 * i), &format!("a{i}")).type_at(
+            "b",
+            ms(10 * i + 5),
+            &format!("b{i}"),
+        );
     }
     s
 }
@@ -22,8 +26,16 @@ fn scenario(seed: u64, a: Profile, b: Profile, detail: Detail) -> Scenario {
 #[allow(clippy::disallowed_methods)] // a benchmark measures real time
 fn main() {
     for (label, a, b) in [
-        ("direct (port-restricted <-> full-cone)", Profile::from(Nat::PortRestricted), Profile::from(Nat::FullCone)),
-        ("relay (symmetric <-> port-restricted)", Profile::from(Nat::Symmetric), Profile::from(Nat::PortRestricted)),
+        (
+            "direct (port-restricted <-> full-cone)",
+            Profile::from(Nat::PortRestricted),
+            Profile::from(Nat::FullCone),
+        ),
+        (
+            "relay (symmetric <-> port-restricted)",
+            Profile::from(Nat::Symmetric),
+            Profile::from(Nat::PortRestricted),
+        ),
     ] {
         for detail in [Detail::Off, Detail::Full] {
             let n = 2000;

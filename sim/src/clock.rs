@@ -24,7 +24,10 @@ pub struct Clock {
 
 impl Clock {
     pub fn new(base: Instant) -> Clock {
-        Clock { base, elapsed: Duration::ZERO }
+        Clock {
+            base,
+            elapsed: Duration::ZERO,
+        }
     }
     /// Virtual time since the start.
     pub fn elapsed(&self) -> Duration {

@@ -36,10 +36,10 @@ pub mod world;
 
 pub use clock::{ms, secs, Ms};
 pub use link::LinkConfig;
+pub use matrix::{run_matrix, Matrix, MatrixConfig};
 pub use nat::{NatConfig, PortAlloc};
 pub use node::{EchoNode, Node};
 pub use profile::{Nat, Profile};
+pub use scenario::{Knowledge, Outcome, PathKind, Scenario};
 pub use trace::{Detail, Trace};
 pub use world::{HostId, NatId, RealmId, SimError, World};
-pub use scenario::{Knowledge, Outcome, PathKind, Scenario};
-pub use matrix::{run_matrix, Matrix, MatrixConfig};

@@ -49,7 +49,10 @@ impl LinkConfig {
     }
     /// A link with one-way `latency`.
     pub fn latency(latency: Duration) -> LinkConfig {
-        LinkConfig { latency, ..LinkConfig::ideal() }
+        LinkConfig {
+            latency,
+            ..LinkConfig::ideal()
+        }
     }
     pub fn with_jitter(mut self, jitter: Duration) -> Self {
         self.jitter = jitter;
@@ -111,7 +114,12 @@ impl Link {
 
     /// Decides the fate of one datagram entering the link at virtual time `now`.
     pub fn cross(&mut self, now: Duration) -> Crossing {
-        if self.config.down.iter().any(|&(from, until)| now >= from && now < until) {
+        if self
+            .config
+            .down
+            .iter()
+            .any(|&(from, until)| now >= from && now < until)
+        {
             return Crossing::Drop("link down");
         }
         if self.config.loss > 0.0 && chance(&mut self.rng, self.config.loss) {
@@ -136,15 +144,26 @@ mod tests {
         let cfg = LinkConfig::latency(Duration::from_millis(10))
             .down_between(Duration::from_secs(1), Duration::from_secs(2));
         let mut l = Link::new(cfg, derive_rng(1, "l"));
-        assert_eq!(l.cross(Duration::from_millis(500)), Crossing::Deliver(vec![Duration::from_millis(10)]));
-        assert_eq!(l.cross(Duration::from_millis(1500)), Crossing::Drop("link down"));
-        assert_eq!(l.cross(Duration::from_millis(2000)), Crossing::Deliver(vec![Duration::from_millis(10)]));
+        assert_eq!(
+            l.cross(Duration::from_millis(500)),
+            Crossing::Deliver(vec![Duration::from_millis(10)])
+        );
+        assert_eq!(
+            l.cross(Duration::from_millis(1500)),
+            Crossing::Drop("link down")
+        );
+        assert_eq!(
+            l.cross(Duration::from_millis(2000)),
+            Crossing::Deliver(vec![Duration::from_millis(10)])
+        );
     }
 
     #[test]
     fn loss_rate_is_roughly_right() {
         let mut l = Link::new(LinkConfig::ideal().with_loss(0.2), derive_rng(7, "l"));
-        let lost = (0..10_000).filter(|_| matches!(l.cross(Duration::ZERO), Crossing::Drop(_))).count();
+        let lost = (0..10_000)
+            .filter(|_| matches!(l.cross(Duration::ZERO), Crossing::Drop(_)))
+            .count();
         assert!((1800..2200).contains(&lost), "{lost}");
     }
 

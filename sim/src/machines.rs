@@ -16,14 +16,35 @@ pub fn describe_peer_event(e: &PeerEvent) -> String {
     let ms = |d: &Duration| crate::clock::Ms(*d).to_string();
     match e {
         PeerEvent::NatDetected(r) => format!("NAT detected: {}", r.behaviour),
-        PeerEvent::Registered { public_addr, server_rtt } => {
-            format!("registered as {public_addr} (server rtt {})", ms(server_rtt))
+        PeerEvent::Registered {
+            public_addr,
+            server_rtt,
+        } => {
+            format!(
+                "registered as {public_addr} (server rtt {})",
+                ms(server_rtt)
+            )
         }
-        PeerEvent::Paired { name, public_addr, nat, strategy, .. } => {
-            format!("paired with {name} at {public_addr}, {nat}, strategy {}", strategy.label())
+        PeerEvent::Paired {
+            name,
+            public_addr,
+            nat,
+            strategy,
+            ..
+        } => {
+            format!(
+                "paired with {name} at {public_addr}, {nat}, strategy {}",
+                strategy.label()
+            )
         }
-        PeerEvent::Path { path: Path::Direct(a), rtt } => format!("path: direct to {a} (rtt {})", ms(rtt)),
-        PeerEvent::Path { path: Path::Relay, rtt } => format!("path: relay (rtt {})", ms(rtt)),
+        PeerEvent::Path {
+            path: Path::Direct(a),
+            rtt,
+        } => format!("path: direct to {a} (rtt {})", ms(rtt)),
+        PeerEvent::Path {
+            path: Path::Relay,
+            rtt,
+        } => format!("path: relay (rtt {})", ms(rtt)),
         PeerEvent::Message { seq, text } => format!("message #{seq} {text:?}"),
         PeerEvent::Acked { seq } => format!("acked #{seq}"),
         PeerEvent::Error(e) => format!("error: {e}"),
@@ -34,7 +55,12 @@ pub fn describe_peer_event(e: &PeerEvent) -> String {
 /// One line for a server event.
 pub fn describe_server_event(e: &ServerEvent) -> String {
     match e {
-        ServerEvent::Registered { pool, client, name, nat } => format!("{pool}: registered {name} at {client}, {nat}"),
+        ServerEvent::Registered {
+            pool,
+            client,
+            name,
+            nat,
+        } => format!("{pool}: registered {name} at {client}, {nat}"),
         ServerEvent::Paired { pool, a, b } => format!("{pool}: paired {a} with {b}"),
         ServerEvent::Left { pool, client } => format!("{pool}: {client} left"),
         ServerEvent::Expired { pool, client } => format!("{pool}: {client} expired"),
@@ -57,7 +83,14 @@ pub struct PeerNode {
 impl PeerNode {
     /// A peer that starts at once (when `start_now`) or waits for [`PeerNode::start`].
     pub fn new(config: PeerConfig, base: Instant, start_now: bool) -> PeerNode {
-        let mut n = PeerNode { config, peer: None, events: Vec::new(), typed: Vec::new(), base, now: base };
+        let mut n = PeerNode {
+            config,
+            peer: None,
+            events: Vec::new(),
+            typed: Vec::new(),
+            base,
+            now: base,
+        };
         if start_now {
             n.start(base);
         }
@@ -74,7 +107,11 @@ impl PeerNode {
     pub fn type_message(&mut self, now: Instant, text: &str) -> Option<u64> {
         self.now = now;
         let seq = self.peer.as_mut()?.send_message(now, text).ok()?;
-        self.typed.push((now.saturating_duration_since(self.base), seq, text.to_string()));
+        self.typed.push((
+            now.saturating_duration_since(self.base),
+            seq,
+            text.to_string(),
+        ));
         Some(seq)
     }
     /// Messages received, in order of delivery.
@@ -114,7 +151,8 @@ impl Node for PeerNode {
     fn poll_event(&mut self) -> Option<String> {
         let e = self.peer.as_mut()?.poll_event()?;
         let line = describe_peer_event(&e);
-        self.events.push((self.now.saturating_duration_since(self.base), e));
+        self.events
+            .push((self.now.saturating_duration_since(self.base), e));
         Some(line)
     }
     fn as_any_mut(&mut self) -> &mut dyn Any {
@@ -132,7 +170,12 @@ pub struct ServerNode {
 
 impl ServerNode {
     pub fn new(config: ServerConfig, base: Instant) -> ServerNode {
-        ServerNode { server: Server::new(config, base), events: Vec::new(), base, now: base }
+        ServerNode {
+            server: Server::new(config, base),
+            events: Vec::new(),
+            base,
+            now: base,
+        }
     }
 }
 
@@ -157,7 +200,8 @@ impl Node for ServerNode {
     fn poll_event(&mut self) -> Option<String> {
         let e = self.server.poll_event()?;
         let line = describe_server_event(&e);
-        self.events.push((self.now.saturating_duration_since(self.base), e));
+        self.events
+            .push((self.now.saturating_duration_since(self.base), e));
         Some(line)
     }
     fn as_any_mut(&mut self) -> &mut dyn Any {

@@ -70,12 +70,20 @@ impl MatrixConfig {
 
     /// The scenario for one pair and seed (replay it with `.detail(Detail::Full).run()` to see the trace).
     pub fn scenario(&self, a: Profile, b: Profile, seed: u64) -> Scenario {
-        let mut s = Scenario::new(seed).host("a", a).host("b", b).link(self.rtt_ms, self.loss_for(seed)).knowledge(self.knowledge);
+        let mut s = Scenario::new(seed)
+            .host("a", a)
+            .host("b", b)
+            .link(self.rtt_ms, self.loss_for(seed))
+            .knowledge(self.knowledge);
         if self.two_ips {
             s = s.server_with_two_ips().knowledge(self.knowledge);
         }
         for i in 0..self.messages {
-            s = s.type_at("a", Duration::ZERO, &format!("a{i}")).type_at("b", Duration::ZERO, &format!("b{i}"));
+            s = s.type_at("a", Duration::ZERO, &format!("a{i}")).type_at(
+                "b",
+                Duration::ZERO,
+                &format!("b{i}"),
+            );
         }
         s
     }
@@ -93,7 +101,15 @@ pub struct Failure {
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} <-> {} seed {} loss {:.0}%: {}", self.a, self.b, self.seed, self.loss * 100.0, self.reason)
+        write!(
+            f,
+            "{} <-> {} seed {} loss {:.0}%: {}",
+            self.a,
+            self.b,
+            self.seed,
+            self.loss * 100.0,
+            self.reason
+        )
     }
 }
 
@@ -116,7 +132,11 @@ impl Percentiles {
                 Some(v[rank - 1])
             }
         };
-        Percentiles { count: v.len(), p50: pick(50), p99: pick(99) }
+        Percentiles {
+            count: v.len(),
+            p50: pick(50),
+            p99: pick(99),
+        }
     }
 }
 
@@ -181,7 +201,13 @@ struct Run {
 fn run_one(cfg: &MatrixConfig, pair: usize, a: Profile, b: Profile, seed: u64) -> Run {
     let o = cfg.scenario(a, b, seed).detail(Detail::Off).run();
     let result = judge(&o);
-    Run { pair, seed, first_message: o.pairing_to_first_message(), to_direct: o.pairing_to_direct(), result }
+    Run {
+        pair,
+        seed,
+        first_message: o.pairing_to_first_message(),
+        to_direct: o.pairing_to_direct(),
+        result,
+    }
 }
 
 /// Runs every pair for every seed.
@@ -191,7 +217,9 @@ pub fn run_matrix(cfg: &MatrixConfig) -> Matrix {
         .flat_map(|p| (cfg.first_seed..cfg.first_seed + cfg.seeds).map(move |s| (p, s)))
         .collect();
     let threads = if cfg.threads == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     } else {
         cfg.threads
     }
@@ -212,17 +240,30 @@ pub fn run_matrix(cfg: &MatrixConfig) -> Matrix {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("matrix worker panicked")).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("matrix worker panicked"))
+            .collect()
     });
     runs.sort_by_key(|r| (r.pair, r.seed));
     let mut results = Vec::new();
     for (p, &(a, b)) in pairs.iter().enumerate() {
         let mine: Vec<&Run> = runs.iter().filter(|r| r.pair == p).collect();
-        let count = |k: PathKind| mine.iter().filter(|r| r.result.as_ref().ok() == Some(&k)).count();
+        let count = |k: PathKind| {
+            mine.iter()
+                .filter(|r| r.result.as_ref().ok() == Some(&k))
+                .count()
+        };
         let failures: Vec<Failure> = mine
             .iter()
             .filter_map(|r| match &r.result {
-                Err(reason) => Some(Failure { a, b, seed: r.seed, loss: cfg.loss_for(r.seed), reason: reason.clone() }),
+                Err(reason) => Some(Failure {
+                    a,
+                    b,
+                    seed: r.seed,
+                    loss: cfg.loss_for(r.seed),
+                    reason: reason.clone(),
+                }),
                 Ok(_) => None,
             })
             .collect();
@@ -235,12 +276,18 @@ pub fn run_matrix(cfg: &MatrixConfig) -> Matrix {
             failed: failures.len(),
             first_message: Percentiles::of(mine.iter().filter_map(|r| r.first_message).collect()),
             to_direct: Percentiles::of(
-                mine.iter().filter(|r| r.result == Ok(PathKind::Direct)).filter_map(|r| r.to_direct).collect(),
+                mine.iter()
+                    .filter(|r| r.result == Ok(PathKind::Direct))
+                    .filter_map(|r| r.to_direct)
+                    .collect(),
             ),
             failures,
         });
     }
-    Matrix { config: cfg.clone(), pairs: results }
+    Matrix {
+        config: cfg.clone(),
+        pairs: results,
+    }
 }
 
 impl Matrix {
@@ -255,7 +302,10 @@ impl Matrix {
 
     fn rtts(&self, d: Option<Duration>) -> String {
         match d {
-            Some(d) if self.config.rtt_ms > 0 => format!("{:.1}", d.as_secs_f64() * 1000.0 / self.config.rtt_ms as f64),
+            Some(d) if self.config.rtt_ms > 0 => format!(
+                "{:.1}",
+                d.as_secs_f64() * 1000.0 / self.config.rtt_ms as f64
+            ),
             _ => "-".into(),
         }
     }
@@ -358,7 +408,11 @@ impl Matrix {
                 rtts(p.to_direct.p99),
                 seeds.join(", ")
             );
-            s.push_str(if i + 1 < self.pairs.len() { ",\n" } else { "\n" });
+            s.push_str(if i + 1 < self.pairs.len() {
+                ",\n"
+            } else {
+                "\n"
+            });
         }
         let _ = writeln!(s, "  ],\n  \"summary\": \"{}\"\n}}", self.summary());
         s
@@ -376,6 +430,9 @@ mod tests {
         assert_eq!(p.p50, Some(Duration::from_millis(50)));
         assert_eq!(p.p99, Some(Duration::from_millis(99)));
         assert_eq!(Percentiles::of(vec![]).p50, None);
-        assert_eq!(Percentiles::of(vec![Duration::from_millis(3)]).p99, Some(Duration::from_millis(3)));
+        assert_eq!(
+            Percentiles::of(vec![Duration::from_millis(3)]).p99,
+            Some(Duration::from_millis(3))
+        );
     }
 }

@@ -93,7 +93,11 @@ impl NatConfig {
     pub fn udp_firewall() -> NatConfig {
         NatConfig {
             translate: false,
-            ..NatConfig::new(Mapping::EndpointIndependent, Filtering::AddressAndPortDependent, PortAlloc::Preserve)
+            ..NatConfig::new(
+                Mapping::EndpointIndependent,
+                Filtering::AddressAndPortDependent,
+                PortAlloc::Preserve,
+            )
         }
     }
     /// Adds the Linux conntrack unreplied-entry behaviour.
@@ -171,7 +175,9 @@ pub enum Outbound {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound {
     /// Deliver it inside, to this address.
-    Forward { dst: SocketAddr },
+    Forward {
+        dst: SocketAddr,
+    },
     Drop(String),
 }
 
@@ -214,7 +220,10 @@ impl NatBox {
 
     /// The public address currently mapped for `internal` towards `remote`, if any (for tests).
     pub fn mapping_for(&self, internal: SocketAddr, remote: SocketAddr) -> Option<SocketAddr> {
-        let exc = Key { internal, dest: Dest::Addr(remote) };
+        let exc = Key {
+            internal,
+            dest: Dest::Addr(remote),
+        };
         self.mappings
             .get(&exc)
             .or_else(|| self.mappings.get(&self.key(internal, remote)))
@@ -249,7 +258,9 @@ impl NatBox {
     /// `unreplied_timeout` (30 s); otherwise `mapping_lifetime`.
     fn lifetime(&self, e: &Entry) -> Duration {
         if self.config.linux_conntrack && !e.replied {
-            self.config.unreplied_timeout.min(self.config.mapping_lifetime)
+            self.config
+                .unreplied_timeout
+                .min(self.config.mapping_lifetime)
         } else {
             self.config.mapping_lifetime
         }
@@ -260,7 +271,9 @@ impl NatBox {
     }
 
     fn unreplied_alive(&self, remote: SocketAddr, public: SocketAddr, now: Duration) -> bool {
-        self.unreplied.get(&(remote, public)).is_some_and(|&exp| now < exp)
+        self.unreplied
+            .get(&(remote, public))
+            .is_some_and(|&exp| now < exp)
     }
 
     /// Forgets idle mappings and dead conntrack entries.
@@ -293,7 +306,9 @@ impl NatBox {
 
     fn port_free(&self, port: u16, remote: SocketAddr, now: Duration) -> bool {
         let p = self.public(port);
-        port >= MIN_PORT && !self.by_public.contains_key(&p) && !self.unreplied_alive(remote, p, now)
+        port >= MIN_PORT
+            && !self.by_public.contains_key(&p)
+            && !self.unreplied_alive(remote, p, now)
     }
 
     fn random_free(&mut self, remote: SocketAddr, now: Duration) -> Option<u16> {
@@ -319,7 +334,10 @@ impl NatBox {
                 }
             }
             PortAlloc::Random => self.random_free(remote, now),
-            PortAlloc::Sequential { step, other_traffic } => {
+            PortAlloc::Sequential {
+                step,
+                other_traffic,
+            } => {
                 let step = if step == 0 { 1 } else { step };
                 let mut p = match self.last_port {
                     None => match self.config.first_port {
@@ -350,7 +368,15 @@ impl NatBox {
     fn insert(&mut self, key: Key, public: SocketAddr, remote: SocketAddr, now: Duration) {
         let mut perms = BTreeMap::new();
         perms.insert(remote, now);
-        self.mappings.insert(key, Entry { public, last_active: now, perms, replied: false });
+        self.mappings.insert(
+            key,
+            Entry {
+                public,
+                last_active: now,
+                perms,
+                replied: false,
+            },
+        );
         self.by_public.insert(public, key);
         self.expired.remove(&public);
     }
@@ -369,14 +395,21 @@ impl NatBox {
             }
             return Outbound::Forward { src };
         }
-        let exception = Key { internal: src, dest: Dest::Addr(dst) };
+        let exception = Key {
+            internal: src,
+            dest: Dest::Addr(dst),
+        };
         let key = self.key(src, dst);
         let conntrack = self.config.linux_conntrack;
         let use_key = if key != exception && conntrack && self.mappings.contains_key(&exception) {
             Some(exception)
         } else if let Some(e) = self.mappings.get(&key) {
             let already_talking = e.perms.get(&dst).is_some_and(|&t| self.alive(t, now));
-            if conntrack && key != exception && !already_talking && self.unreplied_alive(dst, e.public, now) {
+            if conntrack
+                && key != exception
+                && !already_talking
+                && self.unreplied_alive(dst, e.public, now)
+            {
                 // Linux: the reply tuple dst -> public is taken by an unreplied entry; masquerade picks a
                 // random free port for this new connection instead.
                 let taken = e.public;
@@ -398,7 +431,9 @@ impl NatBox {
             };
             let public = self.public(port);
             self.insert(key, public, dst, now);
-            self.notes.push(format!("new mapping {src} -> {public} (first sent to {dst})"));
+            self.notes.push(format!(
+                "new mapping {src} -> {public} (first sent to {dst})"
+            ));
             None
         };
         if let Some(k) = use_key {
@@ -410,10 +445,15 @@ impl NatBox {
         let public = self.mapping_for(src, dst).expect("mapping just ensured");
         if dst.ip() == self.public_ip {
             if !self.config.hairpin {
-                return Outbound::Drop(format!("no hairpinning: {src} -> {dst} (own public address)"));
+                return Outbound::Drop(format!(
+                    "no hairpinning: {src} -> {dst} (own public address)"
+                ));
             }
             return match self.inbound(now, public, dst) {
-                Inbound::Forward { dst: inside } => Outbound::Hairpin { src: public, dst: inside },
+                Inbound::Forward { dst: inside } => Outbound::Hairpin {
+                    src: public,
+                    dst: inside,
+                },
                 Inbound::Drop(r) => Outbound::Drop(format!("hairpin: {r}")),
             };
         }
@@ -428,10 +468,13 @@ impl NatBox {
                 let e = &self.mappings[&key];
                 let admitted = match self.config.filtering {
                     Filtering::EndpointIndependent => true,
-                    Filtering::AddressDependent => {
-                        e.perms.iter().any(|(a, &t)| a.ip() == src.ip() && self.alive(t, now))
+                    Filtering::AddressDependent => e
+                        .perms
+                        .iter()
+                        .any(|(a, &t)| a.ip() == src.ip() && self.alive(t, now)),
+                    Filtering::AddressAndPortDependent => {
+                        e.perms.get(&src).is_some_and(|&t| self.alive(t, now))
                     }
-                    Filtering::AddressAndPortDependent => e.perms.get(&src).is_some_and(|&t| self.alive(t, now)),
                 };
                 if admitted {
                     let e = self.mappings.get_mut(&key).expect("present");
@@ -455,7 +498,10 @@ impl NatBox {
                 )
             }
             None => match self.expired.get(&dst) {
-                Some(&at) => format!("mapping expired: {dst} (at {}) (from {src})", crate::clock::Ms(at)),
+                Some(&at) => format!(
+                    "mapping expired: {dst} (at {}) (from {src})",
+                    crate::clock::Ms(at)
+                ),
                 None => format!("no mapping for {dst} (from {src})"),
             },
         };
@@ -507,27 +553,58 @@ mod tests {
     #[test]
     fn eim_keeps_port_apdm_changes_it() {
         let inside = sa("192.168.1.10:5000");
-        let mut n = nat(NatConfig::new(Mapping::EndpointIndependent, Filtering::EndpointIndependent, PortAlloc::Preserve));
+        let mut n = nat(NatConfig::new(
+            Mapping::EndpointIndependent,
+            Filtering::EndpointIndependent,
+            PortAlloc::Preserve,
+        ));
         let a = n.outbound(T, inside, sa("198.51.100.1:3478"));
         let b = n.outbound(T, inside, sa("198.51.100.2:9000"));
-        assert_eq!(a, Outbound::Forward { src: sa("203.0.113.10:5000") });
+        assert_eq!(
+            a,
+            Outbound::Forward {
+                src: sa("203.0.113.10:5000")
+            }
+        );
         assert_eq!(a, b);
 
         let mut n = nat(NatConfig::new(
             Mapping::AddressAndPortDependent,
             Filtering::AddressAndPortDependent,
-            PortAlloc::Sequential { step: 1, other_traffic: 0 },
+            PortAlloc::Sequential {
+                step: 1,
+                other_traffic: 0,
+            },
         )
         .with_first_port(40000));
-        assert_eq!(n.outbound(T, inside, sa("198.51.100.1:3478")), Outbound::Forward { src: sa("203.0.113.10:40000") });
-        assert_eq!(n.outbound(T, inside, sa("198.51.100.1:3479")), Outbound::Forward { src: sa("203.0.113.10:40001") });
-        assert_eq!(n.outbound(T, inside, sa("198.51.100.1:3478")), Outbound::Forward { src: sa("203.0.113.10:40000") });
+        assert_eq!(
+            n.outbound(T, inside, sa("198.51.100.1:3478")),
+            Outbound::Forward {
+                src: sa("203.0.113.10:40000")
+            }
+        );
+        assert_eq!(
+            n.outbound(T, inside, sa("198.51.100.1:3479")),
+            Outbound::Forward {
+                src: sa("203.0.113.10:40001")
+            }
+        );
+        assert_eq!(
+            n.outbound(T, inside, sa("198.51.100.1:3478")),
+            Outbound::Forward {
+                src: sa("203.0.113.10:40000")
+            }
+        );
     }
 
     #[test]
     fn adm_keys_on_ip_only() {
         let inside = sa("192.168.1.10:5000");
-        let mut n = nat(NatConfig::new(Mapping::AddressDependent, Filtering::AddressDependent, PortAlloc::Random));
+        let mut n = nat(NatConfig::new(
+            Mapping::AddressDependent,
+            Filtering::AddressDependent,
+            PortAlloc::Random,
+        ));
         let a = n.outbound(T, inside, sa("198.51.100.1:1"));
         let b = n.outbound(T, inside, sa("198.51.100.1:2"));
         let c = n.outbound(T, inside, sa("198.51.100.2:1"));
@@ -544,12 +621,28 @@ mod tests {
             (Filtering::AddressDependent, true, true, false),
             (Filtering::AddressAndPortDependent, true, false, false),
         ] {
-            let mut n = nat(NatConfig::new(Mapping::EndpointIndependent, f, PortAlloc::Preserve));
+            let mut n = nat(NatConfig::new(
+                Mapping::EndpointIndependent,
+                f,
+                PortAlloc::Preserve,
+            ));
             n.outbound(T, inside, sa("198.51.100.1:3478"));
             let ok = |r: Inbound| matches!(r, Inbound::Forward { .. });
-            assert_eq!(ok(n.inbound(T, sa("198.51.100.1:3478"), public)), same_port, "{f:?}");
-            assert_eq!(ok(n.inbound(T, sa("198.51.100.1:3479"), public)), other_port, "{f:?}");
-            assert_eq!(ok(n.inbound(T, sa("198.51.100.9:3478"), public)), other_ip, "{f:?}");
+            assert_eq!(
+                ok(n.inbound(T, sa("198.51.100.1:3478"), public)),
+                same_port,
+                "{f:?}"
+            );
+            assert_eq!(
+                ok(n.inbound(T, sa("198.51.100.1:3479"), public)),
+                other_port,
+                "{f:?}"
+            );
+            assert_eq!(
+                ok(n.inbound(T, sa("198.51.100.9:3478"), public)),
+                other_ip,
+                "{f:?}"
+            );
         }
     }
 
@@ -558,12 +651,19 @@ mod tests {
         let inside = sa("192.168.1.10:5000");
         let public = sa("203.0.113.10:5000");
         let server = sa("198.51.100.1:3478");
-        let cfg = NatConfig::new(Mapping::EndpointIndependent, Filtering::AddressAndPortDependent, PortAlloc::Preserve)
-            .with_lifetime(Duration::from_secs(30));
+        let cfg = NatConfig::new(
+            Mapping::EndpointIndependent,
+            Filtering::AddressAndPortDependent,
+            PortAlloc::Preserve,
+        )
+        .with_lifetime(Duration::from_secs(30));
         let mut n = nat(cfg.clone());
         n.outbound(T, inside, server);
         // Inbound traffic does not refresh by default.
-        assert!(matches!(n.inbound(Duration::from_secs(20), server, public), Inbound::Forward { .. }));
+        assert!(matches!(
+            n.inbound(Duration::from_secs(20), server, public),
+            Inbound::Forward { .. }
+        ));
         match n.inbound(Duration::from_secs(31), server, public) {
             Inbound::Drop(r) => assert!(r.starts_with("mapping expired"), "{r}"),
             other => panic!("{other:?}"),
@@ -571,16 +671,31 @@ mod tests {
         // With inbound refresh the same pattern keeps it alive.
         let mut n = nat(cfg.with_inbound_refresh(true));
         n.outbound(T, inside, server);
-        assert!(matches!(n.inbound(Duration::from_secs(20), server, public), Inbound::Forward { .. }));
-        assert!(matches!(n.inbound(Duration::from_secs(31), server, public), Inbound::Forward { .. }));
+        assert!(matches!(
+            n.inbound(Duration::from_secs(20), server, public),
+            Inbound::Forward { .. }
+        ));
+        assert!(matches!(
+            n.inbound(Duration::from_secs(31), server, public),
+            Inbound::Forward { .. }
+        ));
     }
 
     #[test]
     fn preserved_port_collision_gets_another_port() {
-        let mut n = nat(NatConfig::new(Mapping::EndpointIndependent, Filtering::AddressAndPortDependent, PortAlloc::Preserve));
+        let mut n = nat(NatConfig::new(
+            Mapping::EndpointIndependent,
+            Filtering::AddressAndPortDependent,
+            PortAlloc::Preserve,
+        ));
         let a = n.outbound(T, sa("192.168.1.10:5000"), sa("198.51.100.1:3478"));
         let b = n.outbound(T, sa("192.168.1.11:5000"), sa("198.51.100.1:3478"));
-        assert_eq!(a, Outbound::Forward { src: sa("203.0.113.10:5000") });
+        assert_eq!(
+            a,
+            Outbound::Forward {
+                src: sa("203.0.113.10:5000")
+            }
+        );
         assert_ne!(a, b);
     }
 
@@ -589,14 +704,21 @@ mod tests {
         let mut n = nat(NatConfig::new(
             Mapping::AddressAndPortDependent,
             Filtering::AddressAndPortDependent,
-            PortAlloc::Sequential { step: 2, other_traffic: 3 },
+            PortAlloc::Sequential {
+                step: 2,
+                other_traffic: 3,
+            },
         )
         .with_first_port(40000));
         let inside = sa("192.168.1.10:5000");
         let mut last = 40000 - 2;
         let mut skipped = false;
         for i in 0..20 {
-            let Outbound::Forward { src } = n.outbound(T, inside, SocketAddr::new("198.51.100.1".parse().unwrap(), 1000 + i)) else {
+            let Outbound::Forward { src } = n.outbound(
+                T,
+                inside,
+                SocketAddr::new("198.51.100.1".parse().unwrap(), 1000 + i),
+            ) else {
                 panic!()
             };
             let d = src.port() - last;
@@ -613,20 +735,36 @@ mod tests {
         let public = sa("203.0.113.10:5000");
         let server = sa("198.51.100.1:3478");
         let peer = sa("198.51.100.7:6000");
-        let mut n = nat(NatConfig::new(Mapping::EndpointIndependent, Filtering::AddressAndPortDependent, PortAlloc::Preserve).linux());
+        let mut n = nat(NatConfig::new(
+            Mapping::EndpointIndependent,
+            Filtering::AddressAndPortDependent,
+            PortAlloc::Preserve,
+        )
+        .linux());
         n.outbound(T, inside, server);
         // The peer's probe arrives first: filtered, but conntrack remembers it.
         match n.inbound(T * 2, peer, public) {
-            Inbound::Drop(r) => assert!(r.contains("filtered (APDF)") && r.contains("conntrack"), "{r}"),
+            Inbound::Drop(r) => assert!(
+                r.contains("filtered (APDF)") && r.contains("conntrack"),
+                "{r}"
+            ),
             other => panic!("{other:?}"),
         }
         // Our first packet to the peer leaves from a different port; the server still sees the old one.
-        let Outbound::Forward { src } = n.outbound(T * 3, inside, peer) else { panic!() };
+        let Outbound::Forward { src } = n.outbound(T * 3, inside, peer) else {
+            panic!()
+        };
         assert_ne!(src, public);
-        assert_eq!(n.outbound(T * 4, inside, server), Outbound::Forward { src: public });
+        assert_eq!(
+            n.outbound(T * 4, inside, server),
+            Outbound::Forward { src: public }
+        );
         assert_eq!(n.outbound(T * 5, inside, peer), Outbound::Forward { src });
         // Replies to the new port pass; the peer's packets to the old port still hit the unreplied entry.
-        assert_eq!(n.inbound(T * 6, peer, src), Inbound::Forward { dst: inside });
+        assert_eq!(
+            n.inbound(T * 6, peer, src),
+            Inbound::Forward { dst: inside }
+        );
         assert!(matches!(n.inbound(T * 7, peer, public), Inbound::Drop(_)));
         let notes = n.take_notes().join("\n");
         assert!(notes.contains("conntrack clash"), "{notes}");
@@ -637,30 +775,64 @@ mod tests {
         let inside = sa("192.168.1.10:5000");
         let public = sa("203.0.113.10:5000");
         let peer = sa("198.51.100.7:6000");
-        let mut n = nat(NatConfig::new(Mapping::EndpointIndependent, Filtering::AddressAndPortDependent, PortAlloc::Preserve).linux());
+        let mut n = nat(NatConfig::new(
+            Mapping::EndpointIndependent,
+            Filtering::AddressAndPortDependent,
+            PortAlloc::Preserve,
+        )
+        .linux());
         n.outbound(T, inside, sa("198.51.100.1:3478"));
         n.inbound(T, peer, public);
         n.inbound(Duration::from_secs(20), peer, public); // refreshes to 50 s
-        assert_ne!(n.outbound(Duration::from_secs(45), inside, peer), Outbound::Forward { src: public });
+        assert_ne!(
+            n.outbound(Duration::from_secs(45), inside, peer),
+            Outbound::Forward { src: public }
+        );
 
-        let mut n = nat(NatConfig::new(Mapping::EndpointIndependent, Filtering::AddressAndPortDependent, PortAlloc::Preserve).linux());
+        let mut n = nat(NatConfig::new(
+            Mapping::EndpointIndependent,
+            Filtering::AddressAndPortDependent,
+            PortAlloc::Preserve,
+        )
+        .linux());
         n.outbound(T, inside, sa("198.51.100.1:3478"));
         n.inbound(T, peer, public);
-        assert_eq!(n.outbound(Duration::from_secs(31), inside, peer), Outbound::Forward { src: public });
+        assert_eq!(
+            n.outbound(Duration::from_secs(31), inside, peer),
+            Outbound::Forward { src: public }
+        );
     }
 
     #[test]
     fn linux_unreplied_outbound_entries_live_30s_replied_ones_the_full_lifetime() {
         let inside = sa("192.168.1.10:5000");
         let server = sa("198.51.100.1:3478");
-        let cfg = NatConfig::new(Mapping::AddressAndPortDependent, Filtering::AddressAndPortDependent, PortAlloc::Random).linux();
+        let cfg = NatConfig::new(
+            Mapping::AddressAndPortDependent,
+            Filtering::AddressAndPortDependent,
+            PortAlloc::Random,
+        )
+        .linux();
         let mut n = nat(cfg.clone());
-        let Outbound::Forward { src } = n.outbound(T, inside, server) else { panic!() };
-        assert!(matches!(n.inbound(Duration::from_secs(31), server, src), Inbound::Drop(_)));
+        let Outbound::Forward { src } = n.outbound(T, inside, server) else {
+            panic!()
+        };
+        assert!(matches!(
+            n.inbound(Duration::from_secs(31), server, src),
+            Inbound::Drop(_)
+        ));
         let mut n = nat(cfg);
-        let Outbound::Forward { src } = n.outbound(T, inside, server) else { panic!() };
-        assert!(matches!(n.inbound(T * 2, server, src), Inbound::Forward { .. }));
-        assert!(matches!(n.inbound(Duration::from_secs(100), server, src), Inbound::Forward { .. }));
+        let Outbound::Forward { src } = n.outbound(T, inside, server) else {
+            panic!()
+        };
+        assert!(matches!(
+            n.inbound(T * 2, server, src),
+            Inbound::Forward { .. }
+        ));
+        assert!(matches!(
+            n.inbound(Duration::from_secs(100), server, src),
+            Inbound::Forward { .. }
+        ));
     }
 
     #[test]
@@ -668,8 +840,16 @@ mod tests {
         let inside = sa("192.168.1.10:5000");
         let public = sa("203.0.113.10:5000");
         let peer = sa("198.51.100.7:6000");
-        let mut n = nat(NatConfig::new(Mapping::EndpointIndependent, Filtering::AddressAndPortDependent, PortAlloc::Preserve).linux());
-        assert_eq!(n.outbound(T, inside, peer), Outbound::Forward { src: public });
+        let mut n = nat(NatConfig::new(
+            Mapping::EndpointIndependent,
+            Filtering::AddressAndPortDependent,
+            PortAlloc::Preserve,
+        )
+        .linux());
+        assert_eq!(
+            n.outbound(T, inside, peer),
+            Outbound::Forward { src: public }
+        );
         assert_eq!(n.inbound(T, peer, public), Inbound::Forward { dst: inside });
     }
 
@@ -678,41 +858,65 @@ mod tests {
         let inside = sa("192.168.1.10:5000");
         let public = sa("203.0.113.10:5000");
         let peer = sa("198.51.100.7:6000");
-        let mut n = nat(
-            NatConfig::new(Mapping::EndpointIndependent, Filtering::AddressAndPortDependent, PortAlloc::Preserve)
-                .linux()
-                .with_wan_firewall(),
-        );
+        let mut n = nat(NatConfig::new(
+            Mapping::EndpointIndependent,
+            Filtering::AddressAndPortDependent,
+            PortAlloc::Preserve,
+        )
+        .linux()
+        .with_wan_firewall());
         n.outbound(T, inside, sa("198.51.100.1:3478"));
         match n.inbound(T, peer, public) {
             Inbound::Drop(r) => assert!(r.starts_with("firewall"), "{r}"),
             other => panic!("{other:?}"),
         }
-        assert_eq!(n.outbound(T, inside, peer), Outbound::Forward { src: public });
+        assert_eq!(
+            n.outbound(T, inside, peer),
+            Outbound::Forward { src: public }
+        );
     }
 
     #[test]
     fn hairpin_translates_source() {
         let a = sa("192.168.1.10:5000");
         let b = sa("192.168.1.11:6000");
-        let cfg = NatConfig::new(Mapping::EndpointIndependent, Filtering::EndpointIndependent, PortAlloc::Preserve);
+        let cfg = NatConfig::new(
+            Mapping::EndpointIndependent,
+            Filtering::EndpointIndependent,
+            PortAlloc::Preserve,
+        );
         let mut n = nat(cfg.clone().with_hairpin(true));
         n.outbound(T, b, sa("198.51.100.1:3478"));
         assert_eq!(
             n.outbound(T, a, sa("203.0.113.10:6000")),
-            Outbound::Hairpin { src: sa("203.0.113.10:5000"), dst: b }
+            Outbound::Hairpin {
+                src: sa("203.0.113.10:5000"),
+                dst: b
+            }
         );
         let mut n = nat(cfg);
         n.outbound(T, b, sa("198.51.100.1:3478"));
-        assert!(matches!(n.outbound(T, a, sa("203.0.113.10:6000")), Outbound::Drop(_)));
+        assert!(matches!(
+            n.outbound(T, a, sa("203.0.113.10:6000")),
+            Outbound::Drop(_)
+        ));
     }
 
     #[test]
     fn udp_firewall_does_not_translate_but_filters() {
         let inside = sa("198.51.100.50:5000");
         let mut n = nat(NatConfig::udp_firewall());
-        assert_eq!(n.outbound(T, inside, sa("198.51.100.1:3478")), Outbound::Forward { src: inside });
-        assert_eq!(n.inbound(T, sa("198.51.100.1:3478"), inside), Inbound::Forward { dst: inside });
-        assert!(matches!(n.inbound(T, sa("198.51.100.1:3479"), inside), Inbound::Drop(_)));
+        assert_eq!(
+            n.outbound(T, inside, sa("198.51.100.1:3478")),
+            Outbound::Forward { src: inside }
+        );
+        assert_eq!(
+            n.inbound(T, sa("198.51.100.1:3478"), inside),
+            Inbound::Forward { dst: inside }
+        );
+        assert!(matches!(
+            n.inbound(T, sa("198.51.100.1:3479"), inside),
+            Inbound::Drop(_)
+        ));
     }
 }

@@ -38,18 +38,38 @@ pub struct EchoNode {
 
 impl EchoNode {
     pub fn new(addr: SocketAddr) -> EchoNode {
-        EchoNode { addr, echo: true, received: Vec::new(), outbox: Vec::new(), events: Vec::new(), periodic: None }
+        EchoNode {
+            addr,
+            echo: true,
+            received: Vec::new(),
+            outbox: Vec::new(),
+            events: Vec::new(),
+            periodic: None,
+        }
     }
     /// A node that only records (never answers).
     pub fn silent(addr: SocketAddr) -> EchoNode {
-        EchoNode { echo: false, ..EchoNode::new(addr) }
+        EchoNode {
+            echo: false,
+            ..EchoNode::new(addr)
+        }
     }
     /// Queues a datagram (call from a scheduled action; the world drains it afterwards).
     pub fn send_to(&mut self, destination: SocketAddr, payload: &[u8]) {
-        self.outbox.push(Transmit { source: None, destination, payload: payload.to_vec() });
+        self.outbox.push(Transmit {
+            source: None,
+            destination,
+            payload: payload.to_vec(),
+        });
     }
     /// Sends `payload` to `destination` every `every`, starting at `first`.
-    pub fn send_every(&mut self, first: Instant, every: std::time::Duration, destination: SocketAddr, payload: &[u8]) {
+    pub fn send_every(
+        &mut self,
+        first: Instant,
+        every: std::time::Duration,
+        destination: SocketAddr,
+        payload: &[u8],
+    ) {
         self.periodic = Some((every, destination, payload.to_vec(), first));
     }
     /// Remote addresses datagrams came from, in order.
@@ -64,15 +84,24 @@ impl Node for EchoNode {
     }
     fn handle_input(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
         self.received.push((now, local, remote, data.to_vec()));
-        self.events.push(format!("got {} B from {remote}", data.len()));
+        self.events
+            .push(format!("got {} B from {remote}", data.len()));
         if self.echo {
-            self.outbox.push(Transmit { source: Some(local), destination: remote, payload: data.to_vec() });
+            self.outbox.push(Transmit {
+                source: Some(local),
+                destination: remote,
+                payload: data.to_vec(),
+            });
         }
     }
     fn handle_timeout(&mut self, now: Instant) {
         if let Some((every, dst, payload, next)) = &mut self.periodic {
             if now >= *next {
-                self.outbox.push(Transmit { source: None, destination: *dst, payload: payload.clone() });
+                self.outbox.push(Transmit {
+                    source: None,
+                    destination: *dst,
+                    payload: payload.clone(),
+                });
                 *next = now + *every;
             }
         }

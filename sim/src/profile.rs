@@ -73,16 +73,26 @@ pub struct Profile {
 
 impl From<Nat> for Profile {
     fn from(nat: Nat) -> Profile {
-        Profile { nat, linux: false, firewall: false }
+        Profile {
+            nat,
+            linux: false,
+            firewall: false,
+        }
     }
 }
 
 impl Profile {
     pub fn linux(self) -> Profile {
-        Profile { linux: true, ..self }
+        Profile {
+            linux: true,
+            ..self
+        }
     }
     pub fn firewall(self) -> Profile {
-        Profile { firewall: true, ..self }
+        Profile {
+            firewall: true,
+            ..self
+        }
     }
 
     /// The NAT box configuration, or `None` for a host directly on the public network.
@@ -94,14 +104,23 @@ impl Profile {
             Nat::FullCone => cone(Filtering::EndpointIndependent),
             Nat::Restricted => cone(Filtering::AddressDependent),
             Nat::PortRestricted => cone(Filtering::AddressAndPortDependent),
-            Nat::SymmetricAdm => NatConfig::new(Mapping::AddressDependent, Filtering::AddressDependent, PortAlloc::Random),
-            Nat::Symmetric => {
-                NatConfig::new(Mapping::AddressAndPortDependent, Filtering::AddressAndPortDependent, PortAlloc::Random)
-            }
+            Nat::SymmetricAdm => NatConfig::new(
+                Mapping::AddressDependent,
+                Filtering::AddressDependent,
+                PortAlloc::Random,
+            ),
+            Nat::Symmetric => NatConfig::new(
+                Mapping::AddressAndPortDependent,
+                Filtering::AddressAndPortDependent,
+                PortAlloc::Random,
+            ),
             Nat::SymmetricSeq => NatConfig::new(
                 Mapping::AddressAndPortDependent,
                 Filtering::AddressAndPortDependent,
-                PortAlloc::Sequential { step: 1, other_traffic: 0 },
+                PortAlloc::Sequential {
+                    step: 1,
+                    other_traffic: 0,
+                },
             ),
         };
         cfg.linux_conntrack = self.linux;
@@ -136,7 +155,11 @@ impl Profile {
 
     /// All valid names, comma-separated (for error messages and `--help`).
     pub fn valid_names() -> String {
-        Profile::all().iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+        Profile::all()
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -159,7 +182,12 @@ pub struct UnknownProfile(pub String);
 
 impl fmt::Display for UnknownProfile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown NAT profile `{}`; valid profiles: {}", self.0, Profile::valid_names())
+        write!(
+            f,
+            "unknown NAT profile `{}`; valid profiles: {}",
+            self.0,
+            Profile::valid_names()
+        )
     }
 }
 
@@ -178,7 +206,11 @@ impl FromStr for Profile {
             ("port-restricted-cone", "port-restricted"),
             ("fullcone", "full-cone"),
         ];
-        let norm = aliases.iter().find(|(a, _)| *a == norm).map(|(_, n)| n.to_string()).unwrap_or(norm);
+        let norm = aliases
+            .iter()
+            .find(|(a, _)| *a == norm)
+            .map(|(_, n)| n.to_string())
+            .unwrap_or(norm);
         Profile::all()
             .into_iter()
             .find(|p| p.to_string() == norm)
@@ -195,8 +227,14 @@ mod tests {
         for p in Profile::all() {
             assert_eq!(p.to_string().parse::<Profile>(), Ok(p));
         }
-        assert_eq!("Port_Restricted_Cone".parse::<Profile>(), Ok(Profile::from(Nat::PortRestricted)));
-        assert_eq!("symmetric-linux".parse::<Profile>(), Ok(Profile::from(Nat::Symmetric).linux()));
+        assert_eq!(
+            "Port_Restricted_Cone".parse::<Profile>(),
+            Ok(Profile::from(Nat::PortRestricted))
+        );
+        assert_eq!(
+            "symmetric-linux".parse::<Profile>(),
+            Ok(Profile::from(Nat::Symmetric).linux())
+        );
     }
 
     #[test]

@@ -65,7 +65,9 @@ pub fn behaviour_of(config: Option<&NatConfig>) -> NatBehaviour {
             filtering: Some(c.filtering),
             allocation: Some(match c.allocation {
                 crate::nat::PortAlloc::Preserve => PortAllocation::Preserved,
-                crate::nat::PortAlloc::Sequential { step, .. } => PortAllocation::Sequential { step },
+                crate::nat::PortAlloc::Sequential { step, .. } => {
+                    PortAllocation::Sequential { step }
+                }
                 crate::nat::PortAlloc::Random => PortAllocation::Random,
             }),
         },
@@ -158,12 +160,21 @@ impl Scenario {
     /// A peer on the same inside network (behind the same NAT) as the earlier host `other`.
     pub fn host_behind(mut self, name: &str, other: &str) -> Self {
         let o = self.spec(other).clone();
-        self.hosts.push(HostSpec { name: name.into(), behind: Some(other.into()), start: Duration::ZERO, relay_only: false, ..o });
+        self.hosts.push(HostSpec {
+            name: name.into(),
+            behind: Some(other.into()),
+            start: Duration::ZERO,
+            relay_only: false,
+            ..o
+        });
         self
     }
 
     fn spec(&mut self, name: &str) -> &mut HostSpec {
-        self.hosts.iter_mut().find(|h| h.name == name).unwrap_or_else(|| panic!("no host {name}"))
+        self.hosts
+            .iter_mut()
+            .find(|h| h.name == name)
+            .unwrap_or_else(|| panic!("no host {name}"))
     }
 
     /// The peer on `name` starts at `t` instead of 0 (start skew).
@@ -247,7 +258,9 @@ impl Scenario {
         // A trip crosses two host links (sender up, receiver down): each gets a quarter of the round trip
         // and loses with q such that 1 - (1 - q)^2 = loss.
         let per_link_loss = 1.0 - (1.0 - self.loss.clamp(0.0, 1.0)).sqrt();
-        let link = LinkConfig::latency(self.rtt / 4).with_jitter(self.jitter).with_loss(per_link_loss);
+        let link = LinkConfig::latency(self.rtt / 4)
+            .with_jitter(self.jitter)
+            .with_loss(per_link_loss);
         let server_addr: SocketAddr = SERVER_ADDR.parse().expect("valid");
         let mut sc = ServerConfig::new(server_addr);
         if self.two_ips {
@@ -255,15 +268,28 @@ impl Scenario {
         }
         sc.seed = w.seed_for("server");
         let base = w.clock().at(Duration::ZERO);
-        let server = w.add_host("server", RealmId::PUBLIC, link.clone(), Box::new(ServerNode::new(sc, base)));
-        let knowledge = self.knowledge.unwrap_or(if self.two_ips { Knowledge::Detect } else { Knowledge::Assume });
+        let server = w.add_host(
+            "server",
+            RealmId::PUBLIC,
+            link.clone(),
+            Box::new(ServerNode::new(sc, base)),
+        );
+        let knowledge = self.knowledge.unwrap_or(if self.two_ips {
+            Knowledge::Detect
+        } else {
+            Knowledge::Assume
+        });
 
         let mut peers = Vec::new();
         let mut nats: Vec<(String, Option<NatId>, RealmId, u8)> = Vec::new();
         for (i, h) in self.hosts.iter().enumerate() {
             let port = 5000 + 1000 * i as u16;
             let (nat, realm, addr) = if let Some(other) = &h.behind {
-                let (_, nat, realm, net) = nats.iter().find(|n| &n.0 == other).cloned().expect("earlier host");
+                let (_, nat, realm, net) = nats
+                    .iter()
+                    .find(|n| &n.0 == other)
+                    .cloned()
+                    .expect("earlier host");
                 let k = nats.iter().filter(|n| n.0 == *other || n.3 == net).count() as u8;
                 let ip = match h.nat.as_ref() {
                     Some(c) if c.translate => IpAddr::V4(Ipv4Addr::new(192, 168, net, 10 + k)),
@@ -272,11 +298,24 @@ impl Scenario {
                 (nat, realm, SocketAddr::new(ip, port))
             } else {
                 match &h.nat {
-                    None => (None, RealmId::PUBLIC, SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20 + i as u8)), port)),
+                    None => (
+                        None,
+                        RealmId::PUBLIC,
+                        SocketAddr::new(
+                            IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20 + i as u8)),
+                            port,
+                        ),
+                    ),
                     Some(cfg) => {
                         let public = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10 * (i as u8 + 1)));
                         let prefix = if cfg.translate { "nat" } else { "fw" };
-                        let (n, r) = w.add_nat(&format!("{prefix}-{}", h.name), RealmId::PUBLIC, public, cfg.clone(), LinkConfig::ideal());
+                        let (n, r) = w.add_nat(
+                            &format!("{prefix}-{}", h.name),
+                            RealmId::PUBLIC,
+                            public,
+                            cfg.clone(),
+                            LinkConfig::ideal(),
+                        );
                         let ip = if cfg.translate {
                             IpAddr::V4(Ipv4Addr::new(192, 168, i as u8 + 1, 10))
                         } else {
@@ -309,29 +348,47 @@ impl Scenario {
             let node = PeerNode::new(pc, base, h.start.is_zero());
             let id = w.add_host(&h.name, realm, l, Box::new(node));
             if !h.start.is_zero() {
-                w.schedule(h.start, id, "start", Box::new(|n, now| {
-                    if let Some(p) = n.as_any_mut().downcast_mut::<PeerNode>() {
-                        p.start(now);
-                    }
-                }));
+                w.schedule(
+                    h.start,
+                    id,
+                    "start",
+                    Box::new(|n, now| {
+                        if let Some(p) = n.as_any_mut().downcast_mut::<PeerNode>() {
+                            p.start(now);
+                        }
+                    }),
+                );
             }
             peers.push((h.name.clone(), h.label.clone(), id, nat));
         }
         for (name, t, text) in &self.typed {
-            let id = peers.iter().find(|p| &p.0 == name).unwrap_or_else(|| panic!("no host {name}")).2;
+            let id = peers
+                .iter()
+                .find(|p| &p.0 == name)
+                .unwrap_or_else(|| panic!("no host {name}"))
+                .2;
             let text2 = text.clone();
-            w.schedule(*t, id, format!("user types {text:?}"), Box::new(move |n, now| {
-                if let Some(p) = n.as_any_mut().downcast_mut::<PeerNode>() {
-                    p.type_message(now, &text2);
-                }
-            }));
+            w.schedule(
+                *t,
+                id,
+                format!("user types {text:?}"),
+                Box::new(move |n, now| {
+                    if let Some(p) = n.as_any_mut().downcast_mut::<PeerNode>() {
+                        p.type_message(now, &text2);
+                    }
+                }),
+            );
         }
         for (name, t) in &self.flushes {
             if let Some(nat) = peers.iter().find(|p| &p.0 == name).and_then(|p| p.3) {
                 w.flush_nat_at(*t, nat);
             }
         }
-        Built { world: w, server, peers: peers.into_iter().map(|(n, l, id, _)| (n, l, id)).collect() }
+        Built {
+            world: w,
+            server,
+            peers: peers.into_iter().map(|(n, l, id, _)| (n, l, id)).collect(),
+        }
     }
 
     /// The time after which the run may stop as soon as everything is delivered.
@@ -340,7 +397,12 @@ impl Scenario {
         let flushes = self.flushes.iter().map(|f| f.1);
         let outages = self.outages.iter().map(|o| o.2);
         let starts = self.hosts.iter().map(|h| h.start);
-        typed.chain(flushes).chain(outages).chain(starts).max().unwrap_or_default()
+        typed
+            .chain(flushes)
+            .chain(outages)
+            .chain(starts)
+            .max()
+            .unwrap_or_default()
     }
 
     /// Builds and runs the scenario until every typed message is delivered and acknowledged and every peer
@@ -357,8 +419,12 @@ impl Scenario {
             let mut typed = 0;
             let mut received = 0;
             for &id in &ids {
-                let Some(p) = w.node_mut::<PeerNode>(id) else { return false };
-                let Some(peer) = p.peer.as_ref() else { return false };
+                let Some(p) = w.node_mut::<PeerNode>(id) else {
+                    return false;
+                };
+                let Some(peer) = p.peer.as_ref() else {
+                    return false;
+                };
                 if peer.path().is_none() || !peer.all_acked() {
                     return false;
                 }
@@ -438,14 +504,21 @@ impl Built {
         let mut peers = Vec::new();
         for (name, nat, id) in &self.peers {
             let p = self.world.node_mut::<PeerNode>(*id).expect("peer node");
-            let first = |f: &dyn Fn(&PeerEvent) -> bool| p.events.iter().find(|(_, e)| f(e)).map(|(t, _)| *t);
+            let first = |f: &dyn Fn(&PeerEvent) -> bool| {
+                p.events.iter().find(|(_, e)| f(e)).map(|(t, _)| *t)
+            };
             let path = p
                 .events
                 .iter()
                 .rev()
                 .find_map(|(_, e)| match e {
-                    PeerEvent::Path { path: Path::Direct(_), .. } => Some(PathKind::Direct),
-                    PeerEvent::Path { path: Path::Relay, .. } => Some(PathKind::Relay),
+                    PeerEvent::Path {
+                        path: Path::Direct(_),
+                        ..
+                    } => Some(PathKind::Direct),
+                    PeerEvent::Path {
+                        path: Path::Relay, ..
+                    } => Some(PathKind::Relay),
                     _ => None,
                 })
                 .unwrap_or(PathKind::None);
@@ -457,7 +530,15 @@ impl Built {
                 path,
                 paired_at: first(&|e| matches!(e, PeerEvent::Paired { .. })),
                 path_at: first(&|e| matches!(e, PeerEvent::Path { .. })),
-                direct_at: first(&|e| matches!(e, PeerEvent::Path { path: Path::Direct(_), .. })),
+                direct_at: first(&|e| {
+                    matches!(
+                        e,
+                        PeerEvent::Path {
+                            path: Path::Direct(_),
+                            ..
+                        }
+                    )
+                }),
                 first_message_at: first(&|e| matches!(e, PeerEvent::Message { .. })),
                 errors: p
                     .events
@@ -483,12 +564,19 @@ impl Built {
 
 impl Outcome {
     pub fn peer(&self, name: &str) -> &PeerOutcome {
-        self.peers.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("no peer {name}"))
+        self.peers
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no peer {name}"))
     }
 
     /// Direct if every peer ended on a direct path, relay if every peer has a path, else fail.
     pub fn path(&self) -> PathKind {
-        self.peers.iter().map(|p| p.path).max().unwrap_or(PathKind::None)
+        self.peers
+            .iter()
+            .map(|p| p.path)
+            .max()
+            .unwrap_or(PathKind::None)
     }
 
     /// When the first peer learned it was paired.
@@ -503,7 +591,12 @@ impl Outcome {
 
     /// When every peer had proven a direct path.
     pub fn direct_at(&self) -> Option<Duration> {
-        self.peers.iter().map(|p| p.direct_at).collect::<Option<Vec<_>>>()?.into_iter().max()
+        self.peers
+            .iter()
+            .map(|p| p.direct_at)
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .max()
     }
 
     pub fn pairing_to_first_message(&self) -> Option<Duration> {
@@ -520,10 +613,17 @@ impl Outcome {
             return Err(e.to_string());
         }
         for p in &self.peers {
-            let others: Vec<&PeerOutcome> = self.peers.iter().filter(|o| o.name != p.name).collect();
-            let expected: Vec<String> = others.iter().flat_map(|o| o.typed.iter().cloned()).collect();
+            let others: Vec<&PeerOutcome> =
+                self.peers.iter().filter(|o| o.name != p.name).collect();
+            let expected: Vec<String> = others
+                .iter()
+                .flat_map(|o| o.typed.iter().cloned())
+                .collect();
             if others.len() == 1 && p.received != expected {
-                return Err(format!("{} received {:?}, expected {:?}", p.name, p.received, expected));
+                return Err(format!(
+                    "{} received {:?}, expected {:?}",
+                    p.name, p.received, expected
+                ));
             }
         }
         Ok(())
@@ -534,7 +634,8 @@ impl Outcome {
         let t = |d: Option<Duration>| d.map(|d| Ms(d).to_string()).unwrap_or_else(|| "-".into());
         let mut s = String::new();
         for p in &self.peers {
-            let _ = writeln!(
+            let _ =
+                writeln!(
                 s,
                 "{}: {} -> {} (paired {}, path {}, direct {}, first message {}, received {:?}{})",
                 p.name,

@@ -63,7 +63,14 @@ pub struct Line {
 
 impl fmt::Display for Line {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:>12}  {:<6} {:<6} {}", Ms(self.at), self.kind.label(), self.who, self.text)
+        write!(
+            f,
+            "{:>12}  {:<6} {:<6} {}",
+            Ms(self.at),
+            self.kind.label(),
+            self.who,
+            self.text
+        )
     }
 }
 
@@ -88,13 +95,19 @@ pub struct Trace {
 
 impl Default for Trace {
     fn default() -> Self {
-        Trace { detail: Detail::Full, lines: Vec::new() }
+        Trace {
+            detail: Detail::Full,
+            lines: Vec::new(),
+        }
     }
 }
 
 impl Trace {
     pub fn new(detail: Detail) -> Trace {
-        Trace { detail, lines: Vec::new() }
+        Trace {
+            detail,
+            lines: Vec::new(),
+        }
     }
 
     /// Whether lines of this kind are kept at the current detail level.
@@ -109,7 +122,12 @@ impl Trace {
     /// Appends a line (if the detail level keeps that kind). `text` is only built when needed.
     pub fn push(&mut self, at: Duration, kind: Kind, who: &str, text: impl FnOnce() -> String) {
         if self.wants(kind) {
-            self.lines.push(Line { at, kind, who: who.to_string(), text: text() });
+            self.lines.push(Line {
+                at,
+                kind,
+                who: who.to_string(),
+                text: text(),
+            });
         }
     }
 
@@ -119,7 +137,9 @@ impl Trace {
 
     /// Lines that mention `needle` (handy in tests).
     pub fn grep<'a>(&'a self, needle: &'a str) -> impl Iterator<Item = &'a Line> + 'a {
-        self.lines.iter().filter(move |l| l.text.contains(needle) || l.who == needle)
+        self.lines
+            .iter()
+            .filter(move |l| l.text.contains(needle) || l.who == needle)
     }
 
     /// The trace with repetitions folded: a line whose kind, host and text (ignoring `#id`s) already
@@ -132,7 +152,8 @@ impl Trace {
             last: Duration,
         }
         let mut rows: Vec<Row> = Vec::new();
-        let mut active: std::collections::BTreeMap<(Kind, String, String), usize> = std::collections::BTreeMap::new();
+        let mut active: std::collections::BTreeMap<(Kind, String, String), usize> =
+            std::collections::BTreeMap::new();
         for l in &self.lines {
             let key = (l.kind, l.who.clone(), strip_ids(&l.text));
             if let Some(&i) = active.get(&key) {
@@ -143,7 +164,11 @@ impl Trace {
                 }
             }
             active.insert(key, rows.len());
-            rows.push(Row { text: l.to_string(), count: 1, last: l.at });
+            rows.push(Row {
+                text: l.to_string(),
+                count: 1,
+                last: l.at,
+            });
         }
         let mut s = String::new();
         for r in rows {
@@ -179,7 +204,12 @@ impl fmt::Display for Trace {
 
 /// `text` without `#123` packet ids.
 fn strip_ids(text: &str) -> String {
-    text.split(' ').filter(|w| !(w.starts_with('#') && w.len() > 1 && w[1..].bytes().all(|b| b.is_ascii_digit()))).collect::<Vec<_>>().join(" ")
+    text.split(' ')
+        .filter(|w| {
+            !(w.starts_with('#') && w.len() > 1 && w[1..].bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The default payload description until `punch_core::wire` offers one: first byte and length.

@@ -52,7 +52,13 @@ pub struct SimError {
 
 impl fmt::Display for SimError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "simulation error at {}: {}\nlast trace lines:\n{}", Ms(self.at), self.message, self.trace_tail)
+        write!(
+            f,
+            "simulation error at {}: {}\nlast trace lines:\n{}",
+            Ms(self.at),
+            self.message,
+            self.trace_tail
+        )
     }
 }
 
@@ -76,7 +82,12 @@ struct Packet {
 
 impl Packet {
     fn copy(&self) -> Packet {
-        Packet { id: self.id, src: self.src, dst: self.dst, payload: self.payload.clone() }
+        Packet {
+            id: self.id,
+            src: self.src,
+            dst: self.dst,
+            payload: self.payload.clone(),
+        }
     }
 }
 
@@ -85,16 +96,36 @@ pub type Action = Box<dyn FnOnce(&mut dyn Node, Instant)>;
 
 enum Pending {
     /// The packet has crossed `from`'s uplink and is now in `realm`.
-    ToRealm { realm: usize, from: usize, pkt: Packet },
+    ToRealm {
+        realm: usize,
+        from: usize,
+        pkt: Packet,
+    },
     /// The packet has crossed `elem`'s downlink and arrives at it.
-    ToElement { elem: usize, pkt: Packet },
-    Action { host: usize, label: String, action: Action },
-    Flush { nat: usize },
+    ToElement {
+        elem: usize,
+        pkt: Packet,
+    },
+    Action {
+        host: usize,
+        label: String,
+        action: Action,
+    },
+    Flush {
+        nat: usize,
+    },
 }
 
 enum Body {
-    Host { node: Box<dyn Node>, addrs: Vec<SocketAddr>, timer: Option<Duration> },
-    Nat { nat: NatBox, inside: usize },
+    Host {
+        node: Box<dyn Node>,
+        addrs: Vec<SocketAddr>,
+        timer: Option<Duration>,
+    },
+    Nat {
+        nat: NatBox,
+        inside: usize,
+    },
 }
 
 struct Element {
@@ -143,7 +174,10 @@ impl World {
             seed,
             clock: Clock::new(base),
             elems: Vec::new(),
-            realms: vec![Realm { name: "internet".into(), gateway: None }],
+            realms: vec![Realm {
+                name: "internet".into(),
+                gateway: None,
+            }],
             routes: BTreeMap::new(),
             partitions: Vec::new(),
             queue: BTreeMap::new(),
@@ -207,19 +241,37 @@ impl World {
     ) -> (NatId, RealmId) {
         let idx = self.elems.len();
         let inside = self.realms.len();
-        self.realms.push(Realm { name: format!("{name}-lan"), gateway: Some(idx) });
+        self.realms.push(Realm {
+            name: format!("{name}-lan"),
+            gateway: Some(idx),
+        });
         if config.translate {
             self.routes.insert((outside.0, public_ip), idx);
         }
-        let nat = NatBox::new(config, public_ip, derive_rng(self.seed, &format!("nat:{name}")));
+        let nat = NatBox::new(
+            config,
+            public_ip,
+            derive_rng(self.seed, &format!("nat:{name}")),
+        );
         let link = self.new_link(name, link);
-        self.elems.push(Element { name: name.into(), realm: outside.0, link, body: Body::Nat { nat, inside } });
+        self.elems.push(Element {
+            name: name.into(),
+            realm: outside.0,
+            link,
+            body: Body::Nat { nat, inside },
+        });
         (NatId(idx), RealmId(inside))
     }
 
     /// Adds a host called `name` in `realm`, running `node`; its addresses are the node's
     /// [`Node::local_addrs`]. The node is drained at once (construction may already want to send).
-    pub fn add_host(&mut self, name: &str, realm: RealmId, link: LinkConfig, node: Box<dyn Node>) -> HostId {
+    pub fn add_host(
+        &mut self,
+        name: &str,
+        realm: RealmId,
+        link: LinkConfig,
+        node: Box<dyn Node>,
+    ) -> HostId {
         let idx = self.elems.len();
         let addrs = node.local_addrs();
         for a in &addrs {
@@ -235,7 +287,16 @@ impl World {
             }
         }
         let link = self.new_link(name, link);
-        self.elems.push(Element { name: name.into(), realm: realm.0, link, body: Body::Host { node, addrs, timer: None } });
+        self.elems.push(Element {
+            name: name.into(),
+            realm: realm.0,
+            link,
+            body: Body::Host {
+                node,
+                addrs,
+                timer: None,
+            },
+        });
         self.drain(idx);
         HostId(idx)
     }
@@ -275,7 +336,10 @@ impl World {
 
     /// Changes an element's link (for example to take it down later).
     pub fn link_mut(&mut self, name: &str) -> Option<&mut LinkConfig> {
-        self.elems.iter_mut().find(|e| e.name == name).map(|e| &mut e.link.config)
+        self.elems
+            .iter_mut()
+            .find(|e| e.name == name)
+            .map(|e| &mut e.link.config)
     }
 
     fn push(&mut self, at: Duration, p: Pending) {
@@ -284,8 +348,21 @@ impl World {
     }
 
     /// Runs `action` on `host`'s machine at virtual time `at` (then drains it). `label` goes in the trace.
-    pub fn schedule(&mut self, at: Duration, host: HostId, label: impl Into<String>, action: Action) {
-        self.push(at.max(self.now()), Pending::Action { host: host.0, label: label.into(), action });
+    pub fn schedule(
+        &mut self,
+        at: Duration,
+        host: HostId,
+        label: impl Into<String>,
+        action: Action,
+    ) {
+        self.push(
+            at.max(self.now()),
+            Pending::Action {
+                host: host.0,
+                label: label.into(),
+                action,
+            },
+        );
     }
 
     /// The NAT forgets all its state at `at` (a router reboot).
@@ -300,7 +377,12 @@ impl World {
         let ids = |names: &[&str]| -> Vec<usize> {
             names
                 .iter()
-                .map(|n| self.elems.iter().position(|e| e.name == *n).unwrap_or_else(|| panic!("no element {n}")))
+                .map(|n| {
+                    self.elems
+                        .iter()
+                        .position(|e| e.name == *n)
+                        .unwrap_or_else(|| panic!("no element {n}"))
+                })
                 .collect()
         };
         let (a, b) = (ids(a), ids(b));
@@ -311,7 +393,8 @@ impl World {
         self.partitions.iter().any(|p| {
             now >= p.from
                 && now < p.until
-                && ((p.a.contains(&x) && p.b.contains(&y)) || (p.a.contains(&y) && p.b.contains(&x)))
+                && ((p.a.contains(&x) && p.b.contains(&y))
+                    || (p.a.contains(&y) && p.b.contains(&x)))
         })
     }
 
@@ -319,7 +402,8 @@ impl World {
         self.stats.dropped += 1;
         let now = self.now();
         let name = &self.elems[who].name;
-        self.trace.push(now, Kind::Drop, name, || format!("#{id} {}", reason()));
+        self.trace
+            .push(now, Kind::Drop, name, || format!("#{id} {}", reason()));
     }
 
     fn nat_notes(&mut self, elem: usize) {
@@ -329,7 +413,8 @@ impl World {
         };
         let now = self.now();
         for n in notes {
-            self.trace.push(now, Kind::Nat, &self.elems[elem].name, || n);
+            self.trace
+                .push(now, Kind::Nat, &self.elems[elem].name, || n);
         }
     }
 
@@ -353,10 +438,16 @@ impl World {
                     };
                     if i > 0 {
                         let id = p.id;
-                        self.trace.push(now, Kind::Dup, &self.elems[elem].name, || format!("#{id} duplicated"));
+                        self.trace.push(now, Kind::Dup, &self.elems[elem].name, || {
+                            format!("#{id} duplicated")
+                        });
                     }
                     let next = if up {
-                        Pending::ToRealm { realm: self.elems[elem].realm, from: elem, pkt: p }
+                        Pending::ToRealm {
+                            realm: self.elems[elem].realm,
+                            from: elem,
+                            pkt: p,
+                        }
                     } else {
                         Pending::ToElement { elem, pkt: p }
                     };
@@ -381,7 +472,9 @@ impl World {
             self.stats.dropped += 1;
             let name = self.realms[realm].name.clone();
             let (id, dst) = (pkt.id, pkt.dst);
-            self.trace.push(now, Kind::Drop, &name, || format!("#{id} no route to {dst}"));
+            self.trace.push(now, Kind::Drop, &name, || {
+                format!("#{id} no route to {dst}")
+            });
         }
     }
 
@@ -433,9 +526,10 @@ impl World {
                 self.stats.delivered += 1;
                 let (id, src, dst) = (pkt.id, pkt.src, pkt.dst);
                 let payload = pkt.payload;
-                self.trace.push(now, Kind::Recv, &self.elems[elem].name, || {
-                    format!("#{id} {src} -> {dst}  {}", describe(&payload))
-                });
+                self.trace
+                    .push(now, Kind::Recv, &self.elems[elem].name, || {
+                        format!("#{id} {src} -> {dst}  {}", describe(&payload))
+                    });
                 self.drain(elem);
             }
         }
@@ -466,10 +560,21 @@ impl World {
                 self.drop_packet(elem, id, || format!("no local socket {s:?}"));
                 continue;
             };
-            let pkt = Packet { id, src, dst: t.destination, payload: t.payload };
-            self.trace.push(now, Kind::Send, &self.elems[elem].name, || {
-                format!("#{id} {} -> {}  {}", pkt.src, pkt.dst, describe(&pkt.payload))
-            });
+            let pkt = Packet {
+                id,
+                src,
+                dst: t.destination,
+                payload: t.payload,
+            };
+            self.trace
+                .push(now, Kind::Send, &self.elems[elem].name, || {
+                    format!(
+                        "#{id} {} -> {}  {}",
+                        pkt.src,
+                        pkt.dst,
+                        describe(&pkt.payload)
+                    )
+                });
             self.cross(elem, pkt, true);
         }
         loop {
@@ -478,7 +583,8 @@ impl World {
                 Body::Nat { .. } => return,
             };
             let Some(ev) = ev else { break };
-            self.trace.push(now, Kind::Event, &self.elems[elem].name, || ev);
+            self.trace
+                .push(now, Kind::Event, &self.elems[elem].name, || ev);
         }
         let clock = self.clock;
         if let Body::Host { node, timer, .. } = &mut self.elems[elem].body {
@@ -498,7 +604,11 @@ impl World {
     }
 
     fn error(&self, message: String) -> SimError {
-        SimError { message, at: self.now(), trace_tail: self.trace.tail(60) }
+        SimError {
+            message,
+            at: self.now(),
+            trace_tail: self.trace.tail(60),
+        }
     }
 
     /// Runs until virtual time `end` (inclusive); the clock then reads `end`.
@@ -508,7 +618,11 @@ impl World {
 
     /// Runs until virtual time `end` or until `stop` returns true (checked before every step).
     /// Returns whether `stop` ended the run.
-    pub fn run_until_or(&mut self, end: Duration, mut stop: impl FnMut(&mut World) -> bool) -> Result<bool, SimError> {
+    pub fn run_until_or(
+        &mut self,
+        end: Duration,
+        mut stop: impl FnMut(&mut World) -> bool,
+    ) -> Result<bool, SimError> {
         let mut last = None;
         let mut same_instant = 0u64;
         loop {
@@ -563,10 +677,15 @@ impl World {
         match p {
             Pending::ToRealm { realm, from, pkt } => self.route(realm, from, pkt),
             Pending::ToElement { elem, pkt } => self.arrive(elem, pkt),
-            Pending::Action { host, label, action } => {
+            Pending::Action {
+                host,
+                label,
+                action,
+            } => {
                 let now = self.now();
                 let instant = self.instant();
-                self.trace.push(now, Kind::Action, &self.elems[host].name, || label);
+                self.trace
+                    .push(now, Kind::Action, &self.elems[host].name, || label);
                 if let Body::Host { node, .. } = &mut self.elems[host].body {
                     action(node.as_mut(), instant);
                 }

@@ -22,13 +22,20 @@ fn same_seed_gives_byte_identical_full_traces() {
         assert!(a.len() > 1000);
         assert_eq!(a, b, "seed {seed}");
     }
-    assert_ne!(lossy(1).run().trace.to_string(), lossy(2).run().trace.to_string());
+    assert_ne!(
+        lossy(1).run().trace.to_string(),
+        lossy(2).run().trace.to_string()
+    );
 }
 
 #[test]
 fn matrix_results_do_not_depend_on_thread_count() {
     let cfg = |threads| MatrixConfig {
-        profiles: vec![Nat::FullCone.into(), Nat::Symmetric.into(), Profile::from(Nat::PortRestricted).linux()],
+        profiles: vec![
+            Nat::FullCone.into(),
+            Nat::Symmetric.into(),
+            Profile::from(Nat::PortRestricted).linux(),
+        ],
         seeds: 10,
         loss: 0.2,
         loss_varies: true,

@@ -14,25 +14,58 @@ const SERVER2: &str = "198.51.100.2:3478";
 /// A world with two public echo servers and one host `a` behind a NAT with `profile`.
 fn one_nat(seed: u64, profile: Profile) -> (World, punch_sim::HostId, Option<punch_sim::NatId>) {
     let mut w = World::new(seed, base_instant());
-    w.add_host("s1", RealmId::PUBLIC, LinkConfig::latency(ms(5)), Box::new(EchoNode::new(sa(SERVER))));
-    w.add_host("s2", RealmId::PUBLIC, LinkConfig::latency(ms(5)), Box::new(EchoNode::new(sa(SERVER2))));
+    w.add_host(
+        "s1",
+        RealmId::PUBLIC,
+        LinkConfig::latency(ms(5)),
+        Box::new(EchoNode::new(sa(SERVER))),
+    );
+    w.add_host(
+        "s2",
+        RealmId::PUBLIC,
+        LinkConfig::latency(ms(5)),
+        Box::new(EchoNode::new(sa(SERVER2))),
+    );
     let (nat, realm) = match profile.config() {
         Some(cfg) => {
-            let (n, r) = w.add_nat("nat-a", RealmId::PUBLIC, "203.0.113.10".parse().unwrap(), cfg, LinkConfig::latency(ms(5)));
+            let (n, r) = w.add_nat(
+                "nat-a",
+                RealmId::PUBLIC,
+                "203.0.113.10".parse().unwrap(),
+                cfg,
+                LinkConfig::latency(ms(5)),
+            );
             (Some(n), r)
         }
         None => (None, RealmId::PUBLIC),
     };
-    let addr = if profile.config().is_some_and(|c| c.translate) { "192.168.1.10:5000" } else { "198.51.100.50:5000" };
-    let a = w.add_host("a", realm, LinkConfig::latency(ms(5)), Box::new(EchoNode::silent(sa(addr))));
+    let addr = if profile.config().is_some_and(|c| c.translate) {
+        "192.168.1.10:5000"
+    } else {
+        "198.51.100.50:5000"
+    };
+    let a = w.add_host(
+        "a",
+        realm,
+        LinkConfig::latency(ms(5)),
+        Box::new(EchoNode::silent(sa(addr))),
+    );
     (w, a, nat)
 }
 
 fn send(w: &mut World, host: punch_sim::HostId, at: std::time::Duration, to: &str) {
     let to = sa(to);
-    w.schedule(at, host, format!("send to {to}"), Box::new(move |n, _| {
-        n.as_any_mut().downcast_mut::<EchoNode>().unwrap().send_to(to, b"hi");
-    }));
+    w.schedule(
+        at,
+        host,
+        format!("send to {to}"),
+        Box::new(move |n, _| {
+            n.as_any_mut()
+                .downcast_mut::<EchoNode>()
+                .unwrap()
+                .send_to(to, b"hi");
+        }),
+    );
 }
 
 #[test]
@@ -41,25 +74,41 @@ fn round_trip_through_a_cone_nat_takes_the_sum_of_link_latencies() {
     send(&mut w, a, ms(0), SERVER);
     w.run_until(secs(1)).unwrap();
     let s1 = w.host("s1").unwrap();
-    assert_eq!(w.node_mut::<EchoNode>(s1).unwrap().senders(), vec![sa("203.0.113.10:5000")]);
+    assert_eq!(
+        w.node_mut::<EchoNode>(s1).unwrap().senders(),
+        vec![sa("203.0.113.10:5000")]
+    );
     let base = w.clock().at(ms(0));
     let node = w.node_mut::<EchoNode>(a).unwrap();
     assert_eq!(node.received.len(), 1);
     // a up, nat up, s1 down = 15 ms; and back = 30 ms.
     assert_eq!(node.received[0].0 - base, ms(30));
     let trace = w.trace().to_string();
-    assert!(trace.contains("new mapping 192.168.1.10:5000 -> 203.0.113.10:5000"), "{trace}");
+    assert!(
+        trace.contains("new mapping 192.168.1.10:5000 -> 203.0.113.10:5000"),
+        "{trace}"
+    );
 }
 
 #[test]
 fn symmetric_nat_uses_a_new_port_per_destination_cone_does_not() {
-    for (profile, same) in [(Profile::from(Nat::FullCone), true), (Nat::Symmetric.into(), false), (Nat::SymmetricSeq.into(), false)] {
+    for (profile, same) in [
+        (Profile::from(Nat::FullCone), true),
+        (Nat::Symmetric.into(), false),
+        (Nat::SymmetricSeq.into(), false),
+    ] {
         let (mut w, a, _) = one_nat(2, profile);
         send(&mut w, a, ms(0), SERVER);
         send(&mut w, a, ms(1), SERVER2);
         w.run_until(secs(1)).unwrap();
-        let p1 = w.node_mut::<EchoNode>(w.host("s1").unwrap()).unwrap().senders()[0];
-        let p2 = w.node_mut::<EchoNode>(w.host("s2").unwrap()).unwrap().senders()[0];
+        let p1 = w
+            .node_mut::<EchoNode>(w.host("s1").unwrap())
+            .unwrap()
+            .senders()[0];
+        let p2 = w
+            .node_mut::<EchoNode>(w.host("s2").unwrap())
+            .unwrap()
+            .senders()[0];
         assert_eq!(p1 == p2, same, "{profile}: {p1} {p2}");
         if profile.nat == Nat::SymmetricSeq {
             assert_eq!(p2.port(), p1.port() + 1);
@@ -76,12 +125,31 @@ fn unsolicited_inbound_is_dropped_with_a_reason() {
     send(&mut w, s2, ms(100), "203.0.113.10:5000");
     send(&mut w, s2, ms(100), "203.0.113.10:6000");
     w.run_until(secs(1)).unwrap();
-    let drops: Vec<String> = w.trace().lines().iter().filter(|l| l.kind == punch_sim::trace::Kind::Drop).map(|l| l.to_string()).collect();
+    let drops: Vec<String> = w
+        .trace()
+        .lines()
+        .iter()
+        .filter(|l| l.kind == punch_sim::trace::Kind::Drop)
+        .map(|l| l.to_string())
+        .collect();
     assert_eq!(drops.len(), 2, "{drops:?}");
-    assert!(drops[0].contains("nat-a") && drops[0].contains("filtered (APDF): 192.168.1.10:5000 has not sent to 198.51.100.2:3478"), "{}", drops[0]);
-    assert!(drops[1].contains("no mapping for 203.0.113.10:6000"), "{}", drops[1]);
+    assert!(
+        drops[0].contains("nat-a")
+            && drops[0]
+                .contains("filtered (APDF): 192.168.1.10:5000 has not sent to 198.51.100.2:3478"),
+        "{}",
+        drops[0]
+    );
+    assert!(
+        drops[1].contains("no mapping for 203.0.113.10:6000"),
+        "{}",
+        drops[1]
+    );
     // The echo server's reply to s2's packet never happens, but a itself got nothing from s2.
-    assert_eq!(w.node_mut::<EchoNode>(a).unwrap().senders(), vec![sa(SERVER)]);
+    assert_eq!(
+        w.node_mut::<EchoNode>(a).unwrap().senders(),
+        vec![sa(SERVER)]
+    );
 }
 
 #[test]
@@ -90,15 +158,26 @@ fn public_and_firewalled_hosts() {
     let s2 = w.host("s2").unwrap();
     send(&mut w, s2, ms(0), "198.51.100.50:5000");
     w.run_until(secs(1)).unwrap();
-    assert_eq!(w.node_mut::<EchoNode>(a).unwrap().senders(), vec![sa(SERVER2)]);
+    assert_eq!(
+        w.node_mut::<EchoNode>(a).unwrap().senders(),
+        vec![sa(SERVER2)]
+    );
 
     let (mut w, a, _) = one_nat(4, Nat::UdpFirewall.into());
     send(&mut w, a, ms(0), SERVER);
     let s2 = w.host("s2").unwrap();
     send(&mut w, s2, ms(100), "198.51.100.50:5000");
     w.run_until(secs(1)).unwrap();
-    assert_eq!(w.node_mut::<EchoNode>(w.host("s1").unwrap()).unwrap().senders(), vec![sa("198.51.100.50:5000")]);
-    assert_eq!(w.node_mut::<EchoNode>(a).unwrap().senders(), vec![sa(SERVER)]);
+    assert_eq!(
+        w.node_mut::<EchoNode>(w.host("s1").unwrap())
+            .unwrap()
+            .senders(),
+        vec![sa("198.51.100.50:5000")]
+    );
+    assert_eq!(
+        w.node_mut::<EchoNode>(a).unwrap().senders(),
+        vec![sa(SERVER)]
+    );
     assert!(w.trace().to_string().contains("filtered (APDF)"));
 }
 
@@ -107,37 +186,103 @@ fn linux_conntrack_with_start_skew_moves_the_late_side_to_a_new_port() {
     // Two peers behind port-restricted Linux routers. b probes a's public address before a has sent
     // anything to b: a's router records an unreplied entry, so a's first packet to b leaves from a new port.
     let mut w = World::new(5, base_instant());
-    w.add_host("s1", RealmId::PUBLIC, LinkConfig::latency(ms(5)), Box::new(EchoNode::new(sa(SERVER))));
+    w.add_host(
+        "s1",
+        RealmId::PUBLIC,
+        LinkConfig::latency(ms(5)),
+        Box::new(EchoNode::new(sa(SERVER))),
+    );
     let cfg = Profile::from(Nat::PortRestricted).linux().config().unwrap();
-    let (_, ra) = w.add_nat("nat-a", RealmId::PUBLIC, "203.0.113.10".parse().unwrap(), cfg.clone(), LinkConfig::latency(ms(5)));
-    let (_, rb) = w.add_nat("nat-b", RealmId::PUBLIC, "203.0.113.20".parse().unwrap(), cfg, LinkConfig::latency(ms(5)));
-    let a = w.add_host("a", ra, LinkConfig::latency(ms(5)), Box::new(EchoNode::silent(sa("192.168.1.10:5000"))));
-    let b = w.add_host("b", rb, LinkConfig::latency(ms(5)), Box::new(EchoNode::silent(sa("192.168.2.10:6000"))));
+    let (_, ra) = w.add_nat(
+        "nat-a",
+        RealmId::PUBLIC,
+        "203.0.113.10".parse().unwrap(),
+        cfg.clone(),
+        LinkConfig::latency(ms(5)),
+    );
+    let (_, rb) = w.add_nat(
+        "nat-b",
+        RealmId::PUBLIC,
+        "203.0.113.20".parse().unwrap(),
+        cfg,
+        LinkConfig::latency(ms(5)),
+    );
+    let a = w.add_host(
+        "a",
+        ra,
+        LinkConfig::latency(ms(5)),
+        Box::new(EchoNode::silent(sa("192.168.1.10:5000"))),
+    );
+    let b = w.add_host(
+        "b",
+        rb,
+        LinkConfig::latency(ms(5)),
+        Box::new(EchoNode::silent(sa("192.168.2.10:6000"))),
+    );
     send(&mut w, a, ms(0), SERVER);
     send(&mut w, b, ms(0), SERVER);
     send(&mut w, b, ms(100), "203.0.113.10:5000"); // early probe, filtered at nat-a
     send(&mut w, a, ms(300), "203.0.113.20:6000"); // a's first packet to b: from a new port, so nat-b filters it
     send(&mut w, b, ms(500), "203.0.113.10:5000"); // still the reserved tuple: dropped
     w.run_until(secs(1)).unwrap();
-    assert_eq!(w.node_mut::<EchoNode>(b).unwrap().senders(), vec![sa(SERVER)]);
+    assert_eq!(
+        w.node_mut::<EchoNode>(b).unwrap().senders(),
+        vec![sa(SERVER)]
+    );
     let t = w.trace().to_string();
-    let new_port = w.nat_mut(punch_sim::NatId(1)).mapping_for(sa("192.168.1.10:5000"), sa("203.0.113.20:6000")).unwrap();
+    let new_port = w
+        .nat_mut(punch_sim::NatId(1))
+        .mapping_for(sa("192.168.1.10:5000"), sa("203.0.113.20:6000"))
+        .unwrap();
     assert_ne!(new_port, sa("203.0.113.10:5000"));
-    assert!(t.contains(&format!("192.168.2.10:6000 has not sent to {new_port}")), "{t}");
-    assert!(t.contains("conntrack: unreplied entry 203.0.113.20:6000 -> 203.0.113.10:5000"), "{t}");
+    assert!(
+        t.contains(&format!("192.168.2.10:6000 has not sent to {new_port}")),
+        "{t}"
+    );
+    assert!(
+        t.contains("conntrack: unreplied entry 203.0.113.20:6000 -> 203.0.113.10:5000"),
+        "{t}"
+    );
     assert!(t.contains("conntrack clash"), "{t}");
-    assert_eq!(w.node_mut::<EchoNode>(a).unwrap().senders(), vec![sa(SERVER)]);
+    assert_eq!(
+        w.node_mut::<EchoNode>(a).unwrap().senders(),
+        vec![sa(SERVER)]
+    );
 }
 
 #[test]
 fn hairpinning_on_and_off() {
     for hairpin in [true, false] {
         let mut w = World::new(6, base_instant());
-        w.add_host("s1", RealmId::PUBLIC, LinkConfig::latency(ms(5)), Box::new(EchoNode::new(sa(SERVER))));
-        let cfg = Profile::from(Nat::FullCone).config().unwrap().with_hairpin(hairpin);
-        let (_, r) = w.add_nat("nat", RealmId::PUBLIC, "203.0.113.10".parse().unwrap(), cfg, LinkConfig::ideal());
-        let a = w.add_host("a", r, LinkConfig::latency(ms(1)), Box::new(EchoNode::silent(sa("192.168.1.10:5000"))));
-        let b = w.add_host("b", r, LinkConfig::latency(ms(1)), Box::new(EchoNode::silent(sa("192.168.1.11:6000"))));
+        w.add_host(
+            "s1",
+            RealmId::PUBLIC,
+            LinkConfig::latency(ms(5)),
+            Box::new(EchoNode::new(sa(SERVER))),
+        );
+        let cfg = Profile::from(Nat::FullCone)
+            .config()
+            .unwrap()
+            .with_hairpin(hairpin);
+        let (_, r) = w.add_nat(
+            "nat",
+            RealmId::PUBLIC,
+            "203.0.113.10".parse().unwrap(),
+            cfg,
+            LinkConfig::ideal(),
+        );
+        let a = w.add_host(
+            "a",
+            r,
+            LinkConfig::latency(ms(1)),
+            Box::new(EchoNode::silent(sa("192.168.1.10:5000"))),
+        );
+        let b = w.add_host(
+            "b",
+            r,
+            LinkConfig::latency(ms(1)),
+            Box::new(EchoNode::silent(sa("192.168.1.11:6000"))),
+        );
         send(&mut w, b, ms(0), SERVER);
         send(&mut w, a, ms(100), "203.0.113.10:6000");
         send(&mut w, a, ms(100), "192.168.1.11:6000"); // LAN: always works
@@ -156,9 +301,25 @@ fn hairpinning_on_and_off() {
 fn mapping_expires_without_keepalives_and_survives_with_them() {
     for keepalive in [None, Some(secs(10))] {
         let mut w = World::new(7, base_instant());
-        w.add_host("s1", RealmId::PUBLIC, LinkConfig::ideal(), Box::new(EchoNode::new(sa(SERVER))));
-        let cfg = NatConfig::new(punch_core::nat::Mapping::EndpointIndependent, punch_core::nat::Filtering::AddressAndPortDependent, PortAlloc::Random).with_lifetime(secs(30));
-        let (_, r) = w.add_nat("nat", RealmId::PUBLIC, "203.0.113.10".parse().unwrap(), cfg, LinkConfig::ideal());
+        w.add_host(
+            "s1",
+            RealmId::PUBLIC,
+            LinkConfig::ideal(),
+            Box::new(EchoNode::new(sa(SERVER))),
+        );
+        let cfg = NatConfig::new(
+            punch_core::nat::Mapping::EndpointIndependent,
+            punch_core::nat::Filtering::AddressAndPortDependent,
+            PortAlloc::Random,
+        )
+        .with_lifetime(secs(30));
+        let (_, r) = w.add_nat(
+            "nat",
+            RealmId::PUBLIC,
+            "203.0.113.10".parse().unwrap(),
+            cfg,
+            LinkConfig::ideal(),
+        );
         let mut node = EchoNode::silent(sa("192.168.1.10:5000"));
         if let Some(every) = keepalive {
             node.send_every(w.clock().at(ms(0)), every, sa(SERVER), b"ka");
@@ -169,8 +330,18 @@ fn mapping_expires_without_keepalives_and_survives_with_them() {
         let s1 = w.host("s1").unwrap();
         send(&mut w, a, secs(100), SERVER);
         w.run_until(secs(101)).unwrap();
-        let ports: std::collections::BTreeSet<u16> = w.node_mut::<EchoNode>(s1).unwrap().senders().iter().map(|s| s.port()).collect();
-        assert_eq!(ports.len(), if keepalive.is_some() { 1 } else { 2 }, "{keepalive:?}");
+        let ports: std::collections::BTreeSet<u16> = w
+            .node_mut::<EchoNode>(s1)
+            .unwrap()
+            .senders()
+            .iter()
+            .map(|s| s.port())
+            .collect();
+        assert_eq!(
+            ports.len(),
+            if keepalive.is_some() { 1 } else { 2 },
+            "{keepalive:?}"
+        );
         if keepalive.is_none() {
             assert!(w.trace().to_string().contains("expired at 30000.000ms"));
         }
@@ -190,8 +361,14 @@ fn link_down_window_partition_and_no_route() {
     let t = w.trace().to_string();
     assert!(t.contains("link down (a up)"), "{t}");
     assert!(t.contains("partition between nat-a and s2"), "{t}");
-    assert!(t.contains("internet") && t.contains("no route to 198.51.100.99:1"), "{t}");
-    assert_eq!(w.node_mut::<EchoNode>(a).unwrap().senders(), vec![sa(SERVER)]);
+    assert!(
+        t.contains("internet") && t.contains("no route to 198.51.100.99:1"),
+        "{t}"
+    );
+    assert_eq!(
+        w.node_mut::<EchoNode>(a).unwrap().senders(),
+        vec![sa(SERVER)]
+    );
 }
 
 #[test]
@@ -201,17 +378,38 @@ fn nat_flush_forgets_mappings() {
     w.flush_nat_at(ms(100), nat.unwrap());
     send(&mut w, a, ms(200), SERVER);
     w.run_until(secs(1)).unwrap();
-    let s = w.node_mut::<EchoNode>(w.host("s1").unwrap()).unwrap().senders();
+    let s = w
+        .node_mut::<EchoNode>(w.host("s1").unwrap())
+        .unwrap()
+        .senders();
     assert_eq!(s.len(), 2);
     assert_ne!(s[0], s[1]);
-    assert!(w.trace().to_string().contains("flushed: 1 mappings forgotten"));
+    assert!(w
+        .trace()
+        .to_string()
+        .contains("flushed: 1 mappings forgotten"));
 }
 
 fn lossy_run(seed: u64) -> String {
     let mut w = World::new(seed, base_instant());
-    let link = LinkConfig::latency(ms(10)).with_jitter(ms(8)).with_loss(0.2).with_duplicate(0.1).with_reorder(0.1, ms(30));
-    w.add_host("s1", RealmId::PUBLIC, link.clone(), Box::new(EchoNode::new(sa(SERVER))));
-    let (_, r) = w.add_nat("nat", RealmId::PUBLIC, "203.0.113.10".parse().unwrap(), Profile::from(Nat::Symmetric).config().unwrap(), link.clone());
+    let link = LinkConfig::latency(ms(10))
+        .with_jitter(ms(8))
+        .with_loss(0.2)
+        .with_duplicate(0.1)
+        .with_reorder(0.1, ms(30));
+    w.add_host(
+        "s1",
+        RealmId::PUBLIC,
+        link.clone(),
+        Box::new(EchoNode::new(sa(SERVER))),
+    );
+    let (_, r) = w.add_nat(
+        "nat",
+        RealmId::PUBLIC,
+        "203.0.113.10".parse().unwrap(),
+        Profile::from(Nat::Symmetric).config().unwrap(),
+        link.clone(),
+    );
     let mut node = EchoNode::silent(sa("192.168.1.10:5000"));
     node.send_every(w.clock().at(ms(0)), ms(7), sa(SERVER), b"x");
     w.add_host("a", r, link, Box::new(node));
@@ -233,12 +431,28 @@ fn same_seed_same_trace_different_seed_different_trace() {
 fn detail_levels_filter_lines() {
     let mut w = World::new(1, base_instant());
     w.set_detail(Detail::Events);
-    w.add_host("s1", RealmId::PUBLIC, LinkConfig::ideal(), Box::new(EchoNode::new(sa(SERVER))));
-    let a = w.add_host("a", RealmId::PUBLIC, LinkConfig::ideal(), Box::new(EchoNode::silent(sa("198.51.100.9:1"))));
+    w.add_host(
+        "s1",
+        RealmId::PUBLIC,
+        LinkConfig::ideal(),
+        Box::new(EchoNode::new(sa(SERVER))),
+    );
+    let a = w.add_host(
+        "a",
+        RealmId::PUBLIC,
+        LinkConfig::ideal(),
+        Box::new(EchoNode::silent(sa("198.51.100.9:1"))),
+    );
     send(&mut w, a, ms(0), SERVER);
     w.run_until(secs(1)).unwrap();
     let t = w.trace().to_string();
-    assert!(w.trace().lines().iter().all(|l| l.kind != punch_sim::trace::Kind::Send), "{t}");
+    assert!(
+        w.trace()
+            .lines()
+            .iter()
+            .all(|l| l.kind != punch_sim::trace::Kind::Send),
+        "{t}"
+    );
     assert!(t.contains("event"), "{t}");
 }
 
@@ -268,7 +482,12 @@ impl punch_sim::Node for Stuck {
 fn a_machine_that_never_lets_time_advance_is_an_error_not_a_hang() {
     let mut w = World::new(1, base_instant());
     let t = w.clock().at(ms(5));
-    w.add_host("stuck", RealmId::PUBLIC, LinkConfig::ideal(), Box::new(Stuck(sa("198.51.100.9:1"), t)));
+    w.add_host(
+        "stuck",
+        RealmId::PUBLIC,
+        LinkConfig::ideal(),
+        Box::new(Stuck(sa("198.51.100.9:1"), t)),
+    );
     let e = w.run_until(secs(1)).unwrap_err();
     assert!(e.message.contains("without virtual time advancing"), "{e}");
     assert_eq!(e.at, ms(5));

@@ -10,14 +10,21 @@ use punch_sim::matrix::{run_matrix, MatrixConfig};
 use punch_sim::Profile;
 
 fn seeds(default: u64) -> u64 {
-    std::env::var("PUNCH_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+    std::env::var("PUNCH_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
 fn check(cfg: MatrixConfig) {
     let m = run_matrix(&cfg);
     let failures = m.failures();
     if !failures.is_empty() {
-        let mut msg = format!("{} of {} runs failed:\n", failures.len(), m.pairs.iter().map(|p| p.runs).sum::<usize>());
+        let mut msg = format!(
+            "{} of {} runs failed:\n",
+            failures.len(),
+            m.pairs.iter().map(|p| p.runs).sum::<usize>()
+        );
         for f in failures.iter().take(30) {
             msg.push_str(&format!("  {f}\n"));
         }
@@ -33,7 +40,13 @@ fn check(cfg: MatrixConfig) {
 
 #[test]
 fn every_pair_connects_and_delivers_exactly_once_in_order() {
-    check(MatrixConfig { seeds: seeds(1000), loss: 0.2, loss_varies: true, messages: 3, ..Default::default() });
+    check(MatrixConfig {
+        seeds: seeds(1000),
+        loss: 0.2,
+        loss_varies: true,
+        messages: 3,
+        ..Default::default()
+    });
 }
 
 #[test]

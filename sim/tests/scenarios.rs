@@ -46,7 +46,12 @@ fn port_restricted_linux_with_start_skew() {
 #[test]
 fn port_restricted_linux_without_skew_goes_direct() {
     let p = Profile::from(Nat::PortRestricted).linux();
-    let o = Scenario::new(1).host("a", p).host("b", p).type_at("a", ms(0), "hello").detail(Detail::Events).run();
+    let o = Scenario::new(1)
+        .host("a", p)
+        .host("b", p)
+        .type_at("a", ms(0), "hello")
+        .detail(Detail::Events)
+        .run();
     assert_eq!(o.path(), PathKind::Direct);
     o.exactly_once_in_order().unwrap();
 }
@@ -85,8 +90,12 @@ fn symmetric_to_port_restricted_falls_back_to_relay() {
 /// (reported as a core bug; when fixed, this snapshot changes and the assertion below should flip).
 #[test]
 fn mapping_expiry_during_chat() {
-    let nat = NatConfig::new(Mapping::EndpointIndependent, Filtering::AddressAndPortDependent, PortAlloc::Random)
-        .with_lifetime(secs(20));
+    let nat = NatConfig::new(
+        Mapping::EndpointIndependent,
+        Filtering::AddressAndPortDependent,
+        PortAlloc::Random,
+    )
+    .with_lifetime(secs(20));
     let o = Scenario::new(1)
         .host_with("a", "port-restricted-random-20s", nat)
         .host("b", Nat::PortRestricted)
@@ -99,7 +108,10 @@ fn mapping_expiry_during_chat() {
         .run();
     assert!(o.trace.to_string().contains("expired at"));
     let recovered = o.exactly_once_in_order().is_ok();
-    assert!(!recovered, "core now recovers from a changed mapping: update this test and its snapshot");
+    assert!(
+        !recovered,
+        "core now recovers from a changed mapping: update this test and its snapshot"
+    );
     insta::assert_snapshot!(render(&o));
 }
 
@@ -123,9 +135,17 @@ fn mapping_expiry_with_port_preservation_recovers() {
 
 #[test]
 fn chat_over_20_percent_loss() {
-    let mut s = Scenario::new(3).host("a", Nat::PortRestricted).host("b", Nat::Restricted).link(60, 0.2).detail(Detail::Events);
+    let mut s = Scenario::new(3)
+        .host("a", Nat::PortRestricted)
+        .host("b", Nat::Restricted)
+        .link(60, 0.2)
+        .detail(Detail::Events);
     for i in 0..5 {
-        s = s.type_at("a", ms(200 * i), &format!("a{i}")).type_at("b", ms(200 * i + 100), &format!("b{i}"));
+        s = s.type_at("a", ms(200 * i), &format!("a{i}")).type_at(
+            "b",
+            ms(200 * i + 100),
+            &format!("b{i}"),
+        );
     }
     let o = s.run();
     o.exactly_once_in_order().unwrap();
@@ -169,7 +189,11 @@ fn nat_detection_runs_with_a_two_ip_server() {
         .detail(Detail::Events)
         .run();
     o.exactly_once_in_order().unwrap();
-    assert!(o.peer("a").events.iter().any(|(_, e)| matches!(e, punch_core::peer::PeerEvent::NatDetected(_))));
+    assert!(o
+        .peer("a")
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, punch_core::peer::PeerEvent::NatDetected(_))));
 }
 
 /// Known core bug (reported): when only `a` is relay-only, `b` punches anyway, `a` answers the pings and
