@@ -33,6 +33,7 @@ pub mod chat;
 pub mod detect;
 pub mod nat;
 pub mod peer;
+pub mod rfc5780;
 pub mod server;
 pub mod stun_server;
 mod timer;

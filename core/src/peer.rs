@@ -13,8 +13,11 @@
 //!    port) is answered and pinged back at once. The first pong proves a direct path.
 //! 4. **Path**: direct as soon as a pong proves it; relay through the server if no direct path appears within
 //!    [`PeerConfig::punch_timeout`] (default 3 s), or at once when the decision table says direct is impossible
-//!    or with [`PeerConfig::relay_only`]. While on relay, a new punch round is tried every 35 s (after the
-//!    30 s Linux conntrack timeout has freed any tuple a stray packet reserved).
+//!    or with [`PeerConfig::relay_only`] (a relay-only peer also ignores the partner's pings). While on relay,
+//!    the peer asks the server every 35 s for a new punch round (after the 30 s Linux conntrack timeout has
+//!    freed any tuple a stray packet reserved); the server starts it for both sides at the same instant.
+//! 6. **Address change**: a keepalive answer showing a new public address (the NAT mapping expired or
+//!    changed) makes the peer register again with its CLIENT-ID; the server moves it and both sides punch anew.
 //! 5. **Keepalive**: a ping every 5 s on the direct path (the path is declared lost after 12 s of silence:
 //!    back to relay and punch again), a Binding to the server every 15 s.
 //!
@@ -185,6 +188,8 @@ struct ServerTxn {
 struct Pair {
     id: [u8; 8],
     name: String,
+    /// The partner's public address as the server last told it.
+    public: SocketAddr,
     strategy: Strategy,
     /// Addresses to ping: the partner's public and local addresses, plus peer-reflexive ones.
     candidates: BTreeMap<SocketAddr, Candidate>,
@@ -224,6 +229,10 @@ pub struct Peer {
     nat: NatBehaviour,
     server_rtt: Option<Duration>,
     public_addr: Option<SocketAddr>,
+    /// Names this peer instance to the server across address changes.
+    token: [u8; 8],
+    /// The public address changed and the server has not confirmed the new one yet.
+    rebinding: bool,
     pair: Option<Pair>,
     /// Outstanding pings: transaction id -> (sent at, destination).
     pings: BTreeMap<[u8; 12], (Instant, SocketAddr)>,
@@ -246,6 +255,8 @@ impl Peer {
             detector: None,
             server_rtt: None,
             public_addr: None,
+            token: [0; 8],
+            rebinding: false,
             pair: None,
             pings: BTreeMap::new(),
             chat: ChatSession::new(),
@@ -253,6 +264,7 @@ impl Peer {
             events: VecDeque::new(),
             config,
         };
+        peer.token = peer.rng.gen();
         if peer.config.detect_nat {
             peer.phase = Phase::Detecting;
             let mut dc = DetectorConfig::new(peer.config.server);
@@ -370,7 +382,7 @@ impl Peer {
                     self.timers
                         .set(T_REREGISTER, after(now, Duration::from_secs(10)));
                 }
-                T_RETRY => self.start_punch_round(),
+                T_RETRY => self.request_retry(),
                 _ => {}
             }
         }
@@ -456,6 +468,7 @@ impl Peer {
         m.add_attribute(wire::Pool(self.config.pool.as_bytes().to_vec()));
         m.add_attribute(wire::Name(self.config.name.as_bytes().to_vec()));
         m.add_attribute(wire::Nat(self.nat.encode().to_vec()));
+        m.add_attribute(wire::ClientId(self.token.to_vec()));
         for l in self.config.local_addrs.iter().take(8) {
             m.add_attribute(wire::LocalAddr(wire::encode_addr(*l)));
         }
@@ -542,7 +555,7 @@ impl Peer {
 
     fn on_binding_response(&mut self, m: &StunMessage) {
         if self.phase != Phase::Probing {
-            return; // a keepalive answer
+            return self.on_keepalive_answer(m);
         }
         let Some(rtt) = self.take_txn(m) else {
             return;
@@ -561,7 +574,13 @@ impl Peer {
 
     fn on_register_response(&mut self, m: &StunMessage) {
         if self.phase != Phase::Registering {
-            return; // answer to a refresh
+            // The answer to a refresh, a retry request or a re-registration from a new address.
+            if m.class() == MessageClass::SuccessResponse
+                && wire::get::<XorMappedAddress>(m).map(|a| a.address()) == self.public_addr
+            {
+                self.rebinding = false;
+            }
+            return;
         }
         let Some(rtt) = self.take_txn(m) else {
             return;
@@ -626,7 +645,7 @@ impl Peer {
             return;
         };
         if self.pair.as_ref().is_some_and(|p| p.id == id) {
-            return; // a retransmission
+            return self.on_new_round(public);
         }
         if self.phase == Phase::Registering {
             self.txn = None;
@@ -663,6 +682,7 @@ impl Peer {
         self.pair = Some(Pair {
             id,
             name: name.clone(),
+            public,
             strategy,
             candidates,
             path: None,
@@ -750,6 +770,9 @@ impl Peer {
     }
 
     fn on_ping(&mut self, remote: SocketAddr, m: &StunMessage) {
+        if self.config.relay_only {
+            return; // never let a direct path form
+        }
         let Some(pair) = self.pair.as_mut() else {
             return;
         };
@@ -778,6 +801,9 @@ impl Peer {
     }
 
     fn on_pong(&mut self, remote: SocketAddr, m: &StunMessage) {
+        if self.config.relay_only {
+            return;
+        }
         let Some((sent, to)) = self.pings.remove(m.transaction_id().as_bytes()) else {
             return;
         };
@@ -841,8 +867,10 @@ impl Peer {
             return;
         };
         if now.saturating_duration_since(pair.last_direct_rx) >= timeout {
-            // The direct path went silent (e.g. a NAT mapping expired): relay, and punch again.
+            // The direct path went silent (e.g. a NAT mapping expired): relay, and punch again; ask the server
+            // at once whether our public address changed.
             pair.candidates.values_mut().for_each(|c| c.proven = false);
+            self.on_server_keepalive();
             let rtt = self.server_rtt.unwrap_or(Duration::from_millis(100)) * 2;
             self.choose_path(Path::Relay, rtt);
             self.start_punch_round();
@@ -857,10 +885,70 @@ impl Peer {
         if matches!(self.phase, Phase::Waiting | Phase::Paired) {
             let m = wire::message(MessageClass::Request, methods::binding(), self.new_tid());
             self.send_to(self.config.server, wire::encode(m));
-            self.timers.set(
-                T_SERVER_KEEPALIVE,
-                after(self.now, self.config.server_keepalive),
-            );
+            if self.rebinding {
+                // Until the server confirms our new address, re-register with every (fast) keepalive.
+                let r = self.register_message();
+                self.send_to(self.config.server, wire::encode(r));
+            }
+            let every = if self.rebinding {
+                Duration::from_secs(1)
+            } else {
+                self.config.server_keepalive
+            };
+            self.timers.set(T_SERVER_KEEPALIVE, after(self.now, every));
+        }
+    }
+
+    /// A keepalive Binding answer: if the server now sees another public address, our NAT mapping changed
+    /// (it expired, or the NAT restarted): register again so that the server follows us.
+    fn on_keepalive_answer(&mut self, m: &StunMessage) {
+        let Some(mapped) = wire::get::<XorMappedAddress>(m).map(|a| a.address()) else {
+            return;
+        };
+        if !matches!(self.phase, Phase::Waiting | Phase::Paired) || Some(mapped) == self.public_addr
+        {
+            return;
+        }
+        self.public_addr = Some(mapped);
+        self.rebinding = true;
+        let r = self.register_message();
+        self.send_to(self.config.server, wire::encode(r));
+        self.timers
+            .set(T_SERVER_KEEPALIVE, after(self.now, Duration::from_secs(1)));
+    }
+
+    /// While on the relay: ask the server for a new punch round for both sides.
+    fn request_retry(&mut self) {
+        if self.phase != Phase::Paired || matches!(self.path(), Some(Path::Direct(_))) {
+            return;
+        }
+        let mut r = self.register_message();
+        r.add_attribute(wire::Retry(Vec::new()));
+        self.send_to(self.config.server, wire::encode(r));
+        self.timers
+            .set(T_RETRY, after(self.now, self.config.retry_interval));
+    }
+
+    /// A fresh PeerInfo for the current pair: a new round (retry) or the partner moved.
+    fn on_new_round(&mut self, public: SocketAddr) {
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        if pair.public != public {
+            let old = pair.public;
+            pair.candidates.remove(&old);
+            pair.candidates.insert(public, Candidate { proven: false });
+            pair.public = public;
+            if pair.path == Some(Path::Direct(old)) {
+                let rtt = self.server_rtt.unwrap_or(Duration::from_millis(100)) * 2;
+                self.choose_path(Path::Relay, rtt);
+            }
+        }
+        let Some(pair) = self.pair.as_ref() else {
+            return;
+        };
+        if !pair.punching && !matches!(pair.path, Some(Path::Direct(_))) {
+            self.start_punch_round();
         }
     }
 

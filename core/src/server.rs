@@ -9,6 +9,11 @@
 //!   member is idempotent; a third client gets error 409 "pool full".
 //! * **Relay** indications from a paired client are forwarded to its partner, and to nobody else.
 //! * A Register *indication* means "leaving"; the partner is told with a PeerInfo indication.
+//! * A Register carrying the CLIENT-ID of a member but coming from a new address (the member's NAT mapping
+//!   changed) moves the member: both sides get a fresh PeerInfo with the new address and punch again.
+//! * A Register with RETRY from a paired member starts a new punch round: both members get a fresh PeerInfo at
+//!   the same (RTT-compensated) instant, at most once per [`RETRY_MIN_INTERVAL`]. Each peer retrying on its own
+//!   clock would repeat the skew that made the first round fail.
 //! * Members not heard from for [`ServerConfig::member_timeout`] (default 60 s; peers send a keepalive every
 //!   15 s) are expired, waiting or paired alike; the partner is told.
 //!
@@ -93,6 +98,16 @@ pub enum ServerEvent {
         pool: String,
         client: SocketAddr,
     },
+    /// A member re-registered from a new address (its NAT mapping changed).
+    Moved {
+        pool: String,
+        from: SocketAddr,
+        to: SocketAddr,
+    },
+    /// A paired member asked for a new punch round.
+    Retry {
+        pool: String,
+    },
     Dropped {
         from: SocketAddr,
         reason: &'static str,
@@ -106,6 +121,7 @@ struct Member {
     nat: NatBehaviour,
     locals: Vec<SocketAddr>,
     rtt: Option<Duration>,
+    token: Option<[u8; 8]>,
     last_seen: Instant,
     /// Outstanding PeerInfo request to this member.
     info: Option<PendingInfo>,
@@ -123,7 +139,12 @@ struct PendingInfo {
 struct Pool {
     members: Vec<Member>,
     pair_id: Option<[u8; 8]>,
+    /// When both members were last sent PeerInfo together.
+    last_round: Option<Instant>,
 }
+
+/// The least time between two punch rounds of one pair (requests in between are ignored).
+pub const RETRY_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
 const MAX_INFO_ATTEMPTS: u32 = 7;
 const MAX_EVENTS: usize = 4096;
@@ -334,6 +355,9 @@ impl Server {
         let rtt = wire::get::<wire::Rtt>(req)
             .and_then(|r| <[u8; 4]>::try_from(r.0.as_slice()).ok())
             .map(|b| Duration::from_micros(u32::from_be_bytes(b) as u64));
+        let token =
+            wire::get::<wire::ClientId>(req).and_then(|t| <[u8; 8]>::try_from(t.0.as_slice()).ok());
+        let retry = wire::get::<wire::Retry>(req).is_some();
         let locals: Vec<SocketAddr> = req
             .attributes()
             .filter_map(|a| match a {
@@ -350,6 +374,9 @@ impl Server {
             }
         }
         let now = self.now;
+        let moved = !self.clients.contains_key(&remote)
+            && token.is_some()
+            && self.rebind(&pool, token, remote);
         let is_member = self.clients.get(&remote) == Some(&pool);
         if !is_member {
             if self.clients.len() >= self.config.max_clients {
@@ -372,6 +399,7 @@ impl Server {
                 nat,
                 locals,
                 rtt,
+                token,
                 last_seen: now,
                 info: None,
             });
@@ -415,7 +443,15 @@ impl Server {
                     b,
                 });
                 self.schedule_pair_infos(&pool);
-            } else if is_member {
+            } else if is_member && retry {
+                let due = p
+                    .last_round
+                    .is_none_or(|t| now.saturating_duration_since(t) >= RETRY_MIN_INTERVAL);
+                if due {
+                    self.event(ServerEvent::Retry { pool: pool.clone() });
+                    self.schedule_pair_infos(&pool);
+                }
+            } else if is_member && !moved {
                 // A paired member registering again has not seen its PeerInfo: send it now.
                 self.schedule_info(remote, now);
                 self.handle_timeout(now);
@@ -427,6 +463,9 @@ impl Server {
     /// difference of the reported round trips, so that both copies arrive together.
     fn schedule_pair_infos(&mut self, pool: &str) {
         let now = self.now;
+        if let Some(p) = self.pools.get_mut(pool) {
+            p.last_round = Some(now);
+        }
         let members = &self.pools[pool].members;
         let (a, b) = (&members[0], &members[1]);
         let (da, db) = match (a.rtt, b.rtt) {
@@ -445,6 +484,39 @@ impl Server {
         self.schedule_info(ba, after(now, db));
         // Copies due now go out now, not at the next timer tick.
         self.handle_timeout(now);
+    }
+
+    /// The member of `pool` with this CLIENT-ID moved to `to`: follow it, and start a new round if paired.
+    fn rebind(&mut self, pool: &str, token: Option<[u8; 8]>, to: SocketAddr) -> bool {
+        let now = self.now;
+        let Some(p) = self.pools.get_mut(pool) else {
+            return false;
+        };
+        let Some(m) = p
+            .members
+            .iter_mut()
+            .find(|m| m.token.is_some() && m.token == token)
+        else {
+            return false;
+        };
+        let from = m.addr;
+        if let Some(i) = m.info.take() {
+            self.info_schedule.remove(&(i.next_send, from));
+        }
+        m.addr = to;
+        m.last_seen = now;
+        let paired = p.pair_id.is_some();
+        self.clients.remove(&from);
+        self.clients.insert(to, pool.to_owned());
+        self.event(ServerEvent::Moved {
+            pool: pool.to_owned(),
+            from,
+            to,
+        });
+        if paired {
+            self.schedule_pair_infos(pool);
+        }
+        true
     }
 
     fn schedule_info(&mut self, addr: SocketAddr, at: Instant) {

@@ -199,6 +199,20 @@ opaque_attribute!(
     0xC00B,
     "RTT: the sender's measured round trip to the server, u32 microseconds."
 );
+opaque_attribute!(
+    ClientId,
+    ClientIdDecoder,
+    ClientIdEncoder,
+    0xC00C,
+    "CLIENT-ID: 8 random bytes naming one peer instance, so the server can follow it to a new address."
+);
+opaque_attribute!(
+    Retry,
+    RetryDecoder,
+    RetryEncoder,
+    0xC00D,
+    "RETRY: (empty) in a Register from a paired peer: start a new punch round for both peers now."
+);
 
 define_attribute_enums!(
     PunchAttribute,
@@ -221,7 +235,9 @@ define_attribute_enums!(
         PeerName,
         PairId,
         Data,
-        Rtt
+        Rtt,
+        ClientId,
+        Retry
     ]
 );
 

@@ -188,6 +188,11 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
                             "event": "expired", "pool": pool, "client": client.to_string()}),
                         ServerEvent::Dropped { from, reason } => serde_json::json!({
                             "event": "dropped", "from": from.to_string(), "reason": reason}),
+                        ServerEvent::Moved { pool, from, to } => serde_json::json!({
+                            "event": "moved", "pool": pool, "from": from.to_string(), "to": to.to_string()}),
+                        ServerEvent::Retry { pool } => {
+                            serde_json::json!({"event": "retry", "pool": pool})
+                        }
                     };
                     println!("{v}");
                 }

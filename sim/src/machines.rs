@@ -65,6 +65,8 @@ pub fn describe_server_event(e: &ServerEvent) -> String {
         ServerEvent::Left { pool, client } => format!("{pool}: {client} left"),
         ServerEvent::Expired { pool, client } => format!("{pool}: {client} expired"),
         ServerEvent::Dropped { from, reason } => format!("dropped from {from}: {reason}"),
+        ServerEvent::Moved { pool, from, to } => format!("{pool}: {from} moved to {to}"),
+        ServerEvent::Retry { pool } => format!("{pool}: new punch round requested"),
     }
 }
 

@@ -25,7 +25,8 @@ fn cone_to_cone_punch() {
 
 /// b's pings reach a's Linux router before a (whose PeerInfo was lost) has sent anything to b: a's router
 /// records an unreplied conntrack entry, so a's pings leave from a new port that b's router filters.
-/// Core falls back to the relay; its retry 35 s later reproduces the same skew (see the report).
+/// Core falls back to the relay; 35 s later (the conntrack entries have expired) a peer asks the server for a
+/// new round, which the server starts for both sides at the same instant: this time both go direct.
 #[test]
 fn port_restricted_linux_with_start_skew() {
     let p = Profile::from(Nat::PortRestricted).linux();
@@ -35,11 +36,12 @@ fn port_restricted_linux_with_start_skew() {
         .link_down("a", ms(70), ms(90)) // loses the PeerInfo to a: a starts punching 250 ms late
         .type_at("a", ms(0), "hello")
         .type_at("b", ms(0), "hi")
-        .type_at("a", secs(45), "still relayed?")
+        .type_at("a", secs(45), "direct again?")
         .detail(Detail::Events)
         .run();
     o.exactly_once_in_order().unwrap();
     assert!(o.trace.to_string().contains("conntrack clash"));
+    assert_eq!(o.path(), PathKind::Direct, "{}", o.summary());
     insta::assert_snapshot!(render(&o));
 }
 
@@ -85,9 +87,8 @@ fn symmetric_to_port_restricted_falls_back_to_relay() {
 }
 
 /// a's link is down for 30 s; its NAT (random ports, 20 s lifetime) forgets the mapping, so when the link
-/// comes back a appears from a new public port. Snapshot of what core does today: the server drops a's relay
-/// traffic from the new address ("not registered") and a never re-registers, so the chat does not recover
-/// (reported as a core bug; when fixed, this snapshot changes and the assertion below should flip).
+/// comes back a appears from a new public port. a's next keepalive answer shows the new address, a registers
+/// again with its CLIENT-ID, the server moves it and starts a new round for both: the chat recovers.
 #[test]
 fn mapping_expiry_during_chat() {
     let nat = NatConfig::new(
@@ -107,11 +108,12 @@ fn mapping_expiry_during_chat() {
         .detail(Detail::Events)
         .run();
     assert!(o.trace.to_string().contains("expired at"));
-    let recovered = o.exactly_once_in_order().is_ok();
+    o.exactly_once_in_order().unwrap();
     assert!(
-        !recovered,
-        "core now recovers from a changed mapping: update this test and its snapshot"
+        o.trace.to_string().contains("moved to"),
+        "the server followed a"
     );
+    assert_ne!(o.path(), PathKind::None);
     insta::assert_snapshot!(render(&o));
 }
 
@@ -196,10 +198,9 @@ fn nat_detection_runs_with_a_two_ip_server() {
         .any(|(_, e)| matches!(e, punch_core::peer::PeerEvent::NatDetected(_))));
 }
 
-/// Known core bug (reported): when only `a` is relay-only, `b` punches anyway, `a` answers the pings and
-/// switches to the direct path although its configuration says "never try a direct path".
+/// When only `a` is relay-only, `b` punches anyway; `a` ignores the pings and stays on the relay (and so does
+/// `b`, after its punch deadline).
 #[test]
-#[ignore = "core bug: a one-sided relay_only peer is upgraded to direct by its partner's pings"]
 fn one_sided_relay_only_stays_on_relay() {
     let o = Scenario::new(1)
         .host("a", Nat::FullCone)
