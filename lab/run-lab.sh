@@ -1,0 +1,319 @@
+#!/usr/bin/env bash
+# punch real-NAT lab runner (CI runs it as root from .ci/run).
+#
+# For each NAT kind (open, full-cone, restricted, port-restricted, symmetric) built by lab/netns.sh:
+#   stun     Debian's `stun` client against `stund` in srv classifies the NAT as the lab built it
+#            (host A behind a router without WAN firewall, host B behind one with it).
+#   nat-type `punch nat-type --json` against `punch server --alt-ip` reports the same kind.
+#   classic  Debian's `stun` client classifies the NAT the same against `punch server` as against stund.
+#   chat     `punch chat` between every pair of kinds (15 unordered pairs), started together and with B
+#            started later, and with/without WAN firewall: each side gets the other's lines once, in order.
+# Checks of a punch feature that is not there yet (subcommand missing from `punch --help`, detection
+# still a stub, server not answering RFC 3489) are reported PENDING: neither passed nor failed.
+#
+# Ends with a line "N passed, M failed"; exits 1 if anything failed.
+#
+# Env:
+#   PUNCH_LAB_SKIP_OK=1   not root: print why and exit 0 instead of 1
+#   PUNCH_LAB_ONLY=...    space-separated subset of: stun nat-type classic chat (default: all)
+#   PUNCH_LAB_JOBS=N      chat scenarios run N at a time, each in its own lab (default 3)
+#   PUNCH_LAB_FULL=1      also the whole chat matrix behind firewalls (longer)
+#   PUNCH_BIN=path        use this punch binary instead of building target/release/punch
+#   PUNCH_LAB_KEEP_LOGS=1 keep the log directory (it is kept anyway when something failed)
+#   CARGO_TARGET_DIR      honoured for the binary's path
+set -uo pipefail
+. "$(dirname "$0")/common.sh"
+
+if [ "$(id -u)" != 0 ]; then
+  echo "run-lab.sh: the real-NAT lab needs root (network namespaces, nftables); run it as root." >&2
+  if [ "${PUNCH_LAB_SKIP_OK:-0}" = 1 ]; then
+    echo "run-lab.sh: PUNCH_LAB_SKIP_OK=1: skipping the lab" >&2
+    exit 0
+  fi
+  exit 1
+fi
+
+ONLY=${PUNCH_LAB_ONLY:-"stun nat-type classic chat"}
+JOBS=${PUNCH_LAB_JOBS:-3}
+want() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+T0=$(date +%s)
+export PUNCHLAB_PREFIX=punchlab-rl-
+LOGDIR=$(mktemp -d /tmp/punchlab-run.XXXXXX)
+BUILD_PID=
+SPID=
+
+# ---------------------------------------------------------------------------------------------- results
+PASSED=0 FAILED=0 PENDING=0
+ROWFMT='%-7s %-50s %s\n'
+row() { # STATUS CHECK DETAIL
+  printf "$ROWFMT" "$1" "$2" "$3"
+  case "$1" in PASS) PASSED=$((PASSED + 1)) ;; FAIL) FAILED=$((FAILED + 1)) ;; PENDING) PENDING=$((PENDING + 1)) ;; esac
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  [ -n "$BUILD_PID" ] && kill "$BUILD_PID" 2>/dev/null
+  # Background scenario jobs (subshells of this script), then every lab namespace of this run and
+  # whatever still runs inside.
+  local j
+  for j in $(jobs -p); do kill "$j" 2>/dev/null; done
+  stop_pid $SPID
+  PUNCHLAB_PREFIX=punchlab-rl- "$NETNS" down >/dev/null 2>&1
+  wait 2>/dev/null
+  if [ "$FAILED" -gt 0 ] || [ "${PUNCH_LAB_KEEP_LOGS:-0}" = 1 ]; then
+    echo "lab logs: $LOGDIR" >&2
+  else
+    rm -rf "$LOGDIR"
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'echo "run-lab.sh: interrupted" >&2; exit 130' INT TERM
+
+# ------------------------------------------------------------------------------------------ install
+need_pkgs() {
+  local missing=() c p
+  for c in nft:nftables ip:iproute2 ss:iproute2 conntrack:conntrack stun:stun-client stund:stun-server \
+    ping:iputils-ping python3:python3 timeout:coreutils; do
+    command -v "${c%%:*}" >/dev/null 2>&1 || missing+=("${c#*:}")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "run-lab.sh: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >"$LOGDIR/apt.log" 2>&1 &&
+    apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${missing[@]}" | sort -u) >>"$LOGDIR/apt.log" 2>&1 ||
+    { echo "run-lab.sh: apt-get failed:" >&2; tail -20 "$LOGDIR/apt.log" >&2; return 1; }
+}
+if ! need_pkgs; then
+  row FAIL "install lab packages" "apt-get failed (see above)"
+  echo "$PASSED passed, $FAILED failed"
+  exit 1
+fi
+
+# -------------------------------------------------------------------------------------------- build
+# Built in the background while the stund checks (which do not need punch) run.
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_DIR/target}
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR=$REPO_DIR/$TARGET_DIR ;; esac
+PUNCH=${PUNCH_BIN:-$TARGET_DIR/release/punch}
+if want nat-type || want classic || want chat; then
+  if [ -z "${PUNCH_BIN:-}" ]; then
+    (cd "$REPO_DIR" && cargo build --release -p punch) >"$LOGDIR/build.log" 2>&1 &
+    BUILD_PID=$!
+  fi
+fi
+
+wait_build() { # 0 if a usable binary is there
+  if [ -n "$BUILD_PID" ]; then
+    if ! wait "$BUILD_PID"; then
+      BUILD_PID=
+      row FAIL "build punch (cargo build --release -p punch)" "$(grep -m1 -E '^error' "$LOGDIR/build.log" || tail -1 "$LOGDIR/build.log")"
+      return 1
+    fi
+    BUILD_PID=
+  fi
+  [ -x "$PUNCH" ] || { row FAIL "punch binary" "$PUNCH missing"; return 1; }
+  return 0
+}
+
+has_subcommand() { "$PUNCH" --help 2>/dev/null | grep -qE "^  $1( |$)"; }
+
+# Runs the Debian stun client in NS against SRV_IP1; sets STUN_OUT, STUN_RC, STUN_TEXT, STUN_CODE.
+run_stun() {
+  STUN_OUT=$(lx "$1" timeout 30 stun "$SRV_IP1" 2>&1)
+  STUN_RC=$?
+  STUN_TEXT=$(stun_text_class "$STUN_OUT")
+  STUN_CODE=$(stun_code_class "$STUN_RC")
+}
+stun_primary() { grep -m1 '^Primary:' <<<"$STUN_OUT" | sed 's/^Primary: //; s/[[:space:]]*$//'; }
+
+# Host A: router without WAN firewall; host B: router with it.
+lab_up() { "$NETNS" up "$1" "$1" --firewall-a no --firewall-b yes >"$LOGDIR/up.log" 2>&1; }
+
+printf "$ROWFMT" STATUS CHECK DETAIL
+printf "$ROWFMT" ------ ----- ------
+
+# --------------------------------------------------------------------------------- 1. stun vs stund
+declare -A STUND_CLASS
+if want stun || want classic; then
+  for kind in $KINDS; do
+    if ! lab_up "$kind"; then
+      row FAIL "lab up $kind" "$(tail -1 "$LOGDIR/up.log")"
+      continue
+    fi
+    if ! SPID=$(start_stund "$LOGDIR/stund-$kind.log"); then
+      row FAIL "stund in srv ($kind)" "did not listen on $SRV_IP1:3478 and $SRV_IP2:3479"
+      stop_pid $SPID; SPID=
+      "$NETNS" down >/dev/null
+      continue
+    fi
+    for h in ha hb; do
+      fw=$([ $h = ha ] && echo no || echo yes)
+      run_stun "$h"
+      STUND_CLASS[$kind/$h]=$STUN_TEXT
+      if [ "$STUN_TEXT" = "$kind" ] && [ "$STUN_CODE" = "$kind" ]; then st=PASS; else st=FAIL; fi
+      want stun && row "$st" "stun vs stund: $kind fw=$fw ($h)" "$(stun_primary) [exit 0x$(printf %02x "$STUN_RC")]"
+    done
+    stop_pid $SPID; SPID=
+    "$NETNS" down >/dev/null
+  done
+fi
+
+# ------------------------------------------------------------ 2./3. punch nat-type; stun vs punch server
+if want nat-type || want classic; then
+  if wait_build; then
+    natype_ready=1
+    has_subcommand nat-type || natype_ready=0
+    classic_ready=-1 # probed on the first lab: does punch server answer RFC 3489 requests at all?
+    for kind in $KINDS; do
+      lab_up "$kind" || { row FAIL "lab up $kind" "$(tail -1 "$LOGDIR/up.log")"; continue; }
+      if ! has_subcommand server || ! SPID=$(start_punch_server "$LOGDIR/punch-server-$kind.log"); then
+        st=FAIL; has_subcommand server || st=PENDING
+        want nat-type && row $st "punch nat-type: $kind" "punch server did not come up (4 sockets)"
+        want classic && row $st "stun vs punch server: $kind" "punch server did not come up (4 sockets)"
+        stop_pid $SPID; SPID=
+        "$NETNS" down >/dev/null
+        continue
+      fi
+      if [ "$classic_ready" = -1 ]; then
+        # No NAT at all between srv and itself: any RFC 3489 server answers this.
+        probe=$(lx srv timeout 20 stun "$SRV_IP1" 2>&1)
+        if [ "$(stun_text_class "$probe")" = blocked ]; then classic_ready=0; else classic_ready=1; fi
+      fi
+      for h in ha hb; do
+        fw=$([ $h = ha ] && echo no || echo yes)
+        if want nat-type; then
+          if [ "$natype_ready" = 0 ]; then
+            row PENDING "punch nat-type: $kind fw=$fw ($h)" "punch --help lists no nat-type"
+          else
+            js=$(lx "$h" timeout 30 "$PUNCH" nat-type --server "$SRV_IP1:3478" --json 2>"$LOGDIR/nat-type-$kind-$h.err")
+            rc=$?
+            got=$(python3 -c 'import json,sys; print(json.loads(sys.stdin.read()).get("kind",""))' <<<"$js" 2>/dev/null)
+            if grep -qi 'not implemented' <<<"$js"; then
+              # The detector stub (core/src/detect.rs) says so in its notes.
+              row PENDING "punch nat-type: $kind fw=$fw ($h)" "detection not implemented yet (kind \"${got:-?}\")"
+            else
+              if [ $rc = 0 ] && [ "$got" = "$(punch_label "$kind")" ]; then st=PASS; else st=FAIL; fi
+              row $st "punch nat-type: $kind fw=$fw ($h)" "kind \"${got:-?}\" (want \"$(punch_label "$kind")\") exit $rc"
+            fi
+          fi
+        fi
+        if want classic; then
+          if [ "$classic_ready" = 0 ]; then
+            row PENDING "stun vs punch server: $kind fw=$fw ($h)" "punch server does not answer RFC 3489 (classic) requests yet"
+          else
+            run_stun "$h"
+            ref=${STUND_CLASS[$kind/$h]:-?}
+            if [ "$STUN_TEXT" = "$ref" ] && [ "$STUN_CODE" = "$ref" ]; then st=PASS; else st=FAIL; fi
+            row $st "stun vs punch server: $kind fw=$fw ($h)" "$(stun_primary) [exit 0x$(printf %02x "$STUN_RC")]; stund: $ref"
+          fi
+        fi
+      done
+      stop_pid $SPID; SPID=
+      "$NETNS" down >/dev/null
+    done
+  fi
+fi
+
+# ------------------------------------------------------------------------------------------- 4. chat
+# The decision table (docs/STRATEGY.md) for the expected strategy, shown next to the path.
+table_strategy() {
+  case "$1/$2" in
+    port-restricted/symmetric | symmetric/port-restricted | symmetric/symmetric) echo relay ;;
+    *) echo punch ;;
+  esac
+}
+
+# One scenario in its own lab: chat_scenario ID KIND_A KIND_B FW_A FW_B DELAY_B
+chat_scenario() {
+  local id=$1 ka=$2 kb=$3 fa=$4 fb=$5 delay=$6
+  local d="$LOGDIR/chat-$id" pa pb ra rb t0 v
+  mkdir -p "$d"
+  export PUNCHLAB_PREFIX="punchlab-rl-j$id-"
+  local label="chat $ka <-> $kb fw=$fa/$fb $([ "$delay" = 0 ] && echo together || echo "B +${delay}s")"
+  if ! "$NETNS" up "$ka" "$kb" --firewall-a "$fa" --firewall-b "$fb" >"$d/up.log" 2>&1; then
+    printf 'FAIL\t%s\t%s\n' "$label" "lab up: $(tail -1 "$d/up.log")" >"$d/row"
+    return
+  fi
+  local spid
+  if ! spid=$(start_punch_server "$d/server.log"); then
+    printf 'FAIL\t%s\t%s\n' "$label" "punch server did not come up" >"$d/row"
+    stop_pid $spid; "$NETNS" down >/dev/null 2>&1
+    return
+  fi
+  printf 'A%s-1\nA%s-2\nA%s-3\n' "$id" "$id" "$id" >"$d/a.sent"
+  printf 'B%s-1\nB%s-2\nB%s-3\n' "$id" "$id" "$id" >"$d/b.sent"
+  t0=$(date +%s.%N)
+  lx ha timeout 30 "$PUNCH" chat "pool$id" --server "$SRV_IP1:3478" --name alice --json --wait 20 \
+    <"$d/a.sent" >"$d/a.out" 2>"$d/a.err" &
+  pa=$!
+  [ "$delay" != 0 ] && sleep "$delay"
+  lx hb timeout 30 "$PUNCH" chat "pool$id" --server "$SRV_IP1:3478" --name bob --json --wait 20 \
+    <"$d/b.sent" >"$d/b.out" 2>"$d/b.err" &
+  pb=$!
+  wait $pa; ra=$?
+  wait $pb; rb=$?
+  local secs
+  secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
+  stop_pid $spid
+  "$NETNS" down >/dev/null 2>&1
+  v=$(python3 "$LAB_DIR/chat_verdict.py" "$d/a.out" "$ra" "$d/a.sent" "$d/b.out" "$rb" "$d/b.sent")
+  IFS=$'\t' read -r st patha pathb detail <<<"$v"
+  printf '%s\t%s\t%s\n' "$st" "$label" "path A=$patha B=$pathb (table: $(table_strategy "$ka" "$kb")) ${secs}s; $detail" >"$d/row"
+}
+
+if want chat; then
+  if wait_build; then
+    scen=()
+    set -- $KINDS
+    kinds=("$@")
+    for ((i = 0; i < ${#kinds[@]}; i++)); do
+      for ((j = i; j < ${#kinds[@]}; j++)); do
+        scen+=("${kinds[i]} ${kinds[j]} no no 0")
+      done
+    done
+    for ((i = 0; i < ${#kinds[@]}; i++)); do
+      for ((j = i; j < ${#kinds[@]}; j++)); do
+        scen+=("${kinds[i]} ${kinds[j]} no no 1.5")
+      done
+    done
+    scen+=("port-restricted port-restricted yes yes 0" "port-restricted port-restricted yes yes 1.5")
+    scen+=("port-restricted port-restricted yes no 0" "port-restricted port-restricted no yes 1.5")
+    scen+=("symmetric port-restricted yes yes 0" "restricted symmetric yes yes 1.5")
+    if [ "${PUNCH_LAB_FULL:-0}" = 1 ]; then
+      for ((i = 0; i < ${#kinds[@]}; i++)); do
+        for ((j = i; j < ${#kinds[@]}; j++)); do
+          scen+=("${kinds[i]} ${kinds[j]} yes yes 0")
+        done
+      done
+    fi
+    if ! has_subcommand chat; then
+      for s in "${scen[@]}"; do
+        set -- $s
+        row PENDING "chat $1 <-> $2 fw=$3/$4" "punch --help lists no chat"
+      done
+    else
+      # N scenarios at a time, each in its own namespaces (prefix punchlab-rl-jID-); rows in order.
+      running=0
+      for ((n = 0; n < ${#scen[@]}; n++)); do
+        chat_scenario "$n" ${scen[n]} &
+        running=$((running + 1))
+        if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
+      done
+      wait
+      for ((n = 0; n < ${#scen[@]}; n++)); do
+        if [ -f "$LOGDIR/chat-$n/row" ]; then
+          IFS=$'\t' read -r st label detail <"$LOGDIR/chat-$n/row"
+          row "$st" "$label" "$detail"
+        else
+          row FAIL "chat scenario $n (${scen[n]})" "no result (logs: $LOGDIR/chat-$n)"
+        fi
+      done
+    fi
+  fi
+fi
+
+echo
+echo "lab time: $(($(date +%s) - T0)) s; pending (not counted): $PENDING"
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]
