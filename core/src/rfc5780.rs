@@ -518,7 +518,9 @@ mod tests {
     fn classic_parse_and_encode() {
         // What Debian's `stun` client sends for its test I: Binding request, CHANGE-REQUEST with no flag.
         let mut req = vec![0x00, 0x01, 0x00, 0x08];
-        req.extend_from_slice(&[1, 0, 0, 0, 0x5a, 0x17, 0x03, 0x99, 8, 9, 10, 11, 12, 13, 14, 15]);
+        req.extend_from_slice(&[
+            1, 0, 0, 0, 0x5a, 0x17, 0x03, 0x99, 8, 9, 10, 11, 12, 13, 14, 15,
+        ]);
         req.extend_from_slice(&[0x00, 0x03, 0x00, 0x04, 0, 0, 0, 0]);
         let m = classic::parse(&req).unwrap();
         assert_eq!(m.msg_type, classic::BINDING_REQUEST);

@@ -68,7 +68,13 @@ pub fn select_sockets(
     let on_alt_ip = local.ip() == alt.ip();
     let on_alt_port = local.port() == alt.port();
     let ip = |alternate: bool| if alternate { alt.ip() } else { primary.ip() };
-    let port = |alternate: bool| if alternate { alt.port() } else { primary.port() };
+    let port = |alternate: bool| {
+        if alternate {
+            alt.port()
+        } else {
+            primary.port()
+        }
+    };
     let source = SocketAddr::new(ip(on_alt_ip ^ change.ip), port(on_alt_port ^ change.port));
     let other = SocketAddr::new(ip(!on_alt_ip), port(!on_alt_port));
     Some((source, other))
@@ -281,9 +287,13 @@ mod tests {
             (AA, true, true, P, P),
         ];
         for (on, ip, port, from, other) in cases {
-            let t = answer_binding(&cfg, a(on), a(CLIENT), &request(Some((ip, port)), None))
-                .unwrap();
-            assert_eq!(t.source, Some(a(from)), "on {on} change ip {ip} port {port}");
+            let t =
+                answer_binding(&cfg, a(on), a(CLIENT), &request(Some((ip, port)), None)).unwrap();
+            assert_eq!(
+                t.source,
+                Some(a(from)),
+                "on {on} change ip {ip} port {port}"
+            );
             let m = decode(&t);
             assert_eq!(
                 rfc5780::get::<ResponseOrigin>(&m).unwrap().address(),
@@ -353,8 +363,13 @@ mod tests {
             alternate: Some(a(PA)),
             ..ServerConfig::new(a(P))
         };
-        let t = answer_binding(&same_ip, a(P), a(CLIENT), &request(Some((true, true)), None))
-            .unwrap();
+        let t = answer_binding(
+            &same_ip,
+            a(P),
+            a(CLIENT),
+            &request(Some((true, true)), None),
+        )
+        .unwrap();
         assert_eq!(decode(&t).class(), MessageClass::ErrorResponse);
     }
 
