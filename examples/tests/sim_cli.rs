@@ -1,0 +1,202 @@
+//! `punch sim`: runs the built binary (virtual time, so these are fast and deterministic).
+use std::process::{Command, Output};
+
+fn punch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_punch"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run punch")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn full_cone_to_port_restricted_prints_a_timeline_and_goes_direct() {
+    let o = punch(&["sim", "--nat-a", "full-cone", "--nat-b", "port-restricted"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
+    // The timeline: sends, deliveries, NAT notes and peer events, with virtual times.
+    for needle in [
+        "timeline",
+        "send   a",
+        "recv   b",
+        "nat    nat-a  new mapping",
+        "drop   internet",
+        "event  a      paired with b",
+        "event  b      message #0 \"a0\"",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in\n{out}");
+    }
+    assert!(out.contains("outcome: direct"), "{out}");
+    assert!(
+        out.contains("pairing -> direct path: 40.000ms (1.0 RTTs)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("messages delivered exactly once in order: yes"),
+        "{out}"
+    );
+}
+
+#[test]
+fn symmetric_to_port_restricted_is_relayed() {
+    let o = punch(&[
+        "sim",
+        "--nat-a",
+        "symmetric",
+        "--nat-b",
+        "port-restricted",
+        "--rtt",
+        "60",
+        "--loss",
+        "0.05",
+        "--seed",
+        "7",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
+    assert!(out.contains("outcome: relay"), "{out}");
+    assert!(out.contains("pairing -> direct path: -"), "{out}");
+    assert!(out.contains("Relay indication"), "{out}");
+    assert!(
+        out.contains("messages delivered exactly once in order: yes"),
+        "{out}"
+    );
+}
+
+#[test]
+fn relay_only_keeps_cones_on_the_relay() {
+    let o = punch(&[
+        "sim",
+        "--nat-a",
+        "full-cone",
+        "--nat-b",
+        "full-cone",
+        "--relay-only",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["outcome"], "relay");
+    assert_eq!(v["relay_only"], true);
+}
+
+#[test]
+fn json_is_one_object_with_summary_and_trace() {
+    let o = punch(&[
+        "sim",
+        "--nat-a",
+        "full-cone",
+        "--nat-b",
+        "port-restricted",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(v["outcome"], "direct");
+    assert_eq!(v["nat_a"], "full-cone");
+    assert_eq!(v["nat_b"], "port-restricted");
+    assert_eq!(v["exactly_once_in_order"], true);
+    assert_eq!(v["pairing_to_direct_ms"], 40.0);
+    assert_eq!(v["pairing_to_direct_rtts"], 1.0);
+    assert!(v["pairing_to_first_message_ms"].is_number());
+    let trace = v["trace"].as_array().expect("trace array");
+    assert!(trace.len() > 10);
+    assert!(trace.iter().all(|l| l.is_string()));
+    assert_eq!(
+        v["peers"][1]["received"],
+        serde_json::json!(["a0", "a1", "a2"])
+    );
+}
+
+#[test]
+fn same_seed_same_output() {
+    let args = [
+        "sim",
+        "--nat-a",
+        "restricted-linux",
+        "--nat-b",
+        "symmetric",
+        "--loss",
+        "0.2",
+        "--seed",
+        "42",
+    ];
+    assert_eq!(punch(&args).stdout, punch(&args).stdout);
+}
+
+#[test]
+fn bad_kind_exits_2_listing_valid_names() {
+    let o = punch(&["sim", "--nat-a", "cone", "--nat-b", "symmetric"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("unknown NAT profile `cone`"), "{err}");
+    for name in ["full-cone", "port-restricted-linux", "symmetric-seq"] {
+        assert!(err.contains(name), "{name} not listed in {err}");
+    }
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    for args in [
+        &["sim"][..],
+        &["sim", "--nat-a", "open"],
+        &["sim", "--nat-a", "open", "--nat-b", "open", "--loss", "0.6"],
+        &["sim", "--nat-a", "open", "--nat-b", "open", "--rtt", "0"],
+        &["sim", "matrix", "--seeds", "0"],
+    ] {
+        let o = punch(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(o.stdout.is_empty(), "{args:?}");
+    }
+    let err = stderr(&punch(&["sim", "--nat-a", "open"]));
+    assert!(err.contains("--nat-b"), "{err}");
+    assert!(err.contains("matrix"), "{err}");
+}
+
+#[test]
+fn matrix_json_parses_and_has_no_failed_pair() {
+    let o = punch(&["sim", "matrix", "--seeds", "3", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("matrix JSON");
+    let pairs = v["pairs"].as_array().expect("pairs");
+    // 11 default profiles: 66 unordered pairs.
+    assert_eq!(pairs.len(), 66);
+    for p in pairs {
+        assert_eq!(p["failed"], 0, "{p}");
+        assert_eq!(p["runs"], 3, "{p}");
+        assert_ne!(p["outcome"], "fail", "{p}");
+    }
+    let find = |a: &str, b: &str| {
+        pairs
+            .iter()
+            .find(|p| p["a"] == a && p["b"] == b)
+            .unwrap_or_else(|| panic!("no pair {a} {b}"))
+    };
+    assert_eq!(find("full-cone", "port-restricted")["outcome"], "direct");
+    assert_eq!(find("port-restricted", "symmetric")["outcome"], "relay");
+    assert!(v["summary"].as_str().unwrap().contains("fail 0"));
+    // Timing goes to stderr, never into the JSON on stdout.
+    assert!(stderr(&o).contains("scenarios/s"), "{}", stderr(&o));
+}
+
+#[test]
+fn matrix_table_has_rows_and_summary() {
+    let o = punch(&["sim", "matrix", "--seeds", "2", "--threads", "1"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
+    assert!(out.lines().next().unwrap().contains("outcome"), "{out}");
+    assert!(out.contains("symmetric-linux"), "{out}");
+    assert!(
+        out.contains("66 pairs x 2 seeds (rtt 40 ms, loss 0%): pairs direct"),
+        "{out}"
+    );
+    assert!(!out.contains("scenarios/s"), "timing belongs on stderr");
+}
