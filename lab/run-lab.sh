@@ -18,6 +18,8 @@
 #   PUNCH_LAB_ONLY=...    space-separated subset of: stun nat-type classic chat (default: all)
 #   PUNCH_LAB_JOBS=N      chat scenarios run N at a time, each in its own lab (default 3)
 #   PUNCH_LAB_FULL=1      also the whole chat matrix behind firewalls (longer)
+#   PUNCH_LAB_CHAT_MATCH=RE only the chat scenarios whose "kindA kindB fwA fwB delayB" matches RE
+#   PUNCH_LAB_REPEAT=N    run every selected chat scenario N times (flakiness hunting; default 1)
 #   PUNCH_BIN=path        use this punch binary instead of building target/release/punch
 #   PUNCH_LAB_KEEP_LOGS=1 keep the log directory (it is kept anyway when something failed)
 #   CARGO_TARGET_DIR      honoured for the binary's path
@@ -61,11 +63,7 @@ cleanup() {
   stop_pid $SPID
   PUNCHLAB_PREFIX=punchlab-rl- "$NETNS" down >/dev/null 2>&1
   wait 2>/dev/null
-  if [ "$FAILED" -gt 0 ] || [ "${PUNCH_LAB_KEEP_LOGS:-0}" = 1 ]; then
-    echo "lab logs: $LOGDIR" >&2
-  else
-    rm -rf "$LOGDIR"
-  fi
+  if [ "$FAILED" = 0 ] && [ "${PUNCH_LAB_KEEP_LOGS:-0}" != 1 ]; then rm -rf "$LOGDIR"; fi
   exit $rc
 }
 trap cleanup EXIT
@@ -259,7 +257,7 @@ chat_scenario() {
   "$NETNS" down >/dev/null 2>&1
   v=$(python3 "$LAB_DIR/chat_verdict.py" "$d/a.out" "$ra" "$d/a.sent" "$d/b.out" "$rb" "$d/b.sent")
   IFS=$'\t' read -r st patha pathb detail <<<"$v"
-  printf '%s\t%s\t%s\n' "$st" "$label" "path A=$patha B=$pathb (table: $(table_strategy "$ka" "$kb")) ${secs}s; $detail" >"$d/row"
+  printf '%s\t%s\t%s\n' "$st" "$label" "path A=$patha B=$pathb (table: $(table_strategy "$ka" "$kb")) exit $ra/$rb ${secs}s; $detail" >"$d/row"
 }
 
 if want chat; then
@@ -286,6 +284,16 @@ if want chat; then
           scen+=("${kinds[i]} ${kinds[j]} yes yes 0")
         done
       done
+    fi
+    if [ -n "${PUNCH_LAB_CHAT_MATCH:-}" ]; then
+      sel=()
+      for s in "${scen[@]}"; do grep -qE -- "$PUNCH_LAB_CHAT_MATCH" <<<"$s" && sel+=("$s"); done
+      scen=("${sel[@]}")
+    fi
+    if [ "${PUNCH_LAB_REPEAT:-1}" -gt 1 ]; then
+      sel=()
+      for s in "${scen[@]}"; do for ((r = 0; r < PUNCH_LAB_REPEAT; r++)); do sel+=("$s"); done; done
+      scen=("${sel[@]}")
     fi
     if ! has_subcommand chat; then
       for s in "${scen[@]}"; do
@@ -314,6 +322,7 @@ if want chat; then
 fi
 
 echo
+if [ "$FAILED" -gt 0 ] || [ "${PUNCH_LAB_KEEP_LOGS:-0}" = 1 ]; then echo "lab logs (kept): $LOGDIR"; fi
 echo "lab time: $(($(date +%s) - T0)) s; pending (not counted): $PENDING"
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ]

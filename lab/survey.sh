@@ -28,8 +28,10 @@ for kind in $kinds; do
       out=$(timeout 30 "$NETNS" exec ha stun "$SRV_IP1" 2>&1)
       rc=$?
       primary=$(grep -m1 '^Primary:' <<<"$out" | sed 's/^Primary: //; s/\t*$//')
-      # pystun3 from another port than stun used (fresh lab anyway).
-      py=$(timeout 60 "$NETNS" exec ha pystun3 -H "$SRV_IP1" -P 3478 -p 40000 2>&1 | grep -m1 'NAT Type' | sed 's/NAT Type: //')
+      # pystun3 compares the mapped address with its bind address (-i; default 0.0.0.0, so it can never
+      # say "Open Internet"): bind it to the host's address.
+      hip=$("$NETNS" info | sed -n 's/^HOST_A=//p')
+      py=$(timeout 60 "$NETNS" exec ha pystun3 -H "$SRV_IP1" -P 3478 -i "$hip" -p 40000 2>&1 | grep -m1 'NAT Type' | sed 's/NAT Type: //')
       nt=-
       if [ "$server" = punch ]; then
         nt=$(timeout 30 "$NETNS" exec ha "$PUNCH" nat-type --server "$SRV_IP1:3478" --json 2>/dev/null |
