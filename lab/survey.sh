@@ -9,6 +9,11 @@ set -uo pipefail
 . "$(dirname "$0")/common.sh"
 
 [ "$(id -u)" = 0 ] || { echo "survey.sh: run as root" >&2; exit 2; }
+if ! command -v stun >/dev/null || ! command -v stund >/dev/null || ! command -v turnserver >/dev/null || ! command -v nft >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    nftables iproute2 stun-client stun-server coturn python3-pip >/dev/null || exit 1
+fi
+command -v pystun3 >/dev/null || python3 -m pip install -q pystun3 || python3 -m pip install -q --break-system-packages pystun3 || exit 1
 PUNCH=${PUNCH:-${CARGO_TARGET_DIR:-$REPO_DIR/target}/release/punch}
 servers=${SURVEY_SERVERS:-"stund coturn punch"}
 kinds=${*:-$KINDS}
