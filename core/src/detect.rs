@@ -689,13 +689,16 @@ impl NatDetector {
             }
         }
         let report = self.build_report(how);
-        self.progress(format!("done: {} ({})", report.kind, report.behaviour));
+        let summary = match report.kind {
+            NatKind::Blocked => "Blocked".to_owned(),
+            _ => report.behaviour.to_string(),
+        };
+        self.progress(format!("done: {summary}"));
         self.events.push_back(DetectEvent::Done(report.clone()));
         self.report = Some(report);
     }
 
     fn build_report(&mut self, how: Finish) -> NatReport {
-        let server = self.config.server;
         let public = self.primary_mapped();
         let other = self.other_address();
         let mapped_addrs: Vec<(SocketAddr, SocketAddr)> =
@@ -737,7 +740,6 @@ impl NatDetector {
         if let Some((_, false)) = rtt_answer {
             self.note("the server RTT is measured from a retransmission: a lower bound".into());
         }
-        let _ = server;
         NatReport {
             public_addr: public,
             behaviour,

@@ -725,3 +725,36 @@ fn shorter_timeouts_are_honoured() {
     assert_eq!(r.report.kind, NatKind::PortRestrictedCone);
     assert!(r.elapsed <= Duration::from_millis(500), "{:?}", r.elapsed);
 }
+
+#[test]
+fn the_server_answers_classic_and_rfc5780_clients_from_the_selected_socket() {
+    use punch_core::rfc5780::{self, classic, ChangeRequest};
+    let t0 = epoch();
+    let mut server = Server::new(
+        ServerConfig {
+            alternate: Some(a(AA)),
+            ..ServerConfig::new(a(P))
+        },
+        t0,
+    );
+    let client = a("203.0.113.7:5000");
+    // Debian's `stun` test II: RFC 3489 framing, CHANGE-REQUEST(IP, port).
+    let mut req = vec![0x00, 0x01, 0x00, 0x08];
+    req.extend_from_slice(&[2, 0, 0, 0, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 1, 2]);
+    req.extend_from_slice(&[0x00, 0x03, 0x00, 0x04, 0, 0, 0, 6]);
+    server.handle_input(t0, a(P), client, &req);
+    let t = server.poll_transmit().expect("answered");
+    assert_eq!(t.source, Some(a(AA)));
+    let m = classic::parse(&t.payload).unwrap();
+    assert_eq!(m.msg_type, classic::BINDING_RESPONSE);
+    assert_eq!(m.addr(classic::MAPPED_ADDRESS), Some(client));
+    assert_eq!(m.addr(classic::SOURCE_ADDRESS), Some(a(AA)));
+    assert_eq!(m.addr(classic::CHANGED_ADDRESS), Some(a(AA)));
+    // RFC 5780 change-port, received on AP: answered from AA.
+    let req = rfc5780::binding_request([5; 12], ChangeRequest::new(false, true));
+    server.handle_input(t0, a(AP), client, &req);
+    let t = server.poll_transmit().expect("answered");
+    assert_eq!(t.source, Some(a(AA)));
+    assert_eq!(server.stats().bindings, 2);
+    assert!(server.poll_transmit().is_none());
+}
