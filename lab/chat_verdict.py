@@ -33,8 +33,11 @@ def load(path):
 
 
 def lines(path):
-    with open(path, encoding="utf-8") as f:
-        return [l.rstrip("\n") for l in f if l.rstrip("\n")]
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [l.rstrip("\n") for l in f if l.rstrip("\n")]
+    except OSError:
+        return []
 
 
 def side(name, out, rc, expected):

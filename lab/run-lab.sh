@@ -63,6 +63,8 @@ cleanup() {
   stop_pid $SPID
   PUNCHLAB_PREFIX=punchlab-rl- "$NETNS" down >/dev/null 2>&1
   wait 2>/dev/null
+  # A scenario that was between two steps may have built its lab again: once more.
+  PUNCHLAB_PREFIX=punchlab-rl- "$NETNS" down >/dev/null 2>&1
   if [ "$FAILED" = 0 ] && [ "${PUNCH_LAB_KEEP_LOGS:-0}" != 1 ]; then rm -rf "$LOGDIR"; fi
   exit $rc
 }
@@ -255,7 +257,8 @@ chat_scenario() {
   secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
   stop_pid $spid
   "$NETNS" down >/dev/null 2>&1
-  v=$(python3 "$LAB_DIR/chat_verdict.py" "$d/a.out" "$ra" "$d/a.sent" "$d/b.out" "$rb" "$d/b.sent")
+  [ -d "$d" ] || return 0 # the run was interrupted and cleaned up
+  v=$(python3 "$LAB_DIR/chat_verdict.py" "$d/a.out" "$ra" "$d/a.sent" "$d/b.out" "$rb" "$d/b.sent" 2>/dev/null)
   IFS=$'\t' read -r st patha pathb detail <<<"$v"
   printf '%s\t%s\t%s\n' "$st" "$label" "path A=$patha B=$pathb (table: $(table_strategy "$ka" "$kb")) exit $ra/$rb ${secs}s; $detail" >"$d/row"
 }
