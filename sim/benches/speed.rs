@@ -37,7 +37,14 @@ fn main() {
             Profile::from(Nat::PortRestricted),
         ),
     ] {
-        for detail in [Detail::Off, Detail::Full] {
+        // SPEED_ONLY=off runs only the trace-off case (for profiling).
+        let only_off = std::env::var("SPEED_ONLY").is_ok_and(|v| v == "off");
+        let details: &[Detail] = if only_off {
+            &[Detail::Off]
+        } else {
+            &[Detail::Off, Detail::Full]
+        };
+        for &detail in details {
             let n = 2000;
             let start = Instant::now();
             let mut events = 0usize;
