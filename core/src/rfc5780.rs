@@ -403,15 +403,18 @@ pub mod classic {
         })
     }
 
-    /// Encodes an RFC 3489 message, padding each attribute value to 4 bytes.
+    /// Encodes an RFC 3489 message. RFC 3489 has no padding outside attribute values: every value length is
+    /// a multiple of 4 (stund-style parsers step by the declared length, and drop anything else), so a value
+    /// of another length is zero-filled and its declared length rounded up.
     pub fn encode(m: &ClassicMessage) -> Vec<u8> {
         let mut body = Vec::new();
         for (t, v) in &m.attributes {
-            let l = v.len().min(u16::MAX as usize);
+            let l = v.len().min(u16::MAX as usize - 3);
+            let padded = l.div_ceil(4) * 4;
             body.extend_from_slice(&t.to_be_bytes());
-            body.extend_from_slice(&(l as u16).to_be_bytes());
+            body.extend_from_slice(&(padded as u16).to_be_bytes());
             body.extend_from_slice(&v[..l]);
-            body.resize(body.len() + (4 - l % 4) % 4, 0);
+            body.resize(body.len() + padded - l, 0);
         }
         let mut out = Vec::with_capacity(20 + body.len());
         out.extend_from_slice(&m.msg_type.to_be_bytes());
@@ -421,10 +424,12 @@ pub mod classic {
         out
     }
 
-    /// An ERROR-CODE value: two zero bytes, class (hundreds), number, reason phrase.
+    /// An ERROR-CODE value: two zero bytes, class (hundreds), number, reason phrase padded with spaces to a
+    /// multiple of 4 bytes (RFC 3489 s11.2.9).
     pub fn error_code_value(code: u16, reason: &str) -> Vec<u8> {
         let mut v = vec![0, 0, (code / 100) as u8, (code % 100) as u8];
         v.extend_from_slice(reason.as_bytes());
+        v.resize(v.len().div_ceil(4) * 4, b' ');
         v
     }
 
@@ -526,15 +531,37 @@ mod tests {
         assert_eq!(m.msg_type, classic::BINDING_REQUEST);
         assert_eq!(m.change_request(), Some(ChangeRequest::default()));
         assert_eq!(classic::encode(&m), req);
-        // Unpadded values are padded on encode and tolerated at the end on parse.
-        let mut odd = classic::ClassicMessage::new(classic::BINDING_ERROR, [3; 16]);
-        odd.add(classic::ERROR_CODE, classic::error_code_value(420, "x"));
-        let b = classic::encode(&odd);
-        assert_eq!(b.len() % 4, 0);
-        assert_eq!(classic::parse(&b).unwrap(), odd);
+        // The reason phrase is padded with spaces; every declared length is a multiple of 4.
+        let mut err = classic::ClassicMessage::new(classic::BINDING_ERROR, [3; 16]);
+        err.add(classic::ERROR_CODE, classic::error_code_value(420, "x"));
         assert_eq!(
-            classic::error_code(odd.get(classic::ERROR_CODE).unwrap()),
+            err.get(classic::ERROR_CODE),
+            Some(&[0, 0, 4, 20, b'x', b' ', b' ', b' '][..])
+        );
+        let b = classic::encode(&err);
+        assert_eq!(&b[20..24], &[0, 9, 0, 8]);
+        assert_eq!(classic::parse(&b).unwrap(), err);
+        assert_eq!(
+            classic::error_code(err.get(classic::ERROR_CODE).unwrap()),
             Some(420)
+        );
+        // Other odd values are zero-filled, with the declared length rounded up.
+        let mut odd = classic::ClassicMessage::new(classic::BINDING_RESPONSE, [3; 16]);
+        odd.add(0x8022, b"punch".to_vec());
+        let b = classic::encode(&odd);
+        assert_eq!(&b[20..24], &[0x80, 0x22, 0, 8]);
+        assert_eq!(
+            classic::parse(&b).unwrap().get(0x8022),
+            Some(&b"punch\0\0\0"[..])
+        );
+        // A last attribute without its padding is tolerated on parse.
+        let mut short = b.clone();
+        short[23] = 5;
+        short.truncate(29);
+        short[3] = 9;
+        assert_eq!(
+            classic::parse(&short).unwrap().get(0x8022),
+            Some(&b"punch"[..])
         );
         // Garbage.
         assert!(classic::parse(&req[..27]).is_none());

@@ -435,6 +435,19 @@ mod tests {
             Some(420)
         );
         assert_eq!(m.get(classic::UNKNOWN_ATTRIBUTES), Some(&[0, 3, 0, 3][..]));
+        // Every declared attribute length is a multiple of 4: Vovida-style parsers step by it.
+        let mut rest = &t.payload[20..];
+        while rest.len() >= 4 {
+            let l = u16::from_be_bytes([rest[2], rest[3]]) as usize;
+            assert_eq!(
+                l % 4,
+                0,
+                "attribute {:#06x}",
+                u16::from_be_bytes([rest[0], rest[1]])
+            );
+            rest = &rest[4 + l..];
+        }
+        assert!(rest.is_empty());
     }
 
     #[test]
