@@ -11,9 +11,9 @@
 //! 3. **Punch**: on PeerInfo both sides ping (STUN request, pair id) the partner's public and local addresses
 //!    every 100 ms. A ping from an address not yet known (a peer-reflexive address, e.g. a symmetric NAT's new
 //!    port) is answered and pinged back at once. The first pong proves a direct path.
-//! 4. **Path**: direct as soon as a pong proves it; relay through the server if no direct path appears within
-//!    [`PeerConfig::punch_timeout`] (default 3 s), or at once when the decision table says direct is impossible
-//!    or with [`PeerConfig::relay_only`] (a relay-only peer also ignores the partner's pings). While on relay,
+//! 4. **Path**: chat rides the server's relay from the moment of pairing, and moves to the direct path as soon
+//!    as a pong proves it. Punching stops after [`PeerConfig::punch_timeout`] (default 3 s); it is not tried
+//!    at all when the decision table says direct is impossible, or with [`PeerConfig::relay_only`] (a relay-only peer also ignores the partner's pings). While on relay,
 //!    the peer asks the server every 35 s for a new punch round (after the 30 s Linux conntrack timeout has
 //!    freed any tuple a stray packet reserved); the server starts it for both sides at the same instant.
 //! 6. **Address change**: a keepalive answer showing a new public address (the NAT mapping expired or
@@ -696,12 +696,10 @@ impl Peer {
             nat,
             strategy,
         });
-        if strategy == Strategy::Relay {
-            self.choose_path(
-                Path::Relay,
-                self.server_rtt.unwrap_or(Duration::from_millis(100)),
-            );
-        } else {
+        // The relay carries chat from the first moment; a punch round upgrades to direct when a pong proves it.
+        let relay_rtt = self.server_rtt.unwrap_or(Duration::from_millis(100)) * 2;
+        self.choose_path(Path::Relay, relay_rtt);
+        if strategy == Strategy::Punch {
             self.start_punch_round();
         }
     }
@@ -837,8 +835,12 @@ impl Peer {
         let Some(pair) = self.pair.as_mut() else {
             return;
         };
-        pair.path = Some(path);
-        self.chat.set_active(self.now, false, rtt);
+        let old = pair.path.replace(path);
+        if matches!(old, Some(Path::Direct(_))) {
+            // The old path was lost: what was in flight on it goes again on the new one, at once.
+            self.chat.set_active(self.now, false, rtt);
+        }
+        // An upgrade (relay -> direct) keeps in-flight frames: their relayed copies are still arriving.
         self.chat.set_active(self.now, true, rtt);
         self.events.push_back(PeerEvent::Path { path, rtt });
     }
