@@ -16,16 +16,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytecodec::bytes::{BytesEncoder, RemainingBytesDecoder};
 use bytecodec::{
-    ByteCount, Decode, DecodeExt, Encode, EncodeExt, Eos, ErrorKind, Result as CodecResult,
-    SizedEncode, TryTaggedDecode,
+    ByteCount, Decode, Encode, Eos, ErrorKind, Result as CodecResult, SizedEncode, TryTaggedDecode,
 };
 use stun_codec::rfc5389::attributes::{
     ErrorCode, MappedAddress, Software, UnknownAttributes, XorMappedAddress,
 };
 use stun_codec::rfc5780::attributes::{OtherAddress, ResponseOrigin};
 use stun_codec::{
-    define_attribute_enums, Attribute, AttributeType, Message, MessageClass, MessageDecoder,
-    MessageEncoder, TransactionId,
+    define_attribute_enums, Attribute, AttributeType, Message, MessageClass, TransactionId,
 };
 
 use crate::wire::{self, methods};
@@ -268,24 +266,12 @@ pub fn transaction_id(data: &[u8]) -> Option<[u8; 12]> {
 /// Decodes an RFC 5389 message with [`BindingAttribute`]s; `None` for anything malformed (never panics).
 /// Attributes outside the set are kept as unknown attributes (see `Message::unknown_attributes`).
 pub fn decode(data: &[u8]) -> Option<BindingMessage> {
-    if wire::kind(data) != wire::Kind::Stun {
-        return None;
-    }
-    let len = u16::from_be_bytes([data[2], data[3]]) as usize;
-    if len + 20 != data.len() || !len.is_multiple_of(4) {
-        return None;
-    }
-    let mut decoder = MessageDecoder::<BindingAttribute>::new();
-    match decoder.decode_from_bytes(data) {
-        Ok(Ok(m)) => Some(m),
-        _ => None,
-    }
+    wire::decode_as(data)
 }
 
 /// Encodes a Binding message (empty on the impossible encoding failure).
 pub fn encode(message: BindingMessage) -> Vec<u8> {
-    let mut encoder = MessageEncoder::<BindingAttribute>::new();
-    encoder.encode_into_bytes(message).unwrap_or_default()
+    wire::encode_as(message)
 }
 
 /// A Binding request, with a CHANGE-REQUEST if `change` asks for a change.

@@ -277,6 +277,12 @@ pub fn kind(data: &[u8]) -> Kind {
 
 /// Decodes an RFC 5389 STUN message; `None` for anything malformed (never panics).
 pub fn decode(data: &[u8]) -> Option<StunMessage> {
+    decode_as::<PunchAttribute>(data)
+}
+
+/// Decodes an RFC 5389 STUN message with any attribute set `A` (punch's, or the Binding set of
+/// [`crate::rfc5780`]); `None` for anything malformed (never panics).
+pub fn decode_as<A: Attribute>(data: &[u8]) -> Option<Message<A>> {
     if kind(data) != Kind::Stun {
         return None;
     }
@@ -285,17 +291,21 @@ pub fn decode(data: &[u8]) -> Option<StunMessage> {
     if len + 20 != data.len() || !len.is_multiple_of(4) {
         return None;
     }
-    let mut decoder = MessageDecoder::<PunchAttribute>::new();
+    let mut decoder = MessageDecoder::<A>::new();
     match decoder.decode_from_bytes(data) {
         Ok(Ok(m)) => Some(m),
         _ => None,
     }
 }
 
-/// Encodes a STUN message. Encoding punch's own messages cannot fail; `None` only if an attribute was built
-/// with an impossible value.
+/// Encodes a STUN message (empty on the impossible failure of encoding punch's own messages).
 pub fn encode(message: StunMessage) -> Vec<u8> {
-    let mut encoder = MessageEncoder::<PunchAttribute>::new();
+    encode_as(message)
+}
+
+/// Encodes a STUN message with any attribute set.
+pub fn encode_as<A: Attribute>(message: Message<A>) -> Vec<u8> {
+    let mut encoder = MessageEncoder::<A>::new();
     encoder.encode_into_bytes(message).unwrap_or_default()
 }
 
