@@ -24,26 +24,36 @@ wait_udp() {
   return 1
 }
 
-# The STUN servers in srv. Each prints the pid of the background process (the server itself: `ip netns
-# exec` execs it) and returns non-zero if it did not come up. Output goes to LOG.
+# The STUN servers in srv. Each prints the pid of the background process (`ip netns exec` execs, so it is
+# the `timeout` guarding the server, which passes TERM on) and returns non-zero if it did not come up.
+# Output goes to LOG. SERVER_TIMEOUT (default 600 s) bounds a forgotten server.
 start_stund() { # LOG
-  lx srv stund -h "$SRV_IP1" -a "$SRV_IP2" >"$1" 2>&1 &
+  "$NETNS" exec srv timeout "${SERVER_TIMEOUT:-600}" stund -h "$SRV_IP1" -a "$SRV_IP2" >"$1" 2>&1 &
   echo $!
   wait_udp srv "$SRV_IP1:3478" "$SRV_IP2:3479"
 }
 
 start_coturn() { # LOG
   # -S: plain STUN (no TURN), -n: no config file; two -L IPs give RFC 5780 (alt port 3479 by default).
-  lx srv turnserver -S -n --no-cli --no-tls --no-dtls -L "$SRV_IP1" -L "$SRV_IP2" \
+  "$NETNS" exec srv timeout "${SERVER_TIMEOUT:-600}" turnserver -S -n --no-cli --no-tls --no-dtls -L "$SRV_IP1" -L "$SRV_IP2" \
     --log-file stdout --simple-log --pidfile "${1%.log}.pid" >"$1" 2>&1 &
   echo $!
   wait_udp srv "$SRV_IP1:3478" "$SRV_IP2:3479"
 }
 
 start_punch_server() { # LOG
-  lx srv "$PUNCH" server --listen "$SRV_IP1:3478" --alt-ip "$SRV_IP2" >"$1" 2>&1 &
+  "$NETNS" exec srv timeout "${SERVER_TIMEOUT:-600}" "$PUNCH" server --listen "$SRV_IP1:3478" --alt-ip "$SRV_IP2" >"$1" 2>&1 &
   echo $!
   wait_udp srv "$SRV_IP1:3478" "$SRV_IP1:3479" "$SRV_IP2:3478" "$SRV_IP2:3479"
+}
+
+# stop_ns NAME: stops every process in the lab namespace NAME (srv, ha...): all were started by the lab.
+stop_ns() {
+  local n=${PUNCHLAB_PREFIX:-punchlab-}$1 pids
+  [ -e "/run/netns/$n" ] || return 0
+  pids=$(ip netns pids "$n" 2>/dev/null)
+  [ -n "$pids" ] || return 0
+  stop_pid $pids
 }
 
 # stop_pid PID...: TERM, then KILL after a second (our own background processes only).

@@ -103,16 +103,18 @@ if want nat-type || want classic || want chat; then
   fi
 fi
 
-wait_build() { # 0 if a usable binary is there
+BUILD_FAILED=0
+wait_build() { # 0 if a usable binary is there (a failed build is reported once)
+  [ "$BUILD_FAILED" = 1 ] && return 1
   if [ -n "$BUILD_PID" ]; then
     if ! wait "$BUILD_PID"; then
-      BUILD_PID=
+      BUILD_PID= BUILD_FAILED=1
       row FAIL "build punch (cargo build --release -p punch)" "$(grep -m1 -E '^error' "$LOGDIR/build.log" || tail -1 "$LOGDIR/build.log")"
       return 1
     fi
     BUILD_PID=
   fi
-  [ -x "$PUNCH" ] || { row FAIL "punch binary" "$PUNCH missing"; return 1; }
+  [ -x "$PUNCH" ] || { BUILD_FAILED=1; row FAIL "punch binary" "$PUNCH missing"; return 1; }
   return 0
 }
 
@@ -128,7 +130,14 @@ run_stun() {
 stun_primary() { grep -m1 '^Primary:' <<<"$STUN_OUT" | sed 's/^Primary: //; s/[[:space:]]*$//'; }
 
 # Host A: router without WAN firewall; host B: router with it.
-lab_up() { "$NETNS" up "$1" "$1" --firewall-a no --firewall-b yes >"$LOGDIR/up.log" 2>&1; }
+# A failed `up` is logged in full (up-KIND.log) and tried once more before it counts.
+lab_up() {
+  "$NETNS" up "$1" "$1" --firewall-a no --firewall-b yes >"$LOGDIR/up.log" 2>&1 && return 0
+  cat "$LOGDIR/up.log" >>"$LOGDIR/up-$1-failed.log"
+  echo "run-lab.sh: lab up $1 failed ($(grep -v 'tearing down' "$LOGDIR/up.log" | tail -1)); retrying" >&2
+  sleep 1
+  "$NETNS" up "$1" "$1" --firewall-a no --firewall-b yes >"$LOGDIR/up.log" 2>&1
+}
 
 printf "$ROWFMT" STATUS CHECK DETAIL
 printf "$ROWFMT" ------ ----- ------
@@ -138,12 +147,12 @@ declare -A STUND_CLASS
 if want stun || want classic; then
   for kind in $KINDS; do
     if ! lab_up "$kind"; then
-      row FAIL "lab up $kind" "$(tail -1 "$LOGDIR/up.log")"
+      row FAIL "lab up $kind" "$(grep -v "tearing down" "$LOGDIR/up.log" | tail -1)"
       continue
     fi
     if ! SPID=$(start_stund "$LOGDIR/stund-$kind.log"); then
       row FAIL "stund in srv ($kind)" "did not listen on $SRV_IP1:3478 and $SRV_IP2:3479"
-      stop_pid $SPID; SPID=
+      stop_pid $SPID; stop_ns srv; SPID=
       "$NETNS" down >/dev/null
       continue
     fi
@@ -154,7 +163,7 @@ if want stun || want classic; then
       if [ "$STUN_TEXT" = "$kind" ] && [ "$STUN_CODE" = "$kind" ]; then st=PASS; else st=FAIL; fi
       want stun && row "$st" "stun vs stund: $kind fw=$fw ($h)" "$(stun_primary) [exit 0x$(printf %02x "$STUN_RC")]"
     done
-    stop_pid $SPID; SPID=
+    stop_pid $SPID; stop_ns srv; SPID=
     "$NETNS" down >/dev/null
   done
 fi
@@ -166,12 +175,12 @@ if want nat-type || want classic; then
     has_subcommand nat-type || natype_ready=0
     classic_ready=-1 # probed on the first lab: does punch server answer RFC 3489 requests at all?
     for kind in $KINDS; do
-      lab_up "$kind" || { row FAIL "lab up $kind" "$(tail -1 "$LOGDIR/up.log")"; continue; }
+      lab_up "$kind" || { row FAIL "lab up $kind" "$(grep -v "tearing down" "$LOGDIR/up.log" | tail -1)"; continue; }
       if ! has_subcommand server || ! SPID=$(start_punch_server "$LOGDIR/punch-server-$kind.log"); then
         st=FAIL; has_subcommand server || st=PENDING
         want nat-type && row $st "punch nat-type: $kind" "punch server did not come up (4 sockets)"
         want classic && row $st "stun vs punch server: $kind" "punch server did not come up (4 sockets)"
-        stop_pid $SPID; SPID=
+        stop_pid $SPID; stop_ns srv; SPID=
         "$NETNS" down >/dev/null
         continue
       fi
@@ -209,7 +218,7 @@ if want nat-type || want classic; then
           fi
         fi
       done
-      stop_pid $SPID; SPID=
+      stop_pid $SPID; stop_ns srv; SPID=
       "$NETNS" down >/dev/null
     done
   fi
