@@ -16,7 +16,8 @@
 # Env:
 #   PUNCH_LAB_SKIP_OK=1   not root: print why and exit 0 instead of 1
 #   PUNCH_LAB_ONLY=...    space-separated subset of: stun nat-type classic chat (default: all)
-#   PUNCH_LAB_JOBS=N      chat scenarios run N at a time, each in its own lab (default 3)
+#   PUNCH_LAB_JOBS=N      chat scenarios run N at a time, each in its own lab (default 4)
+#   PUNCH_LAB_BUDGET=S    no chat scenario starts after S seconds (default 400; the rest FAIL as not run)
 #   PUNCH_LAB_FULL=1      also the whole chat matrix behind firewalls (longer)
 #   PUNCH_LAB_CHAT_MATCH=RE only the chat scenarios whose "kindA kindB fwA fwB delayB" matches RE
 #   PUNCH_LAB_REPEAT=N    run every selected chat scenario N times (flakiness hunting; default 1)
@@ -36,7 +37,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 ONLY=${PUNCH_LAB_ONLY:-"stun nat-type classic chat"}
-JOBS=${PUNCH_LAB_JOBS:-3}
+JOBS=${PUNCH_LAB_JOBS:-4}
+BUDGET=${PUNCH_LAB_BUDGET:-400} # seconds since the start (build included) after which no chat scenario starts
 want() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 T0=$(date +%s)
 export PUNCHLAB_PREFIX=punchlab-rl-
@@ -316,6 +318,12 @@ if want chat; then
       # N scenarios at a time, each in its own namespaces (prefix punchlab-rl-jID-); rows in order.
       running=0
       for ((n = 0; n < ${#scen[@]}; n++)); do
+        if [ $(($(date +%s) - T0)) -gt "$BUDGET" ]; then
+          set -- ${scen[n]}
+          mkdir -p "$LOGDIR/chat-$n"
+          printf 'FAIL\tchat %s <-> %s fw=%s/%s\tnot run: the lab time budget (%s s) was spent\n' "$1" "$2" "$3" "$4" "$BUDGET" >"$LOGDIR/chat-$n/row"
+          continue
+        fi
         chat_scenario "$n" ${scen[n]} &
         running=$((running + 1))
         if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
