@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # punch real-NAT lab: network namespaces, veth pairs, a bridge and nftables NATs.
 #
-#   lab/netns.sh up <kindA> <kindB> [--firewall-a yes|no] [--firewall-b yes|no]
+#   lab/netns.sh up <kindA> <kindB> [--firewall-a yes|no] [--firewall-b yes|no] [--firewall yes|no]
+#                                          # firewall default: no (unsolicited inbound leaves conntrack entries)
 #   lab/netns.sh down                      # idempotent: removes every punchlab-* namespace and its processes
 #   lab/netns.sh exec <ns> <cmd...>        # ns: pub srv ra rb ha hb (or the full punchlab-NAME)
 #   lab/netns.sh info                      # KEY=VALUE lines describing the running lab
 #   lab/netns.sh rules <ra|rb>             # the router's nft ruleset
 #   lab/netns.sh flush                     # flush conntrack and the restricted-cone sets in both routers
 #   lab/netns.sh kinds                     # the NAT kinds this script can build
+#   lab/netns.sh render KIND yes|no WAN HOST   # print a router ruleset without applying it
 #
 # kinds: open full-cone restricted port-restricted symmetric
 # See lab/README.md for the topology and the rules of every kind.
@@ -35,7 +37,7 @@ die() { echo "netns.sh: $*" >&2; exit 2; }
 ns() { case "$1" in "$PREFIX"*) echo "$1" ;; *) echo "$PREFIX$1" ;; esac; }
 nsx() { local n; n=$(ns "$1"); shift; ip netns exec "$n" "$@"; }
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^[^#]/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 valid_kind() { case " $KINDS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
