@@ -5,7 +5,10 @@
 //! (from 0), are acknowledged, retransmitted with exponential backoff until acknowledged, de-duplicated and
 //! delivered in order.
 //!
-//! Frames: `DATA = [0][seq: u64][UTF-8 text]`, `ACK = [1][next expected seq: u64][acked seq: u64]`.
+//! Frames: `DATA = [0][seq: u64][UTF-8 text]`, `ACK = [1][next expected seq: u64][acked seq: u64]`,
+//! `FIN = [2][seq: u64]`. FIN ("I have sent everything") takes the next sequence number, so it is
+//! retransmitted, acknowledged and delivered in order like a message: when the receiver sees it, it has every
+//! message that came before.
 //!
 //! Memory is bounded: at most [`MAX_IN_FLIGHT`] unacknowledged messages, [`MAX_QUEUED`] waiting to be sent, and
 //! [`MAX_REORDER`] received out of order; anything beyond is refused (sending) or dropped (receiving, the
@@ -26,6 +29,7 @@ pub const MAX_REORDER: u64 = 256;
 
 const FRAME_DATA: u8 = 0;
 const FRAME_ACK: u8 = 1;
+const FRAME_FIN: u8 = 2;
 
 /// Why a message was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +38,8 @@ pub enum SendError {
     TooLong { len: usize, max: usize },
     /// [`MAX_QUEUED`] messages are already waiting.
     QueueFull,
+    /// [`ChatSession::finish`] was called: nothing more can be sent.
+    Finished,
 }
 
 impl std::fmt::Display for SendError {
@@ -43,6 +49,7 @@ impl std::fmt::Display for SendError {
                 write!(f, "message is {len} bytes, the limit is {max}")
             }
             SendError::QueueFull => write!(f, "too many messages waiting to be sent"),
+            SendError::Finished => write!(f, "this side already said it has finished sending"),
         }
     }
 }
@@ -56,6 +63,8 @@ pub enum ChatEvent {
     Message { seq: u64, text: String },
     /// The peer acknowledged our message `seq`.
     Acked { seq: u64 },
+    /// The peer has finished sending; every message it sent was delivered before this.
+    Finished,
 }
 
 #[derive(Debug)]
@@ -70,10 +79,12 @@ struct InFlight {
 #[derive(Debug)]
 pub struct ChatSession {
     next_seq: u64,
-    queued: VecDeque<(u64, String)>,
+    /// Waiting to be sent: text, or `None` for the FIN.
+    queued: VecDeque<(u64, Option<String>)>,
+    finished: bool,
     in_flight: BTreeMap<u64, InFlight>,
     recv_next: u64,
-    reorder: BTreeMap<u64, String>,
+    reorder: BTreeMap<u64, Option<String>>,
     out: VecDeque<Vec<u8>>,
     events: VecDeque<ChatEvent>,
     initial_rto: Duration,
@@ -89,6 +100,7 @@ impl ChatSession {
         ChatSession {
             next_seq: 0,
             queued: VecDeque::new(),
+            finished: false,
             in_flight: BTreeMap::new(),
             recv_next: 0,
             reorder: BTreeMap::new(),
@@ -125,37 +137,59 @@ impl ChatSession {
                 max: MAX_MESSAGE_BYTES,
             });
         }
+        if self.finished {
+            return Err(SendError::Finished);
+        }
         if self.queued.len() >= MAX_QUEUED {
             return Err(SendError::QueueFull);
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.queued.push_back((seq, text.to_owned()));
+        self.queued.push_back((seq, Some(text.to_owned())));
         self.handle_timeout(now);
         Ok(seq)
+    }
+
+    /// Says "I have sent everything" (once): a FIN after the queued messages. Returns its sequence number.
+    pub fn finish(&mut self, now: Instant) -> u64 {
+        if !self.finished {
+            self.finished = true;
+            self.queued.push_back((self.next_seq, None));
+            self.next_seq += 1;
+            self.handle_timeout(now);
+        }
+        self.next_seq - 1
     }
 
     /// A chat frame arrived (on any path).
     pub fn handle_input(&mut self, now: Instant, frame: &[u8]) {
         self.now = Some(now);
         match frame.split_first() {
-            Some((&FRAME_DATA, rest)) if rest.len() >= 8 => {
+            Some((&kind @ (FRAME_DATA | FRAME_FIN), rest)) if rest.len() >= 8 => {
                 let seq = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
-                let Ok(text) = std::str::from_utf8(&rest[8..]) else {
-                    return;
+                let text = if kind == FRAME_FIN {
+                    None
+                } else {
+                    let Ok(text) = std::str::from_utf8(&rest[8..]) else {
+                        return;
+                    };
+                    if text.len() > MAX_MESSAGE_BYTES {
+                        return;
+                    }
+                    Some(text.to_owned())
                 };
-                if text.len() > MAX_MESSAGE_BYTES {
-                    return;
-                }
                 if seq >= self.recv_next.saturating_add(MAX_REORDER) {
                     return; // too far ahead: drop, the sender retransmits
                 }
                 if seq >= self.recv_next {
-                    self.reorder.entry(seq).or_insert_with(|| text.to_owned());
-                    while let Some(text) = self.reorder.remove(&self.recv_next) {
-                        self.events.push_back(ChatEvent::Message {
-                            seq: self.recv_next,
-                            text,
+                    self.reorder.entry(seq).or_insert(text);
+                    while let Some(item) = self.reorder.remove(&self.recv_next) {
+                        self.events.push_back(match item {
+                            Some(text) => ChatEvent::Message {
+                                seq: self.recv_next,
+                                text,
+                            },
+                            None => ChatEvent::Finished,
                         });
                         self.recv_next += 1;
                     }
@@ -201,9 +235,13 @@ impl ChatSession {
             let Some((seq, text)) = self.queued.pop_front() else {
                 break;
             };
-            let mut frame = vec![FRAME_DATA];
+            let mut frame = vec![if text.is_some() {
+                FRAME_DATA
+            } else {
+                FRAME_FIN
+            }];
             frame.extend(seq.to_be_bytes());
-            frame.extend(text.as_bytes());
+            frame.extend(text.unwrap_or_default().as_bytes());
             self.in_flight.insert(
                 seq,
                 InFlight {
@@ -278,6 +316,10 @@ pub fn describe_frame(frame: &[u8]) -> String {
             let seq = u64::from_be_bytes(rest[8..16].try_into().expect("8 bytes"));
             format!("ACK #{seq} (next {cum})")
         }
+        Some((&FRAME_FIN, rest)) if rest.len() >= 8 => {
+            let seq = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
+            format!("FIN #{seq}")
+        }
         _ => format!("invalid chat frame ({} bytes)", frame.len()),
     }
 }
@@ -336,6 +378,32 @@ mod tests {
         }
         assert!(a.all_acked());
         assert_eq!(a.poll_timeout(), None);
+    }
+
+    #[test]
+    fn fin_is_delivered_after_every_earlier_message() {
+        let t0 = crate::test_epoch();
+        let mut a = ChatSession::new();
+        let mut b = ChatSession::new();
+        a.set_active(t0, true, Duration::from_millis(20));
+        b.set_active(t0, true, Duration::from_millis(20));
+        a.send(t0, "one").unwrap();
+        a.send(t0, "two").unwrap();
+        assert_eq!(a.finish(t0), 2);
+        assert_eq!(a.send(t0, "late"), Err(SendError::Finished));
+        let frames = drain(&mut a);
+        assert_eq!(frames.len(), 3);
+        // FIN first, then the messages: FIN still comes out last.
+        for i in [2usize, 1, 0] {
+            b.handle_input(t0, &frames[i]);
+        }
+        let got: Vec<_> = std::iter::from_fn(|| b.poll_event()).collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[2], ChatEvent::Finished);
+        for ack in drain(&mut b) {
+            a.handle_input(t0, &ack);
+        }
+        assert!(a.all_acked());
     }
 
     #[test]

@@ -155,6 +155,8 @@ pub enum PeerEvent {
     Acked {
         seq: u64,
     },
+    /// The partner has finished sending (see [`Peer::finish`]); all its messages were delivered before this.
+    PeerFinished,
     Error(PeerError),
     /// The partner left or the server expired it.
     Disconnected {
@@ -285,6 +287,17 @@ impl Peer {
         let r = self.chat.send(self.now, text);
         self.pump_chat();
         r
+    }
+
+    /// Says "I have finished sending": a FIN follows the queued messages, reliably and in order, and the
+    /// partner gets [`PeerEvent::PeerFinished`] after all of them. Returns the FIN's sequence number (it is
+    /// acknowledged like a message). An application can leave once its own FIN is acknowledged and the
+    /// partner's has arrived: then nothing is lost in either direction.
+    pub fn finish(&mut self, now: Instant) -> u64 {
+        self.advance(now);
+        let seq = self.chat.finish(self.now);
+        self.pump_chat();
+        seq
     }
 
     /// Leaves the pool (tells the server) and stops.
@@ -984,6 +997,7 @@ impl Peer {
             self.events.push_back(match e {
                 ChatEvent::Message { seq, text } => PeerEvent::Message { seq, text },
                 ChatEvent::Acked { seq } => PeerEvent::Acked { seq },
+                ChatEvent::Finished => PeerEvent::PeerFinished,
             });
         }
         let Some(pair) = self.pair.as_ref() else {

@@ -1,6 +1,7 @@
 //! `punch chat POOL`: lines on stdin are sent, messages go to stdout, status to stderr (or everything as JSON
-//! lines on stdout with `--json`). When stdin ends, punch waits (bounded by `--wait`) until every sent message
-//! is acknowledged and the peer has been quiet for a moment, then leaves the pool and exits 0.
+//! lines on stdout with `--json`). When stdin ends, punch says so to the peer (a FIN after the last line) and
+//! waits (bounded by `--wait`) until every sent line is acknowledged and the peer has finished too, then
+//! leaves the pool and exits 0.
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -39,14 +40,52 @@ pub struct ChatArgs {
     /// After stdin ends, how long to wait at most for the peer and the acknowledgements (seconds).
     #[arg(long, default_value_t = 60)]
     wait: u64,
-    /// After everything is acknowledged, stay until the peer has been quiet this long (milliseconds).
-    #[arg(long, default_value_t = 1000)]
-    linger: u64,
 }
 
 enum Local {
     Queued,
     Refused(String),
+    FinQueued(u64),
+}
+
+/// How long to keep answering after both sides are done, so a retransmitted FIN still gets its ACK.
+const GRACE: Duration = Duration::from_millis(300);
+
+/// What this side knows about the end of the conversation.
+#[derive(Default)]
+struct Progress {
+    submitted: u64,
+    settled: u64,
+    queued: u64,
+    acked: u64,
+    fin_seq: Option<u64>,
+    fin_acked: bool,
+    peer_finished: bool,
+    has_path: bool,
+}
+
+impl Progress {
+    fn local(&mut self, l: Local, json: bool) {
+        match l {
+            Local::Queued => {
+                self.settled += 1;
+                self.queued += 1;
+            }
+            Local::Refused(why) => {
+                self.settled += 1;
+                report_error(json, &format!("not sent: {why}"));
+            }
+            Local::FinQueued(seq) => self.fin_seq = Some(seq),
+        }
+    }
+    /// Every line we read was sent and acknowledged.
+    fn ours_delivered(&self) -> bool {
+        self.settled == self.submitted && self.queued == self.acked
+    }
+    /// Both sides said everything and heard everything.
+    fn done(&self) -> bool {
+        self.ours_delivered() && self.fin_acked && self.peer_finished
+    }
 }
 
 pub fn run(a: ChatArgs) -> Result<ExitCode> {
@@ -83,53 +122,47 @@ pub fn run(a: ChatArgs) -> Result<ExitCode> {
     driver::read_stdin(tx.clone());
     driver::on_interrupt(tx);
 
-    let mut submitted = 0u64;
-    let mut settled = 0u64;
-    let mut queued = 0u64;
-    let mut acked = 0u64;
+    // The rule: when stdin ends we send a FIN after our lines. We leave once our lines and FIN are
+    // acknowledged and the peer's FIN has arrived (so we have all its lines too), or the peer left after
+    // getting everything of ours, or --wait runs out.
+    let mut p = Progress::default();
     let mut eof_at: Option<Instant> = None;
-    let mut last_rx = Instant::now();
-    let mut has_path = false;
+    let mut done_at: Option<Instant> = None;
     let mut peer_name = String::from("peer");
     let code = loop {
         while let Ok(l) = lrx.try_recv() {
-            match l {
-                Local::Queued => {
-                    settled += 1;
-                    queued += 1;
-                }
-                Local::Refused(why) => {
-                    settled += 1;
-                    if a.json {
-                        println!("{}", serde_json::json!({"event": "error", "error": why}));
-                    } else {
-                        eprintln!("punch: not sent: {why}");
-                    }
-                }
-            }
+            p.local(l, a.json);
         }
         let now = Instant::now();
-        if let Some(t) = eof_at {
-            if has_path
-                && settled == submitted
-                && queued == acked
-                && now.duration_since(last_rx) >= Duration::from_millis(a.linger)
-            {
+        if eof_at.is_some() && p.done() {
+            let t = *done_at.get_or_insert(now);
+            if now.duration_since(t) >= GRACE {
                 running.command(|p: &mut Peer, now| p.close(now));
                 break ExitCode::SUCCESS;
             }
+        }
+        if let Some(t) = eof_at {
             if now.duration_since(t) >= Duration::from_secs(a.wait) {
-                let why = if has_path {
+                running.command(|p: &mut Peer, now| p.close(now));
+                if p.ours_delivered() && p.has_path {
+                    if !p.peer_finished {
+                        report_note(
+                            a.json,
+                            "the peer is still sending; leaving (--wait ran out)",
+                        );
+                    }
+                    break ExitCode::SUCCESS;
+                }
+                let why = if p.has_path {
                     format!(
                         "{} message(s) not acknowledged after {} s",
-                        queued - acked,
+                        p.queued - p.acked,
                         a.wait
                     )
                 } else {
                     format!("no peer joined pool {:?} within {} s", a.pool, a.wait)
                 };
                 report_error(a.json, &why);
-                running.command(|p: &mut Peer, now| p.close(now));
                 break ExitCode::from(1);
             }
         }
@@ -138,6 +171,10 @@ pub fn run(a: ChatArgs) -> Result<ExitCode> {
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => break ExitCode::from(1),
         };
+        // Local results of commands run before this event happened are already in the channel.
+        while let Ok(l) = lrx.try_recv() {
+            p.local(l, a.json);
+        }
         match input {
             Input::Event(e) => {
                 if a.json {
@@ -146,19 +183,17 @@ pub fn run(a: ChatArgs) -> Result<ExitCode> {
                     eprintln!("punch: {line}");
                 }
                 match e {
-                    PeerEvent::Message { text, .. } => {
-                        last_rx = Instant::now();
-                        if !a.json {
-                            println!("<{peer_name}> {text}");
-                        }
-                    }
-                    PeerEvent::Acked { .. } => acked += 1,
+                    PeerEvent::Message { text, .. } if !a.json => println!("<{peer_name}> {text}"),
+                    PeerEvent::Acked { seq } if Some(seq) == p.fin_seq => p.fin_acked = true,
+                    PeerEvent::Acked { .. } => p.acked += 1,
+                    PeerEvent::PeerFinished => p.peer_finished = true,
                     PeerEvent::Paired { name, .. } if !name.is_empty() => peer_name = name,
-                    PeerEvent::Path { .. } => has_path = true,
+                    PeerEvent::Path { .. } => p.has_path = true,
                     PeerEvent::Error(PeerError::ServerUnreachable) => break ExitCode::from(2),
                     PeerEvent::Error(_) => break ExitCode::from(3),
                     PeerEvent::Disconnected { .. } => {
-                        break if eof_at.is_some() && queued == acked {
+                        // The peer left: fine if it had everything of ours (and we finished too).
+                        break if eof_at.is_some() && p.ours_delivered() {
                             ExitCode::SUCCESS
                         } else {
                             ExitCode::from(1)
@@ -168,10 +203,10 @@ pub fn run(a: ChatArgs) -> Result<ExitCode> {
                 }
             }
             Input::Line(line) => {
-                if line.is_empty() {
+                if line.is_empty() || eof_at.is_some() {
                     continue;
                 }
-                submitted += 1;
+                p.submitted += 1;
                 let ltx = ltx.clone();
                 running.command(move |p: &mut Peer, now| {
                     let _ = ltx.send(match p.send_message(now, &line) {
@@ -182,7 +217,10 @@ pub fn run(a: ChatArgs) -> Result<ExitCode> {
             }
             Input::Eof => {
                 eof_at = Some(Instant::now());
-                last_rx = Instant::now();
+                let ltx = ltx.clone();
+                running.command(move |p: &mut Peer, now| {
+                    let _ = ltx.send(Local::FinQueued(p.finish(now)));
+                });
             }
             Input::Interrupt => {
                 running.command(|p: &mut Peer, now| p.close(now));
@@ -196,6 +234,14 @@ pub fn run(a: ChatArgs) -> Result<ExitCode> {
     };
     running.stop();
     Ok(code)
+}
+
+fn report_note(json: bool, what: &str) {
+    if json {
+        println!("{}", serde_json::json!({"event": "note", "note": what}));
+    } else {
+        eprintln!("punch: {what}");
+    }
 }
 
 fn report_error(json: bool, why: &str) {

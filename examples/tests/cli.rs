@@ -123,7 +123,8 @@ fn two_peers_chat(runtime: &str, extra: &[&str], expect_path: &str) {
     let a_lines = ["one", "two", "three", "four"];
     let b_lines = ["uno", "dos", "tres"];
     let a = chat(runtime, &s.1, "alice", &a_lines, extra);
-    std::thread::sleep(Duration::from_millis(300)); // the peers start at different times
+    // The peers start at different times: A's stdin has ended long before B even exists.
+    std::thread::sleep(Duration::from_millis(1500));
     let b = chat(runtime, &s.1, "bob", &b_lines, extra);
     let (ao, bo) = (
         wait(a, Duration::from_secs(30)),
@@ -227,8 +228,23 @@ fn unreachable_server_is_reported_within_ten_seconds() {
 #[test]
 fn third_peer_in_a_pool_is_refused() {
     let s = server("tokio");
-    let a = chat("tokio", &s.1, "a", &[], &["--wait", "5"]);
-    let b = chat("tokio", &s.1, "b", &[], &["--wait", "5"]);
+    // a and b are still chatting (their stdin stays open) when c arrives.
+    let open = |name: &str| {
+        let mut c = punch()
+            .args([
+                "chat", "testpool", "--server", &s.1, "--name", name, "--json",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = c.stdin.take().unwrap();
+        (c, stdin)
+    };
+    let (a, a_in) = open("a");
+    let (b, b_in) = open("b");
     std::thread::sleep(Duration::from_millis(500));
     let c = chat("tokio", &s.1, "c", &[], &[]);
     let out = wait(c, Duration::from_secs(15));
@@ -241,6 +257,7 @@ fn third_peer_in_a_pool_is_refused() {
     assert!(events(&out)
         .iter()
         .any(|e| e["event"] == "error" && e["error"].as_str().unwrap().contains("pool full")));
+    drop((a_in, b_in));
     let _ = wait(a, Duration::from_secs(10));
     let _ = wait(b, Duration::from_secs(10));
 }

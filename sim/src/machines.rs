@@ -47,6 +47,7 @@ pub fn describe_peer_event(e: &PeerEvent) -> String {
         } => format!("path: relay (rtt {})", ms(rtt)),
         PeerEvent::Message { seq, text } => format!("message #{seq} {text:?}"),
         PeerEvent::Acked { seq } => format!("acked #{seq}"),
+        PeerEvent::PeerFinished => "peer finished sending".into(),
         PeerEvent::Error(e) => format!("error: {e}"),
         PeerEvent::Disconnected { reason } => format!("disconnected: {reason}"),
     }
