@@ -8,7 +8,11 @@ fn main() {
     let nums: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let seeds = nums.first().and_then(|s| s.parse().ok()).unwrap_or(100);
     let loss = nums.get(1).and_then(|s| s.parse().ok()).unwrap_or(0.0);
-    let m = run_matrix(&MatrixConfig { seeds, loss, ..Default::default() });
+    let m = run_matrix(&MatrixConfig {
+        seeds,
+        loss,
+        ..Default::default()
+    });
     if json {
         print!("{}", m.to_json());
     } else {
