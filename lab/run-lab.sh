@@ -15,7 +15,7 @@
 #
 # Env:
 #   PUNCH_LAB_SKIP_OK=1   not root: print why and exit 0 instead of 1
-#   PUNCH_LAB_ONLY=...    space-separated subset of: stun nat-type classic chat (default: all)
+#   PUNCH_LAB_ONLY=...    space-separated subset of: stun nat-type classic third-party chat (default: all)
 #   PUNCH_LAB_JOBS=N      chat scenarios run N at a time, each in its own lab (default 4)
 #   PUNCH_LAB_BUDGET=S    no chat scenario starts after S seconds (default 400; the rest FAIL as not run)
 #   PUNCH_LAB_FULL=1      also the whole chat matrix behind firewalls (longer)
@@ -36,7 +36,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-ONLY=${PUNCH_LAB_ONLY:-"stun nat-type classic chat"}
+ONLY=${PUNCH_LAB_ONLY:-"stun nat-type classic third-party chat"}
 JOBS=${PUNCH_LAB_JOBS:-4}
 BUDGET=${PUNCH_LAB_BUDGET:-400} # seconds since the start (build included) after which no chat scenario starts
 want() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
@@ -77,7 +77,7 @@ trap 'echo "run-lab.sh: interrupted" >&2; exit 130' INT TERM
 need_pkgs() {
   local missing=() c p
   for c in nft:nftables ip:iproute2 ss:iproute2 conntrack:conntrack stun:stun-client stund:stun-server \
-    ping:iputils-ping python3:python3 timeout:coreutils; do
+    turnserver:coturn ping:iputils-ping python3:python3 timeout:coreutils; do
     command -v "${c%%:*}" >/dev/null 2>&1 || missing+=("${c#*:}")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -224,6 +224,31 @@ if want nat-type || want classic; then
       "$NETNS" down >/dev/null
     done
   fi
+fi
+
+# ------------------------------------------- 3b. punch nat-type against third-party servers (stund, coturn)
+# stund speaks RFC 3489 (CHANGED-ADDRESS), coturn RFC 5780 (OTHER-ADDRESS): punch's detector must read both.
+if want third-party && wait_build; then
+  for kind in $KINDS; do
+    lab_up "$kind" || { row FAIL "lab up $kind" "$(grep -v "tearing down" "$LOGDIR/up.log" | tail -1)"; continue; }
+    for srvname in stund coturn; do
+      if ! SPID=$(start_$srvname "$LOGDIR/$srvname-3p-$kind.log"); then
+        row FAIL "punch nat-type vs $srvname: $kind" "$srvname did not come up"
+        stop_pid $SPID; stop_ns srv; SPID=
+        continue
+      fi
+      for h in ha hb; do
+        fw=$([ $h = ha ] && echo no || echo yes)
+        js=$(lx "$h" timeout 30 "$PUNCH" nat-type --server "$SRV_IP1:3478" --json 2>"$LOGDIR/nat-type-$srvname-$kind-$h.err")
+        rc=$?
+        got=$(python3 -c 'import json,sys; print(json.loads(sys.stdin.read()).get("kind",""))' <<<"$js" 2>/dev/null)
+        if [ $rc = 0 ] && [ "$got" = "$(punch_label "$kind")" ]; then st=PASS; else st=FAIL; fi
+        row $st "punch nat-type vs $srvname: $kind fw=$fw ($h)" "kind \"${got:-?}\" (want \"$(punch_label "$kind")\") exit $rc"
+      done
+      stop_pid $SPID; stop_ns srv; SPID=
+    done
+    "$NETNS" down >/dev/null
+  done
 fi
 
 # ------------------------------------------------------------------------------------------- 4. chat
