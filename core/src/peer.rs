@@ -9,7 +9,7 @@
 //!    [`PeerConfig::server_timeout`] (default 9.5 s), then [`PeerError::ServerUnreachable`].
 //!    While waiting for a partner the Register is refreshed every 10 s.
 //! 3. **Punch**: on PeerInfo both sides ping (STUN request, pair id) the partner's public and local addresses
-//!    every 100 ms. A ping from an address not yet known (a peer-reflexive address, e.g. a symmetric NAT's new
+//!    every half server RTT (10..100 ms) for the first 500 ms, then every 100 ms. A ping from an address not yet known (a peer-reflexive address, e.g. a symmetric NAT's new
 //!    port) is answered and pinged back at once. The first pong proves a direct path.
 //! 4. **Path**: chat rides the server's relay from the moment of pairing, and moves to the direct path as soon
 //!    as a pong proves it. Punching stops after [`PeerConfig::punch_timeout`] (default 3 s); it is not tried
@@ -181,6 +181,7 @@ struct ServerTxn {
     tid: TransactionId,
     payload: Vec<u8>,
     first_sent: Instant,
+    last_sent: Instant,
     rto: Duration,
     attempts: u32,
     deadline: Instant,
@@ -198,6 +199,8 @@ struct Pair {
     path: Option<Path>,
     last_direct_rx: Instant,
     punching: bool,
+    /// When the current punch round started.
+    round_start: Instant,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -216,6 +219,8 @@ const T_RETRY: usize = 6;
 const N_TIMERS: usize = 7;
 
 const MAX_CANDIDATES: usize = 16;
+/// How long a punch round pings at the fast rate.
+const FAST_PHASE: Duration = Duration::from_millis(500);
 const MAX_PINGS: usize = 256;
 
 /// The peer state machine. See the module and crate docs.
@@ -333,6 +338,11 @@ impl Peer {
     /// The current path, if paired.
     pub fn path(&self) -> Option<Path> {
         self.pair.as_ref().and_then(|p| p.path)
+    }
+
+    /// A punch round is running (the path may still change to direct).
+    pub fn is_punching(&self) -> bool {
+        self.pair.as_ref().is_some_and(|p| p.punching)
     }
 
     /// The NAT behaviour this peer announces.
@@ -497,11 +507,15 @@ impl Peer {
         let tid = m.transaction_id();
         let payload = wire::encode(m);
         self.send_to(self.config.server, payload.clone());
-        let rto = Duration::from_millis(250);
+        // 250 ms until the server's RTT is known, then twice that (50..=250 ms).
+        let rto = self.server_rtt.map_or(Duration::from_millis(250), |r| {
+            (r * 2).clamp(Duration::from_millis(50), Duration::from_millis(250))
+        });
         self.txn = Some(ServerTxn {
             tid,
             payload,
             first_sent: now,
+            last_sent: now,
             rto,
             attempts: 1,
             deadline: after(now, self.config.server_timeout),
@@ -520,13 +534,15 @@ impl Peer {
         txn.attempts += 1;
         txn.rto = (txn.rto * 2).min(Duration::from_secs(2));
         let next = after(now, txn.rto).min(txn.deadline);
+        txn.last_sent = now;
         let payload = txn.payload.clone();
         self.timers.set(T_SERVER_TXN, next);
         self.send_to(self.config.server, payload);
     }
 
-    /// Takes the answer to the outstanding server transaction, with the measured RTT (Karn: only when the
-    /// request was sent once).
+    /// Takes the answer to the outstanding server transaction, with the measured RTT. After a
+    /// retransmission the answer is ambiguous (Karn); the time since the *last* send is then a lower bound that
+    /// is right whenever the last copy was the one answered, which is what a lost first copy means.
     fn take_txn(&mut self, m: &StunMessage) -> Option<Option<Duration>> {
         let txn = self.txn.as_ref()?;
         if txn.tid != m.transaction_id() {
@@ -534,7 +550,12 @@ impl Peer {
         }
         let txn = self.txn.take().expect("checked");
         self.timers.stop(T_SERVER_TXN);
-        Some((txn.attempts == 1).then(|| self.now.saturating_duration_since(txn.first_sent)))
+        let from = if txn.attempts == 1 {
+            txn.first_sent
+        } else {
+            txn.last_sent
+        };
+        Some(Some(self.now.saturating_duration_since(from)))
     }
 
     fn on_stun(&mut self, remote: SocketAddr, m: StunMessage) {
@@ -701,6 +722,7 @@ impl Peer {
             path: None,
             last_direct_rx: self.now,
             punching: false,
+            round_start: self.now,
         });
         self.events.push_back(PeerEvent::Paired {
             name,
@@ -744,6 +766,7 @@ impl Peer {
             return;
         }
         pair.punching = true;
+        pair.round_start = now;
         self.timers
             .set(T_PUNCH_DEADLINE, after(now, self.config.punch_timeout));
         self.send_pings();
@@ -758,11 +781,19 @@ impl Peer {
             return;
         }
         let targets: Vec<SocketAddr> = pair.candidates.keys().copied().collect();
+        // Fast at first (half the server RTT, 10..=ping_interval), so that a lost ping or pong costs half a
+        // round trip, not a whole ping interval; after FAST_PHASE, the configured interval.
+        let fast = self.now.saturating_duration_since(pair.round_start) < FAST_PHASE;
+        let interval = match self.server_rtt {
+            Some(rtt) if fast => {
+                (rtt / 2).clamp(Duration::from_millis(10), self.config.ping_interval)
+            }
+            _ => self.config.ping_interval,
+        };
         for t in targets {
             self.ping(t);
         }
-        self.timers
-            .set(T_PING, after(self.now, self.config.ping_interval));
+        self.timers.set(T_PING, after(self.now, interval));
     }
 
     fn ping(&mut self, to: SocketAddr) {

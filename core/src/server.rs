@@ -146,7 +146,8 @@ struct Pool {
 /// The least time between two punch rounds of one pair (requests in between are ignored).
 pub const RETRY_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
-const MAX_INFO_ATTEMPTS: u32 = 7;
+/// PeerInfo retransmissions: RTO 2 x the member's RTT (50..500 ms), doubling up to 1 s, 16 sends (about 12 s).
+const MAX_INFO_ATTEMPTS: u32 = 16;
 const MAX_EVENTS: usize = 4096;
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -531,10 +532,15 @@ impl Server {
             if let Some(old) = m.info.take() {
                 self.info_schedule.remove(&(old.next_send, addr));
             }
+            // Retransmit after twice the member's reported RTT: a lost PeerInfo delays that side's punch by
+            // one RTO, so a fixed 250 ms would dominate the pairing latency on fast paths.
+            let rto = m.rtt.map_or(Duration::from_millis(250), |r| {
+                (r * 2).clamp(Duration::from_millis(50), Duration::from_millis(500))
+            });
             m.info = Some(PendingInfo {
                 tid,
                 next_send: at,
-                rto: Duration::from_millis(250),
+                rto,
                 attempts: 0,
             });
             self.info_schedule.insert((at, addr));
@@ -566,7 +572,7 @@ impl Server {
         let tid = info.tid;
         if info.attempts < MAX_INFO_ATTEMPTS {
             info.next_send = after(now, info.rto);
-            info.rto *= 2;
+            info.rto = (info.rto * 2).min(Duration::from_secs(1));
             self.info_schedule.insert((info.next_send, addr));
         } else {
             me.info = None; // the member's own Register retransmission will ask again

@@ -406,7 +406,8 @@ impl Scenario {
     }
 
     /// Builds and runs the scenario until every typed message is delivered and acknowledged and every peer
-    /// has a path (after the last scheduled happening), or until the time limit.
+    /// has a settled path (no punch round running), after the last scheduled happening, or until the time
+    /// limit.
     pub fn run(&self) -> Outcome {
         let mut b = self.build();
         let settle = self.settle_after();
@@ -425,7 +426,8 @@ impl Scenario {
                 let Some(peer) = p.peer.as_ref() else {
                     return false;
                 };
-                if peer.path().is_none() || !peer.all_acked() {
+                // Settled: a path, nothing unacknowledged, and no punch round that could still go direct.
+                if peer.path().is_none() || !peer.all_acked() || peer.is_punching() {
                     return false;
                 }
                 typed += p.typed.len();
