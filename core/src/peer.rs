@@ -767,6 +767,7 @@ impl Peer {
         }
         pair.punching = true;
         pair.round_start = now;
+        tracing::debug!(candidates = pair.candidates.len(), "punch round starts");
         self.timers
             .set(T_PUNCH_DEADLINE, after(now, self.config.punch_timeout));
         self.send_pings();
@@ -808,6 +809,7 @@ impl Peer {
             self.pings.pop_first();
         }
         self.pings.insert(*tid.as_bytes(), (self.now, to));
+        tracing::trace!(%to, "ping");
         self.send_to(to, wire::encode(m));
     }
 
