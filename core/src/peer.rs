@@ -201,6 +201,8 @@ struct Pair {
     punching: bool,
     /// When the current punch round started.
     round_start: Instant,
+    /// The server says the partner pings first this round: our first ping waits (see `start_punch_round`).
+    hold_first_ping: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -624,21 +626,10 @@ impl Peer {
         }
         match m.class() {
             MessageClass::SuccessResponse => {
-                let public = wire::get::<XorMappedAddress>(m).map(|a| a.address());
-                let public = public.or(self.public_addr).unwrap_or(self.config.server);
-                self.public_addr = Some(public);
                 self.phase = Phase::Waiting;
-                let server_rtt = self.server_rtt.unwrap_or(Duration::from_millis(100));
-                self.events.push_back(PeerEvent::Registered {
-                    public_addr: public,
-                    server_rtt,
-                });
+                self.registered(m);
                 self.timers
                     .set(T_REREGISTER, after(self.now, Duration::from_secs(10)));
-                self.timers.set(
-                    T_SERVER_KEEPALIVE,
-                    after(self.now, self.config.server_keepalive),
-                );
             }
             MessageClass::ErrorResponse => {
                 let (code, reason) = wire::get::<ErrorCode>(m)
@@ -652,6 +643,24 @@ impl Peer {
             }
             _ => {}
         }
+    }
+
+    /// The server has us: from the Register success, or from a PeerInfo that overtook it (the server sends
+    /// both at once when we complete a pair). Either way the server keepalive starts here, or the server
+    /// would expire us while we chat on a direct path.
+    fn registered(&mut self, m: &StunMessage) {
+        let public = wire::get::<XorMappedAddress>(m).map(|a| a.address());
+        let public = public.or(self.public_addr).unwrap_or(self.config.server);
+        self.public_addr = Some(public);
+        let server_rtt = self.server_rtt.unwrap_or(Duration::from_millis(100));
+        self.events.push_back(PeerEvent::Registered {
+            public_addr: public,
+            server_rtt,
+        });
+        self.timers.set(
+            T_SERVER_KEEPALIVE,
+            after(self.now, self.config.server_keepalive),
+        );
     }
 
     fn pair_id(m: &StunMessage) -> Option<[u8; 8]> {
@@ -678,12 +687,15 @@ impl Peer {
         ) else {
             return;
         };
+        let hold = wire::get::<wire::Hold>(m).is_some();
         if self.pair.as_ref().is_some_and(|p| p.id == id) {
-            return self.on_new_round(public);
+            return self.on_new_round(public, hold);
         }
         if self.phase == Phase::Registering {
+            // The PeerInfo overtook the Register success: it answers the Register too.
             self.txn = None;
             self.timers.stop(T_SERVER_TXN);
+            self.registered(m);
         }
         let locals: Vec<SocketAddr> = m
             .attributes()
@@ -723,6 +735,7 @@ impl Peer {
             last_direct_rx: self.now,
             punching: false,
             round_start: self.now,
+            hold_first_ping: hold,
         });
         self.events.push_back(PeerEvent::Paired {
             name,
@@ -767,7 +780,29 @@ impl Peer {
         }
         pair.punching = true;
         pair.round_start = now;
-        tracing::debug!(candidates = pair.candidates.len(), "punch round starts");
+        let hold = std::mem::take(&mut pair.hold_first_ping);
+        tracing::debug!(
+            candidates = pair.candidates.len(),
+            hold,
+            "punch round starts"
+        );
+        if hold {
+            // The server chose the partner to ping first this round (rounds alternate the order, see
+            // `server::round_holder`): its ping must leave its NAT before ours arrives there, or a Linux NAT
+            // without a WAN firewall reserves the tuple. A partner's ping that reaches us meanwhile is answered
+            // at once (`on_ping`). The hold covers the start skew on fast paths (a LAN-fast lab: skew of a few
+            // ms, one-way delay of microseconds) and stays under the one-way delay on slow ones (a quarter of
+            // the server RTT), where both first pings still cross between the NATs as in a "together" round.
+            let hold = (self.server_rtt.unwrap_or(Duration::from_millis(40)) / 4)
+                .clamp(Duration::from_millis(10), Duration::from_millis(250));
+            pair.round_start = after(now, hold);
+            self.timers.set(T_PING, after(now, hold));
+            self.timers.set(
+                T_PUNCH_DEADLINE,
+                after(now, hold + self.config.punch_timeout),
+            );
+            return;
+        }
         self.timers
             .set(T_PUNCH_DEADLINE, after(now, self.config.punch_timeout));
         self.send_pings();
@@ -978,7 +1013,7 @@ impl Peer {
     }
 
     /// A fresh PeerInfo for the current pair: a new round (retry) or the partner moved.
-    fn on_new_round(&mut self, public: SocketAddr) {
+    fn on_new_round(&mut self, public: SocketAddr, hold: bool) {
         let Some(pair) = self.pair.as_mut() else {
             return;
         };
@@ -996,6 +1031,9 @@ impl Peer {
             return;
         };
         if !pair.punching && !matches!(pair.path, Some(Path::Direct(_))) {
+            if let Some(p) = self.pair.as_mut() {
+                p.hold_first_ping = hold;
+            }
             self.start_punch_round();
         }
     }

@@ -141,6 +141,21 @@ struct Pool {
     pair_id: Option<[u8; 8]>,
     /// When both members were last sent PeerInfo together.
     last_round: Option<Instant>,
+    /// Punch rounds started for the current pair (first PeerInfo, retries, moves).
+    rounds: u32,
+}
+
+/// Which member of a pair holds its first ping back in a round: rounds cycle "together", "member 0 pings
+/// first", "member 1 pings first". Together is right whenever the two first pings cross between the NATs; when
+/// skew defeats that on a router that reserves tuples (Linux conntrack without a WAN firewall), only the order
+/// "the reserving side sends first" works, and punch cannot learn which side that is without disturbing the
+/// NAT (docs/STRATEGY.md), so the retries try both orders.
+pub fn round_holder(round: u32) -> Option<usize> {
+    match round % 3 {
+        0 => None,
+        1 => Some(1),
+        _ => Some(0),
+    }
 }
 
 /// The least time between two punch rounds of one pair (requests in between are ignored).
@@ -436,6 +451,7 @@ impl Server {
             if p.pair_id.is_none() {
                 let id: [u8; 8] = self.rng.gen();
                 p.pair_id = Some(id);
+                p.rounds = 0;
                 let (a, b) = (p.members[0].addr, p.members[1].addr);
                 self.stats.pairs += 1;
                 self.event(ServerEvent::Paired {
@@ -466,6 +482,7 @@ impl Server {
         let now = self.now;
         if let Some(p) = self.pools.get_mut(pool) {
             p.last_round = Some(now);
+            p.rounds = p.rounds.saturating_add(1);
         }
         let members = &self.pools[pool].members;
         let (a, b) = (&members[0], &members[1]);
@@ -562,6 +579,8 @@ impl Server {
         let Some(other) = pool.members.iter().find(|m| m.addr != addr).cloned() else {
             return;
         };
+        let hold = round_holder(pool.rounds.saturating_sub(1))
+            .is_some_and(|i| pool.members.get(i).is_some_and(|m| m.addr == addr));
         let Some(me) = pool.members.iter_mut().find(|m| m.addr == addr) else {
             return;
         };
@@ -586,6 +605,9 @@ impl Server {
         m.add_attribute(wire::PeerNat(other.nat.encode().to_vec()));
         m.add_attribute(wire::PeerName(other.name.as_bytes().to_vec()));
         m.add_attribute(XorMappedAddress::new(addr));
+        if hold {
+            m.add_attribute(wire::Hold(Vec::new()));
+        }
         self.reply(listen, addr, m);
     }
 

@@ -213,6 +213,13 @@ opaque_attribute!(
     0xC00D,
     "RETRY: (empty) in a Register from a paired peer: start a new punch round for both peers now."
 );
+opaque_attribute!(
+    Hold,
+    HoldDecoder,
+    HoldEncoder,
+    0xC00E,
+    "HOLD: (empty) in a PeerInfo: this round the partner pings first; hold the first ping back a little."
+);
 
 define_attribute_enums!(
     PunchAttribute,
@@ -237,7 +244,8 @@ define_attribute_enums!(
         Data,
         Rtt,
         ClientId,
-        Retry
+        Retry,
+        Hold
     ]
 );
 

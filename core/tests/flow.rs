@@ -358,3 +358,41 @@ fn late_partner_upgrades_both_sides_from_relay_to_direct() {
     assert_eq!(paths(A), vec![Path::Relay, Path::Direct(addr(B))]);
     assert_eq!(paths(B), vec![Path::Relay, Path::Direct(addr(A))]);
 }
+
+/// The server answers the Register that completes a pair and sends PeerInfo at the same instant. When the
+/// PeerInfo overtakes the answer (here: the answer is lost), the peer must still count itself registered and
+/// keep the server informed, or the server expires it after a minute of direct chat and its partner is told
+/// "peer left" (found by the simulator).
+#[test]
+fn peer_info_overtaking_the_register_answer_still_starts_server_keepalives() {
+    let mut net = Net::new(10);
+    let dropped = std::rc::Rc::new(std::cell::Cell::new(false));
+    let d = dropped.clone();
+    net.drop = Box::new(move |_, to, payload| {
+        let hit = to == addr(B) && !d.get() && wire::describe(payload).contains("Register success");
+        if hit {
+            d.set(true);
+        }
+        hit
+    });
+    net.add_peer(A, "lobby", false, 1);
+    net.add_peer(B, "lobby", false, 2);
+    net.run_for(Duration::from_secs(180));
+    assert!(dropped.get(), "the Register answer to B was never sent");
+    assert!(net.events[&addr(B)]
+        .iter()
+        .any(|e| matches!(e, PeerEvent::Registered { .. })));
+    for at in [A, B] {
+        assert!(
+            !net.events[&addr(at)]
+                .iter()
+                .any(|e| matches!(e, PeerEvent::Disconnected { .. })),
+            "{at} was disconnected:\n{}",
+            net.trace.join("\n")
+        );
+    }
+    assert!(matches!(net.last_path(A), Some(Path::Direct(_))));
+    net.type_line(A, "still here");
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.messages(B), vec!["still here".to_string()]);
+}
