@@ -14,85 +14,18 @@
 //! [`decode`] and [`encode`] work on RFC 5389 messages with it. Nothing here panics on any input.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use bytecodec::bytes::{BytesEncoder, RemainingBytesDecoder};
-use bytecodec::{
-    ByteCount, Decode, Encode, Eos, ErrorKind, Result as CodecResult, SizedEncode, TryTaggedDecode,
-};
 use stun_codec::rfc5389::attributes::{
     ErrorCode, MappedAddress, Software, UnknownAttributes, XorMappedAddress,
 };
 use stun_codec::rfc5780::attributes::{OtherAddress, ResponseOrigin};
-use stun_codec::{
-    define_attribute_enums, Attribute, AttributeType, Message, MessageClass, TransactionId,
-};
+use stun_codec::{define_attribute_enums, Attribute, Message, MessageClass, TransactionId};
 
-use crate::wire::{self, methods};
+use crate::wire::{self, methods, value_attribute};
 
 /// CHANGE-REQUEST flag: answer from the other IP (RFC 5780 s7.2, RFC 3489 s11.2.4).
 pub const CHANGE_IP: u32 = 0x4;
 /// CHANGE-REQUEST flag: answer from the other port.
 pub const CHANGE_PORT: u32 = 0x2;
-
-/// Attributes whose value is parsed from / serialized to bytes by `from_value` / `to_value`.
-macro_rules! value_attribute {
-    ($name:ident, $decoder:ident, $encoder:ident) => {
-        impl Attribute for $name {
-            type Decoder = $decoder;
-            type Encoder = $encoder;
-            fn get_type(&self) -> AttributeType {
-                AttributeType::new(Self::CODEPOINT)
-            }
-        }
-        #[doc = concat!("[`", stringify!($name), "`] decoder.")]
-        #[derive(Debug, Default)]
-        pub struct $decoder(RemainingBytesDecoder);
-        impl Decode for $decoder {
-            type Item = $name;
-            fn decode(&mut self, buf: &[u8], eos: Eos) -> CodecResult<usize> {
-                self.0.decode(buf, eos)
-            }
-            fn finish_decoding(&mut self) -> CodecResult<$name> {
-                let bytes = self.0.finish_decoding()?;
-                $name::from_value(&bytes).ok_or_else(|| ErrorKind::InvalidInput.into())
-            }
-            fn requiring_bytes(&self) -> ByteCount {
-                self.0.requiring_bytes()
-            }
-            fn is_idle(&self) -> bool {
-                self.0.is_idle()
-            }
-        }
-        impl TryTaggedDecode for $decoder {
-            type Tag = AttributeType;
-            fn try_start_decoding(&mut self, tag: AttributeType) -> CodecResult<bool> {
-                Ok(tag.as_u16() == $name::CODEPOINT)
-            }
-        }
-        #[doc = concat!("[`", stringify!($name), "`] encoder.")]
-        #[derive(Debug, Default)]
-        pub struct $encoder(BytesEncoder<Vec<u8>>);
-        impl Encode for $encoder {
-            type Item = $name;
-            fn encode(&mut self, buf: &mut [u8], eos: Eos) -> CodecResult<usize> {
-                self.0.encode(buf, eos)
-            }
-            fn start_encoding(&mut self, item: $name) -> CodecResult<()> {
-                self.0.start_encoding(item.to_value())
-            }
-            fn requiring_bytes(&self) -> ByteCount {
-                self.0.requiring_bytes()
-            }
-            fn is_idle(&self) -> bool {
-                self.0.is_idle()
-            }
-        }
-        impl SizedEncode for $encoder {
-            fn exact_requiring_bytes(&self) -> u64 {
-                self.0.exact_requiring_bytes()
-            }
-        }
-    };
-}
 
 /// CHANGE-REQUEST (0x0003): ask the server to answer from its other IP and/or port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -130,7 +63,13 @@ impl ChangeRequest {
         self.flags().to_be_bytes().to_vec()
     }
 }
-value_attribute!(ChangeRequest, ChangeRequestDecoder, ChangeRequestEncoder);
+value_attribute!(
+    ChangeRequest,
+    ChangeRequestDecoder,
+    ChangeRequestEncoder,
+    |b: Vec<u8>| ChangeRequest::from_value(&b),
+    |a: ChangeRequest| a.to_value()
+);
 
 /// RESPONSE-PORT (0x0027, RFC 5780 s7.5): send the response to this port (same IP as the request's source).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -150,7 +89,13 @@ impl ResponsePort {
         vec![p[0], p[1], 0, 0]
     }
 }
-value_attribute!(ResponsePort, ResponsePortDecoder, ResponsePortEncoder);
+value_attribute!(
+    ResponsePort,
+    ResponsePortDecoder,
+    ResponsePortEncoder,
+    |b: Vec<u8>| ResponsePort::from_value(&b),
+    |a: ResponsePort| a.to_value()
+);
 
 macro_rules! address_attribute {
     ($name:ident, $decoder:ident, $encoder:ident, $codepoint:expr, $doc:expr) => {
@@ -166,7 +111,13 @@ macro_rules! address_attribute {
                 encode_plain_addr(self.0)
             }
         }
-        value_attribute!($name, $decoder, $encoder);
+        value_attribute!(
+            $name,
+            $decoder,
+            $encoder,
+            |b: Vec<u8>| $name::from_value(&b),
+            |a: $name| a.to_value()
+        );
     };
 }
 
@@ -497,7 +448,9 @@ mod tests {
         let b: SocketAddr = "[2001:db8::2]:3479".parse().unwrap();
         m.add_attribute(SourceAddress(a));
         m.add_attribute(ChangedAddress(b));
-        m.add_attribute(UnknownAttributes::new(vec![AttributeType::new(3)]));
+        m.add_attribute(UnknownAttributes::new(vec![
+            stun_codec::AttributeType::new(3),
+        ]));
         let d = decode(&encode(m)).unwrap();
         assert_eq!(get::<SourceAddress>(&d), Some(&SourceAddress(a)));
         assert_eq!(get::<ChangedAddress>(&d), Some(&ChangedAddress(b)));

@@ -6,16 +6,12 @@
 //! bits are always zero; punch data starts with [`DATA_TAG`]).
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use bytecodec::bytes::{BytesEncoder, RemainingBytesDecoder};
-use bytecodec::{
-    ByteCount, Decode, DecodeExt, Encode, EncodeExt, Eos, Result as CodecResult, SizedEncode,
-    TryTaggedDecode,
-};
+use bytecodec::{DecodeExt, EncodeExt};
 use stun_codec::rfc5389::attributes::{ErrorCode, MappedAddress, Software, XorMappedAddress};
 use stun_codec::rfc5780::attributes::{OtherAddress, ResponseOrigin};
 use stun_codec::{
-    define_attribute_enums, Attribute, AttributeType, Message, MessageClass, MessageDecoder,
-    MessageEncoder, Method, TransactionId,
+    define_attribute_enums, Attribute, Message, MessageClass, MessageDecoder, MessageEncoder,
+    Method, TransactionId,
 };
 
 /// Largest datagram any punch machine looks at; longer input is dropped unparsed.
@@ -58,6 +54,78 @@ pub mod methods {
     }
 }
 
+/// Implements a stun_codec [`Attribute`] whose value is a byte string converted by `$from`
+/// (`Vec<u8> -> Option<Self>`, `None` rejects the attribute) and `$into` (`Self -> Vec<u8>`). The type must have
+/// a `CODEPOINT` constant. Shared by punch's attributes here and the RFC 3489/5780 ones in `rfc5780.rs`
+/// (stun_codec 0.4.0 gets CHANGE-REQUEST and RESPONSE-PORT wrong).
+macro_rules! value_attribute {
+    ($name:ident, $decoder:ident, $encoder:ident, $from:expr, $into:expr) => {
+        impl ::stun_codec::Attribute for $name {
+            type Decoder = $decoder;
+            type Encoder = $encoder;
+            fn get_type(&self) -> ::stun_codec::AttributeType {
+                ::stun_codec::AttributeType::new(Self::CODEPOINT)
+            }
+        }
+        #[doc = concat!("[`", stringify!($name), "`] decoder.")]
+        #[derive(Debug, Default)]
+        pub struct $decoder(::bytecodec::bytes::RemainingBytesDecoder);
+        impl ::bytecodec::Decode for $decoder {
+            type Item = $name;
+            fn decode(&mut self, buf: &[u8], eos: ::bytecodec::Eos) -> ::bytecodec::Result<usize> {
+                ::bytecodec::Decode::decode(&mut self.0, buf, eos)
+            }
+            fn finish_decoding(&mut self) -> ::bytecodec::Result<$name> {
+                let bytes = ::bytecodec::Decode::finish_decoding(&mut self.0)?;
+                ($from)(bytes).ok_or_else(|| ::bytecodec::ErrorKind::InvalidInput.into())
+            }
+            fn requiring_bytes(&self) -> ::bytecodec::ByteCount {
+                ::bytecodec::Decode::requiring_bytes(&self.0)
+            }
+            fn is_idle(&self) -> bool {
+                ::bytecodec::Decode::is_idle(&self.0)
+            }
+        }
+        impl ::bytecodec::TryTaggedDecode for $decoder {
+            type Tag = ::stun_codec::AttributeType;
+            fn try_start_decoding(
+                &mut self,
+                tag: ::stun_codec::AttributeType,
+            ) -> ::bytecodec::Result<bool> {
+                Ok(tag.as_u16() == $name::CODEPOINT)
+            }
+        }
+        #[doc = concat!("[`", stringify!($name), "`] encoder.")]
+        #[derive(Debug, Default)]
+        pub struct $encoder(::bytecodec::bytes::BytesEncoder<Vec<u8>>);
+        impl ::bytecodec::Encode for $encoder {
+            type Item = $name;
+            fn encode(
+                &mut self,
+                buf: &mut [u8],
+                eos: ::bytecodec::Eos,
+            ) -> ::bytecodec::Result<usize> {
+                ::bytecodec::Encode::encode(&mut self.0, buf, eos)
+            }
+            fn start_encoding(&mut self, item: $name) -> ::bytecodec::Result<()> {
+                ::bytecodec::Encode::start_encoding(&mut self.0, ($into)(item))
+            }
+            fn requiring_bytes(&self) -> ::bytecodec::ByteCount {
+                ::bytecodec::Encode::requiring_bytes(&self.0)
+            }
+            fn is_idle(&self) -> bool {
+                ::bytecodec::Encode::is_idle(&self.0)
+            }
+        }
+        impl ::bytecodec::SizedEncode for $encoder {
+            fn exact_requiring_bytes(&self) -> u64 {
+                ::bytecodec::SizedEncode::exact_requiring_bytes(&self.0)
+            }
+        }
+    };
+}
+pub(crate) use value_attribute;
+
 /// Defines an attribute whose value is opaque bytes, interpreted by punch (not by the codec).
 macro_rules! opaque_attribute {
     ($name:ident, $decoder:ident, $encoder:ident, $codepoint:expr, $doc:expr) => {
@@ -67,58 +135,13 @@ macro_rules! opaque_attribute {
         impl $name {
             pub const CODEPOINT: u16 = $codepoint;
         }
-        impl Attribute for $name {
-            type Decoder = $decoder;
-            type Encoder = $encoder;
-            fn get_type(&self) -> AttributeType {
-                AttributeType::new(Self::CODEPOINT)
-            }
-        }
-        #[derive(Debug, Default)]
-        pub struct $decoder(RemainingBytesDecoder);
-        impl Decode for $decoder {
-            type Item = $name;
-            fn decode(&mut self, buf: &[u8], eos: Eos) -> CodecResult<usize> {
-                self.0.decode(buf, eos)
-            }
-            fn finish_decoding(&mut self) -> CodecResult<$name> {
-                self.0.finish_decoding().map($name)
-            }
-            fn requiring_bytes(&self) -> ByteCount {
-                self.0.requiring_bytes()
-            }
-            fn is_idle(&self) -> bool {
-                self.0.is_idle()
-            }
-        }
-        impl TryTaggedDecode for $decoder {
-            type Tag = AttributeType;
-            fn try_start_decoding(&mut self, tag: AttributeType) -> CodecResult<bool> {
-                Ok(tag.as_u16() == $codepoint)
-            }
-        }
-        #[derive(Debug, Default)]
-        pub struct $encoder(BytesEncoder<Vec<u8>>);
-        impl Encode for $encoder {
-            type Item = $name;
-            fn encode(&mut self, buf: &mut [u8], eos: Eos) -> CodecResult<usize> {
-                self.0.encode(buf, eos)
-            }
-            fn start_encoding(&mut self, item: $name) -> CodecResult<()> {
-                self.0.start_encoding(item.0)
-            }
-            fn requiring_bytes(&self) -> ByteCount {
-                self.0.requiring_bytes()
-            }
-            fn is_idle(&self) -> bool {
-                self.0.is_idle()
-            }
-        }
-        impl SizedEncode for $encoder {
-            fn exact_requiring_bytes(&self) -> u64 {
-                self.0.exact_requiring_bytes()
-            }
-        }
+        value_attribute!(
+            $name,
+            $decoder,
+            $encoder,
+            |b: Vec<u8>| Some($name(b)),
+            |a: $name| a.0
+        );
     };
 }
 
