@@ -282,6 +282,11 @@ impl ChatSession {
         self.events.pop_front()
     }
 
+    /// [`ChatSession::finish`] was called.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
     /// Every message handed to `send` has been acknowledged.
     pub fn all_acked(&self) -> bool {
         self.queued.is_empty() && self.in_flight.is_empty()

@@ -386,6 +386,13 @@ impl NatDetector {
         self.out.pop_front()
     }
 
+    pub fn poll_deadline(&self) -> Option<crate::Deadline> {
+        self.poll_timeout().map(|at| crate::Deadline {
+            at,
+            reason: "detector probe",
+        })
+    }
+
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.report.is_some() {
             return None;
@@ -935,8 +942,8 @@ impl crate::Machine for NatDetector {
     fn poll_transmit(&mut self) -> Option<Transmit> {
         NatDetector::poll_transmit(self)
     }
-    fn poll_timeout(&self) -> Option<Instant> {
-        NatDetector::poll_timeout(self)
+    fn poll_deadline(&self) -> Option<crate::Deadline> {
+        NatDetector::poll_deadline(self)
     }
     fn poll_event(&mut self) -> Option<DetectEvent> {
         NatDetector::poll_event(self)

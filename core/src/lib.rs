@@ -29,8 +29,10 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::disallowed_methods)]
 
+pub mod backoff;
 pub mod chat;
 pub mod detect;
+pub mod display;
 pub mod nat;
 pub mod peer;
 pub mod rfc5780;
@@ -55,8 +57,30 @@ pub struct Transmit {
 
 pub use std::time::{Duration, Instant};
 
+/// When a machine wants [`Machine::handle_timeout`] called next, and why (the snownet pattern: every deadline
+/// carries a reason, so a trace can say what a timer was for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Deadline {
+    /// The instant.
+    pub at: Instant,
+    /// What the deadline is for (a short, fixed phrase such as `"server transaction retransmit"`).
+    pub reason: &'static str,
+}
+
+impl Deadline {
+    /// The earlier of two optional deadlines (the first one wins a tie).
+    pub fn earliest(a: Option<Deadline>, b: Option<Deadline>) -> Option<Deadline> {
+        match (a, b) {
+            (Some(x), Some(y)) => Some(if y.at < x.at { y } else { x }),
+            (x, None) => x,
+            (None, y) => y,
+        }
+    }
+}
+
 /// The five verbs, as a trait, so that drivers and the simulator are written once for every machine.
-/// Each machine also has the same methods inherently; this trait only forwards to them.
+///
+/// `poll_timeout` is provided: it is `poll_deadline` without the reason. Machines implement `poll_deadline`.
 pub trait Machine {
     /// What the machine reports to the application.
     type Event: std::fmt::Debug;
@@ -66,13 +90,18 @@ pub trait Machine {
     fn handle_timeout(&mut self, now: Instant);
     /// Next datagram to send.
     fn poll_transmit(&mut self) -> Option<Transmit>;
+    /// When to call `handle_timeout` next, and why.
+    fn poll_deadline(&self) -> Option<Deadline>;
     /// When to call `handle_timeout` next.
-    fn poll_timeout(&self) -> Option<Instant>;
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.poll_deadline().map(|d| d.at)
+    }
     /// Next event.
     fn poll_event(&mut self) -> Option<Self::Event>;
 }
 
-/// Implements [`Machine`] for a type whose inherent methods have the five verbs.
+/// Implements [`Machine`] for a type whose inherent methods have the five verbs (`poll_deadline` in place of
+/// `poll_timeout`).
 #[macro_export]
 macro_rules! impl_machine {
     ($ty:ty, $event:ty) => {
@@ -93,8 +122,8 @@ macro_rules! impl_machine {
             fn poll_transmit(&mut self) -> Option<$crate::Transmit> {
                 <$ty>::poll_transmit(self)
             }
-            fn poll_timeout(&self) -> Option<::std::time::Instant> {
-                <$ty>::poll_timeout(self)
+            fn poll_deadline(&self) -> Option<$crate::Deadline> {
+                <$ty>::poll_deadline(self)
             }
             fn poll_event(&mut self) -> Option<$event> {
                 <$ty>::poll_event(self)

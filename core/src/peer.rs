@@ -67,6 +67,9 @@ pub struct PeerConfig {
     pub server_keepalive: Duration,
     /// Between punch rounds while on relay (default 35 s).
     pub retry_interval: Duration,
+    /// After both sides finished and everything is acknowledged, how long to keep answering (so that a
+    /// retransmitted FIN still gets its ACK) before [`PeerEvent::ConversationDone`] (default 300 ms).
+    pub linger: Duration,
 }
 
 impl PeerConfig {
@@ -87,6 +90,7 @@ impl PeerConfig {
             path_timeout: Duration::from_secs(12),
             server_keepalive: Duration::from_secs(15),
             retry_interval: Duration::from_secs(35),
+            linger: Duration::from_millis(300),
         }
     }
 }
@@ -157,6 +161,10 @@ pub enum PeerEvent {
     },
     /// The partner has finished sending (see [`Peer::finish`]); all its messages were delivered before this.
     PeerFinished,
+    /// The conversation is over: this side called [`Peer::finish`], every message and the FIN were
+    /// acknowledged, the partner's FIN arrived, and [`PeerConfig::linger`] has passed. The application can
+    /// [`Peer::close`] now without losing anything in either direction.
+    ConversationDone,
     Error(PeerError),
     /// The partner left or the server expired it.
     Disconnected {
@@ -210,15 +218,18 @@ struct Candidate {
     proven: bool,
 }
 
-// Enum-indexed timers.
-const T_SERVER_TXN: usize = 0;
-const T_PING: usize = 1;
-const T_PUNCH_DEADLINE: usize = 2;
-const T_PATH_KEEPALIVE: usize = 3;
-const T_SERVER_KEEPALIVE: usize = 4;
-const T_REREGISTER: usize = 5;
-const T_RETRY: usize = 6;
-const N_TIMERS: usize = 7;
+crate::timer::timers! {
+    enum PeerTimer {
+        ServerTxn => "server request retransmit",
+        Ping => "punch ping",
+        PunchDeadline => "punch round ends",
+        PathKeepalive => "direct path keepalive",
+        ServerKeepalive => "server keepalive",
+        Reregister => "refresh registration",
+        Retry => "ask for a new punch round",
+        Linger => "linger before the conversation is done",
+    }
+}
 
 const MAX_CANDIDATES: usize = 16;
 /// How long a punch round pings at the fast rate.
@@ -232,7 +243,7 @@ pub struct Peer {
     phase: Phase,
     rng: SmallRng,
     now: Instant,
-    timers: Timers<N_TIMERS>,
+    timers: Timers<PeerTimer>,
     txn: Option<ServerTxn>,
     detector: Option<NatDetector>,
     nat: NatBehaviour,
@@ -246,6 +257,9 @@ pub struct Peer {
     /// Outstanding pings: transaction id -> (sent at, destination).
     pings: BTreeMap<[u8; 12], (Instant, SocketAddr)>,
     chat: ChatSession,
+    /// The partner's FIN arrived.
+    peer_finished: bool,
+    conversation_done: bool,
     out: VecDeque<Transmit>,
     events: VecDeque<PeerEvent>,
 }
@@ -269,6 +283,8 @@ impl Peer {
             pair: None,
             pings: BTreeMap::new(),
             chat: ChatSession::new(),
+            peer_finished: false,
+            conversation_done: false,
             out: VecDeque::new(),
             events: VecDeque::new(),
             config,
@@ -323,8 +339,13 @@ impl Peer {
             self.send_to(self.config.server, wire::encode(m));
         }
         self.phase = Phase::Closed;
-        self.timers = Timers::default();
+        self.timers.clear();
         self.txn = None;
+    }
+
+    /// The conversation is over (see [`PeerEvent::ConversationDone`]).
+    pub fn conversation_done(&self) -> bool {
+        self.conversation_done
     }
 
     /// Every message handed to `send_message` was acknowledged.
@@ -393,22 +414,26 @@ impl Peer {
             d.handle_timeout(now);
             self.pump_detector();
         }
-        let due: Vec<usize> = self.timers.expire(now).collect();
+        let due = self.timers.expire(now);
         for t in due {
             match t {
-                T_SERVER_TXN => self.on_txn_timer(),
-                T_PING => self.send_pings(),
-                T_PUNCH_DEADLINE => self.on_punch_deadline(),
-                T_PATH_KEEPALIVE => self.on_path_keepalive(),
-                T_SERVER_KEEPALIVE => self.on_server_keepalive(),
-                T_REREGISTER if self.phase == Phase::Waiting => {
+                PeerTimer::ServerTxn => self.on_txn_timer(),
+                PeerTimer::Ping => self.send_pings(),
+                PeerTimer::PunchDeadline => self.on_punch_deadline(),
+                PeerTimer::PathKeepalive => self.on_path_keepalive(),
+                PeerTimer::ServerKeepalive => self.on_server_keepalive(),
+                PeerTimer::Reregister if self.phase == Phase::Waiting => {
                     let m = self.register_message();
                     self.send_to(self.config.server, wire::encode(m));
                     self.timers
-                        .set(T_REREGISTER, after(now, Duration::from_secs(10)));
+                        .set(PeerTimer::Reregister, after(now, Duration::from_secs(10)));
                 }
-                T_RETRY => self.request_retry(),
-                _ => {}
+                PeerTimer::Retry => self.request_retry(),
+                PeerTimer::Linger => {
+                    self.conversation_done = true;
+                    self.events.push_back(PeerEvent::ConversationDone);
+                }
+                PeerTimer::Reregister => {}
             }
         }
         self.chat.handle_timeout(now);
@@ -419,12 +444,13 @@ impl Peer {
         self.out.pop_front()
     }
 
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let d = self.detector.as_ref().and_then(|d| d.poll_timeout());
-        [self.timers.next(), self.chat.poll_timeout(), d]
-            .into_iter()
-            .flatten()
-            .min()
+    pub fn poll_deadline(&self) -> Option<crate::Deadline> {
+        let d = self.detector.as_ref().and_then(|d| d.poll_deadline());
+        let chat = self.chat.poll_timeout().map(|at| crate::Deadline {
+            at,
+            reason: "chat retransmit",
+        });
+        crate::Deadline::earliest(crate::Deadline::earliest(self.timers.next(), chat), d)
     }
 
     pub fn poll_event(&mut self) -> Option<PeerEvent> {
@@ -454,7 +480,7 @@ impl Peer {
     fn fail(&mut self, e: PeerError) {
         self.events.push_back(PeerEvent::Error(e));
         self.phase = Phase::Failed;
-        self.timers = Timers::default();
+        self.timers.clear();
         self.txn = None;
     }
 
@@ -522,7 +548,7 @@ impl Peer {
             attempts: 1,
             deadline: after(now, self.config.server_timeout),
         });
-        self.timers.set(T_SERVER_TXN, after(now, rto));
+        self.timers.set(PeerTimer::ServerTxn, after(now, rto));
     }
 
     fn on_txn_timer(&mut self) {
@@ -538,7 +564,7 @@ impl Peer {
         let next = after(now, txn.rto).min(txn.deadline);
         txn.last_sent = now;
         let payload = txn.payload.clone();
-        self.timers.set(T_SERVER_TXN, next);
+        self.timers.set(PeerTimer::ServerTxn, next);
         self.send_to(self.config.server, payload);
     }
 
@@ -551,7 +577,7 @@ impl Peer {
             return None;
         }
         let txn = self.txn.take().expect("checked");
-        self.timers.stop(T_SERVER_TXN);
+        self.timers.stop(PeerTimer::ServerTxn);
         let from = if txn.attempts == 1 {
             txn.first_sent
         } else {
@@ -628,8 +654,10 @@ impl Peer {
             MessageClass::SuccessResponse => {
                 self.phase = Phase::Waiting;
                 self.registered(m);
-                self.timers
-                    .set(T_REREGISTER, after(self.now, Duration::from_secs(10)));
+                self.timers.set(
+                    PeerTimer::Reregister,
+                    after(self.now, Duration::from_secs(10)),
+                );
             }
             MessageClass::ErrorResponse => {
                 let (code, reason) = wire::get::<ErrorCode>(m)
@@ -658,7 +686,7 @@ impl Peer {
             server_rtt,
         });
         self.timers.set(
-            T_SERVER_KEEPALIVE,
+            PeerTimer::ServerKeepalive,
             after(self.now, self.config.server_keepalive),
         );
     }
@@ -694,7 +722,7 @@ impl Peer {
         if self.phase == Phase::Registering {
             // The PeerInfo overtook the Register success: it answers the Register too.
             self.txn = None;
-            self.timers.stop(T_SERVER_TXN);
+            self.timers.stop(PeerTimer::ServerTxn);
             self.registered(m);
         }
         let locals: Vec<SocketAddr> = m
@@ -724,7 +752,7 @@ impl Peer {
             }
         }
         self.phase = Phase::Paired;
-        self.timers.stop(T_REREGISTER);
+        self.timers.stop(PeerTimer::Reregister);
         self.pair = Some(Pair {
             id,
             name: name.clone(),
@@ -762,7 +790,7 @@ impl Peer {
         let name = pair.name.clone();
         self.pair = None;
         self.phase = Phase::Closed;
-        self.timers = Timers::default();
+        self.timers.clear();
         self.chat
             .set_active(self.now, false, Duration::from_millis(100));
         self.events.push_back(PeerEvent::Disconnected {
@@ -796,15 +824,17 @@ impl Peer {
             let hold = (self.server_rtt.unwrap_or(Duration::from_millis(40)) / 4)
                 .clamp(Duration::from_millis(10), Duration::from_millis(250));
             pair.round_start = after(now, hold);
-            self.timers.set(T_PING, after(now, hold));
+            self.timers.set(PeerTimer::Ping, after(now, hold));
             self.timers.set(
-                T_PUNCH_DEADLINE,
+                PeerTimer::PunchDeadline,
                 after(now, hold + self.config.punch_timeout),
             );
             return;
         }
-        self.timers
-            .set(T_PUNCH_DEADLINE, after(now, self.config.punch_timeout));
+        self.timers.set(
+            PeerTimer::PunchDeadline,
+            after(now, self.config.punch_timeout),
+        );
         self.send_pings();
     }
 
@@ -829,7 +859,7 @@ impl Peer {
         for t in targets {
             self.ping(t);
         }
-        self.timers.set(T_PING, after(self.now, interval));
+        self.timers.set(PeerTimer::Ping, after(self.now, interval));
     }
 
     fn ping(&mut self, to: SocketAddr) {
@@ -900,12 +930,12 @@ impl Peer {
             Some(Path::Direct(_)) => {} // keep the first proven path
             _ => {
                 pair.punching = false;
-                self.timers.stop(T_PING);
-                self.timers.stop(T_PUNCH_DEADLINE);
-                self.timers.stop(T_RETRY);
+                self.timers.stop(PeerTimer::Ping);
+                self.timers.stop(PeerTimer::PunchDeadline);
+                self.timers.stop(PeerTimer::Retry);
                 self.choose_path(Path::Direct(remote), rtt);
                 self.timers.set(
-                    T_PATH_KEEPALIVE,
+                    PeerTimer::PathKeepalive,
                     after(self.now, self.config.path_keepalive),
                 );
             }
@@ -931,13 +961,15 @@ impl Peer {
             return;
         };
         pair.punching = false;
-        self.timers.stop(T_PING);
+        self.timers.stop(PeerTimer::Ping);
         if pair.path != Some(Path::Relay) {
             let rtt = self.server_rtt.unwrap_or(Duration::from_millis(100)) * 2;
             self.choose_path(Path::Relay, rtt);
         }
-        self.timers
-            .set(T_RETRY, after(self.now, self.config.retry_interval));
+        self.timers.set(
+            PeerTimer::Retry,
+            after(self.now, self.config.retry_interval),
+        );
     }
 
     fn on_path_keepalive(&mut self) {
@@ -960,8 +992,10 @@ impl Peer {
             return;
         }
         self.ping(addr);
-        self.timers
-            .set(T_PATH_KEEPALIVE, after(now, self.config.path_keepalive));
+        self.timers.set(
+            PeerTimer::PathKeepalive,
+            after(now, self.config.path_keepalive),
+        );
     }
 
     fn on_server_keepalive(&mut self) {
@@ -978,7 +1012,8 @@ impl Peer {
             } else {
                 self.config.server_keepalive
             };
-            self.timers.set(T_SERVER_KEEPALIVE, after(self.now, every));
+            self.timers
+                .set(PeerTimer::ServerKeepalive, after(self.now, every));
         }
     }
 
@@ -996,8 +1031,10 @@ impl Peer {
         self.rebinding = true;
         let r = self.register_message();
         self.send_to(self.config.server, wire::encode(r));
-        self.timers
-            .set(T_SERVER_KEEPALIVE, after(self.now, Duration::from_secs(1)));
+        self.timers.set(
+            PeerTimer::ServerKeepalive,
+            after(self.now, Duration::from_secs(1)),
+        );
     }
 
     /// While on the relay: ask the server for a new punch round for both sides.
@@ -1008,8 +1045,10 @@ impl Peer {
         let mut r = self.register_message();
         r.add_attribute(wire::Retry(Vec::new()));
         self.send_to(self.config.server, wire::encode(r));
-        self.timers
-            .set(T_RETRY, after(self.now, self.config.retry_interval));
+        self.timers.set(
+            PeerTimer::Retry,
+            after(self.now, self.config.retry_interval),
+        );
     }
 
     /// A fresh PeerInfo for the current pair: a new round (retry) or the partner moved.
@@ -1068,8 +1107,20 @@ impl Peer {
             self.events.push_back(match e {
                 ChatEvent::Message { seq, text } => PeerEvent::Message { seq, text },
                 ChatEvent::Acked { seq } => PeerEvent::Acked { seq },
-                ChatEvent::Finished => PeerEvent::PeerFinished,
+                ChatEvent::Finished => {
+                    self.peer_finished = true;
+                    PeerEvent::PeerFinished
+                }
             });
+        }
+        if self.peer_finished
+            && self.chat.is_finished()
+            && self.chat.all_acked()
+            && !self.conversation_done
+            && !self.timers.is_armed(PeerTimer::Linger)
+        {
+            self.timers
+                .set(PeerTimer::Linger, after(self.now, self.config.linger));
         }
         let Some(pair) = self.pair.as_ref() else {
             return;

@@ -286,9 +286,16 @@ impl Server {
         self.out.pop_front()
     }
 
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let info = self.info_schedule.first().map(|(t, _)| *t);
-        [info, self.next_sweep].into_iter().flatten().min()
+    pub fn poll_deadline(&self) -> Option<crate::Deadline> {
+        let info = self.info_schedule.first().map(|(at, _)| crate::Deadline {
+            at: *at,
+            reason: "PeerInfo retransmit",
+        });
+        let sweep = self.next_sweep.map(|at| crate::Deadline {
+            at,
+            reason: "expire silent members",
+        });
+        crate::Deadline::earliest(info, sweep)
     }
 
     pub fn poll_event(&mut self) -> Option<ServerEvent> {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use punch_core::peer::{Path, Peer, PeerConfig, PeerError, PeerEvent};
 use punch_core::server::{Server, ServerConfig};
-use punch_core::{wire, Transmit};
+use punch_core::{wire, Machine, Transmit};
 
 type DropFilter = Box<dyn Fn(SocketAddr, SocketAddr, &[u8]) -> bool>;
 

@@ -112,6 +112,7 @@ pub fn peer_event_json(e: &PeerEvent) -> Value {
         PeerEvent::Message { seq, text } => json!({"event": "message", "seq": seq, "text": text}),
         PeerEvent::Acked { seq } => json!({"event": "acked", "seq": seq}),
         PeerEvent::PeerFinished => json!({"event": "peer_finished"}),
+        PeerEvent::ConversationDone => json!({"event": "conversation_done"}),
         PeerEvent::Error(err) => json!({"event": "error", "error": err.to_string()}),
         PeerEvent::Disconnected { reason } => json!({"event": "disconnected", "reason": reason}),
     }
@@ -144,6 +145,8 @@ pub fn peer_event_text(e: &PeerEvent) -> Option<String> {
         PeerEvent::Error(err) => format!("error: {err}"),
         PeerEvent::Disconnected { reason } => format!("disconnected: {reason}"),
         PeerEvent::PeerFinished => "the peer has finished sending".into(),
-        PeerEvent::Message { .. } | PeerEvent::Acked { .. } => return None,
+        PeerEvent::Message { .. } | PeerEvent::Acked { .. } | PeerEvent::ConversationDone => {
+            return None
+        }
     })
 }

@@ -4,72 +4,12 @@
 //! outcome) and renders it as one trace line. A [`PeerNode`] can start late (start skew): until
 //! [`PeerNode::start`] it owns its socket but ignores datagrams.
 use crate::node::Node;
-use punch_core::peer::{Path, Peer, PeerConfig, PeerEvent};
+use punch_core::peer::{Peer, PeerConfig, PeerEvent};
 use punch_core::server::{Server, ServerConfig, ServerEvent};
-use punch_core::Transmit;
+use punch_core::{Machine, Transmit};
 use std::any::Any;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-/// One line for a peer event.
-pub fn describe_peer_event(e: &PeerEvent) -> String {
-    let ms = |d: &Duration| crate::clock::Ms(*d).to_string();
-    match e {
-        PeerEvent::NatDetected(r) => format!("NAT detected: {}", r.behaviour),
-        PeerEvent::Registered {
-            public_addr,
-            server_rtt,
-        } => {
-            format!(
-                "registered as {public_addr} (server rtt {})",
-                ms(server_rtt)
-            )
-        }
-        PeerEvent::Paired {
-            name,
-            public_addr,
-            nat,
-            strategy,
-            ..
-        } => {
-            format!(
-                "paired with {name} at {public_addr}, {nat}, strategy {}",
-                strategy.label()
-            )
-        }
-        PeerEvent::Path {
-            path: Path::Direct(a),
-            rtt,
-        } => format!("path: direct to {a} (rtt {})", ms(rtt)),
-        PeerEvent::Path {
-            path: Path::Relay,
-            rtt,
-        } => format!("path: relay (rtt {})", ms(rtt)),
-        PeerEvent::Message { seq, text } => format!("message #{seq} {text:?}"),
-        PeerEvent::Acked { seq } => format!("acked #{seq}"),
-        PeerEvent::PeerFinished => "peer finished sending".into(),
-        PeerEvent::Error(e) => format!("error: {e}"),
-        PeerEvent::Disconnected { reason } => format!("disconnected: {reason}"),
-    }
-}
-
-/// One line for a server event.
-pub fn describe_server_event(e: &ServerEvent) -> String {
-    match e {
-        ServerEvent::Registered {
-            pool,
-            client,
-            name,
-            nat,
-        } => format!("{pool}: registered {name} at {client}, {nat}"),
-        ServerEvent::Paired { pool, a, b } => format!("{pool}: paired {a} with {b}"),
-        ServerEvent::Left { pool, client } => format!("{pool}: {client} left"),
-        ServerEvent::Expired { pool, client } => format!("{pool}: {client} expired"),
-        ServerEvent::Dropped { from, reason } => format!("dropped from {from}: {reason}"),
-        ServerEvent::Moved { pool, from, to } => format!("{pool}: {from} moved to {to}"),
-        ServerEvent::Retry { pool } => format!("{pool}: new punch round requested"),
-    }
-}
 
 /// A peer on a simulated host.
 pub struct PeerNode {
@@ -153,7 +93,7 @@ impl Node for PeerNode {
     }
     fn poll_event(&mut self) -> Option<String> {
         let e = self.peer.as_mut()?.poll_event()?;
-        let line = describe_peer_event(&e);
+        let line = e.to_string();
         self.events
             .push((self.now.saturating_duration_since(self.base), e));
         Some(line)
@@ -202,7 +142,7 @@ impl Node for ServerNode {
     }
     fn poll_event(&mut self) -> Option<String> {
         let e = self.server.poll_event()?;
-        let line = describe_server_event(&e);
+        let line = e.to_string();
         self.events
             .push((self.now.saturating_duration_since(self.base), e));
         Some(line)
