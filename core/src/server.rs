@@ -25,12 +25,11 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use stun_codec::rfc5389::attributes::{ErrorCode, XorMappedAddress};
-use stun_codec::{MessageClass, TransactionId};
 
+use crate::backoff::{Backoff, Retransmit};
 use crate::nat::NatBehaviour;
 use crate::timer::after;
-use crate::wire::{self, methods, PunchAttribute, StunMessage};
+use crate::wire::{self, Msg, PeerInfo, Register};
 use crate::Transmit;
 
 /// Server settings; [`ServerConfig::new`] gives the documented defaults.
@@ -129,10 +128,8 @@ struct Member {
 
 #[derive(Debug, Clone)]
 struct PendingInfo {
-    tid: TransactionId,
-    next_send: Instant,
-    rto: Duration,
-    attempts: u32,
+    tid: wire::Tid,
+    retransmit: Retransmit,
 }
 
 #[derive(Debug, Default)]
@@ -162,7 +159,8 @@ pub fn round_holder(round: u32) -> Option<usize> {
 pub const RETRY_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// PeerInfo retransmissions: RTO 2 x the member's RTT (50..500 ms), doubling up to 1 s, 16 sends (about 12 s).
-const MAX_INFO_ATTEMPTS: u32 = 16;
+const MAX_INFO_SENDS: u32 = 16;
+const INFO_MAX_RTO: Duration = Duration::from_secs(1);
 const MAX_EVENTS: usize = 4096;
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -249,19 +247,14 @@ impl Server {
             self.out.push_back(t);
             return;
         }
-        let Some(msg) = wire::decode(data) else {
+        if wire::decode(data).is_none() {
             return self.drop_packet(remote, "malformed STUN");
-        };
-        let method = msg.method();
-        match msg.class() {
-            MessageClass::Request if method == methods::register() => {
-                self.on_register(local, remote, &msg)
-            }
-            MessageClass::Indication if method == methods::register() => self.on_leave(remote),
-            MessageClass::SuccessResponse if method == methods::peer_info() => {
-                self.on_info_ack(remote, &msg)
-            }
-            MessageClass::Indication if method == methods::relay() => self.on_relay(remote, &msg),
+        }
+        match Msg::decode(data) {
+            Some(Msg::Register(r)) => self.on_register(local, remote, r),
+            Some(Msg::Leave { .. }) => self.on_leave(remote),
+            Some(Msg::PeerInfoAck { tid }) => self.on_info_ack(remote, tid),
+            Some(Msg::Relay { tid, data, .. }) => self.on_relay(remote, tid, data),
             _ => self.drop_packet(remote, "unexpected method or class"),
         }
     }
@@ -336,11 +329,11 @@ impl Server {
         }
     }
 
-    fn reply(&mut self, local: SocketAddr, remote: SocketAddr, msg: StunMessage) {
+    fn reply(&mut self, local: SocketAddr, remote: SocketAddr, msg: Msg) {
         self.out.push_back(Transmit {
             source: Some(local),
             destination: remote,
-            payload: wire::encode(msg),
+            payload: msg.encode(),
         });
     }
 
@@ -348,47 +341,29 @@ impl Server {
         &mut self,
         local: SocketAddr,
         remote: SocketAddr,
-        req: &StunMessage,
+        tid: wire::Tid,
         code: u16,
         reason: &str,
     ) {
-        let mut m = wire::message(
-            MessageClass::ErrorResponse,
-            req.method(),
-            req.transaction_id(),
-        );
-        if let Ok(e) = ErrorCode::new(code, reason.to_owned()) {
-            m.add_attribute(e);
-        }
-        self.reply(local, remote, m);
+        let reason = reason.to_owned();
+        self.reply(local, remote, Msg::RegisterError { tid, code, reason });
     }
 
-    fn on_register(&mut self, local: SocketAddr, remote: SocketAddr, req: &StunMessage) {
-        let pool = wire::get::<wire::Pool>(req).and_then(|p| wire::text(&p.0, 64));
-        let Some(pool) = pool.filter(|p| !p.is_empty()) else {
+    fn on_register(&mut self, local: SocketAddr, remote: SocketAddr, req: Register) {
+        let Register {
+            tid,
+            pool,
+            name,
+            nat,
+            client_id: token,
+            locals,
+            rtt,
+            retry,
+        } = req;
+        if pool.is_empty() {
             self.stats.dropped += 1;
-            return self.error(local, remote, req, 400, "missing or invalid pool name");
-        };
-        let name = wire::get::<wire::Name>(req)
-            .and_then(|n| wire::text(&n.0, 64))
-            .unwrap_or_default();
-        let nat = wire::get::<wire::Nat>(req)
-            .and_then(|n| NatBehaviour::decode(&n.0))
-            .unwrap_or_default();
-        let rtt = wire::get::<wire::Rtt>(req)
-            .and_then(|r| <[u8; 4]>::try_from(r.0.as_slice()).ok())
-            .map(|b| Duration::from_micros(u32::from_be_bytes(b) as u64));
-        let token =
-            wire::get::<wire::ClientId>(req).and_then(|t| <[u8; 8]>::try_from(t.0.as_slice()).ok());
-        let retry = wire::get::<wire::Retry>(req).is_some();
-        let locals: Vec<SocketAddr> = req
-            .attributes()
-            .filter_map(|a| match a {
-                PunchAttribute::LocalAddr(l) => wire::decode_addr(&l.0),
-                _ => None,
-            })
-            .take(8)
-            .collect();
+            return self.error(local, remote, tid, 400, "missing or invalid pool name");
+        }
 
         // A member of another pool moves; a member of this pool is refreshed (idempotent).
         if let Some(old) = self.clients.get(&remote).cloned() {
@@ -403,18 +378,13 @@ impl Server {
         let is_member = self.clients.get(&remote) == Some(&pool);
         if !is_member {
             if self.clients.len() >= self.config.max_clients {
-                return self.error(local, remote, req, 503, "server full");
+                return self.error(local, remote, tid, 503, "server full");
             }
             let entry = self.pools.entry(pool.clone()).or_default();
             if entry.members.len() >= 2 {
                 self.stats.dropped += 1;
-                return self.error(
-                    local,
-                    remote,
-                    req,
-                    409,
-                    "pool full: two peers are already paired in it",
-                );
+                let full = "pool full: two peers are already paired in it";
+                return self.error(local, remote, tid, 409, full);
             }
             entry.members.push(Member {
                 addr: remote,
@@ -445,13 +415,8 @@ impl Server {
             }
         }
 
-        let mut ok = wire::message(
-            MessageClass::SuccessResponse,
-            req.method(),
-            req.transaction_id(),
-        );
-        ok.add_attribute(XorMappedAddress::new(remote));
-        self.reply(local, remote, ok);
+        let mapped = Some(remote);
+        self.reply(local, remote, Msg::RegisterOk { tid, mapped });
 
         let p = self.pools.get_mut(&pool).expect("pool exists");
         if p.members.len() == 2 {
@@ -526,7 +491,7 @@ impl Server {
         };
         let from = m.addr;
         if let Some(i) = m.info.take() {
-            self.info_schedule.remove(&(i.next_send, from));
+            unschedule(&mut self.info_schedule, &i, from);
         }
         m.addr = to;
         m.last_seen = now;
@@ -545,7 +510,7 @@ impl Server {
     }
 
     fn schedule_info(&mut self, addr: SocketAddr, at: Instant) {
-        let tid = TransactionId::new(self.rng.gen());
+        let tid: wire::Tid = self.rng.gen();
         let Some(pool) = self.clients.get(&addr) else {
             return;
         };
@@ -554,18 +519,17 @@ impl Server {
         };
         if let Some(m) = p.members.iter_mut().find(|m| m.addr == addr) {
             if let Some(old) = m.info.take() {
-                self.info_schedule.remove(&(old.next_send, addr));
+                unschedule(&mut self.info_schedule, &old, addr);
             }
             // Retransmit after twice the member's reported RTT: a lost PeerInfo delays that side's punch by
             // one RTO, so a fixed 250 ms would dominate the pairing latency on fast paths.
             let rto = m.rtt.map_or(Duration::from_millis(250), |r| {
                 (r * 2).clamp(Duration::from_millis(50), Duration::from_millis(500))
             });
+            let policy = Backoff::new(rto, INFO_MAX_RTO).with_max_sends(MAX_INFO_SENDS);
             m.info = Some(PendingInfo {
                 tid,
-                next_send: at,
-                rto,
-                attempts: 0,
+                retransmit: Retransmit::new(policy, at),
             });
             self.info_schedule.insert((at, addr));
         }
@@ -594,48 +558,40 @@ impl Server {
         let Some(info) = me.info.as_mut() else {
             return;
         };
-        info.attempts += 1;
+        info.retransmit.on_send(now);
         let tid = info.tid;
-        if info.attempts < MAX_INFO_ATTEMPTS {
-            info.next_send = after(now, info.rto);
-            info.rto = (info.rto * 2).min(Duration::from_secs(1));
-            self.info_schedule.insert((info.next_send, addr));
-        } else {
-            me.info = None; // the member's own Register retransmission will ask again
+        match info.retransmit.next_send() {
+            Some(next) => {
+                self.info_schedule.insert((next, addr));
+            }
+            None => me.info = None, // the member's own Register retransmission will ask again
         }
-        let mut m = wire::message(MessageClass::Request, methods::peer_info(), tid);
-        m.add_attribute(wire::PairId(pair_id.to_vec()));
-        m.add_attribute(wire::PeerPublic(wire::encode_addr(other.addr)));
-        for l in &other.locals {
-            m.add_attribute(wire::PeerLocal(wire::encode_addr(*l)));
-        }
-        m.add_attribute(wire::PeerNat(other.nat.encode().to_vec()));
-        m.add_attribute(wire::PeerName(other.name.as_bytes().to_vec()));
-        m.add_attribute(XorMappedAddress::new(addr));
-        if hold {
-            m.add_attribute(wire::Hold(Vec::new()));
-        }
-        self.reply(listen, addr, m);
+        let info = PeerInfo {
+            tid,
+            pair_id,
+            public: other.addr,
+            locals: other.locals,
+            nat: other.nat,
+            name: other.name,
+            mapped: Some(addr),
+            hold,
+        };
+        self.reply(listen, addr, Msg::PeerInfo(info));
     }
 
-    fn on_info_ack(&mut self, remote: SocketAddr, msg: &StunMessage) {
+    fn on_info_ack(&mut self, remote: SocketAddr, tid: wire::Tid) {
         let now = self.now;
         let Some(m) = self.member_mut(remote) else {
             return self.drop_packet(remote, "PeerInfo answer from a stranger");
         };
         m.last_seen = now;
-        if m.info
-            .as_ref()
-            .is_some_and(|i| i.tid == msg.transaction_id())
-        {
+        if m.info.as_ref().is_some_and(|i| i.tid == tid) {
             let info = m.info.take().expect("checked");
-            if info.attempts < MAX_INFO_ATTEMPTS {
-                self.info_schedule.remove(&(info.next_send, remote));
-            }
+            unschedule(&mut self.info_schedule, &info, remote);
         }
     }
 
-    fn on_relay(&mut self, remote: SocketAddr, msg: &StunMessage) {
+    fn on_relay(&mut self, remote: SocketAddr, tid: wire::Tid, data: Option<Vec<u8>>) {
         let Some(pool) = self.clients.get(&remote) else {
             return self.drop_packet(remote, "relay from a client that is not registered");
         };
@@ -648,19 +604,17 @@ impl Server {
         let Some(other) = p.members.iter().find(|m| m.addr != remote).map(|m| m.addr) else {
             return self.drop_packet(remote, "relay: no partner");
         };
-        let Some(data) = wire::get::<wire::Data>(msg) else {
+        let Some(data) = data else {
             return self.drop_packet(remote, "relay without DATA");
         };
-        if data.0.len() > self.config.max_relay_payload {
+        if data.len() > self.config.max_relay_payload {
             return self.drop_packet(remote, "relay DATA too large");
         }
-        let mut fwd = wire::message(
-            MessageClass::Indication,
-            methods::relay(),
-            msg.transaction_id(),
-        );
-        fwd.add_attribute(wire::PairId(pair_id.to_vec()));
-        fwd.add_attribute(data.clone());
+        let fwd = Msg::Relay {
+            tid,
+            pair_id: Some(pair_id),
+            data: Some(data),
+        };
         self.touch(remote);
         self.stats.relayed += 1;
         let listen = self.config.listen;
@@ -685,7 +639,7 @@ impl Server {
         };
         if let Some(m) = pool.members.iter().find(|m| m.addr == addr) {
             if let Some(i) = &m.info {
-                self.info_schedule.remove(&(i.next_send, addr));
+                unschedule(&mut self.info_schedule, i, addr);
             }
         }
         pool.members.retain(|m| m.addr != addr);
@@ -693,18 +647,17 @@ impl Server {
         let partner = pool.members.first().map(|m| m.addr);
         if let Some(p) = pool.members.first_mut() {
             if let Some(i) = p.info.take() {
-                self.info_schedule.remove(&(i.next_send, p.addr));
+                unschedule(&mut self.info_schedule, &i, p.addr);
             }
         }
         if pool.members.is_empty() {
             self.pools.remove(&pool_name);
         }
         if let (Some(partner), Some(pair_id)) = (partner, pair_id) {
-            let tid = TransactionId::new(self.rng.gen());
-            let mut m = wire::message(MessageClass::Indication, methods::peer_info(), tid);
-            m.add_attribute(wire::PairId(pair_id.to_vec()));
+            let tid: wire::Tid = self.rng.gen();
+            let pair_id = Some(pair_id);
             let listen = self.config.listen;
-            self.reply(listen, partner, m);
+            self.reply(listen, partner, Msg::PeerLeft { tid, pair_id });
         }
         if expired {
             self.stats.expired += 1;
@@ -738,5 +691,16 @@ impl Server {
         } else {
             Some(after(now, SWEEP_INTERVAL))
         };
+    }
+}
+
+/// Removes a pending PeerInfo's next send from the schedule.
+fn unschedule(
+    schedule: &mut BTreeSet<(Instant, SocketAddr)>,
+    info: &PendingInfo,
+    addr: SocketAddr,
+) {
+    if let Some(next) = info.retransmit.next_send() {
+        schedule.remove(&(next, addr));
     }
 }

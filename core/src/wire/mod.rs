@@ -6,6 +6,9 @@
 //! bits are always zero; punch data starts with [`DATA_TAG`]).
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+mod msg;
+pub use msg::*;
+
 use bytecodec::{DecodeExt, EncodeExt};
 use stun_codec::rfc5389::attributes::{ErrorCode, MappedAddress, Software, XorMappedAddress};
 use stun_codec::rfc5780::attributes::{OtherAddress, ResponseOrigin};

@@ -1,0 +1,533 @@
+//! Typed punch messages: one struct per message, each with its encoder and decoder side by side, shared by the
+//! server and the peer. The byte layout is in `docs/PROTOCOL.md`; the limits are named here once.
+//!
+//! Decoding is lenient exactly where the protocol says so: an optional attribute that is malformed reads as
+//! absent (a name that is not UTF-8 is empty, an unknown NAT behaviour is unknown), and repeated addresses are
+//! capped at [`MAX_LOCAL_ADDRS`]. A message missing what it cannot do without decodes to `None`.
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use stun_codec::rfc5389::attributes::{ErrorCode, XorMappedAddress};
+use stun_codec::{MessageClass, TransactionId};
+
+use super::{
+    decode, decode_addr, encode, encode_addr, get, message, methods, text,
+    ClientId as ClientIdAttr, Data, Hold, LocalAddr, Name, Nat, PairId as PairIdAttr, PeerLocal,
+    PeerName, PeerNat, PeerPublic, Pool, PunchAttribute, Retry, Rtt, StunMessage, DATA_TAG,
+};
+use crate::nat::NatBehaviour;
+
+/// Longest pool name in bytes (at least one byte is required).
+pub const MAX_POOL_BYTES: usize = 64;
+/// Longest display name in bytes.
+pub const MAX_NAME_BYTES: usize = 64;
+/// Most local addresses a peer announces (and a PeerInfo carries).
+pub const MAX_LOCAL_ADDRS: usize = 8;
+/// Bytes before the chat frame in a direct data datagram: [`DATA_TAG`] and the pair id.
+pub const DIRECT_HEADER: usize = 9;
+
+/// A STUN transaction id.
+pub type Tid = [u8; 12];
+/// Eight random bytes naming one pairing.
+pub type PairId = [u8; 8];
+/// Eight random bytes naming one peer instance across address changes.
+pub type ClientId = [u8; 8];
+
+/// Peer → server: join a pool, refresh the registration, or (with `retry`) ask for a new punch round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Register {
+    /// Transaction id.
+    pub tid: Tid,
+    /// The pool; empty when the request had none or an invalid one (the server answers 400).
+    pub pool: String,
+    /// Display name (may be empty).
+    pub name: String,
+    /// The sender's NAT behaviour.
+    pub nat: NatBehaviour,
+    /// Names this peer instance across address changes.
+    pub client_id: Option<ClientId>,
+    /// The sender's local addresses (at most [`MAX_LOCAL_ADDRS`]).
+    pub locals: Vec<SocketAddr>,
+    /// The sender's measured round trip to the server.
+    pub rtt: Option<Duration>,
+    /// Start a new punch round for both members now.
+    pub retry: bool,
+}
+
+/// Server → peer: the other side of the pair (a request: the peer answers with [`Msg::PeerInfoAck`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Transaction id.
+    pub tid: Tid,
+    /// Names this pairing.
+    pub pair_id: PairId,
+    /// The partner's public address as the server sees it.
+    pub public: SocketAddr,
+    /// The partner's local addresses.
+    pub locals: Vec<SocketAddr>,
+    /// The partner's NAT behaviour.
+    pub nat: NatBehaviour,
+    /// The partner's display name.
+    pub name: String,
+    /// The receiver's own public address, as the server sees it.
+    pub mapped: Option<SocketAddr>,
+    /// This round the partner pings first: hold the first ping back a little.
+    pub hold: bool,
+}
+
+/// Every message punch's machines exchange, typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    /// RFC 5389 Binding request (plain: the detector builds its RFC 5780 ones itself).
+    BindingRequest {
+        /// Transaction id.
+        tid: Tid,
+    },
+    /// RFC 5389 Binding success.
+    BindingOk {
+        /// Transaction id.
+        tid: Tid,
+        /// XOR-MAPPED-ADDRESS, if present.
+        mapped: Option<SocketAddr>,
+    },
+    /// See [`Register`].
+    Register(Register),
+    /// Server → peer: registered; `mapped` is the peer's public address.
+    RegisterOk {
+        /// Transaction id.
+        tid: Tid,
+        /// XOR-MAPPED-ADDRESS, if present.
+        mapped: Option<SocketAddr>,
+    },
+    /// Server → peer: the Register was refused.
+    RegisterError {
+        /// Transaction id.
+        tid: Tid,
+        /// STUN error code (409 pool full, 400 bad request, 503 server full...).
+        code: u16,
+        /// Reason phrase.
+        reason: String,
+    },
+    /// Peer → server: leave the pool (a Register indication).
+    Leave {
+        /// Transaction id.
+        tid: Tid,
+        /// The pool.
+        pool: String,
+    },
+    /// See [`PeerInfo`].
+    PeerInfo(PeerInfo),
+    /// Peer → server: PeerInfo received.
+    PeerInfoAck {
+        /// Transaction id (the PeerInfo's).
+        tid: Tid,
+    },
+    /// Server → peer: the partner left or expired (a PeerInfo indication).
+    PeerLeft {
+        /// Transaction id.
+        tid: Tid,
+        /// The pairing that ended.
+        pair_id: Option<PairId>,
+    },
+    /// Peer → peer connectivity check.
+    Ping {
+        /// Transaction id.
+        tid: Tid,
+        /// The pairing.
+        pair_id: Option<PairId>,
+    },
+    /// Peer → peer answer to a ping.
+    Pong {
+        /// Transaction id (the ping's).
+        tid: Tid,
+        /// The pairing.
+        pair_id: Option<PairId>,
+        /// Where the ping came from, as the answering peer saw it.
+        mapped: Option<SocketAddr>,
+    },
+    /// A chat frame through the server: peer → server and server → peer.
+    Relay {
+        /// Transaction id.
+        tid: Tid,
+        /// The pairing.
+        pair_id: Option<PairId>,
+        /// The chat frame, if present.
+        data: Option<Vec<u8>>,
+    },
+}
+
+fn id8(bytes: &[u8]) -> Option<[u8; 8]> {
+    <[u8; 8]>::try_from(bytes).ok()
+}
+
+fn addrs<'a>(
+    m: &'a StunMessage,
+    pick: fn(&'a PunchAttribute) -> Option<&'a [u8]>,
+) -> Vec<SocketAddr> {
+    m.attributes()
+        .filter_map(pick)
+        .filter_map(decode_addr)
+        .take(MAX_LOCAL_ADDRS)
+        .collect()
+}
+
+fn mapped(m: &StunMessage) -> Option<SocketAddr> {
+    get::<XorMappedAddress>(m).map(|a| a.address())
+}
+
+fn pair_id(m: &StunMessage) -> Option<PairId> {
+    get::<PairIdAttr>(m).and_then(|p| id8(&p.0))
+}
+
+impl Msg {
+    /// Decodes a STUN datagram into a typed message; `None` for anything else (never panics).
+    pub fn decode(data: &[u8]) -> Option<Msg> {
+        let m = decode(data)?;
+        let tid = *m.transaction_id().as_bytes();
+        let class = m.class();
+        let method = m.method();
+        Some(match (method.as_u16(), class) {
+            (0x001, MessageClass::Request) => Msg::BindingRequest { tid },
+            (0x001, MessageClass::SuccessResponse) => Msg::BindingOk {
+                tid,
+                mapped: mapped(&m),
+            },
+            (0x00D, MessageClass::Request) => Msg::Register(Register::from_stun(&m)),
+            (0x00D, MessageClass::SuccessResponse) => Msg::RegisterOk {
+                tid,
+                mapped: mapped(&m),
+            },
+            (0x00D, MessageClass::ErrorResponse) => {
+                let (code, reason) = get::<ErrorCode>(&m)
+                    .map(|e| (e.code(), e.reason_phrase().to_owned()))
+                    .unwrap_or((500, "no reason given".into()));
+                Msg::RegisterError { tid, code, reason }
+            }
+            (0x00D, MessageClass::Indication) => Msg::Leave {
+                tid,
+                pool: get::<Pool>(&m)
+                    .and_then(|p| text(&p.0, MAX_POOL_BYTES))
+                    .unwrap_or_default(),
+            },
+            (0x00E, MessageClass::Request) => Msg::PeerInfo(PeerInfo::from_stun(&m)?),
+            (0x00E, MessageClass::SuccessResponse) => Msg::PeerInfoAck { tid },
+            (0x00E, MessageClass::Indication) => Msg::PeerLeft {
+                tid,
+                pair_id: pair_id(&m),
+            },
+            (0x00F, MessageClass::Request) => Msg::Ping {
+                tid,
+                pair_id: pair_id(&m),
+            },
+            (0x00F, MessageClass::SuccessResponse) => Msg::Pong {
+                tid,
+                pair_id: pair_id(&m),
+                mapped: mapped(&m),
+            },
+            (0x005, MessageClass::Indication) => Msg::Relay {
+                tid,
+                pair_id: pair_id(&m),
+                data: get::<Data>(&m).map(|d| d.0.clone()),
+            },
+            _ => return None,
+        })
+    }
+
+    /// Encodes the message as a STUN datagram.
+    pub fn encode(&self) -> Vec<u8> {
+        let t = TransactionId::new;
+        let m = match self {
+            Msg::BindingRequest { tid } => {
+                message(MessageClass::Request, methods::binding(), t(*tid))
+            }
+            Msg::BindingOk { tid, mapped } => {
+                let mut m = message(MessageClass::SuccessResponse, methods::binding(), t(*tid));
+                if let Some(a) = mapped {
+                    m.add_attribute(XorMappedAddress::new(*a));
+                }
+                m
+            }
+            Msg::Register(r) => r.to_stun(),
+            Msg::RegisterOk { tid, mapped } => {
+                let mut m = message(MessageClass::SuccessResponse, methods::register(), t(*tid));
+                if let Some(a) = mapped {
+                    m.add_attribute(XorMappedAddress::new(*a));
+                }
+                m
+            }
+            Msg::RegisterError { tid, code, reason } => {
+                let mut m = message(MessageClass::ErrorResponse, methods::register(), t(*tid));
+                if let Ok(e) = ErrorCode::new(*code, reason.clone()) {
+                    m.add_attribute(e);
+                }
+                m
+            }
+            Msg::Leave { tid, pool } => {
+                let mut m = message(MessageClass::Indication, methods::register(), t(*tid));
+                m.add_attribute(Pool(pool.as_bytes().to_vec()));
+                m
+            }
+            Msg::PeerInfo(p) => p.to_stun(),
+            Msg::PeerInfoAck { tid } => {
+                message(MessageClass::SuccessResponse, methods::peer_info(), t(*tid))
+            }
+            Msg::PeerLeft { tid, pair_id } => {
+                let mut m = message(MessageClass::Indication, methods::peer_info(), t(*tid));
+                add_pair_id(&mut m, pair_id);
+                m
+            }
+            Msg::Ping { tid, pair_id } => {
+                let mut m = message(MessageClass::Request, methods::ping(), t(*tid));
+                add_pair_id(&mut m, pair_id);
+                m
+            }
+            Msg::Pong {
+                tid,
+                pair_id,
+                mapped,
+            } => {
+                let mut m = message(MessageClass::SuccessResponse, methods::ping(), t(*tid));
+                add_pair_id(&mut m, pair_id);
+                if let Some(a) = mapped {
+                    m.add_attribute(XorMappedAddress::new(*a));
+                }
+                m
+            }
+            Msg::Relay { tid, pair_id, data } => {
+                let mut m = message(MessageClass::Indication, methods::relay(), t(*tid));
+                add_pair_id(&mut m, pair_id);
+                if let Some(d) = data {
+                    m.add_attribute(Data(d.clone()));
+                }
+                m
+            }
+        };
+        encode(m)
+    }
+}
+
+fn add_pair_id(m: &mut StunMessage, id: &Option<PairId>) {
+    if let Some(id) = id {
+        m.add_attribute(PairIdAttr(id.to_vec()));
+    }
+}
+
+impl Register {
+    fn from_stun(m: &StunMessage) -> Register {
+        Register {
+            tid: *m.transaction_id().as_bytes(),
+            pool: get::<Pool>(m)
+                .and_then(|p| text(&p.0, MAX_POOL_BYTES))
+                .unwrap_or_default(),
+            name: get::<Name>(m)
+                .and_then(|n| text(&n.0, MAX_NAME_BYTES))
+                .unwrap_or_default(),
+            nat: get::<Nat>(m)
+                .and_then(|n| NatBehaviour::decode(&n.0))
+                .unwrap_or_default(),
+            client_id: get::<ClientIdAttr>(m).and_then(|t| id8(&t.0)),
+            locals: addrs(m, |a| match a {
+                PunchAttribute::LocalAddr(l) => Some(&l.0),
+                _ => None,
+            }),
+            rtt: get::<Rtt>(m)
+                .and_then(|r| <[u8; 4]>::try_from(r.0.as_slice()).ok())
+                .map(|b| Duration::from_micros(u64::from(u32::from_be_bytes(b)))),
+            retry: get::<Retry>(m).is_some(),
+        }
+    }
+
+    fn to_stun(&self) -> StunMessage {
+        let mut m = message(
+            MessageClass::Request,
+            methods::register(),
+            TransactionId::new(self.tid),
+        );
+        m.add_attribute(Pool(self.pool.as_bytes().to_vec()));
+        m.add_attribute(Name(self.name.as_bytes().to_vec()));
+        m.add_attribute(Nat(self.nat.encode().to_vec()));
+        if let Some(id) = self.client_id {
+            m.add_attribute(ClientIdAttr(id.to_vec()));
+        }
+        for l in self.locals.iter().take(MAX_LOCAL_ADDRS) {
+            m.add_attribute(LocalAddr(encode_addr(*l)));
+        }
+        if let Some(rtt) = self.rtt {
+            let us = rtt.as_micros().min(u128::from(u32::MAX)) as u32;
+            m.add_attribute(Rtt(us.to_be_bytes().to_vec()));
+        }
+        if self.retry {
+            m.add_attribute(Retry(Vec::new()));
+        }
+        m
+    }
+}
+
+impl PeerInfo {
+    fn from_stun(m: &StunMessage) -> Option<PeerInfo> {
+        Some(PeerInfo {
+            tid: *m.transaction_id().as_bytes(),
+            pair_id: pair_id(m)?,
+            public: get::<PeerPublic>(m).and_then(|a| decode_addr(&a.0))?,
+            locals: addrs(m, |a| match a {
+                PunchAttribute::PeerLocal(l) => Some(&l.0),
+                _ => None,
+            }),
+            nat: get::<PeerNat>(m)
+                .and_then(|n| NatBehaviour::decode(&n.0))
+                .unwrap_or_default(),
+            name: get::<PeerName>(m)
+                .and_then(|n| text(&n.0, MAX_NAME_BYTES))
+                .unwrap_or_default(),
+            mapped: mapped(m),
+            hold: get::<Hold>(m).is_some(),
+        })
+    }
+
+    fn to_stun(&self) -> StunMessage {
+        let mut m = message(
+            MessageClass::Request,
+            methods::peer_info(),
+            TransactionId::new(self.tid),
+        );
+        m.add_attribute(PairIdAttr(self.pair_id.to_vec()));
+        m.add_attribute(PeerPublic(encode_addr(self.public)));
+        for l in &self.locals {
+            m.add_attribute(PeerLocal(encode_addr(*l)));
+        }
+        m.add_attribute(PeerNat(self.nat.encode().to_vec()));
+        m.add_attribute(PeerName(self.name.as_bytes().to_vec()));
+        if let Some(a) = self.mapped {
+            m.add_attribute(XorMappedAddress::new(a));
+        }
+        if self.hold {
+            m.add_attribute(Hold(Vec::new()));
+        }
+        m
+    }
+}
+
+/// A chat frame sent straight to the partner: `[DATA_TAG][pair id][frame]`.
+pub fn encode_direct(pair_id: &PairId, frame: &[u8]) -> Vec<u8> {
+    let mut d = Vec::with_capacity(DIRECT_HEADER + frame.len());
+    d.push(DATA_TAG);
+    d.extend_from_slice(pair_id);
+    d.extend_from_slice(frame);
+    d
+}
+
+/// Splits a direct data datagram into its pair id and chat frame.
+pub fn decode_direct(data: &[u8]) -> Option<(PairId, &[u8])> {
+    if data.len() < DIRECT_HEADER || data[0] != DATA_TAG {
+        return None;
+    }
+    Some((id8(&data[1..DIRECT_HEADER])?, &data[DIRECT_HEADER..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let nat = NatBehaviour::decode(&[2, 1, 3, 1, 0, 0]).unwrap_or_default();
+        let msgs = vec![
+            Msg::BindingRequest { tid: [1; 12] },
+            Msg::BindingOk {
+                tid: [2; 12],
+                mapped: Some(a("1.2.3.4:5")),
+            },
+            Msg::Register(Register {
+                tid: [3; 12],
+                pool: "lobby".into(),
+                name: "ann".into(),
+                nat,
+                client_id: Some([9; 8]),
+                locals: vec![a("10.0.0.2:4000"), a("[fe80::1]:4001")],
+                rtt: Some(Duration::from_micros(1234)),
+                retry: true,
+            }),
+            Msg::RegisterOk {
+                tid: [4; 12],
+                mapped: Some(a("[2001:db8::1]:9")),
+            },
+            Msg::RegisterError {
+                tid: [5; 12],
+                code: 409,
+                reason: "pool full".into(),
+            },
+            Msg::Leave {
+                tid: [6; 12],
+                pool: "lobby".into(),
+            },
+            Msg::PeerInfo(PeerInfo {
+                tid: [7; 12],
+                pair_id: [8; 8],
+                public: a("5.6.7.8:9"),
+                locals: vec![a("192.168.1.2:3")],
+                nat,
+                name: "bob".into(),
+                mapped: Some(a("1.1.1.1:1")),
+                hold: true,
+            }),
+            Msg::PeerInfoAck { tid: [8; 12] },
+            Msg::PeerLeft {
+                tid: [9; 12],
+                pair_id: Some([1; 8]),
+            },
+            Msg::Ping {
+                tid: [10; 12],
+                pair_id: Some([2; 8]),
+            },
+            Msg::Pong {
+                tid: [11; 12],
+                pair_id: Some([3; 8]),
+                mapped: Some(a("2.2.2.2:2")),
+            },
+            Msg::Relay {
+                tid: [12; 12],
+                pair_id: Some([4; 8]),
+                data: Some(vec![0, 1, 2]),
+            },
+        ];
+        for m in msgs {
+            assert_eq!(Msg::decode(&m.encode()).as_ref(), Some(&m), "{m:?}");
+        }
+    }
+
+    #[test]
+    fn limits_and_leniency() {
+        let r = Register {
+            tid: [0; 12],
+            pool: "x".repeat(MAX_POOL_BYTES + 1),
+            name: "n".into(),
+            nat: NatBehaviour::UNKNOWN,
+            client_id: None,
+            locals: (0..12).map(|i| a(&format!("10.0.0.{i}:1"))).collect(),
+            rtt: None,
+            retry: false,
+        };
+        let Some(Msg::Register(d)) = Msg::decode(&Msg::Register(r).encode()) else {
+            panic!("a register");
+        };
+        assert_eq!(d.pool, "", "an over-long pool reads as missing");
+        assert_eq!(d.locals.len(), MAX_LOCAL_ADDRS);
+        // A PeerInfo without its pair id is not a PeerInfo.
+        let mut m = message(
+            MessageClass::Request,
+            methods::peer_info(),
+            TransactionId::new([0; 12]),
+        );
+        m.add_attribute(PeerPublic(encode_addr(a("1.2.3.4:5"))));
+        assert_eq!(Msg::decode(&encode(m)), None);
+        assert_eq!(
+            decode_direct(&encode_direct(&[7; 8], b"hi")),
+            Some(([7; 8], &b"hi"[..]))
+        );
+        assert_eq!(decode_direct(&[DATA_TAG, 1, 2]), None);
+    }
+}
