@@ -1,9 +1,10 @@
 //! Reliable, ordered chat messages over an unreliable path (the peer's direct path or the server's relay).
 //!
-//! [`ChatSession`] is path-agnostic: its `handle_input` takes a chat frame (whatever path it came on) and
-//! `poll_transmit` yields chat frames for the peer to send on its current path. Messages carry sequence numbers
-//! (from 0), are acknowledged, retransmitted with exponential backoff until acknowledged, de-duplicated and
-//! delivered in order.
+//! [`ChatSession`] is a [`Machine`](crate::Machine) over chat frames and path-agnostic: its `handle_input` takes
+//! a chat frame (whatever path it came on) and `poll_transmit` yields chat frames addressed to the path's next
+//! hop (set with [`ChatSession::set_path`]), which the peer wraps for that path (direct data or a relay
+//! message). Messages carry sequence numbers (from 0), are acknowledged, retransmitted with the shared
+//! [`Retransmit`] backoff until acknowledged, de-duplicated and delivered in order.
 //!
 //! Frames: `DATA = [0][seq: u64][UTF-8 text]`, `ACK = [1][next expected seq: u64][acked seq: u64]`,
 //! `FIN = [2][seq: u64]`. FIN ("I have sent everything") takes the next sequence number, so it is
@@ -14,9 +15,11 @@
 //! [`MAX_REORDER`] received out of order; anything beyond is refused (sending) or dropped (receiving, the
 //! sender retransmits).
 use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::timer::after;
+use crate::backoff::{Backoff, Retransmit};
+use crate::{Deadline, Transmit};
 
 /// Largest message text in bytes: keeps every datagram under a 1280-byte IPv6 minimum MTU with headers.
 pub const MAX_MESSAGE_BYTES: usize = 1024;
@@ -30,6 +33,8 @@ pub const MAX_REORDER: u64 = 256;
 const FRAME_DATA: u8 = 0;
 const FRAME_ACK: u8 = 1;
 const FRAME_FIN: u8 = 2;
+/// Retransmissions double up to this.
+const MAX_RTO: Duration = Duration::from_secs(3);
 
 /// Why a message was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,9 +65,17 @@ impl std::error::Error for SendError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChatEvent {
     /// A message from the peer, delivered once and in order.
-    Message { seq: u64, text: String },
+    Message {
+        /// Its sequence number.
+        seq: u64,
+        /// Its text.
+        text: String,
+    },
     /// The peer acknowledged our message `seq`.
-    Acked { seq: u64 },
+    Acked {
+        /// The acknowledged sequence number.
+        seq: u64,
+    },
     /// The peer has finished sending; every message it sent was delivered before this.
     Finished,
 }
@@ -70,9 +83,7 @@ pub enum ChatEvent {
 #[derive(Debug)]
 struct InFlight {
     frame: Vec<u8>,
-    next_send: Instant,
-    rto: Duration,
-    attempts: u32,
+    retransmit: Retransmit,
 }
 
 /// Reliable ordered message delivery; see the module docs.
@@ -88,14 +99,15 @@ pub struct ChatSession {
     out: VecDeque<Vec<u8>>,
     events: VecDeque<ChatEvent>,
     initial_rto: Duration,
-    retransmissions: u64,
-    /// Whether the session may send (the peer has a path). Queued data waits otherwise.
-    active: bool,
+    /// Where frames go (the path's next hop); `None` while there is no path: queued data waits.
+    next_hop: Option<SocketAddr>,
     now: Option<Instant>,
 }
 
+crate::impl_machine!(ChatSession, ChatEvent);
+
 impl ChatSession {
-    /// A new session; nothing is sent until [`ChatSession::set_active`] is called with a path.
+    /// A new session; nothing is sent until [`ChatSession::set_path`] gives it a path.
     pub fn new() -> Self {
         ChatSession {
             next_seq: 0,
@@ -107,23 +119,22 @@ impl ChatSession {
             out: VecDeque::new(),
             events: VecDeque::new(),
             initial_rto: Duration::from_millis(300),
-            retransmissions: 0,
-            active: false,
+            next_hop: None,
             now: None,
         }
     }
 
-    /// Tells the session whether a path exists and the path's round-trip time; the retransmission timeout is
-    /// derived from it (2 x RTT, at least 50 ms, at most 3 s). Becoming active sends everything due at once.
-    pub fn set_active(&mut self, now: Instant, active: bool, rtt: Duration) {
-        self.initial_rto = (rtt * 2).clamp(Duration::from_millis(50), Duration::from_secs(3));
-        let was = self.active;
-        self.active = active;
-        if active && !was {
-            // A new path: resend everything unacknowledged right away.
+    /// Tells the session where frames go now (`None`: no path) and the path's round-trip time; the
+    /// retransmission timeout is derived from it (2 x RTT, at least 50 ms, at most 3 s). Getting a path after
+    /// having none resends everything unacknowledged at once; moving from one path to another keeps the
+    /// retransmission schedule (the copies sent on the old path may still arrive).
+    pub fn set_path(&mut self, now: Instant, next_hop: Option<SocketAddr>, rtt: Duration) {
+        self.initial_rto = (rtt * 2).clamp(Duration::from_millis(50), MAX_RTO);
+        let had_path = self.next_hop.is_some();
+        self.next_hop = next_hop;
+        if next_hop.is_some() && !had_path {
             for f in self.in_flight.values_mut() {
-                f.next_send = now;
-                f.rto = self.initial_rto;
+                f.retransmit.restart(now, self.initial_rto);
             }
         }
         self.handle_timeout(now);
@@ -161,8 +172,14 @@ impl ChatSession {
         self.next_seq - 1
     }
 
-    /// A chat frame arrived (on any path).
-    pub fn handle_input(&mut self, now: Instant, frame: &[u8]) {
+    /// A chat frame arrived (on any path: `local` and `remote` are where it came over, and do not matter).
+    pub fn handle_input(
+        &mut self,
+        now: Instant,
+        _local: SocketAddr,
+        _remote: SocketAddr,
+        frame: &[u8],
+    ) {
         self.now = Some(now);
         match frame.split_first() {
             Some((&kind @ (FRAME_DATA | FRAME_FIN), rest)) if rest.len() >= 8 => {
@@ -228,7 +245,7 @@ impl ChatSession {
             _ => now,
         };
         self.now = Some(now);
-        if !self.active {
+        if self.next_hop.is_none() {
             return;
         }
         while self.in_flight.len() < MAX_IN_FLIGHT {
@@ -242,42 +259,43 @@ impl ChatSession {
             }];
             frame.extend(seq.to_be_bytes());
             frame.extend(text.unwrap_or_default().as_bytes());
-            self.in_flight.insert(
-                seq,
-                InFlight {
-                    frame,
-                    next_send: now,
-                    rto: self.initial_rto,
-                    attempts: 0,
-                },
-            );
+            let retransmit = Retransmit::new(Backoff::new(self.initial_rto, MAX_RTO), now);
+            self.in_flight.insert(seq, InFlight { frame, retransmit });
         }
         for f in self.in_flight.values_mut() {
-            if f.next_send <= now {
-                if f.attempts > 0 {
-                    self.retransmissions += 1;
-                }
-                f.attempts += 1;
+            if f.retransmit.is_due(now) {
                 self.out.push_back(f.frame.clone());
-                f.next_send = after(now, f.rto);
-                f.rto = (f.rto * 2).min(Duration::from_secs(3));
+                f.retransmit.on_send(now);
             }
         }
     }
 
-    /// Next chat frame to send on the current path.
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.out.pop_front()
+    /// Next chat frame, addressed to the current path's next hop.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let destination = self.next_hop?;
+        let payload = self.out.pop_front()?;
+        Some(Transmit {
+            source: None,
+            destination,
+            payload,
+        })
     }
 
     /// Next retransmission deadline (only while a path exists).
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.active {
-            return None;
-        }
-        self.in_flight.values().map(|f| f.next_send).min()
+    pub fn poll_deadline(&self) -> Option<Deadline> {
+        self.next_hop?;
+        let at = self
+            .in_flight
+            .values()
+            .filter_map(|f| f.retransmit.next_send())
+            .min()?;
+        Some(Deadline {
+            at,
+            reason: "chat retransmit",
+        })
     }
 
+    /// Next event.
     pub fn poll_event(&mut self) -> Option<ChatEvent> {
         self.events.pop_front()
     }
@@ -290,16 +308,6 @@ impl ChatSession {
     /// Every message handed to `send` has been acknowledged.
     pub fn all_acked(&self) -> bool {
         self.queued.is_empty() && self.in_flight.is_empty()
-    }
-
-    /// Messages not yet acknowledged (queued or in flight).
-    pub fn unacked(&self) -> usize {
-        self.queued.len() + self.in_flight.len()
-    }
-
-    /// How many DATA frames were sent again.
-    pub fn retransmissions(&self) -> u64 {
-        self.retransmissions
     }
 }
 
@@ -332,9 +340,14 @@ pub fn describe_frame(frame: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Machine;
+
+    fn hop() -> SocketAddr {
+        "192.0.2.1:1".parse().unwrap()
+    }
 
     fn drain(s: &mut ChatSession) -> Vec<Vec<u8>> {
-        std::iter::from_fn(|| s.poll_transmit()).collect()
+        std::iter::from_fn(|| s.poll_transmit().map(|t| t.payload)).collect()
     }
 
     #[test]
@@ -342,8 +355,8 @@ mod tests {
         let t0 = crate::test_epoch();
         let mut a = ChatSession::new();
         let mut b = ChatSession::new();
-        a.set_active(t0, true, Duration::from_millis(20));
-        b.set_active(t0, true, Duration::from_millis(20));
+        a.set_path(t0, Some(hop()), Duration::from_millis(20));
+        b.set_path(t0, Some(hop()), Duration::from_millis(20));
         for i in 0..5 {
             a.send(t0, &format!("m{i}")).unwrap();
         }
@@ -351,7 +364,7 @@ mod tests {
         assert_eq!(frames.len(), 5);
         // Lose #1, deliver the rest reversed and #3 twice.
         for i in [4usize, 3, 3, 2, 0] {
-            b.handle_input(t0, &frames[i]);
+            b.handle_input(t0, hop(), hop(), &frames[i]);
         }
         let got: Vec<_> = std::iter::from_fn(|| b.poll_event()).collect();
         assert_eq!(
@@ -362,7 +375,7 @@ mod tests {
             }]
         );
         for ack in drain(&mut b) {
-            a.handle_input(t0, &ack);
+            a.handle_input(t0, hop(), hop(), &ack);
         }
         // #1 is retransmitted after the RTO and fills the gap.
         let t1 = a.poll_timeout().unwrap();
@@ -370,7 +383,7 @@ mod tests {
         a.handle_timeout(t1);
         let re = drain(&mut a);
         assert_eq!(re.len(), 1);
-        b.handle_input(t1, &re[0]);
+        b.handle_input(t1, hop(), hop(), &re[0]);
         let texts: Vec<_> = std::iter::from_fn(|| b.poll_event())
             .map(|e| match e {
                 ChatEvent::Message { text, .. } => text,
@@ -379,7 +392,7 @@ mod tests {
             .collect();
         assert_eq!(texts, vec!["m1", "m2", "m3", "m4"]);
         for ack in drain(&mut b) {
-            a.handle_input(t1, &ack);
+            a.handle_input(t1, hop(), hop(), &ack);
         }
         assert!(a.all_acked());
         assert_eq!(a.poll_timeout(), None);
@@ -390,8 +403,8 @@ mod tests {
         let t0 = crate::test_epoch();
         let mut a = ChatSession::new();
         let mut b = ChatSession::new();
-        a.set_active(t0, true, Duration::from_millis(20));
-        b.set_active(t0, true, Duration::from_millis(20));
+        a.set_path(t0, Some(hop()), Duration::from_millis(20));
+        b.set_path(t0, Some(hop()), Duration::from_millis(20));
         a.send(t0, "one").unwrap();
         a.send(t0, "two").unwrap();
         assert_eq!(a.finish(t0), 2);
@@ -400,13 +413,13 @@ mod tests {
         assert_eq!(frames.len(), 3);
         // FIN first, then the messages: FIN still comes out last.
         for i in [2usize, 1, 0] {
-            b.handle_input(t0, &frames[i]);
+            b.handle_input(t0, hop(), hop(), &frames[i]);
         }
         let got: Vec<_> = std::iter::from_fn(|| b.poll_event()).collect();
         assert_eq!(got.len(), 3);
         assert_eq!(got[2], ChatEvent::Finished);
         for ack in drain(&mut b) {
-            a.handle_input(t0, &ack);
+            a.handle_input(t0, hop(), hop(), &ack);
         }
         assert!(a.all_acked());
     }
@@ -433,7 +446,7 @@ mod tests {
         a.send(t0, "hi").unwrap();
         assert!(drain(&mut a).is_empty());
         assert_eq!(a.poll_timeout(), None);
-        a.set_active(t0, true, Duration::from_millis(10));
+        a.set_path(t0, Some(hop()), Duration::from_millis(10));
         assert_eq!(drain(&mut a).len(), 1);
     }
 }

@@ -29,9 +29,9 @@ pub const DIRECT_HEADER: usize = 9;
 /// A STUN transaction id.
 pub type Tid = [u8; 12];
 /// Eight random bytes naming one pairing.
-pub type PairId = [u8; 8];
+pub type PairIdBytes = [u8; 8];
 /// Eight random bytes naming one peer instance across address changes.
-pub type ClientId = [u8; 8];
+pub type ClientIdBytes = [u8; 8];
 
 /// Peer → server: join a pool, refresh the registration, or (with `retry`) ask for a new punch round.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub struct Register {
     /// The sender's NAT behaviour.
     pub nat: NatBehaviour,
     /// Names this peer instance across address changes.
-    pub client_id: Option<ClientId>,
+    pub client_id: Option<ClientIdBytes>,
     /// The sender's local addresses (at most [`MAX_LOCAL_ADDRS`]).
     pub locals: Vec<SocketAddr>,
     /// The sender's measured round trip to the server.
@@ -60,7 +60,7 @@ pub struct PeerInfo {
     /// Transaction id.
     pub tid: Tid,
     /// Names this pairing.
-    pub pair_id: PairId,
+    pub pair_id: PairIdBytes,
     /// The partner's public address as the server sees it.
     pub public: SocketAddr,
     /// The partner's local addresses.
@@ -127,21 +127,21 @@ pub enum Msg {
         /// Transaction id.
         tid: Tid,
         /// The pairing that ended.
-        pair_id: Option<PairId>,
+        pair_id: Option<PairIdBytes>,
     },
     /// Peer → peer connectivity check.
     Ping {
         /// Transaction id.
         tid: Tid,
         /// The pairing.
-        pair_id: Option<PairId>,
+        pair_id: Option<PairIdBytes>,
     },
     /// Peer → peer answer to a ping.
     Pong {
         /// Transaction id (the ping's).
         tid: Tid,
         /// The pairing.
-        pair_id: Option<PairId>,
+        pair_id: Option<PairIdBytes>,
         /// Where the ping came from, as the answering peer saw it.
         mapped: Option<SocketAddr>,
     },
@@ -150,7 +150,7 @@ pub enum Msg {
         /// Transaction id.
         tid: Tid,
         /// The pairing.
-        pair_id: Option<PairId>,
+        pair_id: Option<PairIdBytes>,
         /// The chat frame, if present.
         data: Option<Vec<u8>>,
     },
@@ -175,7 +175,7 @@ fn mapped(m: &StunMessage) -> Option<SocketAddr> {
     get::<XorMappedAddress>(m).map(|a| a.address())
 }
 
-fn pair_id(m: &StunMessage) -> Option<PairId> {
+fn pair_id(m: &StunMessage) -> Option<PairIdBytes> {
     get::<PairIdAttr>(m).and_then(|p| id8(&p.0))
 }
 
@@ -306,7 +306,7 @@ impl Msg {
     }
 }
 
-fn add_pair_id(m: &mut StunMessage, id: &Option<PairId>) {
+fn add_pair_id(m: &mut StunMessage, id: &Option<PairIdBytes>) {
     if let Some(id) = id {
         m.add_attribute(PairIdAttr(id.to_vec()));
     }
@@ -408,7 +408,7 @@ impl PeerInfo {
 }
 
 /// A chat frame sent straight to the partner: `[DATA_TAG][pair id][frame]`.
-pub fn encode_direct(pair_id: &PairId, frame: &[u8]) -> Vec<u8> {
+pub fn encode_direct(pair_id: &PairIdBytes, frame: &[u8]) -> Vec<u8> {
     let mut d = Vec::with_capacity(DIRECT_HEADER + frame.len());
     d.push(DATA_TAG);
     d.extend_from_slice(pair_id);
@@ -417,7 +417,7 @@ pub fn encode_direct(pair_id: &PairId, frame: &[u8]) -> Vec<u8> {
 }
 
 /// Splits a direct data datagram into its pair id and chat frame.
-pub fn decode_direct(data: &[u8]) -> Option<(PairId, &[u8])> {
+pub fn decode_direct(data: &[u8]) -> Option<(PairIdBytes, &[u8])> {
     if data.len() < DIRECT_HEADER || data[0] != DATA_TAG {
         return None;
     }

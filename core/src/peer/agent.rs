@@ -1,0 +1,466 @@
+//! The path agent (shaped like str0m's `is::IceAgent`): the partner's candidates, punch rounds, the choice
+//! between the direct path and the relay, and the direct path's liveness.
+//!
+//! From pairing on the chat rides the relay; a punch round pings every candidate (the partner's public and
+//! local addresses, plus peer-reflexive ones learnt from its pings) every half server RTT (10 ms up to
+//! [`PeerConfig::ping_interval`]) for the first [`FAST_PHASE`], then every `ping_interval`, until the first
+//! pong proves a direct path or [`PeerConfig::punch_timeout`] passes. A ping from an unknown address is answered
+//! and pinged back at once. While on the relay the agent asks the server every [`PeerConfig::retry_interval`]
+//! for a new round (the server starts it for both sides at once). On the direct path a ping every
+//! [`PeerConfig::path_keepalive`] keeps it alive; after [`PeerConfig::path_timeout`] of silence the path is lost:
+//! back to the relay and punch again.
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::{Path, PeerConfig, FALLBACK_SERVER_RTT};
+use crate::nat::Strategy;
+use crate::timer::{after, timers, Timers};
+use crate::wire::{Msg, PairIdBytes, Tid};
+use crate::{Deadline, Transmit};
+
+/// Most candidate addresses per partner.
+const MAX_CANDIDATES: usize = 16;
+/// How long a punch round pings at the fast rate.
+pub const FAST_PHASE: Duration = Duration::from_millis(500);
+/// Outstanding pings remembered (the oldest is forgotten first).
+const MAX_PINGS: usize = 256;
+/// The server RTT assumed for the first-ping hold when none was measured.
+const HOLD_FALLBACK_RTT: Duration = Duration::from_millis(40);
+
+timers! {
+    enum AgentTimer {
+        Ping => "punch ping",
+        PunchDeadline => "punch round ends",
+        Keepalive => "direct path keepalive",
+        Retry => "ask for a new punch round",
+    }
+}
+
+/// What the agent tells the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AgentEvent {
+    /// The path changed.
+    Path { path: Path, rtt: Duration },
+    /// Ask the server now whether our public address changed (the direct path went silent).
+    CheckServer,
+    /// Ask the server for a new punch round.
+    RequestRetry,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// On the relay, not punching.
+    Relay,
+    /// On the relay while a punch round runs (from `round_start`, which is later than now while the first
+    /// ping is held back).
+    Punching { round_start: Instant },
+    /// On the direct path to this address.
+    Direct(SocketAddr),
+}
+
+#[derive(Debug)]
+struct Pair {
+    id: PairIdBytes,
+    /// The partner's public address as the server last told it.
+    public: SocketAddr,
+    strategy: Strategy,
+    candidates: BTreeSet<SocketAddr>,
+    phase: Phase,
+    last_direct_rx: Instant,
+    /// The server says the partner pings first in the next round (see `start_round`).
+    hold_first_ping: bool,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub(crate) struct PathAgent {
+    config: PeerConfig,
+    pair: Option<Pair>,
+    server_rtt: Option<Duration>,
+    rng: SmallRng,
+    now: Instant,
+    timers: Timers<AgentTimer>,
+    /// Outstanding pings: transaction id -> (sent at, destination).
+    pings: BTreeMap<Tid, (Instant, SocketAddr)>,
+    out: VecDeque<Transmit>,
+    events: VecDeque<AgentEvent>,
+}
+
+/// What the agent needs to know about a new partner.
+#[derive(Debug)]
+pub(crate) struct NewPair {
+    pub id: PairIdBytes,
+    pub public: SocketAddr,
+    pub locals: Vec<SocketAddr>,
+    pub strategy: Strategy,
+    pub hold: bool,
+    /// Our own public address (never a candidate).
+    pub own_public: Option<SocketAddr>,
+    pub server_rtt: Option<Duration>,
+}
+
+impl PathAgent {
+    pub fn new(config: PeerConfig, rng: &mut SmallRng, now: Instant) -> Self {
+        PathAgent {
+            config,
+            pair: None,
+            server_rtt: None,
+            rng: SmallRng::seed_from_u64(rng.gen()),
+            now,
+            timers: Timers::default(),
+            pings: BTreeMap::new(),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn pair_id(&self) -> Option<PairIdBytes> {
+        self.pair.as_ref().map(|p| p.id)
+    }
+
+    pub fn is_punching(&self) -> bool {
+        matches!(
+            self.pair.as_ref().map(|p| p.phase),
+            Some(Phase::Punching { .. })
+        )
+    }
+
+    /// The relay's round trip (through the server, twice the server RTT).
+    fn relay_rtt(&self) -> Duration {
+        self.server_rtt.unwrap_or(FALLBACK_SERVER_RTT) * 2
+    }
+
+    /// A new partner: the relay carries chat from this moment, and a punch round starts if the strategy says
+    /// direct is possible.
+    pub fn pair(&mut self, now: Instant, p: NewPair) {
+        self.advance(now);
+        self.server_rtt = p.server_rtt;
+        let mut candidates = BTreeSet::from([p.public]);
+        for l in &p.locals {
+            if *l != p.public && Some(*l) != p.own_public {
+                candidates.insert(*l);
+            }
+        }
+        self.pair = Some(Pair {
+            id: p.id,
+            public: p.public,
+            strategy: p.strategy,
+            candidates,
+            phase: Phase::Relay,
+            last_direct_rx: self.now,
+            hold_first_ping: p.hold,
+        });
+        let rtt = self.relay_rtt();
+        self.events.push_back(AgentEvent::Path {
+            path: Path::Relay,
+            rtt,
+        });
+        if p.strategy == Strategy::Punch {
+            self.start_round();
+        }
+    }
+
+    /// The partner is gone: forget it and stop every timer.
+    pub fn unpair(&mut self) {
+        self.pair = None;
+        self.timers.clear();
+    }
+
+    /// A fresh PeerInfo for the current pair: a new round (retry) or the partner moved.
+    pub fn new_round(&mut self, now: Instant, public: SocketAddr, hold: bool) {
+        self.advance(now);
+        let relay_rtt = self.relay_rtt();
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        if pair.public != public {
+            let old = pair.public;
+            pair.candidates.remove(&old);
+            pair.candidates.insert(public);
+            pair.public = public;
+            if pair.phase == Phase::Direct(old) {
+                pair.phase = Phase::Relay;
+                self.events.push_back(AgentEvent::Path {
+                    path: Path::Relay,
+                    rtt: relay_rtt,
+                });
+            }
+        }
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        if pair.phase == Phase::Relay {
+            pair.hold_first_ping = hold;
+            self.start_round();
+        }
+    }
+
+    /// A ping or pong from `remote` (any address).
+    pub fn handle_msg(&mut self, now: Instant, remote: SocketAddr, msg: Msg) {
+        self.advance(now);
+        if self.config.relay_only {
+            return; // never let a direct path form
+        }
+        match msg {
+            Msg::Ping { tid, pair_id } => self.on_ping(remote, tid, pair_id),
+            Msg::Pong { tid, pair_id, .. } => self.on_pong(remote, tid, pair_id),
+            _ => {}
+        }
+    }
+
+    /// A direct data datagram for `pair_id`: `true` if it is for our pair (the chat frame is then the
+    /// caller's to deliver), which also proves the direct path alive.
+    pub fn accept_direct(&mut self, now: Instant, pair_id: PairIdBytes) -> bool {
+        self.advance(now);
+        let now = self.now;
+        match self.pair.as_mut() {
+            Some(p) if p.id == pair_id => {
+                p.last_direct_rx = now;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        for t in self.timers.expire(self.now) {
+            match t {
+                AgentTimer::Ping => self.send_pings(),
+                AgentTimer::PunchDeadline => self.on_punch_deadline(),
+                AgentTimer::Keepalive => self.on_keepalive(),
+                AgentTimer::Retry => self.on_retry(),
+            }
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_deadline(&self) -> Option<Deadline> {
+        self.timers.next()
+    }
+
+    pub fn poll_event(&mut self) -> Option<AgentEvent> {
+        self.events.pop_front()
+    }
+
+    // ---- internals ----
+
+    fn advance(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    fn start_round(&mut self) {
+        let now = self.now;
+        let hold_rtt = self.server_rtt.unwrap_or(HOLD_FALLBACK_RTT);
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        if pair.strategy == Strategy::Relay || matches!(pair.phase, Phase::Direct(_)) {
+            return;
+        }
+        let hold = std::mem::take(&mut pair.hold_first_ping);
+        tracing::debug!(
+            candidates = pair.candidates.len(),
+            hold,
+            "punch round starts"
+        );
+        if hold {
+            // The server chose the partner to ping first this round (rounds alternate the order, see
+            // `server::round_holder`): its ping must leave its NAT before ours arrives there, or a Linux NAT
+            // without a WAN firewall reserves the tuple. A partner's ping that reaches us meanwhile is answered
+            // at once (`on_ping`). The hold covers the start skew on fast paths (a LAN-fast lab: skew of a few
+            // ms, one-way delay of microseconds) and stays under the one-way delay on slow ones (a quarter of
+            // the server RTT), where both first pings still cross between the NATs as in a "together" round.
+            let hold = (hold_rtt / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
+            pair.phase = Phase::Punching {
+                round_start: after(now, hold),
+            };
+            self.timers.set(AgentTimer::Ping, after(now, hold));
+            self.timers.set(
+                AgentTimer::PunchDeadline,
+                after(now, hold + self.config.punch_timeout),
+            );
+            return;
+        }
+        pair.phase = Phase::Punching { round_start: now };
+        self.timers.set(
+            AgentTimer::PunchDeadline,
+            after(now, self.config.punch_timeout),
+        );
+        self.send_pings();
+    }
+
+    /// One ping to every candidate while punching; re-armed every ping interval.
+    fn send_pings(&mut self) {
+        let Some(pair) = self.pair.as_ref() else {
+            return;
+        };
+        let Phase::Punching { round_start } = pair.phase else {
+            return;
+        };
+        let targets: Vec<SocketAddr> = pair.candidates.iter().copied().collect();
+        // Fast at first (half the server RTT, 10..=ping_interval), so that a lost ping or pong costs half a
+        // round trip, not a whole ping interval; after FAST_PHASE, the configured interval.
+        let fast = self.now.saturating_duration_since(round_start) < FAST_PHASE;
+        let interval = match self.server_rtt {
+            Some(rtt) if fast => {
+                (rtt / 2).clamp(Duration::from_millis(10), self.config.ping_interval)
+            }
+            _ => self.config.ping_interval,
+        };
+        for t in targets {
+            self.ping(t);
+        }
+        self.timers.set(AgentTimer::Ping, after(self.now, interval));
+    }
+
+    fn ping(&mut self, to: SocketAddr) {
+        let Some(pair) = self.pair.as_ref() else {
+            return;
+        };
+        let msg = Msg::Ping {
+            tid: self.rng.gen(),
+            pair_id: Some(pair.id),
+        };
+        if let Msg::Ping { tid, .. } = msg {
+            if self.pings.len() >= MAX_PINGS {
+                self.pings.pop_first();
+            }
+            self.pings.insert(tid, (self.now, to));
+        }
+        tracing::trace!(%to, "ping");
+        self.send(to, msg);
+    }
+
+    fn send(&mut self, destination: SocketAddr, msg: Msg) {
+        self.out.push_back(Transmit {
+            source: None,
+            destination,
+            payload: msg.encode(),
+        });
+    }
+
+    fn on_ping(&mut self, remote: SocketAddr, tid: Tid, pair_id: Option<PairIdBytes>) {
+        let now = self.now;
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        if pair_id != Some(pair.id) {
+            return;
+        }
+        pair.last_direct_rx = now;
+        let new = !pair.candidates.contains(&remote);
+        if new && pair.candidates.len() < MAX_CANDIDATES {
+            pair.candidates.insert(remote);
+        }
+        let on_relay = !matches!(pair.phase, Phase::Direct(_));
+        let pong = Msg::Pong {
+            tid,
+            pair_id,
+            mapped: Some(remote),
+        };
+        self.send(remote, pong);
+        // A triggered check: ping back at once, so the path is proven in both directions (also when our own
+        // punch round already ended and we are on the relay: the partner's round may have started later).
+        if new || on_relay {
+            self.ping(remote);
+        }
+    }
+
+    fn on_pong(&mut self, remote: SocketAddr, tid: Tid, pair_id: Option<PairIdBytes>) {
+        let now = self.now;
+        let Some((sent, to)) = self.pings.remove(&tid) else {
+            return;
+        };
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        if pair_id != Some(pair.id) || to != remote {
+            return;
+        }
+        pair.last_direct_rx = now;
+        pair.candidates.insert(remote);
+        if matches!(pair.phase, Phase::Direct(_)) {
+            return; // keep the first proven path
+        }
+        pair.phase = Phase::Direct(remote);
+        self.timers.stop(AgentTimer::Ping);
+        self.timers.stop(AgentTimer::PunchDeadline);
+        self.timers.stop(AgentTimer::Retry);
+        let rtt = now.saturating_duration_since(sent);
+        self.events.push_back(AgentEvent::Path {
+            path: Path::Direct(remote),
+            rtt,
+        });
+        self.timers.set(
+            AgentTimer::Keepalive,
+            after(now, self.config.path_keepalive),
+        );
+    }
+
+    fn on_punch_deadline(&mut self) {
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        // The path was the relay all along (a direct pong stops this timer).
+        pair.phase = Phase::Relay;
+        self.timers.stop(AgentTimer::Ping);
+        self.timers.set(
+            AgentTimer::Retry,
+            after(self.now, self.config.retry_interval),
+        );
+    }
+
+    fn on_keepalive(&mut self) {
+        let now = self.now;
+        let relay_rtt = self.relay_rtt();
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        let Phase::Direct(addr) = pair.phase else {
+            return;
+        };
+        if now.saturating_duration_since(pair.last_direct_rx) >= self.config.path_timeout {
+            // The direct path went silent (e.g. a NAT mapping expired): relay, and punch again; ask the server
+            // at once whether our public address changed.
+            pair.phase = Phase::Relay;
+            self.events.push_back(AgentEvent::CheckServer);
+            self.events.push_back(AgentEvent::Path {
+                path: Path::Relay,
+                rtt: relay_rtt,
+            });
+            self.start_round();
+            return;
+        }
+        self.ping(addr);
+        self.timers.set(
+            AgentTimer::Keepalive,
+            after(now, self.config.path_keepalive),
+        );
+    }
+
+    /// While on the relay: ask the server for a new punch round for both sides.
+    fn on_retry(&mut self) {
+        let on_relay = self
+            .pair
+            .as_ref()
+            .is_some_and(|p| !matches!(p.phase, Phase::Direct(_)));
+        if !on_relay {
+            return;
+        }
+        self.events.push_back(AgentEvent::RequestRetry);
+        self.timers.set(
+            AgentTimer::Retry,
+            after(self.now, self.config.retry_interval),
+        );
+    }
+}

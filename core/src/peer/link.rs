@@ -1,0 +1,552 @@
+//! The server link: everything the peer says to the rendezvous server, as one machine.
+//!
+//! States: `Detecting` (the [`NatDetector`] runs on the peer's socket) or `Probing` (one Binding measures the
+//! round trip and the public address) → `Registering` → `Waiting` for a partner (the Register is refreshed every
+//! [`PeerConfig::reregister_interval`]) → `Paired` → `Closed`, or `Failed` when the server never answers or
+//! refuses. Probe and Register are retransmitted with the shared [`Retransmit`] (RTO 250 ms, or twice the
+//! measured RTT within 50..=250 ms, doubling up to 2 s) until [`PeerConfig::server_timeout`].
+//!
+//! While registered, a Binding keepalive goes out every [`PeerConfig::server_keepalive`]. An answer that shows a
+//! new public address (the NAT mapping expired or changed) starts *rebinding*: the peer registers again with its
+//! CLIENT-ID with every keepalive, now every [`PeerConfig::rebind_keepalive`], until the server confirms the new
+//! address.
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::{PeerConfig, PeerError, FALLBACK_SERVER_RTT};
+use crate::backoff::{Backoff, Retransmit};
+use crate::detect::{DetectEvent, DetectorConfig, NatDetector, NatReport};
+use crate::nat::NatBehaviour;
+use crate::timer::{after, timers, Timers};
+use crate::wire::{ClientIdBytes, Msg, PairIdBytes, PeerInfo, Register, Tid};
+use crate::{Deadline, Transmit};
+
+/// Server requests wait this long before the first retransmission until the server's RTT is known.
+const INITIAL_RTO: Duration = Duration::from_millis(250);
+/// Retransmissions of server requests double up to this.
+const MAX_RTO: Duration = Duration::from_secs(2);
+
+timers! {
+    enum LinkTimer {
+        Txn => "server request retransmit",
+        Keepalive => "server keepalive",
+        Reregister => "refresh registration",
+    }
+}
+
+/// What the link tells the peer.
+#[derive(Debug)]
+pub(crate) enum LinkEvent {
+    NatDetected(NatReport),
+    Registered {
+        public_addr: SocketAddr,
+        server_rtt: Duration,
+    },
+    /// A partner, for a new pair id.
+    Paired(PeerInfo),
+    /// A fresh PeerInfo for the current pair: a new punch round, perhaps with the partner's new address.
+    NewRound {
+        public: SocketAddr,
+        hold: bool,
+    },
+    PeerLeft,
+    /// A chat frame relayed by the server.
+    Relay(Vec<u8>),
+    Failed(PeerError),
+}
+
+/// A request to the server, retransmitted until answered or the deadline.
+#[derive(Debug)]
+struct Txn {
+    tid: Tid,
+    payload: Vec<u8>,
+    retransmit: Retransmit,
+}
+
+#[derive(Debug)]
+enum State {
+    Detecting(Box<NatDetector>),
+    Probing(Txn),
+    Registering(Txn),
+    Waiting,
+    Paired(PairIdBytes),
+    Failed,
+    Closed,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub(crate) struct ServerLink {
+    config: PeerConfig,
+    state: State,
+    rng: SmallRng,
+    now: Instant,
+    timers: Timers<LinkTimer>,
+    nat: NatBehaviour,
+    server_rtt: Option<Duration>,
+    public_addr: Option<SocketAddr>,
+    /// Names this peer instance to the server across address changes.
+    client_id: ClientIdBytes,
+    /// The public address changed and the server has not confirmed the new one yet.
+    rebinding: bool,
+    out: VecDeque<Transmit>,
+    events: VecDeque<LinkEvent>,
+}
+
+impl ServerLink {
+    pub fn new(config: PeerConfig, rng: &mut SmallRng, now: Instant) -> Self {
+        let mut link = ServerLink {
+            rng: SmallRng::seed_from_u64(rng.gen()),
+            nat: config.nat,
+            state: State::Closed,
+            now,
+            timers: Timers::default(),
+            server_rtt: None,
+            public_addr: None,
+            client_id: rng.gen(),
+            rebinding: false,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            config,
+        };
+        if link.config.detect_nat {
+            let mut dc = DetectorConfig::new(link.config.server);
+            dc.local_addrs = link.config.local_addrs.clone();
+            dc.seed = link.rng.gen();
+            link.state = State::Detecting(Box::new(NatDetector::new(dc, now)));
+            link.pump_detector();
+        } else {
+            let tid = link.rng.gen();
+            let txn = link.start_txn(Msg::BindingRequest { tid });
+            link.state = State::Probing(txn);
+        }
+        link
+    }
+
+    /// The behaviour this peer announces.
+    pub fn nat(&self) -> NatBehaviour {
+        self.nat
+    }
+
+    pub fn server_rtt(&self) -> Option<Duration> {
+        self.server_rtt
+    }
+
+    pub fn public_addr(&self) -> Option<SocketAddr> {
+        self.public_addr
+    }
+
+    /// Gave up (server unreachable or refused) or closed.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::Failed | State::Closed)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    fn registered_or_paired(&self) -> bool {
+        matches!(self.state, State::Waiting | State::Paired(_))
+    }
+
+    /// Whether a datagram belongs to the NAT detector (only while detecting); if so it is handled.
+    pub fn handle_detector_input(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        self.advance(now);
+        let State::Detecting(d) = &mut self.state else {
+            return false;
+        };
+        if !d.handle_input(now, local, remote, data) {
+            return false;
+        }
+        self.pump_detector();
+        true
+    }
+
+    /// A message from the server's address.
+    pub fn handle_msg(&mut self, now: Instant, msg: Msg) {
+        self.advance(now);
+        match msg {
+            Msg::BindingOk { tid, mapped } => self.on_binding_ok(tid, mapped),
+            Msg::RegisterOk { tid, mapped } => self.on_register_ok(tid, mapped),
+            Msg::RegisterError { tid, code, reason } => self.on_register_error(tid, code, reason),
+            Msg::PeerInfo(info) => self.on_peer_info(info),
+            Msg::PeerLeft { pair_id, .. } => {
+                if self.is_pair(pair_id) {
+                    self.events.push_back(LinkEvent::PeerLeft);
+                    self.state = State::Closed;
+                    self.timers.clear();
+                }
+            }
+            Msg::Relay {
+                pair_id,
+                data: Some(frame),
+                ..
+            } if self.is_pair(pair_id) => self.events.push_back(LinkEvent::Relay(frame)),
+            _ => {}
+        }
+    }
+
+    fn is_pair(&self, id: Option<PairIdBytes>) -> bool {
+        matches!(self.state, State::Paired(p) if Some(p) == id)
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        if let State::Detecting(d) = &mut self.state {
+            d.handle_timeout(self.now);
+            self.pump_detector();
+        }
+        for t in self.timers.expire(self.now) {
+            match t {
+                LinkTimer::Txn => self.on_txn_timer(),
+                LinkTimer::Keepalive => self.keepalive_now(),
+                LinkTimer::Reregister => {
+                    if matches!(self.state, State::Waiting) {
+                        self.send_register(false);
+                        self.timers.set(
+                            LinkTimer::Reregister,
+                            after(self.now, self.config.reregister_interval),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_deadline(&self) -> Option<Deadline> {
+        let detector = match &self.state {
+            State::Detecting(d) => d.poll_deadline(),
+            _ => None,
+        };
+        Deadline::earliest(self.timers.next(), detector)
+    }
+
+    pub fn poll_event(&mut self) -> Option<LinkEvent> {
+        self.events.pop_front()
+    }
+
+    /// Leaves the pool (tells the server) and stops.
+    pub fn close(&mut self, now: Instant) {
+        self.advance(now);
+        if matches!(
+            self.state,
+            State::Waiting | State::Paired(_) | State::Registering(_)
+        ) {
+            let tid = self.rng.gen();
+            let pool = self.config.pool.clone();
+            self.send(Msg::Leave { tid, pool }.encode());
+        }
+        self.state = State::Closed;
+        self.timers.clear();
+    }
+
+    /// A Binding to the server now (keepalive, or a check whether our public address changed); re-arms the
+    /// keepalive timer.
+    pub fn keepalive_now(&mut self) {
+        if !self.registered_or_paired() {
+            return;
+        }
+        let tid = self.rng.gen();
+        self.send(Msg::BindingRequest { tid }.encode());
+        if self.rebinding {
+            // Until the server confirms our new address, re-register with every (fast) keepalive.
+            self.send_register(false);
+        }
+        let every = if self.rebinding {
+            self.config.rebind_keepalive
+        } else {
+            self.config.server_keepalive
+        };
+        self.timers
+            .set(LinkTimer::Keepalive, after(self.now, every));
+    }
+
+    /// While paired on the relay: ask the server for a new punch round for both sides.
+    pub fn request_retry(&mut self) {
+        if matches!(self.state, State::Paired(_)) {
+            self.send_register(true);
+        }
+    }
+
+    /// A chat frame for the partner, through the server.
+    pub fn relay(&mut self, frame: Vec<u8>) -> Option<Transmit> {
+        let State::Paired(id) = self.state else {
+            return None;
+        };
+        let msg = Msg::Relay {
+            tid: self.rng.gen(),
+            pair_id: Some(id),
+            data: Some(frame),
+        };
+        Some(Transmit {
+            source: None,
+            destination: self.config.server,
+            payload: msg.encode(),
+        })
+    }
+
+    // ---- internals ----
+
+    fn advance(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    fn send(&mut self, payload: Vec<u8>) {
+        self.out.push_back(Transmit {
+            source: None,
+            destination: self.config.server,
+            payload,
+        });
+    }
+
+    fn fail(&mut self, e: PeerError) {
+        self.events.push_back(LinkEvent::Failed(e));
+        self.state = State::Failed;
+        self.timers.clear();
+    }
+
+    fn pump_detector(&mut self) {
+        let State::Detecting(d) = &mut self.state else {
+            return;
+        };
+        let mut report = None;
+        while let Some(t) = d.poll_transmit() {
+            self.out.push_back(t);
+        }
+        while let Some(e) = d.poll_event() {
+            if let DetectEvent::Done(r) = e {
+                report = Some(r);
+            }
+        }
+        let Some(r) = report else {
+            return;
+        };
+        self.state = State::Closed;
+        self.events.push_back(LinkEvent::NatDetected(r.clone()));
+        if r.server_unreachable {
+            return self.fail(PeerError::ServerUnreachable);
+        }
+        self.nat = r.behaviour;
+        self.server_rtt = r.server_rtt;
+        self.public_addr = r.public_addr;
+        let register = Msg::Register(self.register(false));
+        let txn = self.start_txn(register);
+        self.state = State::Registering(txn);
+    }
+
+    fn register(&mut self, retry: bool) -> Register {
+        Register {
+            tid: self.rng.gen(),
+            pool: self.config.pool.clone(),
+            name: self.config.name.clone(),
+            nat: self.nat,
+            client_id: Some(self.client_id),
+            locals: self.config.local_addrs.clone(),
+            rtt: self.server_rtt,
+            retry,
+        }
+    }
+
+    fn send_register(&mut self, retry: bool) {
+        let r = self.register(retry);
+        self.send(Msg::Register(r).encode());
+    }
+
+    /// Sends `msg` now and retransmits it until answered or [`PeerConfig::server_timeout`].
+    fn start_txn(&mut self, msg: Msg) -> Txn {
+        let now = self.now;
+        let tid = match &msg {
+            Msg::BindingRequest { tid } => *tid,
+            Msg::Register(r) => r.tid,
+            _ => self.rng.gen(),
+        };
+        let payload = msg.encode();
+        self.send(payload.clone());
+        // 250 ms until the server's RTT is known, then twice that (50..=250 ms).
+        let rto = self.server_rtt.map_or(INITIAL_RTO, |r| {
+            (r * 2).clamp(Duration::from_millis(50), INITIAL_RTO)
+        });
+        let deadline = after(now, self.config.server_timeout);
+        let mut retransmit =
+            Retransmit::new(Backoff::new(rto, MAX_RTO), now).with_deadline(deadline);
+        retransmit.on_send(now);
+        self.arm_txn(&retransmit);
+        Txn {
+            tid,
+            payload,
+            retransmit,
+        }
+    }
+
+    fn arm_txn(&mut self, r: &Retransmit) {
+        let at = match (r.next_send(), r.deadline()) {
+            (Some(n), _) => n,
+            (None, Some(d)) => d,
+            (None, None) => return,
+        };
+        self.timers.set(LinkTimer::Txn, at);
+    }
+
+    fn txn_mut(&mut self) -> Option<&mut Txn> {
+        match &mut self.state {
+            State::Probing(t) | State::Registering(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    fn on_txn_timer(&mut self) {
+        let now = self.now;
+        let Some(txn) = self.txn_mut() else {
+            return;
+        };
+        if txn.retransmit.deadline().is_some_and(|d| now >= d) {
+            return self.fail(PeerError::ServerUnreachable);
+        }
+        txn.retransmit.on_send(now);
+        let (payload, r) = (txn.payload.clone(), txn.retransmit.clone());
+        self.arm_txn(&r);
+        self.send(payload);
+    }
+
+    /// The round trip measured by the answer `tid` to the outstanding request, if it is that answer.
+    fn answers_txn(&self, tid: Tid) -> Option<Duration> {
+        match &self.state {
+            State::Probing(t) | State::Registering(t) if t.tid == tid => {
+                t.retransmit.rtt_sample(self.now).map(|(rtt, _exact)| rtt)
+            }
+            _ => None,
+        }
+    }
+
+    fn on_binding_ok(&mut self, tid: Tid, mapped: Option<SocketAddr>) {
+        if !matches!(self.state, State::Probing(_)) {
+            return self.on_keepalive_answer(mapped);
+        }
+        let Some(rtt) = self.answers_txn(tid) else {
+            return;
+        };
+        self.timers.stop(LinkTimer::Txn);
+        self.server_rtt = Some(rtt);
+        self.public_addr = mapped;
+        if self.nat.behind_nat.is_none() {
+            if let Some(p) = self.public_addr {
+                self.nat.behind_nat = Some(!self.config.local_addrs.contains(&p));
+            }
+        }
+        let register = Msg::Register(self.register(false));
+        let txn = self.start_txn(register);
+        self.state = State::Registering(txn);
+    }
+
+    /// A keepalive Binding answer: if the server now sees another public address, our NAT mapping changed
+    /// (it expired, or the NAT restarted): register again so that the server follows us.
+    fn on_keepalive_answer(&mut self, mapped: Option<SocketAddr>) {
+        let Some(mapped) = mapped else {
+            return;
+        };
+        if !self.registered_or_paired() || Some(mapped) == self.public_addr {
+            return;
+        }
+        self.public_addr = Some(mapped);
+        self.rebinding = true;
+        self.send_register(false);
+        self.timers.set(
+            LinkTimer::Keepalive,
+            after(self.now, self.config.rebind_keepalive),
+        );
+    }
+
+    fn on_register_ok(&mut self, tid: Tid, mapped: Option<SocketAddr>) {
+        if !matches!(self.state, State::Registering(_)) {
+            // The answer to a refresh, a retry request or a re-registration from a new address.
+            if mapped == self.public_addr {
+                self.rebinding = false;
+            }
+            return;
+        }
+        let Some(rtt) = self.answers_txn(tid) else {
+            return;
+        };
+        self.timers.stop(LinkTimer::Txn);
+        self.server_rtt.get_or_insert(rtt);
+        self.state = State::Waiting;
+        self.registered(mapped);
+        self.timers.set(
+            LinkTimer::Reregister,
+            after(self.now, self.config.reregister_interval),
+        );
+    }
+
+    fn on_register_error(&mut self, tid: Tid, code: u16, reason: String) {
+        if !matches!(self.state, State::Registering(_)) {
+            return;
+        }
+        let Some(rtt) = self.answers_txn(tid) else {
+            return;
+        };
+        self.server_rtt.get_or_insert(rtt);
+        if code == 409 {
+            self.fail(PeerError::PoolFull)
+        } else {
+            self.fail(PeerError::Rejected { code, reason })
+        }
+    }
+
+    /// The server has us: from the Register success, or from a PeerInfo that overtook it (the server sends
+    /// both at once when we complete a pair). Either way the server keepalive starts here, or the server
+    /// would expire us while we chat on a direct path.
+    fn registered(&mut self, mapped: Option<SocketAddr>) {
+        let public = mapped.or(self.public_addr).unwrap_or(self.config.server);
+        self.public_addr = Some(public);
+        let server_rtt = self.server_rtt.unwrap_or(FALLBACK_SERVER_RTT);
+        self.events.push_back(LinkEvent::Registered {
+            public_addr: public,
+            server_rtt,
+        });
+        self.timers.set(
+            LinkTimer::Keepalive,
+            after(self.now, self.config.server_keepalive),
+        );
+    }
+
+    fn on_peer_info(&mut self, info: PeerInfo) {
+        // Always answer, so the server stops retransmitting.
+        self.send(Msg::PeerInfoAck { tid: info.tid }.encode());
+        match self.state {
+            State::Paired(id) if id == info.pair_id => {
+                let (public, hold) = (info.public, info.hold);
+                self.events.push_back(LinkEvent::NewRound { public, hold });
+            }
+            State::Registering(_) => {
+                // The PeerInfo overtook the Register success: it answers the Register too.
+                self.timers.stop(LinkTimer::Txn);
+                self.registered(info.mapped);
+                self.paired(info);
+            }
+            State::Waiting | State::Paired(_) => self.paired(info),
+            _ => {}
+        }
+    }
+
+    fn paired(&mut self, info: PeerInfo) {
+        self.state = State::Paired(info.pair_id);
+        self.timers.stop(LinkTimer::Reregister);
+        self.events.push_back(LinkEvent::Paired(info));
+    }
+}
