@@ -180,12 +180,10 @@ impl ServerLink {
             Msg::RegisterOk { tid, mapped } => self.on_register_ok(tid, mapped),
             Msg::RegisterError { tid, code, reason } => self.on_register_error(tid, code, reason),
             Msg::PeerInfo(info) => self.on_peer_info(info),
-            Msg::PeerLeft { pair_id, .. } => {
-                if self.is_pair(pair_id) {
-                    self.events.push_back(LinkEvent::PeerLeft);
-                    self.state = State::Closed;
-                    self.timers.clear();
-                }
+            Msg::PeerLeft { pair_id, .. } if self.is_pair(pair_id) => {
+                self.events.push_back(LinkEvent::PeerLeft);
+                self.state = State::Closed;
+                self.timers.clear();
             }
             Msg::Relay {
                 pair_id,
