@@ -120,7 +120,8 @@ pub struct NatReport {
     pub behaviour: NatBehaviour,
     /// The classic name: `behaviour.kind()`, or `Blocked` when the server never answered.
     pub kind: NatKind,
-    /// Round trip to the server's primary socket (a lower bound if only a retransmission was answered).
+    /// Round trip to the server: mapping test 1/3 (to P), else 2/3 (to AP). A lower bound when the test was
+    /// retransmitted (Karn: measured from the last send).
     pub server_rtt: Option<Duration>,
     /// The server announced an alternate address (OTHER-ADDRESS), so behaviour tests could run.
     pub behaviour_tests: bool,

@@ -141,3 +141,34 @@ fn garbage_never_panics() {
         while d.poll_transmit().is_some() {}
     }
 }
+
+#[test]
+fn every_deadline_names_its_reason() {
+    let t0 = crate::test_epoch();
+    let server = a("192.0.2.1:3478");
+    let mut d = NatDetector::new(DetectorConfig::new(server), t0);
+    let mut reasons = Vec::new();
+    while let Some(dl) = d.poll_deadline() {
+        assert_eq!(d.poll_timeout(), Some(dl.at));
+        reasons.push(dl.reason);
+        d.handle_timeout(dl.at);
+        while d.poll_transmit().is_some() {}
+    }
+    // The three first tests start together, so mapping test 1/3 (the lowest) names the ties: 150 ms; then the
+    // filtering tests' RTO is capped at 250 ms: 400 (filtering), 450 (mapping), 650, 900, both filtering tests
+    // decided at 1 s; mapping test 1/3 retransmits at 1.05 and 1.85 s and is decided at 2.5 s: Blocked.
+    assert_eq!(
+        reasons,
+        [
+            "detector: mapping test 1/3 retransmit",
+            "detector: filtering test 1/2 retransmit",
+            "detector: mapping test 1/3 retransmit",
+            "detector: filtering test 1/2 retransmit",
+            "detector: filtering test 1/2 retransmit",
+            "detector: decide filtering test 1/2",
+            "detector: mapping test 1/3 retransmit",
+            "detector: mapping test 1/3 retransmit",
+            "detector: decide mapping test 1/3",
+        ]
+    );
+}
