@@ -35,7 +35,7 @@
 //! The detector speaks the five verbs of [`crate::Machine`]. On a shared socket the caller asks
 //! [`NatDetector::owns`] first and hands over only the datagrams it owns (answers to its transaction ids, also
 //! late ones); everything else belongs to the caller. Every probe is repeated by a
-//! [`Retransmit`](crate::backoff::Retransmit), and every deadline from [`NatDetector::poll_deadline`] names its
+//! [`Retransmit`], and every deadline from [`NatDetector::poll_deadline`] names its
 //! probe and whether it is a retransmission or the decision that the probe went unanswered.
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
