@@ -304,9 +304,10 @@ fn run(mut net: Net, seed: u64) -> Run {
                 Dir::ToClient => {
                     if let Some(inside) = net.nat.inbound(from, to) {
                         assert!(
-                            det.handle_input(now, inside, from, &payload),
+                            det.owns(&payload),
                             "an answer to the detector's request from {from}"
                         );
+                        det.handle_input(now, inside, from, &payload);
                     }
                 }
             }
