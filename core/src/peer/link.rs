@@ -165,9 +165,10 @@ impl ServerLink {
         let State::Detecting(d) = &mut self.state else {
             return false;
         };
-        if !d.handle_input(now, local, remote, data) {
+        if !d.owns(data) {
             return false;
         }
+        d.handle_input(now, local, remote, data);
         self.pump_detector();
         true
     }
