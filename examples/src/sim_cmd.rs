@@ -44,8 +44,8 @@ struct LinkArgs {
     /// Probability that a one-way trip is lost, in [0, 0.5].
     #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_loss)]
     loss: f64,
-    /// What peers know about their own NAT: assume the true behaviour (as --assume-nat), detect it against
-    /// the two-IP server, or announce nothing.
+    /// What peers know about their own NAT: assume (announce the simulated NAT's true behaviour without
+    /// testing), detect (run the behaviour tests against the two-IP server), or unknown (announce nothing).
     #[arg(long, value_enum, default_value = "assume")]
     knowledge: KnowledgeArg,
 }
