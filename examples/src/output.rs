@@ -7,6 +7,8 @@ use punch_core::display::millis as ms;
 use punch_core::nat::{ExpectedPath, NatBehaviour, Strategy};
 use punch_core::peer::{Path, PeerEvent};
 use punch_core::server::ServerEvent;
+use punch_sim::matrix::MatrixConfig;
+use punch_sim::{Outcome, PathKind, Profile};
 use serde_json::{json, Value};
 
 pub fn behaviour_json(b: &NatBehaviour) -> Value {
@@ -149,6 +151,69 @@ pub fn demo_session_json(
 /// The JSON answer of `punch strategy`.
 pub fn strategy_json(s: Strategy, path: ExpectedPath) -> Value {
     json!({"strategy": s.label(), "path": path.label()})
+}
+
+/// One `punch sim` scenario and its result.
+pub struct SimOne<'a> {
+    pub nat_a: Profile,
+    pub nat_b: Profile,
+    pub seed: u64,
+    pub relay_only: bool,
+    pub full_trace: bool,
+    pub cfg: &'a MatrixConfig,
+    pub outcome: &'a Outcome,
+    pub kind: PathKind,
+    pub verdict: &'a Result<PathKind, String>,
+    pub delivered: &'a Result<(), String>,
+    pub timeline: &'a [String],
+}
+
+/// The JSON object of one `punch sim` scenario: the summary plus the timeline.
+pub fn sim_one_json(x: &SimOne) -> Value {
+    use crate::sim_cmd::{ms_f, rtts};
+    let dur = |d: Option<Duration>| d.map(ms_f);
+    let inr = |d: Option<Duration>| d.map(|d| rtts(d, x.cfg.rtt_ms));
+    let peers: Vec<serde_json::Value> = x
+        .outcome
+        .peers
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "name": p.name,
+                "nat": p.nat,
+                "path": p.path.label(),
+                "paired_at_ms": dur(p.paired_at),
+                "path_at_ms": dur(p.path_at),
+                "direct_at_ms": dur(p.direct_at),
+                "first_message_at_ms": dur(p.first_message_at),
+                "typed": p.typed,
+                "received": p.received,
+                "errors": p.errors,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "nat_a": x.nat_a.to_string(),
+        "nat_b": x.nat_b.to_string(),
+        "seed": x.seed,
+        "rtt_ms": x.cfg.rtt_ms,
+        "loss": x.cfg.loss,
+        "relay_only": x.relay_only,
+        "knowledge": format!("{:?}", x.cfg.knowledge).to_lowercase(),
+        "outcome": x.kind.label(),
+        "failure": x.verdict.as_ref().err(),
+        "pairing_to_first_message_ms": dur(x.outcome.pairing_to_first_message()),
+        "pairing_to_first_message_rtts": inr(x.outcome.pairing_to_first_message()),
+        "pairing_to_direct_ms": dur(x.outcome.pairing_to_direct()),
+        "pairing_to_direct_rtts": inr(x.outcome.pairing_to_direct()),
+        "exactly_once_in_order": x.delivered.is_ok(),
+        "delivery_error": x.delivered.as_ref().err(),
+        "ended_at_ms": ms_f(x.outcome.ended_at),
+        "steps": x.outcome.stats.steps,
+        "peers": peers,
+        "trace_condensed": !x.full_trace,
+        "trace": x.timeline,
+    })
 }
 
 #[cfg(test)]
