@@ -252,27 +252,12 @@ if want third-party && wait_build; then
 fi
 
 # ------------------------------------------------------------------------------------------- 4. chat
-# The decision table (docs/STRATEGY.md) for the expected strategy, shown next to the path.
-table_strategy() {
-  case "$1/$2" in
-    port-restricted/symmetric | symmetric/port-restricted | symmetric/symmetric) echo relay ;;
-    *) echo punch ;;
-  esac
-}
-
-# The path the table predicts for this lab pair: relay, direct, or "either" where Linux conntrack makes it a
-# race (docs/STRATEGY.md): both routers filter by port (port-restricted = masquerade) and one of them has no
-# WAN firewall, so whichever punch packet arrives first reserves a tuple; direct only if the two sides start
-# within one one-way delay, else the relay (and a synchronized retry round 35 s later).
-# A long run (STAY > 0: both keep chatting that many seconds) lives through the server's retry rounds, which
-# alternate who pings first: a pair with exactly one unfirewalled router must then end direct.
+# The path this lab pair should end on: relay, direct, or "either" where Linux conntrack makes it a race.
+# punch itself answers, from core's decision table and its conntrack rule (`punch strategy --help`,
+# docs/STRATEGY.md "Linux conntrack and start skew"). STAY: seconds both sides keep chatting (long runs live
+# through the server's retry rounds).
 expected_path() { # KIND_A KIND_B FW_A FW_B [STAY]
-  if [ "$(table_strategy "$1" "$2")" = relay ]; then echo relay; return; fi
-  if [ "$1/$2" = port-restricted/port-restricted ] && { [ "$3" = no ] || [ "$4" = no ]; }; then
-    if [ "${5:-0}" -gt 0 ] && [ "$3" != "$4" ]; then echo direct; else echo either; fi
-    return
-  fi
-  echo direct
+  "$PUNCH" strategy "$1" "$2" --fw-a "$3" --fw-b "$4" --stay "${5:-0}" 2>/dev/null || echo "unknown (punch strategy failed)"
 }
 
 # One scenario in its own lab: chat_scenario ID KIND_A KIND_B FW_A FW_B DELAY_B [STAY]

@@ -1,6 +1,7 @@
 //! NAT behaviour in RFC 4787 terms, the classic names derived from it, and the decision table that maps the
 //! two peers' behaviours to a connection strategy (documented in `docs/STRATEGY.md`).
 use std::fmt;
+use std::time::Duration;
 
 /// How the NAT chooses the public mapping for a new destination (RFC 4787 s4.1, RFC 5780 s4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -118,7 +119,7 @@ impl NatBehaviour {
         }
     }
 
-    /// A behaviour for a classic kind (used by tests, the simulator and `--assume-nat`).
+    /// A behaviour for a classic kind (used by tests, the simulator's `--knowledge assume` and `punch strategy`).
     pub fn from_kind(kind: NatKind) -> NatBehaviour {
         let (behind, m, f) = match kind {
             NatKind::Open => (
@@ -309,6 +310,57 @@ pub fn strategy(a: &NatBehaviour, b: &NatBehaviour) -> Strategy {
         (false, true) if admits_new_port(a) => Strategy::Punch,
         _ => Strategy::Relay,
     }
+}
+
+/// The path a pair of peers ends on behind real Linux routers, where the strategy alone does not decide it
+/// (`docs/STRATEGY.md`, "Linux conntrack and start skew"; the real-NAT lab checks it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ExpectedPath {
+    Direct,
+    Relay,
+    /// Either is right: a race decides.
+    Either,
+}
+
+impl ExpectedPath {
+    pub fn label(self) -> &'static str {
+        match self {
+            ExpectedPath::Direct => "direct",
+            ExpectedPath::Relay => "relay",
+            ExpectedPath::Either => "either",
+        }
+    }
+}
+
+/// How long two peers must stay for the alternating retry rounds to have tried both ping orders (the third
+/// round starts 70 s after the first).
+pub const RETRY_ROUNDS_SETTLE: Duration = Duration::from_secs(80);
+
+/// The path [`strategy`] leads to between two Linux routers. `firewall_*`: the router drops unsolicited WAN
+/// input (else an unsolicited punch packet reserves a conntrack tuple); `stay`: how long both peers stay.
+///
+/// Relay where the strategy says so. Two port-restricted (masquerade) routers, one of them without a
+/// firewall: the first punch round is a race (direct only if the first pings cross within one one-way delay),
+/// so either path is right; but with exactly one unfirewalled router and peers staying
+/// [`RETRY_ROUNDS_SETTLE`], the alternating retry rounds end direct. Everything else: direct.
+pub fn expected_path(
+    a: &NatBehaviour,
+    b: &NatBehaviour,
+    firewall_a: bool,
+    firewall_b: bool,
+    stay: Duration,
+) -> ExpectedPath {
+    if strategy(a, b) == Strategy::Relay {
+        return ExpectedPath::Relay;
+    }
+    let masquerade = |n: &NatBehaviour| n.kind() == NatKind::PortRestrictedCone;
+    if masquerade(a) && masquerade(b) && !(firewall_a && firewall_b) {
+        if stay >= RETRY_ROUNDS_SETTLE && firewall_a != firewall_b {
+            return ExpectedPath::Direct;
+        }
+        return ExpectedPath::Either;
+    }
+    ExpectedPath::Direct
 }
 
 #[cfg(test)]

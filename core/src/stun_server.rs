@@ -47,7 +47,7 @@ pub fn socket_set(primary: SocketAddr, alternate: Option<SocketAddr>) -> Vec<Soc
 }
 
 /// The alternate, if it can serve behaviour discovery: it must differ from the primary in both IP and port.
-fn usable_alternate(config: &ServerConfig) -> Option<SocketAddr> {
+pub fn usable_alternate(config: &ServerConfig) -> Option<SocketAddr> {
     config
         .alternate
         .filter(|a| a.ip() != config.listen.ip() && a.port() != config.listen.port())

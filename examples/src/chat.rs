@@ -1,7 +1,8 @@
 //! `punch chat POOL`: lines on stdin are sent, messages go to stdout, status to stderr (or everything as JSON
 //! lines on stdout with `--json`). When stdin ends, punch says so to the peer (a FIN after the last line) and
-//! waits (bounded by `--wait`) until every sent line is acknowledged and the peer has finished too, then
-//! leaves the pool and exits 0.
+//! waits (bounded by `--wait`) until the peer reports the conversation over (`PeerEvent::ConversationDone`:
+//! every line acknowledged and the peer finished too), then leaves the pool and exits 0.
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -42,49 +43,35 @@ pub struct ChatArgs {
     wait: u64,
 }
 
+/// What happened to a line handed to the peer (sent back from the driver thread).
 enum Local {
-    Queued,
+    Queued(u64),
     Refused(String),
-    FinQueued(u64),
 }
 
-/// How long to keep answering after both sides are done, so a retransmitted FIN still gets its ACK.
-const GRACE: Duration = Duration::from_millis(300);
-
-/// What this side knows about the end of the conversation.
+/// Our lines that are not known to be delivered: the CLI reports them when `--wait` runs out or the peer
+/// leaves. (When the conversation is over is the peer's call: [`PeerEvent::ConversationDone`].)
 #[derive(Default)]
-struct Progress {
-    submitted: u64,
-    settled: u64,
-    queued: u64,
-    acked: u64,
-    fin_seq: Option<u64>,
-    fin_acked: bool,
-    peer_finished: bool,
-    has_path: bool,
+struct Outbox {
+    /// Lines handed to the peer whose fate (queued or refused) has not come back yet.
+    pending: u64,
+    /// Sequence numbers of queued lines not acknowledged yet (the FIN is not one of them).
+    unacked: BTreeSet<u64>,
 }
 
-impl Progress {
+impl Outbox {
     fn local(&mut self, l: Local, json: bool) {
+        self.pending -= 1;
         match l {
-            Local::Queued => {
-                self.settled += 1;
-                self.queued += 1;
+            Local::Queued(seq) => {
+                self.unacked.insert(seq);
             }
-            Local::Refused(why) => {
-                self.settled += 1;
-                report_error(json, &format!("not sent: {why}"));
-            }
-            Local::FinQueued(seq) => self.fin_seq = Some(seq),
+            Local::Refused(why) => report_error(json, &format!("not sent: {why}")),
         }
     }
     /// Every line we read was sent and acknowledged.
-    fn ours_delivered(&self) -> bool {
-        self.settled == self.submitted && self.queued == self.acked
-    }
-    /// Both sides said everything and heard everything.
-    fn done(&self) -> bool {
-        self.ours_delivered() && self.fin_acked && self.peer_finished
+    fn delivered(&self) -> bool {
+        self.pending == 0 && self.unacked.is_empty()
     }
 }
 
@@ -122,30 +109,31 @@ pub fn run(a: ChatArgs) -> Result<ExitCode> {
     driver::read_stdin(tx.clone());
     driver::on_interrupt(tx);
 
-    // The rule: when stdin ends we send a FIN after our lines. We leave once our lines and FIN are
-    // acknowledged and the peer's FIN has arrived (so we have all its lines too), or the peer left after
-    // getting everything of ours, or --wait runs out.
-    let mut p = Progress::default();
-    let mut eof_at: Option<Instant> = None;
-    let mut done_at: Option<Instant> = None;
+    // When stdin ends we send a FIN after our lines (Peer::finish). We leave when the peer says the
+    // conversation is over (ConversationDone), or the peer left after getting everything of ours, or --wait
+    // runs out.
+    let mut outbox = Outbox::default();
+    let mut deadline: Option<Instant> = None;
+    let mut peer_finished = false;
+    let mut has_path = false;
     let mut peer_name = String::from("peer");
     let code = loop {
+        let input = match deadline {
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            Some(t) if Instant::now() >= t => Err(mpsc::RecvTimeoutError::Timeout),
+            Some(t) => rx.recv_timeout(t.saturating_duration_since(Instant::now())),
+        };
+        // Local results of commands run before this input happened are already in the channel.
         while let Ok(l) = lrx.try_recv() {
-            p.local(l, a.json);
+            outbox.local(l, a.json);
         }
-        let now = Instant::now();
-        if eof_at.is_some() && p.done() {
-            let t = *done_at.get_or_insert(now);
-            if now.duration_since(t) >= GRACE {
+        let input = match input {
+            Ok(i) => i,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break ExitCode::from(1),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
                 running.command(|p: &mut Peer, now| p.close(now));
-                break ExitCode::SUCCESS;
-            }
-        }
-        if let Some(t) = eof_at {
-            if now.duration_since(t) >= Duration::from_secs(a.wait) {
-                running.command(|p: &mut Peer, now| p.close(now));
-                if p.ours_delivered() && p.has_path {
-                    if !p.peer_finished {
+                if outbox.delivered() && has_path {
+                    if !peer_finished {
                         report_note(
                             a.json,
                             "the peer is still sending; leaving (--wait ran out)",
@@ -153,10 +141,10 @@ pub fn run(a: ChatArgs) -> Result<ExitCode> {
                     }
                     break ExitCode::SUCCESS;
                 }
-                let why = if p.has_path {
+                let why = if has_path {
                     format!(
                         "{} message(s) not acknowledged after {} s",
-                        p.queued - p.acked,
+                        outbox.unacked.len(),
                         a.wait
                     )
                 } else {
@@ -165,16 +153,7 @@ pub fn run(a: ChatArgs) -> Result<ExitCode> {
                 report_error(a.json, &why);
                 break ExitCode::from(1);
             }
-        }
-        let input = match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(i) => i,
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break ExitCode::from(1),
         };
-        // Local results of commands run before this event happened are already in the channel.
-        while let Ok(l) = lrx.try_recv() {
-            p.local(l, a.json);
-        }
         match input {
             Input::Event(e) => {
                 if a.json {
@@ -184,16 +163,21 @@ pub fn run(a: ChatArgs) -> Result<ExitCode> {
                 }
                 match e {
                     PeerEvent::Message { text, .. } if !a.json => println!("<{peer_name}> {text}"),
-                    PeerEvent::Acked { seq } if Some(seq) == p.fin_seq => p.fin_acked = true,
-                    PeerEvent::Acked { .. } => p.acked += 1,
-                    PeerEvent::PeerFinished => p.peer_finished = true,
+                    PeerEvent::Acked { seq } => {
+                        outbox.unacked.remove(&seq);
+                    }
+                    PeerEvent::PeerFinished => peer_finished = true,
                     PeerEvent::Paired { name, .. } if !name.is_empty() => peer_name = name,
-                    PeerEvent::Path { .. } => p.has_path = true,
+                    PeerEvent::Path { .. } => has_path = true,
+                    PeerEvent::ConversationDone => {
+                        running.command(|p: &mut Peer, now| p.close(now));
+                        break ExitCode::SUCCESS;
+                    }
                     PeerEvent::Error(PeerError::ServerUnreachable) => break ExitCode::from(2),
                     PeerEvent::Error(_) => break ExitCode::from(3),
                     PeerEvent::Disconnected { .. } => {
                         // The peer left: fine if it had everything of ours (and we finished too).
-                        break if eof_at.is_some() && p.ours_delivered() {
+                        break if deadline.is_some() && outbox.delivered() {
                             ExitCode::SUCCESS
                         } else {
                             ExitCode::from(1)
@@ -203,23 +187,22 @@ pub fn run(a: ChatArgs) -> Result<ExitCode> {
                 }
             }
             Input::Line(line) => {
-                if line.is_empty() || eof_at.is_some() {
+                if line.is_empty() || deadline.is_some() {
                     continue;
                 }
-                p.submitted += 1;
+                outbox.pending += 1;
                 let ltx = ltx.clone();
                 running.command(move |p: &mut Peer, now| {
                     let _ = ltx.send(match p.send_message(now, &line) {
-                        Ok(_) => Local::Queued,
+                        Ok(seq) => Local::Queued(seq),
                         Err(e) => Local::Refused(e.to_string()),
                     });
                 });
             }
             Input::Eof => {
-                eof_at = Some(Instant::now());
-                let ltx = ltx.clone();
-                running.command(move |p: &mut Peer, now| {
-                    let _ = ltx.send(Local::FinQueued(p.finish(now)));
+                deadline = Some(Instant::now() + Duration::from_secs(a.wait));
+                running.command(|p: &mut Peer, now| {
+                    p.finish(now);
                 });
             }
             Input::Interrupt => {

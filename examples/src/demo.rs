@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use punch_core::peer::{Path, Peer, PeerConfig, PeerEvent};
 use punch_core::server::{Server, ServerConfig};
-use serde_json::json;
 
 use crate::driver::{Input, Running, Runtime};
+use crate::output::{demo_session_json, DemoPeer};
 use crate::seed;
 
 #[derive(clap::Args)]
@@ -151,17 +151,15 @@ fn session(a: &DemoArgs, server: SocketAddr, pool: &str, relay_only: bool) -> Re
     let mut log: Vec<(f64, String)> = sides.iter().flat_map(|s| s.log.clone()).collect();
     log.sort_by(|a, b| a.0.total_cmp(&b.0));
     if a.json {
-        let v = json!({
-            "session": if relay_only { "relay-only" } else { "direct" },
-            "ok": ok,
-            "elapsed_ms": start.elapsed().as_secs_f64() * 1000.0,
-            "peers": sides.iter().map(|s| json!({
-                "name": s.name,
-                "path": s.path.map(|(p, _)| match p { Path::Direct(_) => "direct", Path::Relay => "relay" }),
-                "rtt_ms": s.path.map(|(_, r)| r.as_secs_f64() * 1000.0),
-                "received": s.received,
-            })).collect::<Vec<_>>(),
-        });
+        let peers: Vec<DemoPeer> = sides
+            .iter()
+            .map(|s| DemoPeer {
+                name: s.name,
+                path: s.path,
+                received: &s.received,
+            })
+            .collect();
+        let v = demo_session_json(relay_only, ok, start.elapsed(), &peers);
         println!("{v}");
     } else {
         println!();

@@ -7,6 +7,7 @@ mod demo;
 mod driver;
 mod output;
 mod sim_cmd;
+mod strategy_cmd;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
@@ -37,6 +38,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run simulated scenarios (virtual time, simulated NATs).
     Sim(sim_cmd::SimArgs),
+    /// The decision table for two NAT kinds: the expected path (direct, relay, either) behind Linux routers.
+    Strategy(strategy_cmd::StrategyArgs),
 }
 
 #[derive(clap::Args)]
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
         Command::Chat(a) => chat::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Sim(a) => sim_cmd::run(a),
+        Command::Strategy(a) => strategy_cmd::run(a),
     };
     match r {
         Ok(code) => code,
@@ -151,10 +155,10 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
             anyhow::bail!("--alt-ip must differ from the --listen IP");
         }
         let port = a.alt_port.unwrap_or(a.listen.port().wrapping_add(1));
-        if port == a.listen.port() {
+        config.alternate = Some(SocketAddr::new(ip, port));
+        if punch_core::stun_server::usable_alternate(&config).is_none() {
             anyhow::bail!("--alt-port must differ from the --listen port");
         }
-        config.alternate = Some(SocketAddr::new(ip, port));
     }
     let addrs = punch_core::stun_server::socket_set(config.listen, config.alternate);
     let (tx, rx) = std::sync::mpsc::channel();
@@ -171,30 +175,7 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
         match rx.recv() {
             Ok(Input::Event(e)) => {
                 if a.json {
-                    let v = match &e {
-                        ServerEvent::Registered {
-                            pool,
-                            client,
-                            name,
-                            nat,
-                        } => serde_json::json!({
-                            "event": "registered", "pool": pool, "client": client.to_string(), "name": name,
-                            "nat": output::behaviour_json(nat)}),
-                        ServerEvent::Paired { pool, a, b } => serde_json::json!({
-                            "event": "paired", "pool": pool, "a": a.to_string(), "b": b.to_string()}),
-                        ServerEvent::Left { pool, client } => serde_json::json!({
-                            "event": "left", "pool": pool, "client": client.to_string()}),
-                        ServerEvent::Expired { pool, client } => serde_json::json!({
-                            "event": "expired", "pool": pool, "client": client.to_string()}),
-                        ServerEvent::Dropped { from, reason } => serde_json::json!({
-                            "event": "dropped", "from": from.to_string(), "reason": reason}),
-                        ServerEvent::Moved { pool, from, to } => serde_json::json!({
-                            "event": "moved", "pool": pool, "from": from.to_string(), "to": to.to_string()}),
-                        ServerEvent::Retry { pool } => {
-                            serde_json::json!({"event": "retry", "pool": pool})
-                        }
-                    };
-                    println!("{v}");
+                    println!("{}", output::server_event_json(&e));
                 }
                 match e {
                     ServerEvent::Dropped { from, reason } => {
@@ -222,18 +203,19 @@ fn nat_type(a: NatTypeArgs) -> anyhow::Result<ExitCode> {
     let server = a.server;
     let (tx, rx) = std::sync::mpsc::channel();
     driver::on_interrupt(tx.clone());
+    let mut config = DetectorConfig::new(server);
+    config.seed = seed();
+    let limit = detection_limit(&config);
     let running = Running::start(
         a.runtime,
         &[bind],
         move |locals| {
-            let mut c = DetectorConfig::new(server);
-            c.local_addrs = announce(locals[0], server);
-            c.seed = seed();
-            NatDetector::new(c, punch_tokio::now())
+            config.local_addrs = announce(locals[0], server);
+            NatDetector::new(config, punch_tokio::now())
         },
         tx,
     )?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + limit;
     let code = loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
@@ -246,7 +228,7 @@ fn nat_type(a: NatTypeArgs) -> anyhow::Result<ExitCode> {
                 if a.json {
                     println!("{}", output::report_json(&r));
                 } else {
-                    print!("{}", output::report_text(&r));
+                    print!("{r}");
                 }
                 if r.server_unreachable {
                     eprintln!("punch: server {server} unreachable");
@@ -261,11 +243,36 @@ fn nat_type(a: NatTypeArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(_) => {}
             Err(_) => {
-                eprintln!("punch: detection did not finish in 15 s");
+                eprintln!("punch: detection did not finish in {} s", limit.as_secs());
                 break ExitCode::from(1);
             }
         }
     };
     running.stop();
     Ok(code)
+}
+
+/// How long `punch nat-type` waits for the detector: its own hard limit in the worst case, plus a second for
+/// the last answer, in whole seconds. The detector stops at `max_duration`, stretched on slow paths to
+/// `filter_timeout` + 5 server RTTs; the RTT is at most `binding_timeout` (a later answer counts as none).
+fn detection_limit(c: &punch_core::detect::DetectorConfig) -> std::time::Duration {
+    let worst = c
+        .max_duration
+        .max(c.filter_timeout + c.binding_timeout.saturating_mul(5));
+    let secs = (worst + std::time::Duration::from_secs(1))
+        .as_secs_f64()
+        .ceil();
+    std::time::Duration::from_secs(secs as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nat_type_waits_for_the_detectors_worst_case() {
+        let c = punch_core::detect::DetectorConfig::new("127.0.0.1:3478".parse().unwrap());
+        // 1 s filter timeout + 5 x 2.5 s binding timeout + 1 s, rounded up: the 15 s it always was.
+        assert_eq!(detection_limit(&c), std::time::Duration::from_secs(15));
+    }
 }

@@ -1,12 +1,15 @@
-//! How events look: one line for a person (stderr for status, stdout for messages) or one JSON object per line.
-use punch_core::detect::NatReport;
-use punch_core::nat::NatBehaviour;
-use punch_core::peer::{Path, PeerEvent};
-use serde_json::{json, Value};
+//! How events look. Every JSON object the CLI prints is built here; the human text comes from the `Display`
+//! impls in `punch_core::display` (status lines are the `{:#}` form of a [`PeerEvent`]).
+use std::time::Duration;
 
-fn ms(d: std::time::Duration) -> f64 {
-    (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
-}
+use punch_core::detect::NatReport;
+use punch_core::display::millis as ms;
+use punch_core::nat::{ExpectedPath, NatBehaviour, Strategy};
+use punch_core::peer::{Path, PeerEvent};
+use punch_core::server::ServerEvent;
+use punch_sim::matrix::MatrixConfig;
+use punch_sim::{Outcome, PathKind, Profile};
+use serde_json::{json, Value};
 
 pub fn behaviour_json(b: &NatBehaviour) -> Value {
     let m = b.mapping.map(|m| format!("{m:?}"));
@@ -42,36 +45,6 @@ pub fn report_json(r: &NatReport) -> Value {
     );
     o.insert("notes".into(), json!(r.notes));
     v
-}
-
-pub fn report_text(r: &NatReport) -> String {
-    let mut s = format!("NAT type:        {}\n", r.kind);
-    let p = r.public_addr.map_or("unknown".into(), |a| a.to_string());
-    s += &format!("Public address:  {p}\n");
-    let opt = |o: Option<String>| o.unwrap_or_else(|| "unknown".into());
-    s += &format!(
-        "Mapping:         {}\n",
-        opt(r.behaviour.mapping.map(|m| format!("{m:?}")))
-    );
-    s += &format!(
-        "Filtering:       {}\n",
-        opt(r.behaviour.filtering.map(|f| format!("{f:?}")))
-    );
-    s += &format!(
-        "Port allocation: {}\n",
-        opt(r.behaviour.allocation.map(|a| format!("{a:?}")))
-    );
-    s += &format!(
-        "Server RTT:      {}\n",
-        opt(r.server_rtt.map(|d| format!("{:.2} ms", ms(d))))
-    );
-    for (srv, mapped) in &r.mapped_addrs {
-        s += &format!("  via {srv:<24} mapped to {mapped}\n");
-    }
-    for n in &r.notes {
-        s += &format!("note: {n}\n");
-    }
-    s
 }
 
 fn path_str(p: &Path) -> (&'static str, Option<String>) {
@@ -120,33 +93,238 @@ pub fn peer_event_json(e: &PeerEvent) -> Value {
 
 /// The human line for a peer status event (`None` for events that are not status).
 pub fn peer_event_text(e: &PeerEvent) -> Option<String> {
-    Some(match e {
-        PeerEvent::NatDetected(r) => format!("NAT: {} (public {:?})", r.behaviour, r.public_addr),
-        PeerEvent::Registered {
-            public_addr,
-            server_rtt,
-        } => {
-            format!("registered; the server sees us as {public_addr} (rtt {:.1} ms); waiting for a peer", ms(*server_rtt))
-        }
-        PeerEvent::Paired {
+    e.is_status().then(|| format!("{e:#}"))
+}
+
+/// The JSON line for a server event (`punch server --json`).
+pub fn server_event_json(e: &ServerEvent) -> Value {
+    match e {
+        ServerEvent::Registered {
+            pool,
+            client,
             name,
-            public_addr,
             nat,
-            strategy,
-            ..
-        } => format!(
-            "paired with {name:?} at {public_addr}, NAT {nat}; strategy: {}",
-            strategy.label()
-        ),
-        PeerEvent::Path { path, rtt } => match path {
-            Path::Direct(a) => format!("path: direct to {a} (rtt {:.2} ms)", ms(*rtt)),
-            Path::Relay => format!("path: relay through the server (rtt ~{:.1} ms)", ms(*rtt)),
-        },
-        PeerEvent::Error(err) => format!("error: {err}"),
-        PeerEvent::Disconnected { reason } => format!("disconnected: {reason}"),
-        PeerEvent::PeerFinished => "the peer has finished sending".into(),
-        PeerEvent::Message { .. } | PeerEvent::Acked { .. } | PeerEvent::ConversationDone => {
-            return None
-        }
+        } => json!({
+            "event": "registered", "pool": pool, "client": client.to_string(), "name": name,
+            "nat": behaviour_json(nat)}),
+        ServerEvent::Paired { pool, a, b } => json!({
+            "event": "paired", "pool": pool, "a": a.to_string(), "b": b.to_string()}),
+        ServerEvent::Left { pool, client } => json!({
+            "event": "left", "pool": pool, "client": client.to_string()}),
+        ServerEvent::Expired { pool, client } => json!({
+            "event": "expired", "pool": pool, "client": client.to_string()}),
+        ServerEvent::Dropped { from, reason } => json!({
+            "event": "dropped", "from": from.to_string(), "reason": reason}),
+        ServerEvent::Moved { pool, from, to } => json!({
+            "event": "moved", "pool": pool, "from": from.to_string(), "to": to.to_string()}),
+        ServerEvent::Retry { pool } => json!({"event": "retry", "pool": pool}),
+    }
+}
+
+/// One peer of a `punch demo` session.
+pub struct DemoPeer<'a> {
+    pub name: &'a str,
+    pub path: Option<(Path, Duration)>,
+    pub received: &'a [String],
+}
+
+/// The JSON summary of one `punch demo` session.
+pub fn demo_session_json(
+    relay_only: bool,
+    ok: bool,
+    elapsed: Duration,
+    peers: &[DemoPeer],
+) -> Value {
+    json!({
+        "session": if relay_only { "relay-only" } else { "direct" },
+        "ok": ok,
+        "elapsed_ms": elapsed.as_secs_f64() * 1000.0,
+        "peers": peers.iter().map(|p| json!({
+            "name": p.name,
+            "path": p.path.map(|(path, _)| path_str(&path).0),
+            "rtt_ms": p.path.map(|(_, r)| r.as_secs_f64() * 1000.0),
+            "received": p.received,
+        })).collect::<Vec<_>>(),
     })
+}
+
+/// The JSON answer of `punch strategy`.
+pub fn strategy_json(s: Strategy, path: ExpectedPath) -> Value {
+    json!({"strategy": s.label(), "path": path.label()})
+}
+
+/// One `punch sim` scenario and its result.
+pub struct SimOne<'a> {
+    pub nat_a: Profile,
+    pub nat_b: Profile,
+    pub seed: u64,
+    pub relay_only: bool,
+    pub full_trace: bool,
+    pub cfg: &'a MatrixConfig,
+    pub outcome: &'a Outcome,
+    pub kind: PathKind,
+    pub verdict: &'a Result<PathKind, String>,
+    pub delivered: &'a Result<(), String>,
+    pub timeline: &'a [String],
+}
+
+/// The JSON object of one `punch sim` scenario: the summary plus the timeline.
+pub fn sim_one_json(x: &SimOne) -> Value {
+    use crate::sim_cmd::{ms_f, rtts};
+    let dur = |d: Option<Duration>| d.map(ms_f);
+    let inr = |d: Option<Duration>| d.map(|d| rtts(d, x.cfg.rtt_ms));
+    let peers: Vec<serde_json::Value> = x
+        .outcome
+        .peers
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "name": p.name,
+                "nat": p.nat,
+                "path": p.path.label(),
+                "paired_at_ms": dur(p.paired_at),
+                "path_at_ms": dur(p.path_at),
+                "direct_at_ms": dur(p.direct_at),
+                "first_message_at_ms": dur(p.first_message_at),
+                "typed": p.typed,
+                "received": p.received,
+                "errors": p.errors,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "nat_a": x.nat_a.to_string(),
+        "nat_b": x.nat_b.to_string(),
+        "seed": x.seed,
+        "rtt_ms": x.cfg.rtt_ms,
+        "loss": x.cfg.loss,
+        "relay_only": x.relay_only,
+        "knowledge": format!("{:?}", x.cfg.knowledge).to_lowercase(),
+        "outcome": x.kind.label(),
+        "failure": x.verdict.as_ref().err(),
+        "pairing_to_first_message_ms": dur(x.outcome.pairing_to_first_message()),
+        "pairing_to_first_message_rtts": inr(x.outcome.pairing_to_first_message()),
+        "pairing_to_direct_ms": dur(x.outcome.pairing_to_direct()),
+        "pairing_to_direct_rtts": inr(x.outcome.pairing_to_direct()),
+        "exactly_once_in_order": x.delivered.is_ok(),
+        "delivery_error": x.delivered.as_ref().err(),
+        "ended_at_ms": ms_f(x.outcome.ended_at),
+        "steps": x.outcome.stats.steps,
+        "peers": peers,
+        "trace_condensed": !x.full_trace,
+        "trace": x.timeline,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use punch_core::detect::NatReport;
+    use punch_core::nat::{NatBehaviour, NatKind, Strategy};
+    use punch_core::peer::{Path, PeerError, PeerEvent};
+
+    use super::peer_event_text;
+
+    /// The CLI's status lines, word for word as `punch chat` always printed them.
+    #[test]
+    fn status_lines_keep_their_wording() {
+        let addr = "203.0.113.10:4000".parse().unwrap();
+        let nat = NatBehaviour::from_kind(NatKind::PortRestrictedCone);
+        let cases = [
+            (
+                PeerEvent::Registered {
+                    public_addr: addr,
+                    server_rtt: Duration::from_micros(12_300),
+                },
+                Some("registered; the server sees us as 203.0.113.10:4000 (rtt 12.3 ms); waiting for a peer"),
+            ),
+            (
+                PeerEvent::Paired {
+                    name: "bob".into(),
+                    public_addr: addr,
+                    local_addrs: vec![],
+                    nat,
+                    strategy: Strategy::Punch,
+                },
+                Some("paired with \"bob\" at 203.0.113.10:4000, NAT Port-restricted cone (EIM/APDF); strategy: punch"),
+            ),
+            (
+                PeerEvent::Path {
+                    path: Path::Direct(addr),
+                    rtt: Duration::from_micros(1_234),
+                },
+                Some("path: direct to 203.0.113.10:4000 (rtt 1.23 ms)"),
+            ),
+            (
+                PeerEvent::Path {
+                    path: Path::Relay,
+                    rtt: Duration::from_micros(42_000),
+                },
+                Some("path: relay through the server (rtt ~42.0 ms)"),
+            ),
+            (
+                PeerEvent::Error(PeerError::PoolFull),
+                Some("error: pool full: two peers are already chatting in it"),
+            ),
+            (
+                PeerEvent::Disconnected {
+                    reason: "left".into(),
+                },
+                Some("disconnected: left"),
+            ),
+            (PeerEvent::PeerFinished, Some("the peer has finished sending")),
+            (
+                PeerEvent::NatDetected(NatReport {
+                    public_addr: Some(addr),
+                    behaviour: nat,
+                    kind: NatKind::PortRestrictedCone,
+                    server_rtt: None,
+                    behaviour_tests: true,
+                    server_unreachable: false,
+                    mapped_addrs: vec![],
+                    notes: vec![],
+                }),
+                Some("NAT: Port-restricted cone (EIM/APDF) (public Some(203.0.113.10:4000))"),
+            ),
+            (PeerEvent::Acked { seq: 1 }, None),
+            (
+                PeerEvent::Message {
+                    seq: 0,
+                    text: "hi".into(),
+                },
+                None,
+            ),
+            (PeerEvent::ConversationDone, None),
+        ];
+        for (e, want) in cases {
+            assert_eq!(peer_event_text(&e).as_deref(), want, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn nat_type_report_keeps_its_layout() {
+        let r = NatReport {
+            public_addr: Some("203.0.113.10:4000".parse().unwrap()),
+            behaviour: NatBehaviour::from_kind(NatKind::Symmetric),
+            kind: NatKind::Symmetric,
+            server_rtt: Some(Duration::from_micros(2_346)),
+            behaviour_tests: true,
+            server_unreachable: false,
+            mapped_addrs: vec![(
+                "203.0.113.1:3478".parse().unwrap(),
+                "203.0.113.10:4000".parse().unwrap(),
+            )],
+            notes: vec!["a note".into()],
+        };
+        let want = "NAT type:        Symmetric\n\
+                    Public address:  203.0.113.10:4000\n\
+                    Mapping:         AddressAndPortDependent\n\
+                    Filtering:       AddressAndPortDependent\n\
+                    Port allocation: unknown\n\
+                    Server RTT:      2.35 ms\n  \
+                    via 203.0.113.1:3478         mapped to 203.0.113.10:4000\n\
+                    note: a note\n";
+        assert_eq!(r.to_string(), want);
+    }
 }

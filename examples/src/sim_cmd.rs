@@ -44,8 +44,8 @@ struct LinkArgs {
     /// Probability that a one-way trip is lost, in [0, 0.5].
     #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_loss)]
     loss: f64,
-    /// What peers know about their own NAT: assume the true behaviour (as --assume-nat), detect it against
-    /// the two-IP server, or announce nothing.
+    /// What peers know about their own NAT: assume (announce the simulated NAT's true behaviour without
+    /// testing), detect (run the behaviour tests against the two-IP server), or unknown (announce nothing).
     #[arg(long, value_enum, default_value = "assume")]
     knowledge: KnowledgeArg,
 }
@@ -157,11 +157,11 @@ fn config(link: &LinkArgs) -> MatrixConfig {
 }
 
 /// `d` in round trips, one decimal.
-fn rtts(d: Duration, rtt_ms: u64) -> f64 {
+pub fn rtts(d: Duration, rtt_ms: u64) -> f64 {
     (d.as_secs_f64() * 1000.0 / rtt_ms as f64 * 10.0).round() / 10.0
 }
 
-fn ms_f(d: Duration) -> f64 {
+pub fn ms_f(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
@@ -198,54 +198,24 @@ fn one(a: OneArgs) -> anyhow::Result<ExitCode> {
             .map(String::from)
             .collect()
     };
-    let rtt = cfg.rtt_ms;
     let outcome = match &verdict {
         Ok(k) => *k,
         Err(_) => PathKind::None,
     };
     let delivered = o.exactly_once_in_order();
     if a.json {
-        let dur = |d: Option<Duration>| d.map(ms_f);
-        let inr = |d: Option<Duration>| d.map(|d| rtts(d, rtt));
-        let peers: Vec<serde_json::Value> = o
-            .peers
-            .iter()
-            .map(|p| {
-                serde_json::json!({
-                    "name": p.name,
-                    "nat": p.nat,
-                    "path": p.path.label(),
-                    "paired_at_ms": dur(p.paired_at),
-                    "path_at_ms": dur(p.path_at),
-                    "direct_at_ms": dur(p.direct_at),
-                    "first_message_at_ms": dur(p.first_message_at),
-                    "typed": p.typed,
-                    "received": p.received,
-                    "errors": p.errors,
-                })
-            })
-            .collect();
-        let v = serde_json::json!({
-            "nat_a": nat_a.to_string(),
-            "nat_b": nat_b.to_string(),
-            "seed": a.seed,
-            "rtt_ms": rtt,
-            "loss": cfg.loss,
-            "relay_only": a.relay_only,
-            "knowledge": format!("{:?}", cfg.knowledge).to_lowercase(),
-            "outcome": outcome.label(),
-            "failure": verdict.as_ref().err(),
-            "pairing_to_first_message_ms": dur(o.pairing_to_first_message()),
-            "pairing_to_first_message_rtts": inr(o.pairing_to_first_message()),
-            "pairing_to_direct_ms": dur(o.pairing_to_direct()),
-            "pairing_to_direct_rtts": inr(o.pairing_to_direct()),
-            "exactly_once_in_order": delivered.is_ok(),
-            "delivery_error": delivered.as_ref().err(),
-            "ended_at_ms": ms_f(o.ended_at),
-            "steps": o.stats.steps,
-            "peers": peers,
-            "trace_condensed": !a.full_trace,
-            "trace": timeline,
+        let v = crate::output::sim_one_json(&crate::output::SimOne {
+            nat_a,
+            nat_b,
+            seed: a.seed,
+            relay_only: a.relay_only,
+            full_trace: a.full_trace,
+            cfg: &cfg,
+            outcome: &o,
+            kind: outcome,
+            verdict: &verdict,
+            delivered: &delivered,
+            timeline: &timeline,
         });
         println!("{v}");
     } else {

@@ -278,3 +278,99 @@ fn demo_runs_and_exits_zero() {
     assert_eq!(evs.len(), 2);
     assert!(evs.iter().all(|e| e["ok"] == true));
 }
+
+#[test]
+fn chat_ends_through_conversation_done() {
+    let s = server("tokio");
+    let a = chat("tokio", &s.1, "alice", &["ping"], &[]);
+    let b = chat("tokio", &s.1, "bob", &["pong"], &[]);
+    let (ao, bo) = (
+        wait(a, Duration::from_secs(30)),
+        wait(b, Duration::from_secs(30)),
+    );
+    assert!(ao.status.success(), "alice: {:?}", ao.status);
+    assert!(bo.status.success(), "bob: {:?}", bo.status);
+    let (ae, be) = (events(&ao), events(&bo));
+    assert_eq!(texts(&ae), ["pong"]);
+    assert_eq!(texts(&be), ["ping"]);
+    // The first side whose conversation is over leaves on ConversationDone (its last line); the other one
+    // either does too, or sees the first leave after it had everything (also exit 0).
+    let last = |evs: &[Value]| evs.last().map(|e| e["event"].as_str().unwrap().to_string());
+    let ended: Vec<Option<String>> = vec![last(&ae), last(&be)];
+    assert!(
+        ended
+            .iter()
+            .any(|e| e.as_deref() == Some("conversation_done")),
+        "neither side ended on conversation_done: {ended:?}"
+    );
+    for evs in [&ae, &be] {
+        assert!(evs.iter().any(|e| e["event"] == "peer_finished"));
+        assert!(!evs.iter().any(|e| e["event"] == "error"), "{evs:?}");
+    }
+}
+
+/// `punch strategy` gives, for every chat scenario the real-NAT lab runs, the verdict of the table the lab
+/// used to restate in bash (lab/run-lab.sh before `punch strategy`).
+#[test]
+fn strategy_gives_the_labs_expected_paths() {
+    fn lab_table(a: &str, b: &str, fa: &str, fb: &str, stay: u64) -> &'static str {
+        if matches!(
+            (a, b),
+            ("port-restricted", "symmetric")
+                | ("symmetric", "port-restricted")
+                | ("symmetric", "symmetric")
+        ) {
+            return "relay";
+        }
+        if (a, b) == ("port-restricted", "port-restricted") && (fa == "no" || fb == "no") {
+            return if stay > 0 && fa != fb {
+                "direct"
+            } else {
+                "either"
+            };
+        }
+        "direct"
+    }
+    let kinds = [
+        "open",
+        "full-cone",
+        "restricted",
+        "port-restricted",
+        "symmetric",
+    ];
+    for a in kinds {
+        for b in kinds {
+            for (fa, fb) in [("no", "no"), ("yes", "yes"), ("yes", "no"), ("no", "yes")] {
+                for stay in [0u64, 95] {
+                    let out = punch()
+                        .args(["strategy", a, b, "--fw-a", fa, "--fw-b", fb])
+                        .args(["--stay", &stay.to_string()])
+                        .output()
+                        .unwrap();
+                    assert!(out.status.success());
+                    let got = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                    assert_eq!(
+                        got,
+                        lab_table(a, b, fa, fb, stay),
+                        "{a} {b} fw={fa}/{fb} stay {stay}"
+                    );
+                }
+            }
+        }
+    }
+    let out = punch()
+        .args(["strategy", "symmetric", "port-restricted", "--json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v, serde_json::json!({"strategy": "relay", "path": "relay"}));
+    let out = punch()
+        .args(["strategy", "open", "cgnat"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown kind is a usage error"
+    );
+}
