@@ -44,6 +44,23 @@ impl Backoff {
 }
 
 /// The retransmission state of one request; see the module docs.
+///
+/// ```rust
+/// use std::time::{Duration, Instant};
+/// use punch_core::backoff::{Backoff, Retransmit};
+///
+/// let ms = Duration::from_millis;
+/// let t0 = Instant::now();
+/// // RTO 100 ms doubling up to 400 ms, at most 4 sends.
+/// let mut r = Retransmit::new(Backoff::new(ms(100), ms(400)).with_max_sends(4), t0);
+/// let mut sent_at = Vec::new();
+/// while let Some(at) = r.next_send() {
+///     sent_at.push(at - t0);
+///     r.on_send(at); // the driver sends the request here
+/// }
+/// assert_eq!(sent_at, [ms(0), ms(100), ms(300), ms(700)]);
+/// assert_eq!(r.sends(), 4);
+/// ```
 #[derive(Debug, Clone)]
 pub struct Retransmit {
     policy: Backoff,

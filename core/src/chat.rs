@@ -40,7 +40,12 @@ const MAX_RTO: Duration = Duration::from_secs(3);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError {
     /// The text is longer than [`MAX_MESSAGE_BYTES`]; it is never truncated.
-    TooLong { len: usize, max: usize },
+    TooLong {
+        /// Length of the refused text, in bytes.
+        len: usize,
+        /// The limit, [`MAX_MESSAGE_BYTES`].
+        max: usize,
+    },
     /// [`MAX_QUEUED`] messages are already waiting.
     QueueFull,
     /// [`ChatSession::finish`] was called: nothing more can be sent.

@@ -27,6 +27,7 @@
 //!
 //! Time is [`std::time::Instant`]; the simulator and tests create one base instant and step it forward.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 #![warn(clippy::disallowed_methods)]
 
 pub mod backoff;

@@ -31,7 +31,10 @@ pub enum PortAllocation {
     /// The public port equals the local port.
     Preserved,
     /// Each new mapping is the previous public port plus `step` (may be negative).
-    Sequential { step: i32 },
+    Sequential {
+        /// Difference between consecutive public ports.
+        step: i32,
+    },
     /// No pattern.
     Random,
 }
@@ -58,6 +61,7 @@ pub enum NatKind {
 }
 
 impl NatKind {
+    /// Human-readable name, e.g. "Port-restricted cone" (also the `Display` form).
     pub fn label(self) -> &'static str {
         match self {
             NatKind::Open => "Open",
@@ -84,8 +88,11 @@ impl fmt::Display for NatKind {
 pub struct NatBehaviour {
     /// Whether the public address differs from every local address. `None`: unknown.
     pub behind_nat: Option<bool>,
+    /// How public mappings are reused (RFC 4787 s4.1). `None`: unknown.
     pub mapping: Option<Mapping>,
+    /// Which inbound traffic is let through (RFC 4787 s5). `None`: unknown.
     pub filtering: Option<Filtering>,
+    /// How public ports are chosen (RFC 4787 s4.2). `None`: unknown.
     pub allocation: Option<PortAllocation>,
 }
 
@@ -160,12 +167,6 @@ impl NatBehaviour {
             filtering: f,
             allocation: None,
         }
-    }
-
-    /// Mapping is endpoint-independent (or there is no NAT): the public address the server saw is the one the
-    /// peer will see too.
-    pub fn mapping_is_stable(&self) -> bool {
-        self.behind_nat == Some(false) || self.mapping == Some(Mapping::EndpointIndependent)
     }
 
     /// Four bytes on the wire: behind_nat, mapping, filtering, allocation kind; plus the sequential step as i16
@@ -274,6 +275,7 @@ pub enum Strategy {
 }
 
 impl Strategy {
+    /// Lower-case name for logs and the UI: "punch" or "relay".
     pub fn label(self) -> &'static str {
         match self {
             Strategy::Punch => "punch",

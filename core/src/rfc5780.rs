@@ -30,13 +30,17 @@ pub const CHANGE_PORT: u32 = 0x2;
 /// CHANGE-REQUEST (0x0003): ask the server to answer from its other IP and/or port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct ChangeRequest {
+    /// Answer from the server's other IP (flag [`CHANGE_IP`], 0x4).
     pub ip: bool,
+    /// Answer from the server's other port (flag [`CHANGE_PORT`], 0x2).
     pub port: bool,
 }
 
 impl ChangeRequest {
+    /// Attribute type 0x0003 (RFC 5780 s7.2, RFC 3489 s11.2.4).
     pub const CODEPOINT: u16 = 0x0003;
 
+    /// A request to change the IP and/or the port.
     pub fn new(ip: bool, port: bool) -> Self {
         ChangeRequest { ip, port }
     }
@@ -51,6 +55,7 @@ impl ChangeRequest {
             port: flags & CHANGE_PORT != 0,
         }
     }
+    /// The 32-bit flags word: [`CHANGE_IP`] and/or [`CHANGE_PORT`].
     pub fn flags(&self) -> u32 {
         (if self.ip { CHANGE_IP } else { 0 }) | (if self.port { CHANGE_PORT } else { 0 })
     }
@@ -59,6 +64,7 @@ impl ChangeRequest {
         let b: [u8; 4] = v.try_into().ok()?;
         Some(Self::from_flags(u32::from_be_bytes(b)))
     }
+    /// The 4-byte attribute value (the flags word, big-endian).
     pub fn to_value(&self) -> Vec<u8> {
         self.flags().to_be_bytes().to_vec()
     }
@@ -76,6 +82,7 @@ value_attribute!(
 pub struct ResponsePort(pub u16);
 
 impl ResponsePort {
+    /// Attribute type 0x0027 (RFC 5780 s7.5).
     pub const CODEPOINT: u16 = 0x0027;
     /// From an attribute value: the port, then two bytes of padding (a 2-byte value is accepted too).
     pub fn from_value(v: &[u8]) -> Option<Self> {
@@ -84,6 +91,7 @@ impl ResponsePort {
             _ => None,
         }
     }
+    /// The 4-byte attribute value: the port, big-endian, then two zero bytes of padding.
     pub fn to_value(&self) -> Vec<u8> {
         let p = self.0.to_be_bytes();
         vec![p[0], p[1], 0, 0]
@@ -103,10 +111,13 @@ macro_rules! address_attribute {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub struct $name(pub SocketAddr);
         impl $name {
+            /// The RFC 3489 attribute type.
             pub const CODEPOINT: u16 = $codepoint;
+            /// From an attribute value in the plain (not XORed) address format ([`decode_plain_addr`]).
             pub fn from_value(v: &[u8]) -> Option<Self> {
                 decode_plain_addr(v).map($name)
             }
+            /// The attribute value in the plain (not XORed) address format ([`encode_plain_addr`]).
             pub fn to_value(&self) -> Vec<u8> {
                 encode_plain_addr(self.0)
             }
@@ -253,28 +264,41 @@ pub mod classic {
     use super::{decode_plain_addr, encode_plain_addr, ChangeRequest};
     use std::net::SocketAddr;
 
+    /// Message type of a Binding Request (RFC 3489 s11.1).
     pub const BINDING_REQUEST: u16 = 0x0001;
+    /// Message type of a Binding Response.
     pub const BINDING_RESPONSE: u16 = 0x0101;
+    /// Message type of a Binding Error Response.
     pub const BINDING_ERROR: u16 = 0x0111;
 
+    /// MAPPED-ADDRESS attribute (RFC 3489 s11.2.1): the request's source address as the server saw it.
     pub const MAPPED_ADDRESS: u16 = 0x0001;
+    /// RESPONSE-ADDRESS attribute (RFC 3489 s11.2.2): where the client asks the response to be sent.
     pub const RESPONSE_ADDRESS: u16 = 0x0002;
+    /// CHANGE-REQUEST attribute (RFC 3489 s11.2.4): flags asking for an answer from the other IP and/or port.
     pub const CHANGE_REQUEST: u16 = 0x0003;
+    /// SOURCE-ADDRESS attribute (RFC 3489 s11.2.5): the address the response was sent from.
     pub const SOURCE_ADDRESS: u16 = 0x0004;
+    /// CHANGED-ADDRESS attribute (RFC 3489 s11.2.3): the server's alternate IP and port.
     pub const CHANGED_ADDRESS: u16 = 0x0005;
+    /// ERROR-CODE attribute (RFC 3489 s11.2.9).
     pub const ERROR_CODE: u16 = 0x0009;
+    /// UNKNOWN-ATTRIBUTES attribute (RFC 3489 s11.2.10): the comprehension-required types not understood.
     pub const UNKNOWN_ATTRIBUTES: u16 = 0x000A;
 
     /// One RFC 3489 message.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct ClassicMessage {
+        /// Message type, e.g. [`BINDING_REQUEST`].
         pub msg_type: u16,
+        /// The 128-bit transaction id (RFC 3489 has no magic cookie).
         pub tid: [u8; 16],
         /// (type, value) in order; values unpadded.
         pub attributes: Vec<(u16, Vec<u8>)>,
     }
 
     impl ClassicMessage {
+        /// A message of type `msg_type` with no attributes.
         pub fn new(msg_type: u16, tid: [u8; 16]) -> Self {
             ClassicMessage {
                 msg_type,
@@ -289,12 +313,15 @@ pub mod classic {
                 .find(|(k, _)| *k == t)
                 .map(|(_, v)| v.as_slice())
         }
+        /// Appends an attribute of type `t` with an unpadded `value`.
         pub fn add(&mut self, t: u16, value: Vec<u8>) {
             self.attributes.push((t, value));
         }
+        /// Appends an address attribute of type `t` in the plain (not XORed) format.
         pub fn add_addr(&mut self, t: u16, addr: SocketAddr) {
             self.add(t, encode_plain_addr(addr));
         }
+        /// The first attribute of type `t` decoded as a plain address; `None` if absent or malformed.
         pub fn addr(&self, t: u16) -> Option<SocketAddr> {
             self.get(t).and_then(decode_plain_addr)
         }

@@ -51,6 +51,8 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// Listening on `listen` with no alternate address, 60 s member timeout, 10 000 clients, 1200-byte relay
+    /// payloads and seed 0.
     pub fn new(listen: SocketAddr) -> Self {
         ServerConfig {
             listen,
@@ -66,49 +68,78 @@ impl ServerConfig {
 /// Counters, for logs and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerStats {
+    /// Datagrams handed to [`Server::handle_input`], whatever they were.
     pub received: u64,
+    /// Datagrams dropped as malformed, unexpected or from a stranger, plus Registers refused with 400 or 409.
     pub dropped: u64,
+    /// Binding requests answered (RFC 5389 and RFC 3489).
     pub bindings: u64,
+    /// Clients that joined a pool (a refresh by an existing member is not counted).
     pub registrations: u64,
+    /// Pools that got two members and were paired.
     pub pairs: u64,
+    /// Relay indications forwarded to a partner.
     pub relayed: u64,
+    /// Members removed for silence ([`ServerConfig::member_timeout`]).
     pub expired: u64,
 }
 
 /// What the server reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerEvent {
+    /// A new client joined a pool.
     Registered {
+        /// The pool joined.
         pool: String,
+        /// The client's public address, as the server saw it.
         client: SocketAddr,
+        /// The display name the client sent.
         name: String,
+        /// The NAT behaviour the client reported.
         nat: NatBehaviour,
     },
+    /// A pool's two members were paired; both are sent PeerInfo.
     Paired {
+        /// The pool.
         pool: String,
+        /// The first member to register.
         a: SocketAddr,
+        /// The second member.
         b: SocketAddr,
     },
+    /// A member left (a Register indication, or a Register for another pool); its partner was told.
     Left {
+        /// The pool it left.
         pool: String,
+        /// Its address.
         client: SocketAddr,
     },
+    /// A member was not heard from for [`ServerConfig::member_timeout`] and was removed; its partner was told.
     Expired {
+        /// The pool it was in.
         pool: String,
+        /// Its address.
         client: SocketAddr,
     },
     /// A member re-registered from a new address (its NAT mapping changed).
     Moved {
+        /// The member's pool.
         pool: String,
+        /// Its old address.
         from: SocketAddr,
+        /// Its new address.
         to: SocketAddr,
     },
     /// A paired member asked for a new punch round.
     Retry {
+        /// The pair's pool.
         pool: String,
     },
+    /// A datagram was dropped (also counted in [`ServerStats::dropped`]).
     Dropped {
+        /// Its sender.
         from: SocketAddr,
+        /// Why, as a short fixed phrase.
         reason: &'static str,
     },
 }
@@ -167,6 +198,31 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 crate::impl_machine!(Server, ServerEvent);
 
 /// The rendezvous server state machine. See the crate docs for the call order.
+///
+/// A Binding request answered in virtual time (no socket: the datagram is handed in, the answer handed out):
+///
+/// ```rust
+/// use std::time::{Duration, Instant};
+/// use punch_core::rfc5780::{self, ChangeRequest};
+/// use punch_core::server::{Server, ServerConfig};
+/// use stun_codec::rfc5389::attributes::XorMappedAddress;
+///
+/// let listen = "192.0.2.1:3478".parse().unwrap();
+/// let client = "198.51.100.7:40000".parse().unwrap();
+/// let t0 = Instant::now(); // the only clock read; virtual time steps from it
+/// let mut server = Server::new(ServerConfig::new(listen), t0);
+///
+/// let request = rfc5780::binding_request([7; 12], ChangeRequest::default());
+/// server.handle_input(t0 + Duration::from_millis(5), listen, client, &request);
+///
+/// let reply = server.poll_transmit().expect("a Binding response");
+/// assert_eq!((reply.source, reply.destination), (Some(listen), client));
+/// let response = rfc5780::decode(&reply.payload).unwrap();
+/// let mapped = rfc5780::get::<XorMappedAddress>(&response).unwrap();
+/// assert_eq!(mapped.address(), client);
+/// assert_eq!(server.stats().bindings, 1);
+/// assert!(server.poll_transmit().is_none());
+/// ```
 #[derive(Debug)]
 pub struct Server {
     config: ServerConfig,
@@ -183,6 +239,7 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server with no clients; `now` is the starting point of its clock.
     pub fn new(config: ServerConfig, now: Instant) -> Self {
         Server {
             rng: SmallRng::seed_from_u64(config.seed),
@@ -204,17 +261,14 @@ impl Server {
         crate::stun_server::socket_set(self.config.listen, self.config.alternate)
     }
 
+    /// The settings it was built with.
     pub fn config(&self) -> &ServerConfig {
         &self.config
     }
 
+    /// The counters so far.
     pub fn stats(&self) -> &ServerStats {
         &self.stats
-    }
-
-    /// Registered clients (waiting or paired).
-    pub fn client_count(&self) -> usize {
-        self.clients.len()
     }
 
     /// A datagram arrived on local socket `local` from `remote`.
@@ -275,10 +329,12 @@ impl Server {
         }
     }
 
+    /// Next datagram to send, from the local socket in [`Transmit::source`].
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.out.pop_front()
     }
 
+    /// When to call [`Server::handle_timeout`] next: the earliest PeerInfo retransmission or member sweep.
     pub fn poll_deadline(&self) -> Option<crate::Deadline> {
         let info = self.info_schedule.first().map(|(at, _)| crate::Deadline {
             at: *at,
@@ -291,6 +347,7 @@ impl Server {
         crate::Deadline::earliest(info, sweep)
     }
 
+    /// Next event, oldest first (at most 4096 are kept; later ones are discarded until the queue is drained).
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
         self.events.pop_front()
     }

@@ -136,6 +136,7 @@ macro_rules! opaque_attribute {
         #[derive(Debug, Clone, PartialEq, Eq, Hash)]
         pub struct $name(pub Vec<u8>);
         impl $name {
+            /// The attribute type, in the comprehension-optional range 0x8000..=0xFFFF (punch's own codepoints).
             pub const CODEPOINT: u16 = $codepoint;
         }
         value_attribute!(
