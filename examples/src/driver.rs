@@ -1,11 +1,17 @@
 //! Runs a core machine on the chosen runtime in a background thread, and gives the (synchronous) CLI one
 //! channel of [`Input`]s: machine events, stdin lines, Ctrl-C.
+//!
+//! The set-up (bind, make the machine, signal ready, forward events, report [`Input::DriverStopped`]) is
+//! written once, in `serve`, over the few things that differ between the runtimes ([`Driver`]).
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use punch_core::drive::Command;
 use punch_core::Machine;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -23,16 +29,132 @@ pub enum Input<E> {
     DriverStopped(Result<()>),
 }
 
-type Cmd<M> = Box<dyn FnOnce(&mut M, Instant) + Send>;
+/// Sends a command into the driver loop; dropping it ends the loop.
+type CommandTx<M> = Box<dyn Fn(Command<M>) + Send>;
 
-enum CmdTx<M> {
-    Tokio(tokio::sync::mpsc::UnboundedSender<Cmd<M>>),
-    Smol(punch_smol::Sender<Cmd<M>>),
+/// What the driver thread answers once the sockets are bound and the machine is made.
+type Ready<M> = mpsc::Sender<Result<(CommandTx<M>, Vec<SocketAddr>)>>;
+
+/// What differs between the two runtimes: their sockets, channels and `run`.
+trait Driver {
+    type Socket;
+    type Commands<M>;
+    type Events<E>;
+    fn bind(addrs: &[SocketAddr]) -> impl Future<Output = io::Result<Vec<Self::Socket>>>;
+    fn locals(sockets: &[Self::Socket]) -> io::Result<Vec<SocketAddr>>;
+    fn commands<M: 'static>() -> (CommandTx<M>, Self::Commands<M>);
+    /// An event channel: its sender, and a blocking `recv` that returns `None` once the sender is dropped.
+    fn events<E: Send + 'static>() -> (Self::Events<E>, impl FnMut() -> Option<E> + Send + 'static);
+    fn run<M: Machine>(
+        machine: M,
+        sockets: Vec<Self::Socket>,
+        commands: Self::Commands<M>,
+        events: Self::Events<M::Event>,
+    ) -> impl Future<Output = io::Result<M>>;
+}
+
+struct Tokio;
+
+impl Driver for Tokio {
+    type Socket = tokio::net::UdpSocket;
+    type Commands<M> = tokio::sync::mpsc::UnboundedReceiver<Command<M>>;
+    type Events<E> = tokio::sync::mpsc::UnboundedSender<E>;
+    fn bind(addrs: &[SocketAddr]) -> impl Future<Output = io::Result<Vec<Self::Socket>>> {
+        punch_tokio::bind(addrs)
+    }
+    fn locals(sockets: &[Self::Socket]) -> io::Result<Vec<SocketAddr>> {
+        punch_tokio::locals(sockets)
+    }
+    fn commands<M: 'static>() -> (CommandTx<M>, Self::Commands<M>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Box::new(move |c| drop(tx.send(c))), rx)
+    }
+    fn events<E: Send + 'static>() -> (Self::Events<E>, impl FnMut() -> Option<E> + Send + 'static)
+    {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        (tx, move || rx.blocking_recv())
+    }
+    fn run<M: Machine>(
+        machine: M,
+        sockets: Vec<Self::Socket>,
+        commands: Self::Commands<M>,
+        events: Self::Events<M::Event>,
+    ) -> impl Future<Output = io::Result<M>> {
+        punch_tokio::run(machine, sockets, commands, events)
+    }
+}
+
+struct Smol;
+
+impl Driver for Smol {
+    type Socket = async_io::Async<std::net::UdpSocket>;
+    type Commands<M> = punch_smol::Receiver<Command<M>>;
+    type Events<E> = punch_smol::Sender<E>;
+    async fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<Self::Socket>> {
+        punch_smol::bind(addrs)
+    }
+    fn locals(sockets: &[Self::Socket]) -> io::Result<Vec<SocketAddr>> {
+        punch_smol::locals(sockets)
+    }
+    fn commands<M: 'static>() -> (CommandTx<M>, Self::Commands<M>) {
+        let (tx, rx) = punch_smol::unbounded();
+        (Box::new(move |c| drop(tx.try_send(c))), rx)
+    }
+    fn events<E: Send + 'static>() -> (Self::Events<E>, impl FnMut() -> Option<E> + Send + 'static)
+    {
+        let (tx, rx) = punch_smol::unbounded();
+        (tx, move || rx.recv_blocking().ok())
+    }
+    fn run<M: Machine>(
+        machine: M,
+        sockets: Vec<Self::Socket>,
+        commands: Self::Commands<M>,
+        events: Self::Events<M::Event>,
+    ) -> impl Future<Output = io::Result<M>> {
+        punch_smol::run(machine, sockets, commands, events)
+    }
+}
+
+/// The body of the driver thread, for either runtime: binds `addrs`, makes the machine, answers `ready`,
+/// runs the loop with its events forwarded into `inputs`, and reports how the loop ended.
+async fn serve<D: Driver, M>(
+    addrs: Vec<SocketAddr>,
+    make: impl FnOnce(&[SocketAddr]) -> M,
+    ready: Ready<M>,
+    inputs: mpsc::Sender<Input<M::Event>>,
+) where
+    M: Machine + 'static,
+    M::Event: Send + 'static,
+{
+    let bound = match D::bind(&addrs).await {
+        Ok(sockets) => D::locals(&sockets).map(|locals| (sockets, locals)),
+        Err(e) => Err(e),
+    };
+    let (sockets, locals) = match bound {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = ready.send(Err(e.into()));
+            return;
+        }
+    };
+    let (command_tx, commands) = D::commands();
+    let (events, mut next_event) = D::events();
+    let machine = make(&locals);
+    let _ = ready.send(Ok((command_tx, locals)));
+    let forward_to = inputs.clone();
+    let forward = thread::spawn(move || {
+        while let Some(e) = next_event() {
+            let _ = forward_to.send(Input::Event(e));
+        }
+    });
+    let r = D::run(machine, sockets, commands, events).await;
+    let _ = forward.join();
+    let _ = inputs.send(Input::DriverStopped(r.map(|_| ()).map_err(Into::into)));
 }
 
 /// A machine running in the background.
 pub struct Running<M: Machine> {
-    commands: Option<CmdTx<M>>,
+    commands: Option<CommandTx<M>>,
     thread: Option<thread::JoinHandle<()>>,
     /// The local addresses of the bound sockets.
     pub locals: Vec<SocketAddr>,
@@ -50,69 +172,19 @@ where
         inputs: mpsc::Sender<Input<M::Event>>,
     ) -> Result<Running<M>> {
         let addrs = addrs.to_vec();
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(CmdTx<M>, Vec<SocketAddr>)>>();
+        let (ready, ready_rx) = mpsc::channel();
         let thread = thread::spawn(move || match runtime {
-            Runtime::Tokio => {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.into()));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let sockets = match punch_tokio::bind(&addrs).await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e.into()));
-                            return;
-                        }
-                    };
-                    let locals: Vec<SocketAddr> =
-                        sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
-                    let (ctx, crx) = tokio::sync::mpsc::unbounded_channel();
-                    let (etx, mut erx) = tokio::sync::mpsc::unbounded_channel();
-                    let machine = make(&locals);
-                    let _ = ready_tx.send(Ok((CmdTx::Tokio(ctx), locals)));
-                    let fwd = inputs.clone();
-                    let forward = tokio::spawn(async move {
-                        while let Some(e) = erx.recv().await {
-                            let _ = fwd.send(Input::Event(e));
-                        }
-                    });
-                    let r = punch_tokio::run(machine, sockets, crx, etx).await;
-                    let _ = forward.await;
-                    let _ = inputs.send(Input::DriverStopped(r.map(|_| ()).map_err(Into::into)));
-                });
-            }
+            Runtime::Tokio => match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(serve::<Tokio, M>(addrs, make, ready, inputs)),
+                Err(e) => {
+                    let _ = ready.send(Err(e.into()));
+                }
+            },
             Runtime::Smol => {
-                let sockets = match punch_smol::bind(&addrs) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.into()));
-                        return;
-                    }
-                };
-                let locals: Vec<SocketAddr> = sockets
-                    .iter()
-                    .filter_map(|s| s.get_ref().local_addr().ok())
-                    .collect();
-                let (ctx, crx) = punch_smol::unbounded();
-                let (etx, erx) = punch_smol::unbounded();
-                let machine = make(&locals);
-                let _ = ready_tx.send(Ok((CmdTx::Smol(ctx), locals)));
-                let fwd = inputs.clone();
-                let forward = thread::spawn(move || {
-                    while let Ok(e) = erx.recv_blocking() {
-                        let _ = fwd.send(Input::Event(e));
-                    }
-                });
-                let r = futures_lite::future::block_on(punch_smol::run(machine, sockets, crx, etx));
-                let _ = forward.join();
-                let _ = inputs.send(Input::DriverStopped(r.map(|_| ()).map_err(Into::into)));
+                futures_lite::future::block_on(serve::<Smol, M>(addrs, make, ready, inputs))
             }
         });
         let (commands, locals) = ready_rx.recv().context("driver thread died")??;
@@ -125,14 +197,8 @@ where
 
     /// Runs `f` on the machine in the driver loop (which then drains it).
     pub fn command(&self, f: impl FnOnce(&mut M, Instant) + Send + 'static) {
-        match &self.commands {
-            Some(CmdTx::Tokio(t)) => {
-                let _ = t.send(Box::new(f));
-            }
-            Some(CmdTx::Smol(s)) => {
-                let _ = s.try_send(Box::new(f));
-            }
-            None => {}
+        if let Some(send) = &self.commands {
+            send(Box::new(f));
         }
     }
 
