@@ -251,3 +251,136 @@ pub fn route_ip(server: SocketAddr) -> Option<std::net::IpAddr> {
     s.connect(server).ok()?;
     s.local_addr().ok().map(|a| a.ip())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Both drivers over loopback sockets, through `Running`: routing by `Transmit::source`, fair polling,
+    //! the timer. Every wait is bounded.
+    use std::collections::VecDeque;
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    use punch_core::{Deadline, Transmit};
+
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    #[derive(Debug, PartialEq)]
+    enum Seen {
+        Datagram(SocketAddr, String),
+        Tick,
+    }
+
+    /// Reports each datagram with the socket it arrived on, and fires one tick at `deadline`.
+    #[derive(Default)]
+    struct Echo {
+        out: VecDeque<Transmit>,
+        seen: VecDeque<Seen>,
+        deadline: Option<Instant>,
+    }
+
+    impl Machine for Echo {
+        type Event = Seen;
+        fn handle_input(&mut self, _: Instant, local: SocketAddr, _: SocketAddr, data: &[u8]) {
+            let data = String::from_utf8_lossy(data).into_owned();
+            self.seen.push_back(Seen::Datagram(local, data));
+        }
+        fn handle_timeout(&mut self, now: Instant) {
+            if self.deadline.is_some_and(|d| d <= now) {
+                self.deadline = None;
+                self.seen.push_back(Seen::Tick);
+            }
+        }
+        fn poll_transmit(&mut self) -> Option<Transmit> {
+            self.out.pop_front()
+        }
+        fn poll_deadline(&self) -> Option<Deadline> {
+            self.deadline.map(|at| Deadline { at, reason: "tick" })
+        }
+        fn poll_event(&mut self) -> Option<Seen> {
+            self.seen.pop_front()
+        }
+    }
+
+    fn next_event(inputs: &mpsc::Receiver<Input<Seen>>) -> Seen {
+        match inputs.recv_timeout(WAIT).expect("an event within 5 s") {
+            Input::Event(e) => e,
+            _ => panic!("expected an event"),
+        }
+    }
+
+    fn check(runtime: Runtime) {
+        let (tx, inputs) = mpsc::channel();
+        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let running =
+            Running::start(runtime, &[loopback, loopback], |_| Echo::default(), tx).unwrap();
+        let [a, b] = running.locals[..] else {
+            panic!("two sockets")
+        };
+        let client = UdpSocket::bind(loopback).unwrap();
+        client.set_read_timeout(Some(WAIT)).unwrap();
+        let to = client.local_addr().unwrap();
+        let recv = || {
+            let mut buf = [0; 64];
+            let (n, from) = client.recv_from(&mut buf).expect("a datagram within 5 s");
+            (from, String::from_utf8_lossy(&buf[..n]).into_owned())
+        };
+
+        // Routing: `None` is the first socket, `Some` the named one, an unknown source is not sent at all.
+        running.command(move |m: &mut Echo, _| {
+            let mut send = |source, payload: &str| {
+                m.out.push_back(Transmit {
+                    source,
+                    destination: to,
+                    payload: payload.into(),
+                })
+            };
+            send(Some("192.0.2.1:9".parse().unwrap()), "unknown source");
+            send(Some(b), "from b");
+            send(None, "from a");
+        });
+        assert_eq!(recv(), (b, "from b".into()));
+        assert_eq!(recv(), (a, "from a".into()));
+
+        // Fairness: with socket a flooded, a datagram waiting on socket b is read at most one datagram later.
+        let (blocked_tx, blocked) = mpsc::channel();
+        let (go, go_rx) = mpsc::channel::<()>();
+        running.command(move |_, _| {
+            let _ = blocked_tx.send(());
+            let _ = go_rx.recv_timeout(WAIT);
+        });
+        blocked.recv_timeout(WAIT).unwrap();
+        for _ in 0..32 {
+            client.send_to(b"flood", a).unwrap();
+        }
+        client.send_to(b"late", b).unwrap();
+        go.send(()).unwrap();
+        let order: Vec<Seen> = (0..33).map(|_| next_event(&inputs)).collect();
+        let late = Seen::Datagram(b, "late".into());
+        let position = order.iter().position(|s| *s == late).expect("b read");
+        assert!(
+            position <= 1,
+            "{runtime:?}: b read after {position} datagrams on a"
+        );
+
+        // The timer fires once.
+        running.command(|m: &mut Echo, now| m.deadline = Some(now + Duration::from_millis(20)));
+        assert_eq!(next_event(&inputs), Seen::Tick);
+        running.stop();
+        match inputs.recv_timeout(WAIT) {
+            Ok(Input::DriverStopped(Ok(()))) => {}
+            _ => panic!("{runtime:?}: expected DriverStopped(Ok) and no other event"),
+        }
+    }
+
+    #[test]
+    fn tokio_driver_routes_by_source_polls_fairly_and_fires_the_timer() {
+        check(Runtime::Tokio);
+    }
+
+    #[test]
+    fn smol_driver_routes_by_source_polls_fairly_and_fires_the_timer() {
+        check(Runtime::Smol);
+    }
+}
