@@ -89,6 +89,14 @@ pub enum Output<E> {
     Timer(TimerUpdate),
 }
 
+/// Logs a failed send at debug, and the loop goes on: UDP send errors (no route, a full buffer, an ICMP error
+/// reported late) are not fatal to a driver.
+pub fn sent(transmit: &Transmit, result: io::Result<usize>) {
+    if let Err(e) = result {
+        tracing::debug!(to = %transmit.destination, "send error: {e}");
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Armed {
     /// The timer is disarmed.

@@ -35,52 +35,46 @@ type CommandTx<M> = Box<dyn Fn(Command<M>) + Send>;
 /// What the driver thread answers once the sockets are bound and the machine is made.
 type Ready<M> = mpsc::Sender<Result<(CommandTx<M>, Vec<SocketAddr>)>>;
 
-/// What differs between the two runtimes: their sockets, channels and `run`.
+/// A blocking `recv` on a driver's event channel: `None` once the loop has ended.
+type NextEvent<E> = Box<dyn FnMut() -> Option<E> + Send>;
+
+/// A started driver loop (to await) and its two channel ends for the application.
+type Started<M, F> = (F, CommandTx<M>, NextEvent<<M as Machine>::Event>);
+
+/// What differs between the two runtimes: their sockets and channels.
 trait Driver {
     type Socket;
-    type Commands<M>;
-    type Events<E>;
     fn bind(addrs: &[SocketAddr]) -> impl Future<Output = io::Result<Vec<Self::Socket>>>;
     fn locals(sockets: &[Self::Socket]) -> io::Result<Vec<SocketAddr>>;
-    fn commands<M: 'static>() -> (CommandTx<M>, Self::Commands<M>);
-    /// An event channel: its sender, and a blocking `recv` that returns `None` once the sender is dropped.
-    fn events<E: Send + 'static>() -> (Self::Events<E>, impl FnMut() -> Option<E> + Send + 'static);
-    fn run<M: Machine>(
+    /// The driver loop over `sockets`, with its channels.
+    fn start<M: Machine<Event: Send + 'static> + 'static>(
         machine: M,
         sockets: Vec<Self::Socket>,
-        commands: Self::Commands<M>,
-        events: Self::Events<M::Event>,
-    ) -> impl Future<Output = io::Result<M>>;
+    ) -> Started<M, impl Future<Output = io::Result<M>>>;
 }
 
 struct Tokio;
 
 impl Driver for Tokio {
     type Socket = tokio::net::UdpSocket;
-    type Commands<M> = tokio::sync::mpsc::UnboundedReceiver<Command<M>>;
-    type Events<E> = tokio::sync::mpsc::UnboundedSender<E>;
     fn bind(addrs: &[SocketAddr]) -> impl Future<Output = io::Result<Vec<Self::Socket>>> {
         punch_tokio::bind(addrs)
     }
     fn locals(sockets: &[Self::Socket]) -> io::Result<Vec<SocketAddr>> {
         punch_tokio::locals(sockets)
     }
-    fn commands<M: 'static>() -> (CommandTx<M>, Self::Commands<M>) {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        (Box::new(move |c| drop(tx.send(c))), rx)
-    }
-    fn events<E: Send + 'static>() -> (Self::Events<E>, impl FnMut() -> Option<E> + Send + 'static)
-    {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        (tx, move || rx.blocking_recv())
-    }
-    fn run<M: Machine>(
+    fn start<M: Machine<Event: Send + 'static> + 'static>(
         machine: M,
         sockets: Vec<Self::Socket>,
-        commands: Self::Commands<M>,
-        events: Self::Events<M::Event>,
-    ) -> impl Future<Output = io::Result<M>> {
-        punch_tokio::run(machine, sockets, commands, events)
+    ) -> Started<M, impl Future<Output = io::Result<M>>> {
+        use tokio::sync::mpsc::unbounded_channel;
+        let ((command_tx, commands), (events, mut event_rx)) =
+            (unbounded_channel(), unbounded_channel());
+        (
+            punch_tokio::run(machine, sockets, commands, events),
+            Box::new(move |c| drop(command_tx.send(c))),
+            Box::new(move || event_rx.blocking_recv()),
+        )
     }
 }
 
@@ -88,30 +82,23 @@ struct Smol;
 
 impl Driver for Smol {
     type Socket = async_io::Async<std::net::UdpSocket>;
-    type Commands<M> = punch_smol::Receiver<Command<M>>;
-    type Events<E> = punch_smol::Sender<E>;
     async fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<Self::Socket>> {
         punch_smol::bind(addrs)
     }
     fn locals(sockets: &[Self::Socket]) -> io::Result<Vec<SocketAddr>> {
         punch_smol::locals(sockets)
     }
-    fn commands<M: 'static>() -> (CommandTx<M>, Self::Commands<M>) {
-        let (tx, rx) = punch_smol::unbounded();
-        (Box::new(move |c| drop(tx.try_send(c))), rx)
-    }
-    fn events<E: Send + 'static>() -> (Self::Events<E>, impl FnMut() -> Option<E> + Send + 'static)
-    {
-        let (tx, rx) = punch_smol::unbounded();
-        (tx, move || rx.recv_blocking().ok())
-    }
-    fn run<M: Machine>(
+    fn start<M: Machine<Event: Send + 'static> + 'static>(
         machine: M,
         sockets: Vec<Self::Socket>,
-        commands: Self::Commands<M>,
-        events: Self::Events<M::Event>,
-    ) -> impl Future<Output = io::Result<M>> {
-        punch_smol::run(machine, sockets, commands, events)
+    ) -> Started<M, impl Future<Output = io::Result<M>>> {
+        let ((command_tx, commands), (events, event_rx)) =
+            (punch_smol::unbounded(), punch_smol::unbounded());
+        (
+            punch_smol::run(machine, sockets, commands, events),
+            Box::new(move |c| drop(command_tx.try_send(c))),
+            Box::new(move || event_rx.recv_blocking().ok()),
+        )
     }
 }
 
@@ -137,9 +124,8 @@ async fn serve<D: Driver, M>(
             return;
         }
     };
-    let (command_tx, commands) = D::commands();
-    let (events, mut next_event) = D::events();
     let machine = make(&locals);
+    let (run, command_tx, mut next_event) = D::start(machine, sockets);
     let _ = ready.send(Ok((command_tx, locals)));
     let forward_to = inputs.clone();
     let forward = thread::spawn(move || {
@@ -147,7 +133,7 @@ async fn serve<D: Driver, M>(
             let _ = forward_to.send(Input::Event(e));
         }
     });
-    let r = D::run(machine, sockets, commands, events).await;
+    let r = run.await;
     let _ = forward.join();
     let _ = inputs.send(Input::DriverStopped(r.map(|_| ()).map_err(Into::into)));
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use async_io::{Async, Timer};
 use futures_lite::future;
-use punch_core::drive::{Drive, Output, TimerUpdate, Wake, RECV_BUFFER};
+use punch_core::drive::{sent, Drive, Output, TimerUpdate, Wake, RECV_BUFFER};
 use punch_core::Machine;
 
 pub use async_channel::{unbounded, Receiver, Sender};
@@ -55,18 +55,18 @@ where
     loop {
         for out in drive.drain(&mut machine) {
             match out {
-                Output::Transmit { socket, transmit } => {
-                    let s = &sockets[socket];
-                    if let Err(e) = s.send_to(&transmit.payload, transmit.destination).await {
-                        tracing::debug!(to = %transmit.destination, "send error: {e}");
-                    }
-                }
-                Output::Event(e) => {
-                    let _ = events.try_send(e);
-                }
                 Output::Timer(TimerUpdate::Set(at)) => timer.set_at(at),
                 Output::Timer(TimerUpdate::Clear) => timer = Timer::never(),
                 Output::Timer(TimerUpdate::Keep) => {}
+                Output::Event(e) => {
+                    let _ = events.try_send(e);
+                }
+                Output::Transmit {
+                    socket,
+                    transmit: t,
+                } => {
+                    sent(&t, sockets[socket].send_to(&t.payload, t.destination).await);
+                }
             }
         }
         let recv = poll_fn(|cx| {

@@ -16,7 +16,7 @@ use std::ops::ControlFlow;
 use std::task::Poll;
 use std::time::Instant;
 
-use punch_core::drive::{Drive, Output, TimerUpdate, Wake, RECV_BUFFER};
+use punch_core::drive::{sent, Drive, Output, TimerUpdate, Wake, RECV_BUFFER};
 use punch_core::Machine;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -65,21 +65,21 @@ where
     loop {
         for out in drive.drain(&mut machine) {
             match out {
-                Output::Transmit { socket, transmit } => {
-                    let s = &sockets[socket];
-                    if let Err(e) = s.send_to(&transmit.payload, transmit.destination).await {
-                        tracing::debug!(to = %transmit.destination, "send error: {e}");
-                    }
-                }
-                Output::Event(e) => {
-                    let _ = events.send(e);
-                }
                 Output::Timer(TimerUpdate::Set(at)) => {
                     timer.as_mut().reset(at.into());
                     armed = true;
                 }
                 Output::Timer(TimerUpdate::Clear) => armed = false,
                 Output::Timer(TimerUpdate::Keep) => {}
+                Output::Event(e) => {
+                    let _ = events.send(e);
+                }
+                Output::Transmit {
+                    socket,
+                    transmit: t,
+                } => {
+                    sent(&t, sockets[socket].send_to(&t.payload, t.destination).await);
+                }
             }
         }
         let recv = poll_fn(|cx| {
