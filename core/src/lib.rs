@@ -34,6 +34,7 @@ pub mod backoff;
 pub mod chat;
 pub mod detect;
 pub mod display;
+pub mod drive;
 pub mod nat;
 pub mod peer;
 pub mod rfc5780;

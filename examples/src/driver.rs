@@ -1,11 +1,17 @@
 //! Runs a core machine on the chosen runtime in a background thread, and gives the (synchronous) CLI one
 //! channel of [`Input`]s: machine events, stdin lines, Ctrl-C.
+//!
+//! The set-up (bind, make the machine, signal ready, forward events, report [`Input::DriverStopped`]) is
+//! written once, in `serve`, over the few things that differ between the runtimes ([`Driver`]).
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use punch_core::drive::Command;
 use punch_core::Machine;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -23,16 +29,118 @@ pub enum Input<E> {
     DriverStopped(Result<()>),
 }
 
-type Cmd<M> = Box<dyn FnOnce(&mut M, Instant) + Send>;
+/// Sends a command into the driver loop; dropping it ends the loop.
+type CommandTx<M> = Box<dyn Fn(Command<M>) + Send>;
 
-enum CmdTx<M> {
-    Tokio(tokio::sync::mpsc::UnboundedSender<Cmd<M>>),
-    Smol(punch_smol::Sender<Cmd<M>>),
+/// What the driver thread answers once the sockets are bound and the machine is made.
+type Ready<M> = mpsc::Sender<Result<(CommandTx<M>, Vec<SocketAddr>)>>;
+
+/// A blocking `recv` on a driver's event channel: `None` once the loop has ended.
+type NextEvent<E> = Box<dyn FnMut() -> Option<E> + Send>;
+
+/// A started driver loop (to await) and its two channel ends for the application.
+type Started<M, F> = (F, CommandTx<M>, NextEvent<<M as Machine>::Event>);
+
+/// What differs between the two runtimes: their sockets and channels.
+trait Driver {
+    type Socket;
+    fn bind(addrs: &[SocketAddr]) -> impl Future<Output = io::Result<Vec<Self::Socket>>>;
+    fn locals(sockets: &[Self::Socket]) -> io::Result<Vec<SocketAddr>>;
+    /// The driver loop over `sockets`, with its channels.
+    fn start<M: Machine<Event: Send + 'static> + 'static>(
+        machine: M,
+        sockets: Vec<Self::Socket>,
+    ) -> Started<M, impl Future<Output = io::Result<M>>>;
+}
+
+struct Tokio;
+
+impl Driver for Tokio {
+    type Socket = tokio::net::UdpSocket;
+    fn bind(addrs: &[SocketAddr]) -> impl Future<Output = io::Result<Vec<Self::Socket>>> {
+        punch_tokio::bind(addrs)
+    }
+    fn locals(sockets: &[Self::Socket]) -> io::Result<Vec<SocketAddr>> {
+        punch_tokio::locals(sockets)
+    }
+    fn start<M: Machine<Event: Send + 'static> + 'static>(
+        machine: M,
+        sockets: Vec<Self::Socket>,
+    ) -> Started<M, impl Future<Output = io::Result<M>>> {
+        use tokio::sync::mpsc::unbounded_channel;
+        let ((command_tx, commands), (events, mut event_rx)) =
+            (unbounded_channel(), unbounded_channel());
+        (
+            punch_tokio::run(machine, sockets, commands, events),
+            Box::new(move |c| drop(command_tx.send(c))),
+            Box::new(move || event_rx.blocking_recv()),
+        )
+    }
+}
+
+struct Smol;
+
+impl Driver for Smol {
+    type Socket = async_io::Async<std::net::UdpSocket>;
+    async fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<Self::Socket>> {
+        punch_smol::bind(addrs)
+    }
+    fn locals(sockets: &[Self::Socket]) -> io::Result<Vec<SocketAddr>> {
+        punch_smol::locals(sockets)
+    }
+    fn start<M: Machine<Event: Send + 'static> + 'static>(
+        machine: M,
+        sockets: Vec<Self::Socket>,
+    ) -> Started<M, impl Future<Output = io::Result<M>>> {
+        let ((command_tx, commands), (events, event_rx)) =
+            (punch_smol::unbounded(), punch_smol::unbounded());
+        (
+            punch_smol::run(machine, sockets, commands, events),
+            Box::new(move |c| drop(command_tx.try_send(c))),
+            Box::new(move || event_rx.recv_blocking().ok()),
+        )
+    }
+}
+
+/// The body of the driver thread, for either runtime: binds `addrs`, makes the machine, answers `ready`,
+/// runs the loop with its events forwarded into `inputs`, and reports how the loop ended.
+async fn serve<D: Driver, M>(
+    addrs: Vec<SocketAddr>,
+    make: impl FnOnce(&[SocketAddr]) -> M,
+    ready: Ready<M>,
+    inputs: mpsc::Sender<Input<M::Event>>,
+) where
+    M: Machine + 'static,
+    M::Event: Send + 'static,
+{
+    let bound = match D::bind(&addrs).await {
+        Ok(sockets) => D::locals(&sockets).map(|locals| (sockets, locals)),
+        Err(e) => Err(e),
+    };
+    let (sockets, locals) = match bound {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = ready.send(Err(e.into()));
+            return;
+        }
+    };
+    let machine = make(&locals);
+    let (run, command_tx, mut next_event) = D::start(machine, sockets);
+    let _ = ready.send(Ok((command_tx, locals)));
+    let forward_to = inputs.clone();
+    let forward = thread::spawn(move || {
+        while let Some(e) = next_event() {
+            let _ = forward_to.send(Input::Event(e));
+        }
+    });
+    let r = run.await;
+    let _ = forward.join();
+    let _ = inputs.send(Input::DriverStopped(r.map(|_| ()).map_err(Into::into)));
 }
 
 /// A machine running in the background.
 pub struct Running<M: Machine> {
-    commands: Option<CmdTx<M>>,
+    commands: Option<CommandTx<M>>,
     thread: Option<thread::JoinHandle<()>>,
     /// The local addresses of the bound sockets.
     pub locals: Vec<SocketAddr>,
@@ -50,69 +158,19 @@ where
         inputs: mpsc::Sender<Input<M::Event>>,
     ) -> Result<Running<M>> {
         let addrs = addrs.to_vec();
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(CmdTx<M>, Vec<SocketAddr>)>>();
+        let (ready, ready_rx) = mpsc::channel();
         let thread = thread::spawn(move || match runtime {
-            Runtime::Tokio => {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.into()));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let sockets = match punch_tokio::bind(&addrs).await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e.into()));
-                            return;
-                        }
-                    };
-                    let locals: Vec<SocketAddr> =
-                        sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
-                    let (ctx, crx) = tokio::sync::mpsc::unbounded_channel();
-                    let (etx, mut erx) = tokio::sync::mpsc::unbounded_channel();
-                    let machine = make(&locals);
-                    let _ = ready_tx.send(Ok((CmdTx::Tokio(ctx), locals)));
-                    let fwd = inputs.clone();
-                    let forward = tokio::spawn(async move {
-                        while let Some(e) = erx.recv().await {
-                            let _ = fwd.send(Input::Event(e));
-                        }
-                    });
-                    let r = punch_tokio::run(machine, sockets, crx, etx).await;
-                    let _ = forward.await;
-                    let _ = inputs.send(Input::DriverStopped(r.map(|_| ()).map_err(Into::into)));
-                });
-            }
+            Runtime::Tokio => match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(serve::<Tokio, M>(addrs, make, ready, inputs)),
+                Err(e) => {
+                    let _ = ready.send(Err(e.into()));
+                }
+            },
             Runtime::Smol => {
-                let sockets = match punch_smol::bind(&addrs) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.into()));
-                        return;
-                    }
-                };
-                let locals: Vec<SocketAddr> = sockets
-                    .iter()
-                    .filter_map(|s| s.get_ref().local_addr().ok())
-                    .collect();
-                let (ctx, crx) = punch_smol::unbounded();
-                let (etx, erx) = punch_smol::unbounded();
-                let machine = make(&locals);
-                let _ = ready_tx.send(Ok((CmdTx::Smol(ctx), locals)));
-                let fwd = inputs.clone();
-                let forward = thread::spawn(move || {
-                    while let Ok(e) = erx.recv_blocking() {
-                        let _ = fwd.send(Input::Event(e));
-                    }
-                });
-                let r = futures_lite::future::block_on(punch_smol::run(machine, sockets, crx, etx));
-                let _ = forward.join();
-                let _ = inputs.send(Input::DriverStopped(r.map(|_| ()).map_err(Into::into)));
+                futures_lite::future::block_on(serve::<Smol, M>(addrs, make, ready, inputs))
             }
         });
         let (commands, locals) = ready_rx.recv().context("driver thread died")??;
@@ -125,14 +183,8 @@ where
 
     /// Runs `f` on the machine in the driver loop (which then drains it).
     pub fn command(&self, f: impl FnOnce(&mut M, Instant) + Send + 'static) {
-        match &self.commands {
-            Some(CmdTx::Tokio(t)) => {
-                let _ = t.send(Box::new(f));
-            }
-            Some(CmdTx::Smol(s)) => {
-                let _ = s.try_send(Box::new(f));
-            }
-            None => {}
+        if let Some(send) = &self.commands {
+            send(Box::new(f));
         }
     }
 
@@ -184,4 +236,137 @@ pub fn route_ip(server: SocketAddr) -> Option<std::net::IpAddr> {
     let s = std::net::UdpSocket::bind(bind).ok()?;
     s.connect(server).ok()?;
     s.local_addr().ok().map(|a| a.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Both drivers over loopback sockets, through `Running`: routing by `Transmit::source`, fair polling,
+    //! the timer. Every wait is bounded.
+    use std::collections::VecDeque;
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    use punch_core::{Deadline, Transmit};
+
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    #[derive(Debug, PartialEq)]
+    enum Seen {
+        Datagram(SocketAddr, String),
+        Tick,
+    }
+
+    /// Reports each datagram with the socket it arrived on, and fires one tick at `deadline`.
+    #[derive(Default)]
+    struct Echo {
+        out: VecDeque<Transmit>,
+        seen: VecDeque<Seen>,
+        deadline: Option<Instant>,
+    }
+
+    impl Machine for Echo {
+        type Event = Seen;
+        fn handle_input(&mut self, _: Instant, local: SocketAddr, _: SocketAddr, data: &[u8]) {
+            let data = String::from_utf8_lossy(data).into_owned();
+            self.seen.push_back(Seen::Datagram(local, data));
+        }
+        fn handle_timeout(&mut self, now: Instant) {
+            if self.deadline.is_some_and(|d| d <= now) {
+                self.deadline = None;
+                self.seen.push_back(Seen::Tick);
+            }
+        }
+        fn poll_transmit(&mut self) -> Option<Transmit> {
+            self.out.pop_front()
+        }
+        fn poll_deadline(&self) -> Option<Deadline> {
+            self.deadline.map(|at| Deadline { at, reason: "tick" })
+        }
+        fn poll_event(&mut self) -> Option<Seen> {
+            self.seen.pop_front()
+        }
+    }
+
+    fn next_event(inputs: &mpsc::Receiver<Input<Seen>>) -> Seen {
+        match inputs.recv_timeout(WAIT).expect("an event within 5 s") {
+            Input::Event(e) => e,
+            _ => panic!("expected an event"),
+        }
+    }
+
+    fn check(runtime: Runtime) {
+        let (tx, inputs) = mpsc::channel();
+        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let running =
+            Running::start(runtime, &[loopback, loopback], |_| Echo::default(), tx).unwrap();
+        let [a, b] = running.locals[..] else {
+            panic!("two sockets")
+        };
+        let client = UdpSocket::bind(loopback).unwrap();
+        client.set_read_timeout(Some(WAIT)).unwrap();
+        let to = client.local_addr().unwrap();
+        let recv = || {
+            let mut buf = [0; 64];
+            let (n, from) = client.recv_from(&mut buf).expect("a datagram within 5 s");
+            (from, String::from_utf8_lossy(&buf[..n]).into_owned())
+        };
+
+        // Routing: `None` is the first socket, `Some` the named one, an unknown source is not sent at all.
+        running.command(move |m: &mut Echo, _| {
+            let mut send = |source, payload: &str| {
+                m.out.push_back(Transmit {
+                    source,
+                    destination: to,
+                    payload: payload.into(),
+                })
+            };
+            send(Some("192.0.2.1:9".parse().unwrap()), "unknown source");
+            send(Some(b), "from b");
+            send(None, "from a");
+        });
+        assert_eq!(recv(), (b, "from b".into()));
+        assert_eq!(recv(), (a, "from a".into()));
+
+        // Fairness: with socket a flooded, a datagram waiting on socket b is read at most one datagram later.
+        let (blocked_tx, blocked) = mpsc::channel();
+        let (go, go_rx) = mpsc::channel::<()>();
+        running.command(move |_, _| {
+            let _ = blocked_tx.send(());
+            let _ = go_rx.recv_timeout(WAIT);
+        });
+        blocked.recv_timeout(WAIT).unwrap();
+        for _ in 0..32 {
+            client.send_to(b"flood", a).unwrap();
+        }
+        client.send_to(b"late", b).unwrap();
+        go.send(()).unwrap();
+        let order: Vec<Seen> = (0..33).map(|_| next_event(&inputs)).collect();
+        let late = Seen::Datagram(b, "late".into());
+        let position = order.iter().position(|s| *s == late).expect("b read");
+        assert!(
+            position <= 1,
+            "{runtime:?}: b read after {position} datagrams on a"
+        );
+
+        // The timer fires once.
+        running.command(|m: &mut Echo, now| m.deadline = Some(now + Duration::from_millis(20)));
+        assert_eq!(next_event(&inputs), Seen::Tick);
+        running.stop();
+        match inputs.recv_timeout(WAIT) {
+            Ok(Input::DriverStopped(Ok(()))) => {}
+            _ => panic!("{runtime:?}: expected DriverStopped(Ok) and no other event"),
+        }
+    }
+
+    #[test]
+    fn tokio_driver_routes_by_source_polls_fairly_and_fires_the_timer() {
+        check(Runtime::Tokio);
+    }
+
+    #[test]
+    fn smol_driver_routes_by_source_polls_fairly_and_fires_the_timer() {
+        check(Runtime::Smol);
+    }
 }

@@ -1,19 +1,20 @@
-//! Thin smol (async-io) driver for punch-core machines: sockets + one timer + a loop. No protocol logic.
+//! Thin smol (async-io) driver for punch-core machines: sockets + one timer + a loop. No protocol logic, and
+//! no loop logic either: that is [`punch_core::drive`], shared with `punch-tokio`.
 //! Same shape as `punch-tokio`: [`bind`], [`run`] with a command channel in and an event channel out.
 use std::future::poll_fn;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::ops::ControlFlow;
 use std::task::Poll;
 use std::time::Instant;
 
 use async_io::{Async, Timer};
 use futures_lite::future;
+use punch_core::drive::{sent, Drive, Output, TimerUpdate, Wake, RECV_BUFFER};
 use punch_core::Machine;
 
-/// Something the application does to the machine, with the current time.
-pub type Command<M> = Box<dyn FnOnce(&mut M, Instant) + Send>;
-
 pub use async_channel::{unbounded, Receiver, Sender};
+pub use punch_core::drive::Command;
 
 /// Binds one UDP socket per address, in order. Errors name the address.
 pub fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<Async<UdpSocket>>> {
@@ -26,20 +27,19 @@ pub fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<Async<UdpSocket>>> {
         .collect()
 }
 
+/// The local addresses of `sockets`, in order.
+pub fn locals(sockets: &[Async<UdpSocket>]) -> io::Result<Vec<SocketAddr>> {
+    sockets.iter().map(|s| s.get_ref().local_addr()).collect()
+}
+
 /// The clock the drivers read: the only place time enters a machine.
 pub fn now() -> Instant {
     Instant::now()
 }
 
-enum Wake<M> {
-    Datagram(usize, SocketAddr, usize),
-    RecvError,
-    Timeout,
-    Command(Command<M>),
-    Stop,
-}
-
-/// Runs `machine` over `sockets` until `commands` is closed; returns the machine.
+/// Runs `machine` over `sockets` until `commands` is closed; returns the machine. Events go to `events`
+/// (dropped if nobody listens). A transmit whose `source` is `None` goes out on the first socket; one whose
+/// `source` is not among the sockets is dropped (logged at warn).
 pub async fn run<M>(
     mut machine: M,
     sockets: Vec<Async<UdpSocket>>,
@@ -49,84 +49,63 @@ pub async fn run<M>(
 where
     M: Machine,
 {
-    let locals: Vec<SocketAddr> = sockets
-        .iter()
-        .map(|s| s.get_ref().local_addr())
-        .collect::<io::Result<_>>()?;
-    let mut buf = vec![0u8; 4096];
-    drain(&mut machine, &sockets, &locals, &events).await;
+    let mut drive = Drive::new(locals(&sockets)?);
+    let mut buf = vec![0u8; RECV_BUFFER];
+    let mut timer = Timer::never();
     loop {
-        let deadline = machine.poll_timeout();
-        let wake = {
-            let recv = poll_fn(|cx| {
-                for (i, s) in sockets.iter().enumerate() {
-                    loop {
-                        match s.get_ref().recv_from(&mut buf) {
-                            Ok((n, from)) => return Poll::Ready(Wake::Datagram(i, from, n)),
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                                match s.poll_readable(cx) {
-                                    Poll::Ready(Ok(())) => continue,
-                                    Poll::Ready(Err(_)) => return Poll::Ready(Wake::RecvError),
-                                    Poll::Pending => break,
-                                }
-                            }
-                            Err(e) => {
-                                tracing::debug!("recv error: {e}");
-                                return Poll::Ready(Wake::RecvError);
-                            }
-                        }
-                    }
+        for out in drive.drain(&mut machine) {
+            match out {
+                Output::Timer(TimerUpdate::Set(at)) => timer.set_at(at),
+                Output::Timer(TimerUpdate::Clear) => timer = Timer::never(),
+                Output::Timer(TimerUpdate::Keep) => {}
+                Output::Event(e) => {
+                    let _ = events.try_send(e);
                 }
-                Poll::Pending
-            });
-            let timer = async {
-                match deadline {
-                    Some(d) => {
-                        Timer::at(d).await;
-                    }
-                    None => future::pending::<()>().await,
+                Output::Transmit {
+                    socket,
+                    transmit: t,
+                } => {
+                    sent(&t, sockets[socket].send_to(&t.payload, t.destination).await);
                 }
-                Wake::Timeout
-            };
-            let command = async {
-                match commands.recv().await {
-                    Ok(c) => Wake::Command(c),
-                    Err(_) => Wake::Stop,
-                }
-            };
-            future::or(recv, future::or(timer, command)).await
-        };
-        let now = now();
-        match wake {
-            Wake::Datagram(i, from, n) => machine.handle_input(now, locals[i], from, &buf[..n]),
-            Wake::RecvError => continue,
-            Wake::Timeout => machine.handle_timeout(now),
-            Wake::Command(c) => c(&mut machine, now),
-            Wake::Stop => {
-                drain(&mut machine, &sockets, &locals, &events).await;
-                return Ok(machine);
             }
         }
-        drain(&mut machine, &sockets, &locals, &events).await;
-    }
-}
-
-async fn drain<M: Machine>(
-    machine: &mut M,
-    sockets: &[Async<UdpSocket>],
-    locals: &[SocketAddr],
-    events: &Sender<M::Event>,
-) {
-    while let Some(t) = machine.poll_transmit() {
-        let i = t
-            .source
-            .and_then(|s| locals.iter().position(|l| *l == s))
-            .unwrap_or(0);
-        if let Err(e) = sockets[i].send_to(&t.payload, t.destination).await {
-            tracing::debug!(to = %t.destination, "send error: {e}");
+        let recv = poll_fn(|cx| {
+            for socket in drive.poll_order() {
+                let s = &sockets[socket];
+                loop {
+                    match s.get_ref().recv_from(&mut buf) {
+                        Ok((len, from)) => {
+                            return Poll::Ready(Wake::Datagram { socket, from, len })
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            match s.poll_readable(cx) {
+                                Poll::Ready(Ok(())) => continue,
+                                Poll::Ready(Err(error)) => {
+                                    return Poll::Ready(Wake::RecvError { socket, error })
+                                }
+                                Poll::Pending => break,
+                            }
+                        }
+                        Err(error) => return Poll::Ready(Wake::RecvError { socket, error }),
+                    }
+                }
+            }
+            Poll::Pending
+        });
+        let fired = async {
+            (&mut timer).await;
+            Wake::Timeout
+        };
+        let command = async {
+            match commands.recv().await {
+                Ok(c) => Wake::Command(c),
+                Err(_) => Wake::Stop,
+            }
+        };
+        // `race` polls in a random order, so that no source (a flooded socket, say) starves the others.
+        let wake = future::race(recv, future::race(fired, command)).await;
+        if let ControlFlow::Break(()) = drive.apply(&mut machine, now(), wake, &buf) {
+            return Ok(machine);
         }
-    }
-    while let Some(e) = machine.poll_event() {
-        let _ = events.try_send(e);
     }
 }

@@ -1,25 +1,27 @@
-//! Thin tokio driver for punch-core machines: sockets + one timer + a loop. No protocol logic lives here.
+//! Thin tokio driver for punch-core machines: sockets + one timer + a loop. No protocol logic lives here, and
+//! no loop logic either: that is [`punch_core::drive`], shared with `punch-smol`.
 //!
 //! ```text
 //! loop {
-//!     wait for: a datagram on any socket | the machine's deadline | a command from the application
+//!     drain: poll_transmit -> send_to, poll_event -> events channel, deadline -> reset the timer if it changed
+//!     wait for: a datagram on any socket (fair order) | the timer | a command from the application
 //!     feed it to the machine (handle_input / handle_timeout / the command closure)
-//!     drain: poll_transmit -> send_to, poll_event -> events channel
 //! }
 //! ```
 //! The loop ends, returning the machine, when the application drops its command sender.
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::task::Poll;
 use std::time::Instant;
 
+use punch_core::drive::{sent, Drive, Output, TimerUpdate, Wake, RECV_BUFFER};
 use punch_core::Machine;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-/// Something the application does to the machine, with the current time.
-pub type Command<M> = Box<dyn FnOnce(&mut M, Instant) + Send>;
+pub use punch_core::drive::Command;
 
 /// Binds one UDP socket per address, in order. Errors name the address ("address in use" etc.).
 pub async fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<UdpSocket>> {
@@ -33,20 +35,19 @@ pub async fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<UdpSocket>> {
     Ok(sockets)
 }
 
+/// The local addresses of `sockets`, in order.
+pub fn locals(sockets: &[UdpSocket]) -> io::Result<Vec<SocketAddr>> {
+    sockets.iter().map(UdpSocket::local_addr).collect()
+}
+
 /// The clock the drivers read: the only place time enters a machine.
 pub fn now() -> Instant {
     Instant::now()
 }
 
-enum Wake<M> {
-    Datagram(usize, SocketAddr, usize),
-    Timeout,
-    Command(Command<M>),
-    Stop,
-}
-
 /// Runs `machine` over `sockets` until `commands` is closed. Events go to `events` (dropped if nobody
-/// listens). The first socket is used for transmits whose `source` is `None` or unknown.
+/// listens). A transmit whose `source` is `None` goes out on the first socket; one whose `source` is not
+/// among the sockets is dropped (logged at warn).
 pub async fn run<M>(
     mut machine: M,
     sockets: Vec<UdpSocket>,
@@ -56,73 +57,54 @@ pub async fn run<M>(
 where
     M: Machine,
 {
-    let locals: Vec<SocketAddr> = sockets
-        .iter()
-        .map(|s| s.local_addr())
-        .collect::<io::Result<_>>()?;
-    let mut buf = vec![0u8; 4096];
-    drain(&mut machine, &sockets, &locals, &events).await;
+    let mut drive = Drive::new(locals(&sockets)?);
+    let mut buf = vec![0u8; RECV_BUFFER];
+    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(timer);
+    let mut armed = false;
     loop {
-        let deadline = machine.poll_timeout();
-        let wake = {
-            let recv = poll_fn(|cx| {
-                for (i, s) in sockets.iter().enumerate() {
-                    let mut rb = tokio::io::ReadBuf::new(&mut buf);
-                    if let Poll::Ready(r) = s.poll_recv_from(cx, &mut rb) {
-                        return Poll::Ready(r.map(|from| (i, from, rb.filled().len())));
-                    }
+        for out in drive.drain(&mut machine) {
+            match out {
+                Output::Timer(TimerUpdate::Set(at)) => {
+                    timer.as_mut().reset(at.into());
+                    armed = true;
                 }
-                Poll::Pending
-            });
-            let timer = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
-                    None => std::future::pending().await,
+                Output::Timer(TimerUpdate::Clear) => armed = false,
+                Output::Timer(TimerUpdate::Keep) => {}
+                Output::Event(e) => {
+                    let _ = events.send(e);
                 }
-            };
-            tokio::select! {
-                r = recv => match r {
-                    Ok((i, from, n)) => Wake::Datagram(i, from, n),
-                    Err(e) => {
-                        // ICMP errors surface here on some platforms; they are not fatal for UDP.
-                        tracing::debug!("recv error: {e}");
-                        continue;
-                    }
-                },
-                _ = timer => Wake::Timeout,
-                c = commands.recv() => c.map_or(Wake::Stop, Wake::Command),
+                Output::Transmit {
+                    socket,
+                    transmit: t,
+                } => {
+                    sent(&t, sockets[socket].send_to(&t.payload, t.destination).await);
+                }
             }
+        }
+        let recv = poll_fn(|cx| {
+            for socket in drive.poll_order() {
+                let mut rb = tokio::io::ReadBuf::new(&mut buf);
+                if let Poll::Ready(r) = sockets[socket].poll_recv_from(cx, &mut rb) {
+                    return Poll::Ready(match r {
+                        Ok(from) => Wake::Datagram {
+                            socket,
+                            from,
+                            len: rb.filled().len(),
+                        },
+                        Err(error) => Wake::RecvError { socket, error },
+                    });
+                }
+            }
+            Poll::Pending
+        });
+        let wake = tokio::select! {
+            w = recv => w,
+            () = &mut timer, if armed => Wake::Timeout,
+            c = commands.recv() => c.map_or(Wake::Stop, Wake::Command),
         };
-        let now = now();
-        match wake {
-            Wake::Datagram(i, from, n) => machine.handle_input(now, locals[i], from, &buf[..n]),
-            Wake::Timeout => machine.handle_timeout(now),
-            Wake::Command(c) => c(&mut machine, now),
-            Wake::Stop => {
-                drain(&mut machine, &sockets, &locals, &events).await;
-                return Ok(machine);
-            }
+        if let ControlFlow::Break(()) = drive.apply(&mut machine, now(), wake, &buf) {
+            return Ok(machine);
         }
-        drain(&mut machine, &sockets, &locals, &events).await;
-    }
-}
-
-async fn drain<M: Machine>(
-    machine: &mut M,
-    sockets: &[UdpSocket],
-    locals: &[SocketAddr],
-    events: &mpsc::UnboundedSender<M::Event>,
-) {
-    while let Some(t) = machine.poll_transmit() {
-        let i = t
-            .source
-            .and_then(|s| locals.iter().position(|l| *l == s))
-            .unwrap_or(0);
-        if let Err(e) = sockets[i].send_to(&t.payload, t.destination).await {
-            tracing::debug!(to = %t.destination, "send error: {e}");
-        }
-    }
-    while let Some(e) = machine.poll_event() {
-        let _ = events.send(e);
     }
 }
