@@ -318,13 +318,16 @@ pub fn strategy(a: &NatBehaviour, b: &NatBehaviour) -> Strategy {
 /// (`docs/STRATEGY.md`, "Linux conntrack and start skew"; the real-NAT lab checks it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ExpectedPath {
+    /// The pair ends on a direct path.
     Direct,
+    /// The pair stays on the relay.
     Relay,
     /// Either is right: a race decides.
     Either,
 }
 
 impl ExpectedPath {
+    /// The lowercase name (`direct`, `relay`, `either`), as `punch strategy` prints it.
     pub fn label(self) -> &'static str {
         match self {
             ExpectedPath::Direct => "direct",
