@@ -1,9 +1,11 @@
 //! The readable record of a simulation.
 //!
-//! Every datagram sent, delivered, or dropped (with the reason), every NAT state change and every event a
-//! machine reports becomes one line, stamped with virtual milliseconds since the start:
+//! Every datagram sent, delivered, or dropped (with the reason), every NAT state change, every timer that
+//! fires (with the reason the machine gave for its deadline) and every event a machine reports becomes one
+//! line, stamped with virtual milliseconds since the start:
 //!
 //! ```text
+//!     12.500ms  timer  a      server request retransmit
 //!     12.500ms  send   a      #3 192.168.1.10:5000 -> 198.51.100.1:3478  [0x00, 20 B]
 //!     17.500ms  nat    nat-a  new mapping 192.168.1.10:5000 -> 203.0.113.10:5000 (for 198.51.100.1:3478)
 //!     25.000ms  drop   nat-b  #3 filtered (APDF): no permission for 203.0.113.10:5000 at 203.0.113.20:40000
@@ -34,6 +36,8 @@ pub enum Kind {
     Event,
     /// The scenario did something (a user typed, a link went down, ...).
     Action,
+    /// A machine's deadline passed; the text is the reason from `Machine::poll_deadline`.
+    Timer,
 }
 
 impl Kind {
@@ -46,6 +50,7 @@ impl Kind {
             Kind::Nat => "nat",
             Kind::Event => "event",
             Kind::Action => "action",
+            Kind::Timer => "timer",
         }
     }
 }
@@ -82,7 +87,7 @@ pub enum Detail {
     Off,
     /// Machine events, NAT notes, actions and drops.
     Events,
-    /// Everything, including every send and delivery.
+    /// Everything, including every send and delivery and every timer.
     Full,
 }
 
@@ -114,7 +119,7 @@ impl Trace {
     pub fn wants(&self, kind: Kind) -> bool {
         match self.detail {
             Detail::Off => false,
-            Detail::Events => !matches!(kind, Kind::Send | Kind::Recv | Kind::Dup),
+            Detail::Events => !matches!(kind, Kind::Send | Kind::Recv | Kind::Dup | Kind::Timer),
             Detail::Full => true,
         }
     }
@@ -144,7 +149,8 @@ impl Trace {
 
     /// The trace with repetitions folded: a line whose kind, host and text (ignoring `#id`s) already
     /// appeared less than `window` earlier is not printed again; the first one gets `(xN until T)`.
-    /// Retransmissions and punch pings collapse into one line each, which keeps snapshots short.
+    /// Retransmissions and punch pings collapse into one line each, which keeps snapshots short. Timer lines
+    /// are left out (the sends they cause are shown; the full trace has them).
     pub fn condensed(&self, window: Duration) -> String {
         struct Row {
             text: String,
@@ -154,7 +160,7 @@ impl Trace {
         let mut rows: Vec<Row> = Vec::new();
         let mut active: std::collections::BTreeMap<(Kind, String, String), usize> =
             std::collections::BTreeMap::new();
-        for l in &self.lines {
+        for l in self.lines.iter().filter(|l| l.kind != Kind::Timer) {
             let key = (l.kind, l.who.clone(), strip_ids(&l.text));
             if let Some(&i) = active.get(&key) {
                 if l.at.saturating_sub(rows[i].last) < window {

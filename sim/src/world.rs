@@ -122,7 +122,8 @@ enum Pending {
 enum Body {
     Host {
         node: Box<dyn Hosted>,
-        timer: Option<Duration>,
+        /// The machine's deadline (virtual time) and its reason, as of the last drain.
+        timer: Option<(Duration, &'static str)>,
     },
     Nat {
         nat: Box<NatBox>,
@@ -602,7 +603,9 @@ impl World {
         }
         let clock = self.clock;
         if let Body::Host { node, timer, .. } = &mut self.elems[elem].body {
-            *timer = node.poll_timeout().map(|t| clock.since_base(t));
+            *timer = node
+                .poll_deadline()
+                .map(|d| (clock.since_base(d.at), d.reason));
         }
     }
 
@@ -611,7 +614,10 @@ impl World {
             .iter()
             .enumerate()
             .filter_map(|(i, e)| match &e.body {
-                Body::Host { timer: Some(t), .. } => Some((*t, i)),
+                Body::Host {
+                    timer: Some((t, _)),
+                    ..
+                } => Some((*t, i)),
                 _ => None,
             })
             .min()
@@ -679,8 +685,12 @@ impl World {
                 self.process(p);
             } else if let Some((_, host)) = timer {
                 let instant = self.instant();
-                if let Body::Host { node, .. } = &mut self.elems[host].body {
+                let now = self.now();
+                if let Body::Host { node, timer } = &mut self.elems[host].body {
+                    let reason = timer.map_or("", |t| t.1);
                     node.handle_timeout(instant);
+                    self.trace
+                        .push(now, Kind::Timer, &self.elems[host].name, || reason.into());
                 }
                 self.drain(host);
             }

@@ -414,6 +414,12 @@ fn lossy_run(seed: u64) -> String {
 }
 
 #[test]
+fn timer_lines_carry_the_deadline_reason() {
+    let t = lossy_run(7);
+    assert!(t.contains("timer  a      periodic send"), "{t}");
+}
+
+#[test]
 fn same_seed_same_trace_different_seed_different_trace() {
     let a = lossy_run(42);
     assert_eq!(a, lossy_run(42));
