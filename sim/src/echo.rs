@@ -44,6 +44,14 @@ impl EchoNode {
             payload: payload.to_vec(),
         });
     }
+    /// Queues a datagram from the local socket `source` (which may be one the host does not own).
+    pub fn send_from(&mut self, source: SocketAddr, destination: SocketAddr, payload: &[u8]) {
+        self.outbox.push(Transmit {
+            source: Some(source),
+            destination,
+            payload: payload.to_vec(),
+        });
+    }
     /// Sends `payload` to `destination` every `every`, starting at `first`.
     pub fn send_every(
         &mut self,

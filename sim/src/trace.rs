@@ -38,6 +38,8 @@ pub enum Kind {
     Action,
     /// A machine's deadline passed; the text is the reason from `Machine::poll_deadline`.
     Timer,
+    /// Something that should not happen, e.g. a transmit from a socket the host does not own.
+    Error,
 }
 
 impl Kind {
@@ -51,6 +53,7 @@ impl Kind {
             Kind::Event => "event",
             Kind::Action => "action",
             Kind::Timer => "timer",
+            Kind::Error => "error",
         }
     }
 }
@@ -85,7 +88,7 @@ impl fmt::Display for Line {
 pub enum Detail {
     /// Nothing.
     Off,
-    /// Machine events, NAT notes, actions and drops.
+    /// Machine events, NAT notes, actions, drops and errors.
     Events,
     /// Everything, including every send and delivery and every timer.
     Full,

@@ -74,6 +74,8 @@ pub struct Stats {
     pub sent: u64,
     pub delivered: u64,
     pub dropped: u64,
+    /// Transmits whose `source` is not one of the host's sockets (not sent; a trace line of kind error).
+    pub unknown_source: u64,
 }
 
 struct Packet {
@@ -554,27 +556,33 @@ impl World {
     fn drain(&mut self, elem: usize) {
         let now = self.now();
         loop {
-            let (t, default) = match &mut self.elems[elem].body {
-                Body::Host { node, .. } => (node.poll_transmit(), node.addrs().first().copied()),
+            let (t, src) = match &mut self.elems[elem].body {
+                Body::Host { node, .. } => {
+                    let Some(t) = node.poll_transmit() else { break };
+                    let addrs = node.addrs();
+                    let src = match t.source {
+                        None => addrs.first().copied(),
+                        Some(s) => addrs.contains(&s).then_some(s),
+                    };
+                    (t, src)
+                }
                 Body::Nat { .. } => return,
             };
-            let Some(t) = t else { break };
+            let Some(src) = src else {
+                // Production would send it on socket 0; here it is a bug in the machine (or the scenario).
+                self.stats.unknown_source += 1;
+                let (s, dst) = (t.source, t.destination);
+                self.trace
+                    .push(now, Kind::Error, &self.elems[elem].name, || {
+                        let s = s.map_or("none".to_string(), |s| s.to_string());
+                        format!("transmit to {dst} from unknown source socket {s}: not sent")
+                    });
+                continue;
+            };
             let id = self.next_packet;
             self.next_packet += 1;
             self.stats.sent += 1;
-            let src = match t.source {
-                None => default,
-                Some(s) => match &self.elems[elem].body {
-                    Body::Host { node, .. } if node.addrs().contains(&s) => Some(s),
-                    _ => None,
-                },
-            };
             let describe = self.describe;
-            let Some(src) = src else {
-                let s = t.source;
-                self.drop_packet(elem, id, || format!("no local socket {s:?}"));
-                continue;
-            };
             let pkt = Packet {
                 id,
                 src,

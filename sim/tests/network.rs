@@ -413,6 +413,56 @@ fn lossy_run(seed: u64) -> String {
     w.trace().to_string()
 }
 
+/// Production sends a transmit with an unknown `source` on socket 0; in the simulator it is an error: not
+/// sent, counted, and a trace line of kind error (kept at every detail level but `Off`).
+#[test]
+fn a_transmit_from_a_socket_the_host_does_not_own_is_an_error() {
+    let mut w = World::new(1, base_instant());
+    w.set_detail(Detail::Events);
+    let s1 = w.add_host(
+        "s1",
+        RealmId::PUBLIC,
+        LinkConfig::ideal(),
+        EchoNode::new(sa(SERVER)).hosted(),
+    );
+    let a = w.add_host(
+        "a",
+        RealmId::PUBLIC,
+        LinkConfig::ideal(),
+        EchoNode::silent(sa("198.51.100.9:1")).hosted(),
+    );
+    w.schedule(
+        ms(1),
+        a,
+        "send from a foreign socket",
+        move |h: &mut Host<EchoNode>, _| {
+            h.machine_mut()
+                .unwrap()
+                .send_from(sa("198.51.100.9:2"), sa(SERVER), b"hi")
+        },
+    );
+    send(&mut w, a, ms(2), SERVER);
+    w.run_until(secs(1)).unwrap();
+    let stats = w.stats();
+    assert_eq!((stats.unknown_source, stats.sent, stats.dropped), (1, 2, 0));
+    let errors: Vec<String> = w
+        .trace()
+        .lines()
+        .iter()
+        .filter(|l| l.kind == punch_sim::trace::Kind::Error)
+        .map(|l| l.to_string())
+        .collect();
+    assert_eq!(
+        errors,
+        ["     1.000ms  error  a      transmit to 198.51.100.1:3478 from unknown source socket 198.51.100.9:2: not sent"]
+    );
+    // Only the well-addressed datagram arrived (and was echoed).
+    assert_eq!(
+        w.machine_mut::<EchoNode>(s1).unwrap().senders(),
+        vec![sa("198.51.100.9:1")]
+    );
+}
+
 #[test]
 fn timer_lines_carry_the_deadline_reason() {
     let t = lossy_run(7);
