@@ -438,7 +438,7 @@ impl World {
     /// Sends `pkt` across `elem`'s link, up into its realm or down into `elem`.
     fn cross(&mut self, elem: usize, pkt: Packet, up: bool) {
         let now = self.now();
-        match self.elems[elem].link.cross(now) {
+        match self.elems[elem].link.cross(now, up) {
             Crossing::Drop(reason) => {
                 let dir = if up { "up" } else { "down" };
                 let name = self.elems[elem].name.clone();
