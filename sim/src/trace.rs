@@ -143,13 +143,6 @@ impl Trace {
         &self.lines
     }
 
-    /// Lines that mention `needle` (handy in tests).
-    pub fn grep<'a>(&'a self, needle: &'a str) -> impl Iterator<Item = &'a Line> + 'a {
-        self.lines
-            .iter()
-            .filter(move |l| l.text.contains(needle) || l.who == needle)
-    }
-
     /// The trace with repetitions folded: a line whose kind, host and text (ignoring `#id`s) already
     /// appeared less than `window` earlier is not printed again; the first one gets `(xN until T)`.
     /// Retransmissions and punch pings collapse into one line each, which keeps snapshots short. Timer lines
@@ -221,7 +214,7 @@ fn strip_ids(text: &str) -> String {
         .join(" ")
 }
 
-/// The default payload description until `punch_core::wire` offers one: first byte and length.
+/// The default payload description (first byte and length); scenarios use `punch_core::wire::describe`.
 pub fn describe_bytes(data: &[u8]) -> String {
     match data.first() {
         Some(b) => format!("[0x{b:02x}, {} B]", data.len()),

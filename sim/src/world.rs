@@ -166,7 +166,7 @@ pub struct World {
     trace: Trace,
     describe: fn(&[u8]) -> String,
     stats: Stats,
-    /// Maximum number of steps of one `run_*` call... of the whole world, in fact.
+    /// Maximum number of steps over the world's life (all `run_*` calls together).
     pub max_steps: u64,
     /// Maximum number of steps at one virtual instant (a machine that never lets time advance).
     pub max_steps_per_instant: u64,
