@@ -38,6 +38,16 @@ fn nat(mapping: Mapping, filtering: Filtering, alloc: PortAlloc, linux: bool) ->
     }
 }
 
+/// The common home router: endpoint-independent mapping, address-and-port-dependent filtering, ports kept.
+fn port_restricted(linux: bool) -> NatConfig {
+    nat(
+        Mapping::EndpointIndependent,
+        Filtering::AddressAndPortDependent,
+        PortAlloc::Preserve,
+        linux,
+    )
+}
+
 /// No NAT: the host's own address is public; only the filtering applies.
 fn firewall(filtering: Filtering) -> NatConfig {
     NatConfig {
@@ -304,15 +314,7 @@ fn linux_masquerade_is_port_restricted_cone_and_random_is_symmetric() {
     // nftables `masquerade` on a router without WAN input firewall: EIM (port kept), APDF, and filtered
     // answers from AA and PA reserve their tuples. The detector never sends to PA, and to AA only when the
     // mapping already differed, so the reservations cannot fake a symmetric NAT.
-    let r = run(
-        Net::new(nat(
-            Mapping::EndpointIndependent,
-            Filtering::AddressAndPortDependent,
-            PortAlloc::Preserve,
-            true,
-        )),
-        4,
-    );
+    let r = run(Net::new(port_restricted(true)), 4);
     assert_eq!(r.report.kind, NatKind::PortRestrictedCone);
     assert_eq!(
         r.report.behaviour.allocation,
@@ -354,12 +356,7 @@ fn linux_reservation_is_what_the_order_avoids() {
     // endpoint-independent mapping, would report a symmetric NAT).
     let cone = |linux| {
         NatBox::new(
-            nat(
-                Mapping::EndpointIndependent,
-                Filtering::AddressAndPortDependent,
-                PortAlloc::Preserve,
-                linux,
-            ),
+            port_restricted(linux),
             PUBLIC_IP.parse().unwrap(),
             punch_sim::rng::derive_rng(1, "nat"),
         )
@@ -383,15 +380,7 @@ fn linux_reservation_is_what_the_order_avoids() {
     assert_eq!(out_port(&mut n, t, AA), 5000);
     // The detector's own traffic never meets a reservation it would then run into: no request to PA at all,
     // and none to AA under an endpoint-independent mapping.
-    let r = run(
-        Net::new(nat(
-            Mapping::EndpointIndependent,
-            Filtering::AddressAndPortDependent,
-            PortAlloc::Preserve,
-            true,
-        )),
-        6,
-    );
+    let r = run(Net::new(port_restricted(true)), 6);
     assert!(r
         .report
         .mapped_addrs
@@ -428,12 +417,7 @@ fn open_internet_and_symmetric_udp_firewall() {
 
 #[test]
 fn unreachable_server_is_blocked_within_3s() {
-    let mut net = Net::new(nat(
-        Mapping::EndpointIndependent,
-        Filtering::AddressAndPortDependent,
-        PortAlloc::Preserve,
-        true,
-    ));
+    let mut net = Net::new(port_restricted(true));
     net.server_up = false;
     let r = run(net, 10);
     assert_eq!(r.report.kind, NatKind::Blocked);
@@ -447,12 +431,7 @@ fn unreachable_server_is_blocked_within_3s() {
 
 #[test]
 fn server_without_alternate_reports_what_it_can() {
-    let mut net = Net::new(nat(
-        Mapping::EndpointIndependent,
-        Filtering::AddressAndPortDependent,
-        PortAlloc::Preserve,
-        true,
-    ));
+    let mut net = Net::new(port_restricted(true));
     net.alternate = false;
     let r = run(net, 11);
     let rep = &r.report;
@@ -555,12 +534,7 @@ fn progress_names_each_test() {
 
 #[test]
 fn shorter_timeouts_are_honoured() {
-    let mut net = Net::new(nat(
-        Mapping::EndpointIndependent,
-        Filtering::AddressAndPortDependent,
-        PortAlloc::Preserve,
-        false,
-    ));
+    let mut net = Net::new(port_restricted(false));
     net.config = Some(Box::new(|c: &mut DetectorConfig| {
         c.filter_timeout = ms(400);
     }));

@@ -2,6 +2,7 @@
 use punch_core::{Deadline, Machine};
 use punch_sim::clock::{base_instant, ms, secs};
 use punch_sim::nat::{NatConfig, PortAlloc};
+use punch_sim::trace::Kind;
 use punch_sim::{Detail, EchoNode, Host, LinkConfig, Nat, Profile, RealmId, World};
 use std::net::SocketAddr;
 
@@ -52,6 +53,16 @@ fn one_nat(seed: u64, profile: Profile) -> (World, punch_sim::HostId, Option<pun
         EchoNode::silent(sa(addr)).hosted(),
     );
     (w, a, nat)
+}
+
+/// The trace lines of one kind, rendered.
+fn lines_of(w: &World, kind: Kind) -> Vec<String> {
+    w.trace()
+        .lines()
+        .iter()
+        .filter(|l| l.kind == kind)
+        .map(|l| l.to_string())
+        .collect()
 }
 
 fn send(w: &mut World, host: punch_sim::HostId, at: std::time::Duration, to: &str) {
@@ -121,13 +132,7 @@ fn unsolicited_inbound_is_dropped_with_a_reason() {
     send(&mut w, s2, ms(100), "203.0.113.10:5000");
     send(&mut w, s2, ms(100), "203.0.113.10:6000");
     w.run_until(secs(1)).unwrap();
-    let drops: Vec<String> = w
-        .trace()
-        .lines()
-        .iter()
-        .filter(|l| l.kind == punch_sim::trace::Kind::Drop)
-        .map(|l| l.to_string())
-        .collect();
+    let drops: Vec<String> = lines_of(&w, Kind::Drop);
     assert_eq!(drops.len(), 2, "{drops:?}");
     assert!(
         drops[0].contains("nat-a")
@@ -413,12 +418,10 @@ fn lossy_run(seed: u64) -> String {
     w.trace().to_string()
 }
 
-/// Production sends a transmit with an unknown `source` on socket 0; in the simulator it is an error: not
-/// sent, counted, and a trace line of kind error (kept at every detail level but `Off`).
-#[test]
-fn a_transmit_from_a_socket_the_host_does_not_own_is_an_error() {
+/// An echo server `s1` and a silent host `a` (198.51.100.9:1), both public, on ideal links.
+fn two_public_hosts(detail: Detail) -> (World, punch_sim::HostId, punch_sim::HostId) {
     let mut w = World::new(1, base_instant());
-    w.set_detail(Detail::Events);
+    w.set_detail(detail);
     let s1 = w.add_host(
         "s1",
         RealmId::PUBLIC,
@@ -431,6 +434,14 @@ fn a_transmit_from_a_socket_the_host_does_not_own_is_an_error() {
         LinkConfig::ideal(),
         EchoNode::silent(sa("198.51.100.9:1")).hosted(),
     );
+    (w, s1, a)
+}
+
+/// Production sends a transmit with an unknown `source` on socket 0; in the simulator it is an error: not
+/// sent, counted, and a trace line of kind error (kept at every detail level but `Off`).
+#[test]
+fn a_transmit_from_a_socket_the_host_does_not_own_is_an_error() {
+    let (mut w, s1, a) = two_public_hosts(Detail::Events);
     w.schedule(
         ms(1),
         a,
@@ -445,13 +456,7 @@ fn a_transmit_from_a_socket_the_host_does_not_own_is_an_error() {
     w.run_until(secs(1)).unwrap();
     let stats = w.stats();
     assert_eq!((stats.unknown_source, stats.sent, stats.dropped), (1, 2, 0));
-    let errors: Vec<String> = w
-        .trace()
-        .lines()
-        .iter()
-        .filter(|l| l.kind == punch_sim::trace::Kind::Error)
-        .map(|l| l.to_string())
-        .collect();
+    let errors: Vec<String> = lines_of(&w, Kind::Error);
     assert_eq!(
         errors,
         ["     1.000ms  error  a      transmit to 198.51.100.1:3478 from unknown source socket 198.51.100.9:2: not sent"]
@@ -481,28 +486,12 @@ fn same_seed_same_trace_different_seed_different_trace() {
 
 #[test]
 fn detail_levels_filter_lines() {
-    let mut w = World::new(1, base_instant());
-    w.set_detail(Detail::Events);
-    w.add_host(
-        "s1",
-        RealmId::PUBLIC,
-        LinkConfig::ideal(),
-        EchoNode::new(sa(SERVER)).hosted(),
-    );
-    let a = w.add_host(
-        "a",
-        RealmId::PUBLIC,
-        LinkConfig::ideal(),
-        EchoNode::silent(sa("198.51.100.9:1")).hosted(),
-    );
+    let (mut w, _, a) = two_public_hosts(Detail::Events);
     send(&mut w, a, ms(0), SERVER);
     w.run_until(secs(1)).unwrap();
     let t = w.trace().to_string();
     assert!(
-        w.trace()
-            .lines()
-            .iter()
-            .all(|l| l.kind != punch_sim::trace::Kind::Send),
+        w.trace().lines().iter().all(|l| l.kind != Kind::Send),
         "{t}"
     );
     assert!(t.contains("event"), "{t}");
