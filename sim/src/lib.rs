@@ -9,10 +9,10 @@
 //! * [`link`]: latency, jitter, loss, duplication, reordering, down windows.
 //! * [`nat`]: RFC 4787 NAT boxes, Linux conntrack and firewalls.
 //! * [`profile`]: named NAT profiles (`port-restricted-linux`, `symmetric`, ...).
-//! * [`node`]: the machine trait the world drives, and a test echo machine.
+//! * [`host`]: any `punch_core::Machine` on a simulated host (the world drives the core's own trait).
+//! * [`echo`]: a tiny echo machine for testing the network model.
 //! * [`world`]: topology and the event loop.
 //! * [`trace`]: the readable record.
-//! * [`machines`]: the core server and peer as simulated hosts.
 //! * [`matrix`]: every pair of profiles over many seeds, as a table or JSON.
 //! * [`scenario`]: server + peers + NATs in a few lines, and the outcome of a run.
 //!
@@ -23,11 +23,11 @@
 #![warn(clippy::disallowed_methods)]
 
 pub mod clock;
+pub mod echo;
+pub mod host;
 pub mod link;
-pub mod machines;
 pub mod matrix;
 pub mod nat;
-pub mod node;
 pub mod profile;
 pub mod rng;
 pub mod scenario;
@@ -35,10 +35,11 @@ pub mod trace;
 pub mod world;
 
 pub use clock::{ms, secs, Ms};
+pub use echo::EchoNode;
+pub use host::Host;
 pub use link::LinkConfig;
 pub use matrix::{run_matrix, Matrix, MatrixConfig};
 pub use nat::{NatConfig, PortAlloc};
-pub use node::{EchoNode, Node};
 pub use profile::{Nat, Profile};
 pub use scenario::{Knowledge, Outcome, PathKind, Scenario};
 pub use trace::{Detail, Trace};

@@ -26,6 +26,11 @@ pub struct LinkConfig {
     pub reorder_delay: Duration,
     /// Windows `[from, until)` of virtual time during which the link is down (everything is dropped).
     pub down: Vec<(Duration, Duration)>,
+    /// Scripted loss: the datagrams entering the link upwards (sent by its element) with these indices,
+    /// counted from 0, are lost whatever `loss` says. For tests that need one particular datagram lost.
+    pub lose_up: Vec<u64>,
+    /// The same for datagrams entering the link downwards (arriving at its element).
+    pub lose_down: Vec<u64>,
 }
 
 impl Default for LinkConfig {
@@ -45,6 +50,8 @@ impl LinkConfig {
             reorder: 0.0,
             reorder_delay: Duration::ZERO,
             down: Vec::new(),
+            lose_up: Vec::new(),
+            lose_down: Vec::new(),
         }
     }
     /// A link with one-way `latency`.
@@ -76,6 +83,13 @@ impl LinkConfig {
         self.down.push((from, until));
         self
     }
+    /// Loses the `up`-th datagrams sent over the link and the `down`-th ones arriving over it (indices from
+    /// 0, see [`LinkConfig::lose_up`]).
+    pub fn losing(mut self, up: &[u64], down: &[u64]) -> Self {
+        self.lose_up.extend_from_slice(up);
+        self.lose_down.extend_from_slice(down);
+        self
+    }
 }
 
 /// What a link crossing does to one datagram.
@@ -92,11 +106,17 @@ pub enum Crossing {
 pub struct Link {
     pub config: LinkConfig,
     rng: SmallRng,
+    /// Datagrams that entered the link so far, upwards and downwards (for scripted loss).
+    entered: [u64; 2],
 }
 
 impl Link {
     pub fn new(config: LinkConfig, rng: SmallRng) -> Link {
-        Link { config, rng }
+        Link {
+            config,
+            rng,
+            entered: [0; 2],
+        }
     }
 
     fn delay(&mut self) -> Duration {
@@ -112,8 +132,16 @@ impl Link {
         d
     }
 
-    /// Decides the fate of one datagram entering the link at virtual time `now`.
-    pub fn cross(&mut self, now: Duration) -> Crossing {
+    /// Decides the fate of one datagram entering the link at virtual time `now`, upwards (sent by the
+    /// link's element) or not (arriving at it).
+    pub fn cross(&mut self, now: Duration, up: bool) -> Crossing {
+        let (index, scripted) = if up {
+            (&mut self.entered[0], &self.config.lose_up)
+        } else {
+            (&mut self.entered[1], &self.config.lose_down)
+        };
+        let lost = scripted.contains(index);
+        *index += 1;
         if self
             .config
             .down
@@ -121,6 +149,9 @@ impl Link {
             .any(|&(from, until)| now >= from && now < until)
         {
             return Crossing::Drop("link down");
+        }
+        if lost {
+            return Crossing::Drop("scripted loss");
         }
         if self.config.loss > 0.0 && chance(&mut self.rng, self.config.loss) {
             return Crossing::Drop("link loss");
@@ -145,24 +176,38 @@ mod tests {
             .down_between(Duration::from_secs(1), Duration::from_secs(2));
         let mut l = Link::new(cfg, derive_rng(1, "l"));
         assert_eq!(
-            l.cross(Duration::from_millis(500)),
+            l.cross(Duration::from_millis(500), true),
             Crossing::Deliver(vec![Duration::from_millis(10)])
         );
         assert_eq!(
-            l.cross(Duration::from_millis(1500)),
+            l.cross(Duration::from_millis(1500), true),
             Crossing::Drop("link down")
         );
         assert_eq!(
-            l.cross(Duration::from_millis(2000)),
+            l.cross(Duration::from_millis(2000), true),
             Crossing::Deliver(vec![Duration::from_millis(10)])
         );
+    }
+
+    #[test]
+    fn scripted_loss_counts_each_direction() {
+        let mut l = Link::new(
+            LinkConfig::ideal().losing(&[1], &[0, 2]),
+            derive_rng(1, "l"),
+        );
+        let lost = |c: Crossing| c == Crossing::Drop("scripted loss");
+        let got: Vec<bool> = [true, false, true, false, false, true]
+            .into_iter()
+            .map(|up| lost(l.cross(Duration::ZERO, up)))
+            .collect();
+        assert_eq!(got, [false, true, true, false, true, false]);
     }
 
     #[test]
     fn loss_rate_is_roughly_right() {
         let mut l = Link::new(LinkConfig::ideal().with_loss(0.2), derive_rng(7, "l"));
         let lost = (0..10_000)
-            .filter(|_| matches!(l.cross(Duration::ZERO), Crossing::Drop(_)))
+            .filter(|_| matches!(l.cross(Duration::ZERO, true), Crossing::Drop(_)))
             .count();
         assert!((1800..2200).contains(&lost), "{lost}");
     }
@@ -175,7 +220,7 @@ mod tests {
         let mut l = Link::new(cfg, derive_rng(3, "l"));
         let mut dups = 0;
         for _ in 0..1000 {
-            match l.cross(Duration::ZERO) {
+            match l.cross(Duration::ZERO, true) {
                 Crossing::Deliver(d) => {
                     dups += d.len() - 1;
                     for x in d {

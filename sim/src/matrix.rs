@@ -181,6 +181,12 @@ pub fn judge(o: &Outcome) -> Result<PathKind, String> {
     if let Some(e) = &o.error {
         return Err(format!("simulator stopped: {}", e.message));
     }
+    if o.stats.unknown_source > 0 {
+        return Err(format!(
+            "{} transmits from an unknown source socket",
+            o.stats.unknown_source
+        ));
+    }
     o.exactly_once_in_order()?;
     for p in &o.peers {
         if p.path == PathKind::None {

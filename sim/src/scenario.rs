@@ -21,15 +21,15 @@
 //! 5000 + 1000i. [`Scenario::link`] sets every host's access link so that any host-to-host or
 //! host-to-server round trip is `rtt_ms` and each one-way trip is lost with probability `loss`.
 use crate::clock::{base_instant, Ms};
+use crate::host::Host;
 use crate::link::LinkConfig;
-use crate::machines::{PeerNode, ServerNode};
 use crate::nat::NatConfig;
 use crate::profile::Profile;
 use crate::trace::{Detail, Trace};
 use crate::world::{HostId, NatId, RealmId, SimError, Stats, World};
 use punch_core::nat::{NatBehaviour, PortAllocation};
-use punch_core::peer::{Path, PeerConfig, PeerEvent};
-use punch_core::server::ServerConfig;
+use punch_core::peer::{Path, Peer, PeerConfig, PeerEvent};
+use punch_core::server::{Server, ServerConfig};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -268,11 +268,12 @@ impl Scenario {
         }
         sc.seed = w.seed_for("server");
         let base = w.clock().at(Duration::ZERO);
+        let server = Server::new(sc, base);
         let server = w.add_host(
             "server",
             RealmId::PUBLIC,
             link.clone(),
-            Box::new(ServerNode::new(sc, base)),
+            Host::new(server.local_addrs(), server),
         );
         let knowledge = self.knowledge.unwrap_or(if self.two_ips {
             Knowledge::Detect
@@ -345,19 +346,15 @@ impl Scenario {
                     l = l.down_between(*from, *until);
                 }
             }
-            let node = PeerNode::new(pc, base, h.start.is_zero());
-            let id = w.add_host(&h.name, realm, l, Box::new(node));
+            let addrs = pc.local_addrs.clone();
+            let host = if h.start.is_zero() {
+                Host::new(addrs, Peer::new(pc, base))
+            } else {
+                Host::later(addrs, move |now| Peer::new(pc, now))
+            };
+            let id = w.add_host(&h.name, realm, l, host);
             if !h.start.is_zero() {
-                w.schedule(
-                    h.start,
-                    id,
-                    "start",
-                    Box::new(|n, now| {
-                        if let Some(p) = n.as_any_mut().downcast_mut::<PeerNode>() {
-                            p.start(now);
-                        }
-                    }),
-                );
+                w.schedule(h.start, id, "start", |p: &mut Host<Peer>, now| p.start(now));
             }
             peers.push((h.name.clone(), h.label.clone(), id, nat));
         }
@@ -372,11 +369,9 @@ impl Scenario {
                 *t,
                 id,
                 format!("user types {text:?}"),
-                Box::new(move |n, now| {
-                    if let Some(p) = n.as_any_mut().downcast_mut::<PeerNode>() {
-                        p.type_message(now, &text2);
-                    }
-                }),
+                move |p: &mut Host<Peer>, now| {
+                    p.type_message(now, &text2);
+                },
             );
         }
         for (name, t) in &self.flushes {
@@ -420,17 +415,17 @@ impl Scenario {
             let mut typed = 0;
             let mut received = 0;
             for &id in &ids {
-                let Some(p) = w.node_mut::<PeerNode>(id) else {
+                let Some(p) = w.host_mut::<Peer>(id) else {
                     return false;
                 };
-                let Some(peer) = p.peer.as_ref() else {
+                let Some(peer) = p.machine() else {
                     return false;
                 };
                 // Settled: a path, nothing unacknowledged, and no punch round that could still go direct.
                 if peer.path().is_none() || !peer.all_acked() || peer.is_punching() {
                     return false;
                 }
-                typed += p.typed.len();
+                typed += p.inputs.len();
                 received += p.received().len();
             }
             typed == n_typed && received >= typed
@@ -505,7 +500,7 @@ impl Built {
     pub fn outcome(&mut self, seed: u64, error: Option<SimError>) -> Outcome {
         let mut peers = Vec::new();
         for (name, nat, id) in &self.peers {
-            let p = self.world.node_mut::<PeerNode>(*id).expect("peer node");
+            let p = self.world.host_mut::<Peer>(*id).expect("peer host");
             let first = |f: &dyn Fn(&PeerEvent) -> bool| {
                 p.events.iter().find(|(_, e)| f(e)).map(|(t, _)| *t)
             };
@@ -527,7 +522,7 @@ impl Built {
             peers.push(PeerOutcome {
                 name: name.clone(),
                 nat: nat.clone(),
-                typed: p.typed.iter().map(|t| t.2.clone()).collect(),
+                typed: p.inputs.iter().map(|t| t.1.clone()).collect(),
                 received: p.received().into_iter().map(String::from).collect(),
                 path,
                 paired_at: first(&|e| matches!(e, PeerEvent::Paired { .. })),

@@ -1,9 +1,11 @@
 //! The readable record of a simulation.
 //!
-//! Every datagram sent, delivered, or dropped (with the reason), every NAT state change and every event a
-//! machine reports becomes one line, stamped with virtual milliseconds since the start:
+//! Every datagram sent, delivered, or dropped (with the reason), every NAT state change, every timer that
+//! fires (with the reason the machine gave for its deadline) and every event a machine reports becomes one
+//! line, stamped with virtual milliseconds since the start:
 //!
 //! ```text
+//!     12.500ms  timer  a      server request retransmit
 //!     12.500ms  send   a      #3 192.168.1.10:5000 -> 198.51.100.1:3478  [0x00, 20 B]
 //!     17.500ms  nat    nat-a  new mapping 192.168.1.10:5000 -> 203.0.113.10:5000 (for 198.51.100.1:3478)
 //!     25.000ms  drop   nat-b  #3 filtered (APDF): no permission for 203.0.113.10:5000 at 203.0.113.20:40000
@@ -34,6 +36,10 @@ pub enum Kind {
     Event,
     /// The scenario did something (a user typed, a link went down, ...).
     Action,
+    /// A machine's deadline passed; the text is the reason from `Machine::poll_deadline`.
+    Timer,
+    /// Something that should not happen, e.g. a transmit from a socket the host does not own.
+    Error,
 }
 
 impl Kind {
@@ -46,6 +52,8 @@ impl Kind {
             Kind::Nat => "nat",
             Kind::Event => "event",
             Kind::Action => "action",
+            Kind::Timer => "timer",
+            Kind::Error => "error",
         }
     }
 }
@@ -80,9 +88,9 @@ impl fmt::Display for Line {
 pub enum Detail {
     /// Nothing.
     Off,
-    /// Machine events, NAT notes, actions and drops.
+    /// Machine events, NAT notes, actions, drops and errors.
     Events,
-    /// Everything, including every send and delivery.
+    /// Everything, including every send and delivery and every timer.
     Full,
 }
 
@@ -114,7 +122,7 @@ impl Trace {
     pub fn wants(&self, kind: Kind) -> bool {
         match self.detail {
             Detail::Off => false,
-            Detail::Events => !matches!(kind, Kind::Send | Kind::Recv | Kind::Dup),
+            Detail::Events => !matches!(kind, Kind::Send | Kind::Recv | Kind::Dup | Kind::Timer),
             Detail::Full => true,
         }
     }
@@ -135,16 +143,10 @@ impl Trace {
         &self.lines
     }
 
-    /// Lines that mention `needle` (handy in tests).
-    pub fn grep<'a>(&'a self, needle: &'a str) -> impl Iterator<Item = &'a Line> + 'a {
-        self.lines
-            .iter()
-            .filter(move |l| l.text.contains(needle) || l.who == needle)
-    }
-
     /// The trace with repetitions folded: a line whose kind, host and text (ignoring `#id`s) already
     /// appeared less than `window` earlier is not printed again; the first one gets `(xN until T)`.
-    /// Retransmissions and punch pings collapse into one line each, which keeps snapshots short.
+    /// Retransmissions and punch pings collapse into one line each, which keeps snapshots short. Timer lines
+    /// are left out (the sends they cause are shown; the full trace has them).
     pub fn condensed(&self, window: Duration) -> String {
         struct Row {
             text: String,
@@ -154,7 +156,7 @@ impl Trace {
         let mut rows: Vec<Row> = Vec::new();
         let mut active: std::collections::BTreeMap<(Kind, String, String), usize> =
             std::collections::BTreeMap::new();
-        for l in &self.lines {
+        for l in self.lines.iter().filter(|l| l.kind != Kind::Timer) {
             let key = (l.kind, l.who.clone(), strip_ids(&l.text));
             if let Some(&i) = active.get(&key) {
                 if l.at.saturating_sub(rows[i].last) < window {
@@ -212,7 +214,7 @@ fn strip_ids(text: &str) -> String {
         .join(" ")
 }
 
-/// The default payload description until `punch_core::wire` offers one: first byte and length.
+/// The default payload description (first byte and length); scenarios use `punch_core::wire::describe`.
 pub fn describe_bytes(data: &[u8]) -> String {
     match data.first() {
         Some(b) => format!("[0x{b:02x}, {} B]", data.len()),

@@ -10,15 +10,18 @@
 //! ## Time
 //! There are no ticks and no sleeps. The loop repeatedly takes the earliest of (a) the next queued
 //! delivery or scheduled action, ordered by `(time, sequence number)`, and (b) the earliest
-//! `poll_timeout` of any machine (ties: lowest host index), jumps the clock there and processes it. After
-//! every mutation of a machine it is drained: transmits, then events, then its timeout is read again.
+//! deadline of any machine (ties: lowest host index), jumps the clock there and processes it. Machines are
+//! driven through [`punch_core::Machine`] (each on a [`Host`]); after every mutation of a machine it is
+//! drained: transmits, then events, then its deadline is read again.
 //! A step limit and a same-instant limit turn runaway loops into a [`SimError`] that carries the trace.
 use crate::clock::{Clock, Ms};
+use crate::host::{Host, Hosted};
 use crate::link::{Crossing, Link, LinkConfig};
 use crate::nat::{Inbound, NatBox, NatConfig, Outbound};
-use crate::node::Node;
 use crate::rng::{derive_rng, derive_seed};
 use crate::trace::{describe_bytes, Detail, Kind, Trace};
+use punch_core::Machine;
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -71,6 +74,8 @@ pub struct Stats {
     pub sent: u64,
     pub delivered: u64,
     pub dropped: u64,
+    /// Transmits whose `source` is not one of the host's sockets (not sent; a trace line of kind error).
+    pub unknown_source: u64,
 }
 
 struct Packet {
@@ -92,7 +97,7 @@ impl Packet {
 }
 
 /// A scheduled change to a machine, e.g. "the user types hello".
-pub type Action = Box<dyn FnOnce(&mut dyn Node, Instant)>;
+type Action = Box<dyn FnOnce(&mut dyn Hosted, Instant)>;
 
 enum Pending {
     /// The packet has crossed `from`'s uplink and is now in `realm`.
@@ -118,12 +123,12 @@ enum Pending {
 
 enum Body {
     Host {
-        node: Box<dyn Node>,
-        addrs: Vec<SocketAddr>,
-        timer: Option<Duration>,
+        node: Box<dyn Hosted>,
+        /// The machine's deadline (virtual time) and its reason, as of the last drain.
+        timer: Option<(Duration, &'static str)>,
     },
     Nat {
-        nat: NatBox,
+        nat: Box<NatBox>,
         inside: usize,
     },
 }
@@ -161,7 +166,7 @@ pub struct World {
     trace: Trace,
     describe: fn(&[u8]) -> String,
     stats: Stats,
-    /// Maximum number of steps of one `run_*` call... of the whole world, in fact.
+    /// Maximum number of steps over the world's life (all `run_*` calls together).
     pub max_steps: u64,
     /// Maximum number of steps at one virtual instant (a machine that never lets time advance).
     pub max_steps_per_instant: u64,
@@ -258,23 +263,27 @@ impl World {
             name: name.into(),
             realm: outside.0,
             link,
-            body: Body::Nat { nat, inside },
+            body: Body::Nat {
+                nat: Box::new(nat),
+                inside,
+            },
         });
         (NatId(idx), RealmId(inside))
     }
 
-    /// Adds a host called `name` in `realm`, running `node`; its addresses are the node's
-    /// [`Node::local_addrs`]. The node is drained at once (construction may already want to send).
-    pub fn add_host(
+    /// Adds a host called `name` in `realm`, on the host's addresses ([`Host::addrs`]). Its machine is
+    /// drained at once (construction may already want to send).
+    pub fn add_host<M: Machine + 'static>(
         &mut self,
         name: &str,
         realm: RealmId,
         link: LinkConfig,
-        node: Box<dyn Node>,
+        host: Host<M>,
     ) -> HostId {
         let idx = self.elems.len();
-        let addrs = node.local_addrs();
-        for a in &addrs {
+        let mut node: Box<dyn Hosted> = Box::new(host);
+        node.attach(self.clock.at(Duration::ZERO));
+        for a in node.addrs() {
             self.routes.insert((realm.0, a.ip()), idx);
             // Behind a non-translating firewall the host's address is also reachable from outside.
             if let Some(g) = self.realms[realm.0].gateway {
@@ -291,11 +300,7 @@ impl World {
             name: name.into(),
             realm: realm.0,
             link,
-            body: Body::Host {
-                node,
-                addrs,
-                timer: None,
-            },
+            body: Body::Host { node, timer: None },
         });
         self.drain(idx);
         HostId(idx)
@@ -318,12 +323,17 @@ impl World {
         derive_seed(self.seed, &format!("node:{name}"))
     }
 
-    /// The machine on `host` as its concrete type.
-    pub fn node_mut<T: Node>(&mut self, host: HostId) -> Option<&mut T> {
+    /// The [`Host`] of `host`, if it runs an `M`.
+    pub fn host_mut<M: Machine + 'static>(&mut self, host: HostId) -> Option<&mut Host<M>> {
         match &mut self.elems[host.0].body {
-            Body::Host { node, .. } => node.as_any_mut().downcast_mut::<T>(),
+            Body::Host { node, .. } => (node.as_mut() as &mut dyn Any).downcast_mut(),
             Body::Nat { .. } => None,
         }
+    }
+
+    /// The machine on `host`, if it runs an `M` and has started.
+    pub fn machine_mut<M: Machine + 'static>(&mut self, host: HostId) -> Option<&mut M> {
+        self.host_mut::<M>(host)?.machine_mut()
     }
 
     /// The NAT box (to inspect mappings in tests).
@@ -347,14 +357,21 @@ impl World {
         self.queue.insert((at, self.seq), p);
     }
 
-    /// Runs `action` on `host`'s machine at virtual time `at` (then drains it). `label` goes in the trace.
-    pub fn schedule(
+    /// Runs `action` on `host` (which must run an `M`) at virtual time `at`, then drains it. `label` goes in
+    /// the trace.
+    pub fn schedule<M: Machine + 'static>(
         &mut self,
         at: Duration,
         host: HostId,
         label: impl Into<String>,
-        action: Action,
+        action: impl FnOnce(&mut Host<M>, Instant) + 'static,
     ) {
+        let action: Action = Box::new(move |node, now| {
+            let host = (node as &mut dyn Any)
+                .downcast_mut::<Host<M>>()
+                .expect("an action for the machine type the host runs");
+            action(host, now);
+        });
         self.push(
             at.max(self.now()),
             Pending::Action {
@@ -421,7 +438,7 @@ impl World {
     /// Sends `pkt` across `elem`'s link, up into its realm or down into `elem`.
     fn cross(&mut self, elem: usize, pkt: Packet, up: bool) {
         let now = self.now();
-        match self.elems[elem].link.cross(now) {
+        match self.elems[elem].link.cross(now, up) {
             Crossing::Drop(reason) => {
                 let dir = if up { "up" } else { "down" };
                 let name = self.elems[elem].name.clone();
@@ -516,8 +533,8 @@ impl World {
                     Inbound::Drop(reason) => self.drop_packet(elem, pkt.id, || reason),
                 }
             }
-            Body::Host { node, addrs, .. } => {
-                if !addrs.contains(&pkt.dst) {
+            Body::Host { node, .. } => {
+                if !node.addrs().contains(&pkt.dst) {
                     let dst = pkt.dst;
                     self.drop_packet(elem, pkt.id, || format!("no socket at {dst}"));
                     return;
@@ -539,27 +556,33 @@ impl World {
     fn drain(&mut self, elem: usize) {
         let now = self.now();
         loop {
-            let (t, default) = match &mut self.elems[elem].body {
-                Body::Host { node, addrs, .. } => (node.poll_transmit(), addrs.first().copied()),
+            let (t, src) = match &mut self.elems[elem].body {
+                Body::Host { node, .. } => {
+                    let Some(t) = node.poll_transmit() else { break };
+                    let addrs = node.addrs();
+                    let src = match t.source {
+                        None => addrs.first().copied(),
+                        Some(s) => addrs.contains(&s).then_some(s),
+                    };
+                    (t, src)
+                }
                 Body::Nat { .. } => return,
             };
-            let Some(t) = t else { break };
+            let Some(src) = src else {
+                // Production would send it on socket 0; here it is a bug in the machine (or the scenario).
+                self.stats.unknown_source += 1;
+                let (s, dst) = (t.source, t.destination);
+                self.trace
+                    .push(now, Kind::Error, &self.elems[elem].name, || {
+                        let s = s.map_or("none".to_string(), |s| s.to_string());
+                        format!("transmit to {dst} from unknown source socket {s}: not sent")
+                    });
+                continue;
+            };
             let id = self.next_packet;
             self.next_packet += 1;
             self.stats.sent += 1;
-            let src = match t.source {
-                None => default,
-                Some(s) => match &self.elems[elem].body {
-                    Body::Host { addrs, .. } if addrs.contains(&s) => Some(s),
-                    _ => None,
-                },
-            };
             let describe = self.describe;
-            let Some(src) = src else {
-                let s = t.source;
-                self.drop_packet(elem, id, || format!("no local socket {s:?}"));
-                continue;
-            };
             let pkt = Packet {
                 id,
                 src,
@@ -588,7 +611,9 @@ impl World {
         }
         let clock = self.clock;
         if let Body::Host { node, timer, .. } = &mut self.elems[elem].body {
-            *timer = node.poll_timeout().map(|t| clock.since_base(t));
+            *timer = node
+                .poll_deadline()
+                .map(|d| (clock.since_base(d.at), d.reason));
         }
     }
 
@@ -597,7 +622,10 @@ impl World {
             .iter()
             .enumerate()
             .filter_map(|(i, e)| match &e.body {
-                Body::Host { timer: Some(t), .. } => Some((*t, i)),
+                Body::Host {
+                    timer: Some((t, _)),
+                    ..
+                } => Some((*t, i)),
                 _ => None,
             })
             .min()
@@ -665,8 +693,12 @@ impl World {
                 self.process(p);
             } else if let Some((_, host)) = timer {
                 let instant = self.instant();
-                if let Body::Host { node, .. } = &mut self.elems[host].body {
+                let now = self.now();
+                if let Body::Host { node, timer } = &mut self.elems[host].body {
+                    let reason = timer.map_or("", |t| t.1);
                     node.handle_timeout(instant);
+                    self.trace
+                        .push(now, Kind::Timer, &self.elems[host].name, || reason.into());
                 }
                 self.drain(host);
             }

@@ -1,7 +1,9 @@
 //! The network model on its own, driven by tiny echo machines.
+use punch_core::{Deadline, Machine};
 use punch_sim::clock::{base_instant, ms, secs};
 use punch_sim::nat::{NatConfig, PortAlloc};
-use punch_sim::{Detail, EchoNode, LinkConfig, Nat, Profile, RealmId, World};
+use punch_sim::trace::Kind;
+use punch_sim::{Detail, EchoNode, Host, LinkConfig, Nat, Profile, RealmId, World};
 use std::net::SocketAddr;
 
 fn sa(s: &str) -> SocketAddr {
@@ -18,13 +20,13 @@ fn one_nat(seed: u64, profile: Profile) -> (World, punch_sim::HostId, Option<pun
         "s1",
         RealmId::PUBLIC,
         LinkConfig::latency(ms(5)),
-        Box::new(EchoNode::new(sa(SERVER))),
+        EchoNode::new(sa(SERVER)).hosted(),
     );
     w.add_host(
         "s2",
         RealmId::PUBLIC,
         LinkConfig::latency(ms(5)),
-        Box::new(EchoNode::new(sa(SERVER2))),
+        EchoNode::new(sa(SERVER2)).hosted(),
     );
     let (nat, realm) = match profile.config() {
         Some(cfg) => {
@@ -48,9 +50,19 @@ fn one_nat(seed: u64, profile: Profile) -> (World, punch_sim::HostId, Option<pun
         "a",
         realm,
         LinkConfig::latency(ms(5)),
-        Box::new(EchoNode::silent(sa(addr))),
+        EchoNode::silent(sa(addr)).hosted(),
     );
     (w, a, nat)
+}
+
+/// The trace lines of one kind, rendered.
+fn lines_of(w: &World, kind: Kind) -> Vec<String> {
+    w.trace()
+        .lines()
+        .iter()
+        .filter(|l| l.kind == kind)
+        .map(|l| l.to_string())
+        .collect()
 }
 
 fn send(w: &mut World, host: punch_sim::HostId, at: std::time::Duration, to: &str) {
@@ -59,12 +71,7 @@ fn send(w: &mut World, host: punch_sim::HostId, at: std::time::Duration, to: &st
         at,
         host,
         format!("send to {to}"),
-        Box::new(move |n, _| {
-            n.as_any_mut()
-                .downcast_mut::<EchoNode>()
-                .unwrap()
-                .send_to(to, b"hi");
-        }),
+        move |h: &mut Host<EchoNode>, _| h.machine_mut().unwrap().send_to(to, b"hi"),
     );
 }
 
@@ -75,11 +82,11 @@ fn round_trip_through_a_cone_nat_takes_the_sum_of_link_latencies() {
     w.run_until(secs(1)).unwrap();
     let s1 = w.host("s1").unwrap();
     assert_eq!(
-        w.node_mut::<EchoNode>(s1).unwrap().senders(),
+        w.machine_mut::<EchoNode>(s1).unwrap().senders(),
         vec![sa("203.0.113.10:5000")]
     );
     let base = w.clock().at(ms(0));
-    let node = w.node_mut::<EchoNode>(a).unwrap();
+    let node = w.machine_mut::<EchoNode>(a).unwrap();
     assert_eq!(node.received.len(), 1);
     // a up, nat up, s1 down = 15 ms; and back = 30 ms.
     assert_eq!(node.received[0].0 - base, ms(30));
@@ -102,11 +109,11 @@ fn symmetric_nat_uses_a_new_port_per_destination_cone_does_not() {
         send(&mut w, a, ms(1), SERVER2);
         w.run_until(secs(1)).unwrap();
         let p1 = w
-            .node_mut::<EchoNode>(w.host("s1").unwrap())
+            .machine_mut::<EchoNode>(w.host("s1").unwrap())
             .unwrap()
             .senders()[0];
         let p2 = w
-            .node_mut::<EchoNode>(w.host("s2").unwrap())
+            .machine_mut::<EchoNode>(w.host("s2").unwrap())
             .unwrap()
             .senders()[0];
         assert_eq!(p1 == p2, same, "{profile}: {p1} {p2}");
@@ -125,13 +132,7 @@ fn unsolicited_inbound_is_dropped_with_a_reason() {
     send(&mut w, s2, ms(100), "203.0.113.10:5000");
     send(&mut w, s2, ms(100), "203.0.113.10:6000");
     w.run_until(secs(1)).unwrap();
-    let drops: Vec<String> = w
-        .trace()
-        .lines()
-        .iter()
-        .filter(|l| l.kind == punch_sim::trace::Kind::Drop)
-        .map(|l| l.to_string())
-        .collect();
+    let drops: Vec<String> = lines_of(&w, Kind::Drop);
     assert_eq!(drops.len(), 2, "{drops:?}");
     assert!(
         drops[0].contains("nat-a")
@@ -147,7 +148,7 @@ fn unsolicited_inbound_is_dropped_with_a_reason() {
     );
     // The echo server's reply to s2's packet never happens, but a itself got nothing from s2.
     assert_eq!(
-        w.node_mut::<EchoNode>(a).unwrap().senders(),
+        w.machine_mut::<EchoNode>(a).unwrap().senders(),
         vec![sa(SERVER)]
     );
 }
@@ -159,7 +160,7 @@ fn public_and_firewalled_hosts() {
     send(&mut w, s2, ms(0), "198.51.100.50:5000");
     w.run_until(secs(1)).unwrap();
     assert_eq!(
-        w.node_mut::<EchoNode>(a).unwrap().senders(),
+        w.machine_mut::<EchoNode>(a).unwrap().senders(),
         vec![sa(SERVER2)]
     );
 
@@ -169,13 +170,13 @@ fn public_and_firewalled_hosts() {
     send(&mut w, s2, ms(100), "198.51.100.50:5000");
     w.run_until(secs(1)).unwrap();
     assert_eq!(
-        w.node_mut::<EchoNode>(w.host("s1").unwrap())
+        w.machine_mut::<EchoNode>(w.host("s1").unwrap())
             .unwrap()
             .senders(),
         vec![sa("198.51.100.50:5000")]
     );
     assert_eq!(
-        w.node_mut::<EchoNode>(a).unwrap().senders(),
+        w.machine_mut::<EchoNode>(a).unwrap().senders(),
         vec![sa(SERVER)]
     );
     assert!(w.trace().to_string().contains("filtered (APDF)"));
@@ -190,7 +191,7 @@ fn linux_conntrack_with_start_skew_moves_the_late_side_to_a_new_port() {
         "s1",
         RealmId::PUBLIC,
         LinkConfig::latency(ms(5)),
-        Box::new(EchoNode::new(sa(SERVER))),
+        EchoNode::new(sa(SERVER)).hosted(),
     );
     let cfg = Profile::from(Nat::PortRestricted).linux().config().unwrap();
     let (_, ra) = w.add_nat(
@@ -211,13 +212,13 @@ fn linux_conntrack_with_start_skew_moves_the_late_side_to_a_new_port() {
         "a",
         ra,
         LinkConfig::latency(ms(5)),
-        Box::new(EchoNode::silent(sa("192.168.1.10:5000"))),
+        EchoNode::silent(sa("192.168.1.10:5000")).hosted(),
     );
     let b = w.add_host(
         "b",
         rb,
         LinkConfig::latency(ms(5)),
-        Box::new(EchoNode::silent(sa("192.168.2.10:6000"))),
+        EchoNode::silent(sa("192.168.2.10:6000")).hosted(),
     );
     send(&mut w, a, ms(0), SERVER);
     send(&mut w, b, ms(0), SERVER);
@@ -226,7 +227,7 @@ fn linux_conntrack_with_start_skew_moves_the_late_side_to_a_new_port() {
     send(&mut w, b, ms(500), "203.0.113.10:5000"); // still the reserved tuple: dropped
     w.run_until(secs(1)).unwrap();
     assert_eq!(
-        w.node_mut::<EchoNode>(b).unwrap().senders(),
+        w.machine_mut::<EchoNode>(b).unwrap().senders(),
         vec![sa(SERVER)]
     );
     let t = w.trace().to_string();
@@ -245,7 +246,7 @@ fn linux_conntrack_with_start_skew_moves_the_late_side_to_a_new_port() {
     );
     assert!(t.contains("conntrack clash"), "{t}");
     assert_eq!(
-        w.node_mut::<EchoNode>(a).unwrap().senders(),
+        w.machine_mut::<EchoNode>(a).unwrap().senders(),
         vec![sa(SERVER)]
     );
 }
@@ -258,7 +259,7 @@ fn hairpinning_on_and_off() {
             "s1",
             RealmId::PUBLIC,
             LinkConfig::latency(ms(5)),
-            Box::new(EchoNode::new(sa(SERVER))),
+            EchoNode::new(sa(SERVER)).hosted(),
         );
         let cfg = Profile::from(Nat::FullCone)
             .config()
@@ -275,19 +276,19 @@ fn hairpinning_on_and_off() {
             "a",
             r,
             LinkConfig::latency(ms(1)),
-            Box::new(EchoNode::silent(sa("192.168.1.10:5000"))),
+            EchoNode::silent(sa("192.168.1.10:5000")).hosted(),
         );
         let b = w.add_host(
             "b",
             r,
             LinkConfig::latency(ms(1)),
-            Box::new(EchoNode::silent(sa("192.168.1.11:6000"))),
+            EchoNode::silent(sa("192.168.1.11:6000")).hosted(),
         );
         send(&mut w, b, ms(0), SERVER);
         send(&mut w, a, ms(100), "203.0.113.10:6000");
         send(&mut w, a, ms(100), "192.168.1.11:6000"); // LAN: always works
         w.run_until(secs(1)).unwrap();
-        let got = w.node_mut::<EchoNode>(b).unwrap().senders();
+        let got = w.machine_mut::<EchoNode>(b).unwrap().senders();
         let expect = if hairpin {
             vec![sa(SERVER), sa("203.0.113.10:5000"), sa("192.168.1.10:5000")]
         } else {
@@ -305,7 +306,7 @@ fn mapping_expires_without_keepalives_and_survives_with_them() {
             "s1",
             RealmId::PUBLIC,
             LinkConfig::ideal(),
-            Box::new(EchoNode::new(sa(SERVER))),
+            EchoNode::new(sa(SERVER)).hosted(),
         );
         let cfg = NatConfig::new(
             punch_core::nat::Mapping::EndpointIndependent,
@@ -324,14 +325,14 @@ fn mapping_expires_without_keepalives_and_survives_with_them() {
         if let Some(every) = keepalive {
             node.send_every(w.clock().at(ms(0)), every, sa(SERVER), b"ka");
         }
-        let a = w.add_host("a", r, LinkConfig::ideal(), Box::new(node));
+        let a = w.add_host("a", r, LinkConfig::ideal(), node.hosted());
         send(&mut w, a, ms(0), SERVER);
         w.run_until(secs(100)).unwrap();
         let s1 = w.host("s1").unwrap();
         send(&mut w, a, secs(100), SERVER);
         w.run_until(secs(101)).unwrap();
         let ports: std::collections::BTreeSet<u16> = w
-            .node_mut::<EchoNode>(s1)
+            .machine_mut::<EchoNode>(s1)
             .unwrap()
             .senders()
             .iter()
@@ -366,7 +367,7 @@ fn link_down_window_partition_and_no_route() {
         "{t}"
     );
     assert_eq!(
-        w.node_mut::<EchoNode>(a).unwrap().senders(),
+        w.machine_mut::<EchoNode>(a).unwrap().senders(),
         vec![sa(SERVER)]
     );
 }
@@ -379,7 +380,7 @@ fn nat_flush_forgets_mappings() {
     send(&mut w, a, ms(200), SERVER);
     w.run_until(secs(1)).unwrap();
     let s = w
-        .node_mut::<EchoNode>(w.host("s1").unwrap())
+        .machine_mut::<EchoNode>(w.host("s1").unwrap())
         .unwrap()
         .senders();
     assert_eq!(s.len(), 2);
@@ -401,7 +402,7 @@ fn lossy_run(seed: u64) -> String {
         "s1",
         RealmId::PUBLIC,
         link.clone(),
-        Box::new(EchoNode::new(sa(SERVER))),
+        EchoNode::new(sa(SERVER)).hosted(),
     );
     let (_, r) = w.add_nat(
         "nat",
@@ -412,9 +413,65 @@ fn lossy_run(seed: u64) -> String {
     );
     let mut node = EchoNode::silent(sa("192.168.1.10:5000"));
     node.send_every(w.clock().at(ms(0)), ms(7), sa(SERVER), b"x");
-    w.add_host("a", r, link, Box::new(node));
+    w.add_host("a", r, link, node.hosted());
     w.run_until(secs(2)).unwrap();
     w.trace().to_string()
+}
+
+/// An echo server `s1` and a silent host `a` (198.51.100.9:1), both public, on ideal links.
+fn two_public_hosts(detail: Detail) -> (World, punch_sim::HostId, punch_sim::HostId) {
+    let mut w = World::new(1, base_instant());
+    w.set_detail(detail);
+    let s1 = w.add_host(
+        "s1",
+        RealmId::PUBLIC,
+        LinkConfig::ideal(),
+        EchoNode::new(sa(SERVER)).hosted(),
+    );
+    let a = w.add_host(
+        "a",
+        RealmId::PUBLIC,
+        LinkConfig::ideal(),
+        EchoNode::silent(sa("198.51.100.9:1")).hosted(),
+    );
+    (w, s1, a)
+}
+
+/// Production sends a transmit with an unknown `source` on socket 0; in the simulator it is an error: not
+/// sent, counted, and a trace line of kind error (kept at every detail level but `Off`).
+#[test]
+fn a_transmit_from_a_socket_the_host_does_not_own_is_an_error() {
+    let (mut w, s1, a) = two_public_hosts(Detail::Events);
+    w.schedule(
+        ms(1),
+        a,
+        "send from a foreign socket",
+        move |h: &mut Host<EchoNode>, _| {
+            h.machine_mut()
+                .unwrap()
+                .send_from(sa("198.51.100.9:2"), sa(SERVER), b"hi")
+        },
+    );
+    send(&mut w, a, ms(2), SERVER);
+    w.run_until(secs(1)).unwrap();
+    let stats = w.stats();
+    assert_eq!((stats.unknown_source, stats.sent, stats.dropped), (1, 2, 0));
+    let errors: Vec<String> = lines_of(&w, Kind::Error);
+    assert_eq!(
+        errors,
+        ["     1.000ms  error  a      transmit to 198.51.100.1:3478 from unknown source socket 198.51.100.9:2: not sent"]
+    );
+    // Only the well-addressed datagram arrived (and was echoed).
+    assert_eq!(
+        w.machine_mut::<EchoNode>(s1).unwrap().senders(),
+        vec![sa("198.51.100.9:1")]
+    );
+}
+
+#[test]
+fn timer_lines_carry_the_deadline_reason() {
+    let t = lossy_run(7);
+    assert!(t.contains("timer  a      periodic send"), "{t}");
 }
 
 #[test]
@@ -429,52 +486,34 @@ fn same_seed_same_trace_different_seed_different_trace() {
 
 #[test]
 fn detail_levels_filter_lines() {
-    let mut w = World::new(1, base_instant());
-    w.set_detail(Detail::Events);
-    w.add_host(
-        "s1",
-        RealmId::PUBLIC,
-        LinkConfig::ideal(),
-        Box::new(EchoNode::new(sa(SERVER))),
-    );
-    let a = w.add_host(
-        "a",
-        RealmId::PUBLIC,
-        LinkConfig::ideal(),
-        Box::new(EchoNode::silent(sa("198.51.100.9:1"))),
-    );
+    let (mut w, _, a) = two_public_hosts(Detail::Events);
     send(&mut w, a, ms(0), SERVER);
     w.run_until(secs(1)).unwrap();
     let t = w.trace().to_string();
     assert!(
-        w.trace()
-            .lines()
-            .iter()
-            .all(|l| l.kind != punch_sim::trace::Kind::Send),
+        w.trace().lines().iter().all(|l| l.kind != Kind::Send),
         "{t}"
     );
     assert!(t.contains("event"), "{t}");
 }
 
 /// A machine whose timeout never moves forward.
-struct Stuck(SocketAddr, std::time::Instant);
-impl punch_sim::Node for Stuck {
-    fn local_addrs(&self) -> Vec<SocketAddr> {
-        vec![self.0]
-    }
+struct Stuck(std::time::Instant);
+impl Machine for Stuck {
+    type Event = String;
     fn handle_input(&mut self, _: std::time::Instant, _: SocketAddr, _: SocketAddr, _: &[u8]) {}
     fn handle_timeout(&mut self, _: std::time::Instant) {}
     fn poll_transmit(&mut self) -> Option<punch_core::Transmit> {
         None
     }
-    fn poll_timeout(&mut self) -> Option<std::time::Instant> {
-        Some(self.1)
+    fn poll_deadline(&self) -> Option<Deadline> {
+        Some(Deadline {
+            at: self.0,
+            reason: "stuck",
+        })
     }
     fn poll_event(&mut self) -> Option<String> {
         None
-    }
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
-        self
     }
 }
 
@@ -486,7 +525,7 @@ fn a_machine_that_never_lets_time_advance_is_an_error_not_a_hang() {
         "stuck",
         RealmId::PUBLIC,
         LinkConfig::ideal(),
-        Box::new(Stuck(sa("198.51.100.9:1"), t)),
+        Host::new(vec![sa("198.51.100.9:1")], Stuck(t)),
     );
     let e = w.run_until(secs(1)).unwrap_err();
     assert!(e.message.contains("without virtual time advancing"), "{e}");

@@ -260,3 +260,25 @@ fn mixed_firewall_pair_goes_direct_by_alternating_the_first_pinger() {
         "every first round went direct: the test no longer exercises the retries"
     );
 }
+
+/// The full trace says why each timer fired (the reason from `Machine::poll_deadline`); the condensed
+/// timeline and the events-only trace leave timer lines out.
+#[test]
+fn full_trace_shows_deadline_reasons() {
+    let s = Scenario::new(1)
+        .server_with_two_ips()
+        .host("a", Nat::PortRestricted)
+        .host("b", Nat::Symmetric)
+        .type_at("a", ms(0), "hello");
+    let o = s.clone().run();
+    let full = o.trace.to_string();
+    for want in [
+        "timer  a      detector probe",
+        "timer  b      detector probe",
+    ] {
+        assert!(full.contains(want), "missing {want:?} in\n{full}");
+    }
+    assert!(!o.trace.condensed(secs(5)).contains(" timer "));
+    let events = s.detail(Detail::Events).run().trace.to_string();
+    assert!(!events.contains(" timer "), "{events}");
+}

@@ -1,26 +1,8 @@
-//! The machines the simulator drives.
-//!
-//! [`Node`] is the five-verb sans-IO contract of `punch_core` (see its crate docs) as a trait, plus the two
-//! things the world needs to know: which sockets the machine owns, and a way to reach the concrete type
-//! again after a run ([`Node::as_any_mut`]). Adapters for the core machines live in [`crate::machines`];
-//! [`EchoNode`] is a tiny machine for testing the network model itself.
-use punch_core::Transmit;
-use std::any::Any;
+//! A tiny machine for testing the network model itself: [`EchoNode`].
+use crate::host::Host;
+use punch_core::{Deadline, Machine, Transmit};
 use std::net::SocketAddr;
 use std::time::Instant;
-
-/// A sans-IO machine on a simulated host.
-pub trait Node: Any {
-    /// The sockets this machine owns; the first is the default source (`Transmit::source == None`).
-    fn local_addrs(&self) -> Vec<SocketAddr>;
-    fn handle_input(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]);
-    fn handle_timeout(&mut self, now: Instant);
-    fn poll_transmit(&mut self) -> Option<Transmit>;
-    fn poll_timeout(&mut self) -> Option<Instant>;
-    /// The next event, rendered for the trace. (Adapters keep the typed events for inspection.)
-    fn poll_event(&mut self) -> Option<String>;
-    fn as_any_mut(&mut self) -> &mut dyn Any;
-}
 
 /// A test machine with one socket: it echoes every datagram back to its sender (unless `echo` is off),
 /// remembers what it received, and sends whatever is queued with [`EchoNode::send_to`].
@@ -62,6 +44,14 @@ impl EchoNode {
             payload: payload.to_vec(),
         });
     }
+    /// Queues a datagram from the local socket `source` (which may be one the host does not own).
+    pub fn send_from(&mut self, source: SocketAddr, destination: SocketAddr, payload: &[u8]) {
+        self.outbox.push(Transmit {
+            source: Some(source),
+            destination,
+            payload: payload.to_vec(),
+        });
+    }
     /// Sends `payload` to `destination` every `every`, starting at `first`.
     pub fn send_every(
         &mut self,
@@ -72,16 +62,18 @@ impl EchoNode {
     ) {
         self.periodic = Some((every, destination, payload.to_vec(), first));
     }
+    /// This machine on a host with its one socket.
+    pub fn hosted(self) -> Host<EchoNode> {
+        Host::new(vec![self.addr], self)
+    }
     /// Remote addresses datagrams came from, in order.
     pub fn senders(&self) -> Vec<SocketAddr> {
         self.received.iter().map(|r| r.2).collect()
     }
 }
 
-impl Node for EchoNode {
-    fn local_addrs(&self) -> Vec<SocketAddr> {
-        vec![self.addr]
-    }
+impl Machine for EchoNode {
+    type Event = String;
     fn handle_input(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
         self.received.push((now, local, remote, data.to_vec()));
         self.events
@@ -113,8 +105,11 @@ impl Node for EchoNode {
             Some(self.outbox.remove(0))
         }
     }
-    fn poll_timeout(&mut self) -> Option<Instant> {
-        self.periodic.as_ref().map(|p| p.3)
+    fn poll_deadline(&self) -> Option<Deadline> {
+        self.periodic.as_ref().map(|p| Deadline {
+            at: p.3,
+            reason: "periodic send",
+        })
     }
     fn poll_event(&mut self) -> Option<String> {
         if self.events.is_empty() {
@@ -122,8 +117,5 @@ impl Node for EchoNode {
         } else {
             Some(self.events.remove(0))
         }
-    }
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
     }
 }

@@ -1,0 +1,188 @@
+//! Machines on simulated hosts.
+//!
+//! The world drives every machine through [`punch_core::Machine`], the five-verb contract the real drivers
+//! use, via one adapter written once for all of them: [`Host`]. A host owns the machine's sockets, keeps
+//! every typed event the machine reports with its virtual time (for inspection after a run), and hands each
+//! event to the world rendered as one trace line (through `Display`, or a render function for event types
+//! that have none). A host can start late (start skew): until [`Host::start`] it owns its sockets but
+//! ignores datagrams and has no deadline.
+use punch_core::peer::{Peer, PeerEvent};
+use punch_core::{Deadline, Machine, Transmit};
+use std::any::Any;
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// A [`Machine`] on a simulated host. It is itself a machine, whose events are the trace lines.
+pub struct Host<M: Machine> {
+    addrs: Vec<SocketAddr>,
+    machine: Option<M>,
+    /// Builds the machine at [`Host::start`] (delayed start).
+    make: Option<Box<dyn FnOnce(Instant) -> M>>,
+    render: fn(&M::Event) -> String,
+    /// Every event with its virtual time.
+    pub events: Vec<(Duration, M::Event)>,
+    /// Application inputs the machine accepted ([`Host::apply`]), with their virtual time: for a peer, the
+    /// texts its user typed.
+    pub inputs: Vec<(Duration, String)>,
+    /// Virtual time zero (set by the world) and the latest `now` the machine was given.
+    base: Option<Instant>,
+    now: Option<Instant>,
+}
+
+fn display<E: Display>(e: &E) -> String {
+    e.to_string()
+}
+
+impl<M: Machine> Host<M> {
+    /// `machine`, running from the start, on sockets `addrs` (the first is the default source).
+    pub fn new(addrs: Vec<SocketAddr>, machine: M) -> Host<M>
+    where
+        M::Event: Display,
+    {
+        Host::with_render(addrs, machine, display::<M::Event>)
+    }
+
+    /// Like [`Host::new`], rendering events for the trace with `render`.
+    pub fn with_render(
+        addrs: Vec<SocketAddr>,
+        machine: M,
+        render: fn(&M::Event) -> String,
+    ) -> Host<M> {
+        Host::build(addrs, Some(machine), None, render)
+    }
+
+    /// A host that owns `addrs` from the start but whose machine is built by `make` at [`Host::start`].
+    pub fn later(addrs: Vec<SocketAddr>, make: impl FnOnce(Instant) -> M + 'static) -> Host<M>
+    where
+        M::Event: Display,
+    {
+        Host::build(addrs, None, Some(Box::new(make)), display::<M::Event>)
+    }
+
+    fn build(
+        addrs: Vec<SocketAddr>,
+        machine: Option<M>,
+        make: Option<Box<dyn FnOnce(Instant) -> M>>,
+        render: fn(&M::Event) -> String,
+    ) -> Host<M> {
+        Host {
+            addrs,
+            machine,
+            make,
+            render,
+            events: Vec::new(),
+            inputs: Vec::new(),
+            base: None,
+            now: None,
+        }
+    }
+
+    /// Builds the machine if it is not running yet.
+    pub fn start(&mut self, now: Instant) {
+        self.now = Some(now);
+        if let Some(make) = self.make.take() {
+            self.machine = Some(make(now));
+        }
+    }
+
+    /// The sockets this host owns.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The machine, once started.
+    pub fn machine(&self) -> Option<&M> {
+        self.machine.as_ref()
+    }
+
+    pub fn machine_mut(&mut self) -> Option<&mut M> {
+        self.machine.as_mut()
+    }
+
+    /// An application call on the machine at `now` (the world drains the host afterwards). If the machine
+    /// runs and accepts (`call` returns `Some`), `input` is recorded in [`Host::inputs`].
+    pub fn apply<R>(
+        &mut self,
+        now: Instant,
+        input: &str,
+        call: impl FnOnce(&mut M, Instant) -> Option<R>,
+    ) -> Option<R> {
+        self.now = Some(now);
+        let r = call(self.machine.as_mut()?, now)?;
+        self.inputs.push((self.elapsed(), input.to_string()));
+        Some(r)
+    }
+
+    /// Virtual time of the latest `now` the machine was given.
+    fn elapsed(&self) -> Duration {
+        match (self.base, self.now) {
+            (Some(base), Some(now)) => now.saturating_duration_since(base),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+impl<M: Machine> Machine for Host<M> {
+    type Event = String;
+    fn handle_input(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        self.now = Some(now);
+        if let Some(m) = self.machine.as_mut() {
+            m.handle_input(now, local, remote, data);
+        }
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.now = Some(now);
+        if let Some(m) = self.machine.as_mut() {
+            m.handle_timeout(now);
+        }
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.machine.as_mut()?.poll_transmit()
+    }
+    fn poll_deadline(&self) -> Option<Deadline> {
+        self.machine.as_ref()?.poll_deadline()
+    }
+    fn poll_event(&mut self) -> Option<String> {
+        let e = self.machine.as_mut()?.poll_event()?;
+        let line = (self.render)(&e);
+        self.events.push((self.elapsed(), e));
+        Some(line)
+    }
+}
+
+/// What the world holds: any [`Host`], type-erased.
+pub(crate) trait Hosted: Machine<Event = String> + Any {
+    fn addrs(&self) -> &[SocketAddr];
+    /// Sets virtual time zero (once, when the host joins the world).
+    fn attach(&mut self, base: Instant);
+}
+
+impl<M: Machine + 'static> Hosted for Host<M> {
+    fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+    fn attach(&mut self, base: Instant) {
+        self.base = Some(base);
+        self.now = self.now.or(Some(base));
+    }
+}
+
+/// The chat user's side of a peer.
+impl Host<Peer> {
+    /// The user types `text`. Returns the sequence number, or `None` if the peer refused (not started...).
+    pub fn type_message(&mut self, now: Instant, text: &str) -> Option<u64> {
+        self.apply(now, text, |p, now| p.send_message(now, text).ok())
+    }
+
+    /// Messages received, in order of delivery.
+    pub fn received(&self) -> Vec<&str> {
+        self.events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                PeerEvent::Message { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+}
