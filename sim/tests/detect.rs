@@ -9,6 +9,7 @@ use std::time::Duration;
 use punch_core::detect::{DetectEvent, DetectorConfig, NatDetector, NatReport};
 use punch_core::nat::{Filtering, Mapping, NatKind, PortAllocation};
 use punch_core::server::{Server, ServerConfig};
+use punch_core::Machine;
 use punch_sim::clock::{base_instant, ms, secs};
 use punch_sim::nat::{Inbound, NatBox, NatConfig, Outbound, PortAlloc};
 use punch_sim::trace::Kind;

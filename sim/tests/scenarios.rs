@@ -273,8 +273,8 @@ fn full_trace_shows_deadline_reasons() {
     let o = s.clone().run();
     let full = o.trace.to_string();
     for want in [
-        "timer  a      detector probe",
-        "timer  b      detector probe",
+        "timer  a      detector: filtering test 1/2 retransmit",
+        "timer  b      detector: decide filtering test 1/2",
     ] {
         assert!(full.contains(want), "missing {want:?} in\n{full}");
     }
