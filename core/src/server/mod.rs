@@ -32,117 +32,8 @@ use crate::timer::after;
 use crate::wire::{self, Msg, PeerInfo, Register};
 use crate::Transmit;
 
-/// Server settings; [`ServerConfig::new`] gives the documented defaults.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// The primary socket (the one clients are told about).
-    pub listen: SocketAddr,
-    /// Alternate IP and port for NAT behaviour discovery (RFC 5780). With it the server owns four sockets:
-    /// primary/alternate IP x primary/alternate port.
-    pub alternate: Option<SocketAddr>,
-    /// A member not heard from for this long is removed (default 60 s).
-    pub member_timeout: Duration,
-    /// Most clients registered at once (default 10 000); more are refused with 503.
-    pub max_clients: usize,
-    /// Largest relayed DATA payload (default 1200 bytes).
-    pub max_relay_payload: usize,
-    /// Seed for pair ids and transaction ids.
-    pub seed: u64,
-}
-
-impl ServerConfig {
-    /// Listening on `listen` with no alternate address, 60 s member timeout, 10 000 clients, 1200-byte relay
-    /// payloads and seed 0.
-    pub fn new(listen: SocketAddr) -> Self {
-        ServerConfig {
-            listen,
-            alternate: None,
-            member_timeout: Duration::from_secs(60),
-            max_clients: 10_000,
-            max_relay_payload: 1200,
-            seed: 0,
-        }
-    }
-}
-
-/// Counters, for logs and tests.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ServerStats {
-    /// Datagrams handed to [`Server::handle_input`], whatever they were.
-    pub received: u64,
-    /// Datagrams dropped as malformed, unexpected or from a stranger, plus Registers refused with 400 or 409.
-    pub dropped: u64,
-    /// Binding requests answered (RFC 5389 and RFC 3489).
-    pub bindings: u64,
-    /// Clients that joined a pool (a refresh by an existing member is not counted).
-    pub registrations: u64,
-    /// Pools that got two members and were paired.
-    pub pairs: u64,
-    /// Relay indications forwarded to a partner.
-    pub relayed: u64,
-    /// Members removed for silence ([`ServerConfig::member_timeout`]).
-    pub expired: u64,
-}
-
-/// What the server reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerEvent {
-    /// A new client joined a pool.
-    Registered {
-        /// The pool joined.
-        pool: String,
-        /// The client's public address, as the server saw it.
-        client: SocketAddr,
-        /// The display name the client sent.
-        name: String,
-        /// The NAT behaviour the client reported.
-        nat: NatBehaviour,
-    },
-    /// A pool's two members were paired; both are sent PeerInfo.
-    Paired {
-        /// The pool.
-        pool: String,
-        /// The first member to register.
-        a: SocketAddr,
-        /// The second member.
-        b: SocketAddr,
-    },
-    /// A member left (a Register indication, or a Register for another pool); its partner was told.
-    Left {
-        /// The pool it left.
-        pool: String,
-        /// Its address.
-        client: SocketAddr,
-    },
-    /// A member was not heard from for [`ServerConfig::member_timeout`] and was removed; its partner was told.
-    Expired {
-        /// The pool it was in.
-        pool: String,
-        /// Its address.
-        client: SocketAddr,
-    },
-    /// A member re-registered from a new address (its NAT mapping changed).
-    Moved {
-        /// The member's pool.
-        pool: String,
-        /// Its old address.
-        from: SocketAddr,
-        /// Its new address.
-        to: SocketAddr,
-    },
-    /// A paired member asked for a new punch round.
-    Retry {
-        /// The pair's pool.
-        pool: String,
-    },
-    /// A datagram was dropped (also counted in [`ServerStats::dropped`]).
-    Dropped {
-        /// Its sender.
-        from: SocketAddr,
-        /// Why, as a short fixed phrase.
-        reason: &'static str,
-    },
-}
+mod types;
+pub use types::{ServerConfig, ServerEvent, ServerStats};
 
 #[derive(Debug, Clone)]
 struct Member {
@@ -407,101 +298,118 @@ impl Server {
     }
 
     fn on_register(&mut self, local: SocketAddr, remote: SocketAddr, req: Register) {
-        let Register {
-            tid,
-            pool,
-            name,
-            nat,
-            client_id: token,
-            locals,
-            rtt,
-            retry,
-        } = req;
-        if pool.is_empty() {
+        let (tid, retry) = (req.tid, req.retry);
+        if req.pool.is_empty() {
             self.stats.dropped += 1;
             return self.error(local, remote, tid, 400, "missing or invalid pool name");
         }
-
         // A member of another pool moves; a member of this pool is refreshed (idempotent).
         if let Some(old) = self.clients.get(&remote).cloned() {
-            if old != pool {
+            if old != req.pool {
                 self.remove_member(remote, false);
             }
         }
-        let now = self.now;
         let moved = !self.clients.contains_key(&remote)
-            && token.is_some()
-            && self.rebind(&pool, token, remote);
-        let is_member = self.clients.get(&remote) == Some(&pool);
-        if !is_member {
-            if self.clients.len() >= self.config.max_clients {
-                return self.error(local, remote, tid, 503, "server full");
-            }
-            let entry = self.pools.entry(pool.clone()).or_default();
-            if entry.members.len() >= 2 {
-                self.stats.dropped += 1;
-                let full = "pool full: two peers are already paired in it";
-                return self.error(local, remote, tid, 409, full);
-            }
-            entry.members.push(Member {
-                addr: remote,
-                name: name.clone(),
-                nat,
-                locals,
-                rtt,
-                token,
-                last_seen: now,
-                info: None,
-            });
-            self.clients.insert(remote, pool.clone());
-            self.stats.registrations += 1;
-            self.event(ServerEvent::Registered {
-                pool: pool.clone(),
-                client: remote,
-                name,
-                nat,
-            });
-            if self.next_sweep.is_none() {
-                self.next_sweep = Some(after(now, SWEEP_INTERVAL));
-            }
-        } else if let Some(m) = self.member_mut(remote) {
-            m.last_seen = now;
-            m.nat = nat;
-            if rtt.is_some() {
-                m.rtt = rtt;
-            }
+            && req.client_id.is_some()
+            && self.rebind(&req.pool, req.client_id, remote);
+        let is_member = self.clients.get(&remote) == Some(&req.pool);
+        let pool = req.pool.clone();
+        if is_member {
+            self.refresh(remote, &req);
+        } else if let Err((code, reason)) = self.admit(remote, req) {
+            return self.error(local, remote, tid, code, reason);
         }
-
         let mapped = Some(remote);
         self.reply(local, remote, Msg::RegisterOk { tid, mapped });
+        self.after_register(&pool, remote, is_member, retry, moved);
+    }
 
-        let p = self.pools.get_mut(&pool).expect("pool exists");
-        if p.members.len() == 2 {
-            if p.pair_id.is_none() {
-                let id: [u8; 8] = self.rng.gen();
-                p.pair_id = Some(id);
-                p.rounds = 0;
-                let (a, b) = (p.members[0].addr, p.members[1].addr);
-                self.stats.pairs += 1;
-                self.event(ServerEvent::Paired {
-                    pool: pool.clone(),
-                    a,
-                    b,
-                });
-                self.schedule_pair_infos(&pool);
-            } else if is_member && retry {
-                let due = p
-                    .last_round
-                    .is_none_or(|t| now.saturating_duration_since(t) >= RETRY_MIN_INTERVAL);
-                if due {
-                    self.event(ServerEvent::Retry { pool: pool.clone() });
-                    self.schedule_pair_infos(&pool);
-                }
-            } else if is_member && !moved {
-                // A paired member registering again has not seen its PeerInfo: send it now.
-                self.schedule_info(remote, now);
-                self.handle_timeout(now);
+    /// A member registering again: it is alive, and its NAT and RTT may have changed.
+    fn refresh(&mut self, remote: SocketAddr, req: &Register) {
+        let now = self.now;
+        if let Some(m) = self.member_mut(remote) {
+            m.last_seen = now;
+            m.nat = req.nat;
+            if req.rtt.is_some() {
+                m.rtt = req.rtt;
             }
+        }
+    }
+
+    /// A new member joins its pool, unless the server or the pool is full.
+    fn admit(&mut self, remote: SocketAddr, req: Register) -> Result<(), (u16, &'static str)> {
+        let now = self.now;
+        if self.clients.len() >= self.config.max_clients {
+            return Err((503, "server full"));
+        }
+        let entry = self.pools.entry(req.pool.clone()).or_default();
+        if entry.members.len() >= 2 {
+            self.stats.dropped += 1;
+            return Err((409, "pool full: two peers are already paired in it"));
+        }
+        entry.members.push(Member {
+            addr: remote,
+            name: req.name.clone(),
+            nat: req.nat,
+            locals: req.locals,
+            rtt: req.rtt,
+            token: req.client_id,
+            last_seen: now,
+            info: None,
+        });
+        self.clients.insert(remote, req.pool.clone());
+        self.stats.registrations += 1;
+        self.event(ServerEvent::Registered {
+            pool: req.pool,
+            client: remote,
+            name: req.name,
+            nat: req.nat,
+        });
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(after(now, SWEEP_INTERVAL));
+        }
+        Ok(())
+    }
+
+    /// After a Register was answered: pair a full pool, start a requested retry round, or resend the PeerInfo
+    /// a paired member has evidently not seen.
+    fn after_register(
+        &mut self,
+        pool: &str,
+        remote: SocketAddr,
+        is_member: bool,
+        retry: bool,
+        moved: bool,
+    ) {
+        let now = self.now;
+        let Some(p) = self.pools.get_mut(pool) else {
+            return;
+        };
+        if p.members.len() != 2 {
+            return;
+        }
+        if p.pair_id.is_none() {
+            p.pair_id = Some(self.rng.gen());
+            p.rounds = 0;
+            let (a, b) = (p.members[0].addr, p.members[1].addr);
+            self.stats.pairs += 1;
+            let name = pool.to_owned();
+            self.event(ServerEvent::Paired { pool: name, a, b });
+            self.schedule_pair_infos(pool);
+        } else if is_member && retry {
+            let due = p
+                .last_round
+                .is_none_or(|t| now.saturating_duration_since(t) >= RETRY_MIN_INTERVAL);
+            if due {
+                self.event(ServerEvent::Retry {
+                    pool: pool.to_owned(),
+                });
+                self.schedule_pair_infos(pool);
+            }
+        } else if is_member && !moved {
+            // A paired member registering again has not seen its PeerInfo: send it now.
+            self.schedule_info(remote, now);
+            self.handle_timeout(now);
         }
     }
 
