@@ -351,17 +351,22 @@ mod tests {
         "192.0.2.1:1".parse().unwrap()
     }
 
+    /// Two sessions with a 20 ms path to each other, at the epoch.
+    fn pair() -> (Instant, ChatSession, ChatSession) {
+        let t0 = crate::test_epoch();
+        let (mut a, mut b) = (ChatSession::new(), ChatSession::new());
+        a.set_path(t0, Some(hop()), Duration::from_millis(20));
+        b.set_path(t0, Some(hop()), Duration::from_millis(20));
+        (t0, a, b)
+    }
+
     fn drain(s: &mut ChatSession) -> Vec<Vec<u8>> {
         std::iter::from_fn(|| s.poll_transmit().map(|t| t.payload)).collect()
     }
 
     #[test]
     fn delivers_in_order_once_despite_loss_duplication_and_reordering() {
-        let t0 = crate::test_epoch();
-        let mut a = ChatSession::new();
-        let mut b = ChatSession::new();
-        a.set_path(t0, Some(hop()), Duration::from_millis(20));
-        b.set_path(t0, Some(hop()), Duration::from_millis(20));
+        let (t0, mut a, mut b) = pair();
         for i in 0..5 {
             a.send(t0, &format!("m{i}")).unwrap();
         }
@@ -405,11 +410,7 @@ mod tests {
 
     #[test]
     fn fin_is_delivered_after_every_earlier_message() {
-        let t0 = crate::test_epoch();
-        let mut a = ChatSession::new();
-        let mut b = ChatSession::new();
-        a.set_path(t0, Some(hop()), Duration::from_millis(20));
-        b.set_path(t0, Some(hop()), Duration::from_millis(20));
+        let (t0, mut a, mut b) = pair();
         a.send(t0, "one").unwrap();
         a.send(t0, "two").unwrap();
         assert_eq!(a.finish(t0), 2);

@@ -354,27 +354,12 @@ pub fn message(class: MessageClass, method: Method, tid: TransactionId) -> StunM
 pub fn encode_addr(addr: SocketAddr) -> Vec<u8> {
     let cookie = MAGIC_COOKIE.to_be_bytes();
     let port = (addr.port() ^ 0x2112).to_be_bytes();
-    let mut out = vec![0, 0, port[0], port[1]];
-    match addr.ip() {
-        IpAddr::V4(ip) => {
-            out[1] = 1;
-            out.extend(
-                ip.octets()
-                    .iter()
-                    .zip(cookie.iter().cycle())
-                    .map(|(a, b)| a ^ b),
-            );
-        }
-        IpAddr::V6(ip) => {
-            out[1] = 2;
-            out.extend(
-                ip.octets()
-                    .iter()
-                    .zip(cookie.iter().cycle())
-                    .map(|(a, b)| a ^ b),
-            );
-        }
-    }
+    let (family, octets) = match addr.ip() {
+        IpAddr::V4(ip) => (1, ip.octets().to_vec()),
+        IpAddr::V6(ip) => (2, ip.octets().to_vec()),
+    };
+    let mut out = vec![0, family, port[0], port[1]];
+    out.extend(octets.iter().zip(cookie.iter().cycle()).map(|(a, b)| a ^ b));
     out
 }
 
