@@ -1,5 +1,6 @@
 //! Server hot paths: answering Binding requests and forwarding relay data between a paired couple.
 //! Run: `cargo bench -p punch-core --bench server`.
+use punch_core::Machine;
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

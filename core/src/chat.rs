@@ -1,6 +1,6 @@
 //! Reliable, ordered chat messages over an unreliable path (the peer's direct path or the server's relay).
 //!
-//! [`ChatSession`] is a [`Machine`](crate::Machine) over chat frames and path-agnostic: its `handle_input` takes
+//! [`ChatSession`] is a [`Machine`] over chat frames and path-agnostic: its `handle_input` takes
 //! a chat frame (whatever path it came on) and `poll_transmit` yields chat frames addressed to the path's next
 //! hop (set with [`ChatSession::set_path`]), which the peer wraps for that path (direct data or a relay
 //! message). Messages carry sequence numbers (from 0), are acknowledged, retransmitted with the shared
@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::backoff::{Backoff, Retransmit};
+use crate::Machine;
 use crate::{Deadline, Transmit};
 
 /// Largest message text in bytes: keeps every datagram under a 1280-byte IPv6 minimum MTU with headers.
@@ -109,76 +110,11 @@ pub struct ChatSession {
     now: Option<Instant>,
 }
 
-crate::impl_machine!(ChatSession, ChatEvent);
-
-impl ChatSession {
-    /// A new session; nothing is sent until [`ChatSession::set_path`] gives it a path.
-    pub fn new() -> Self {
-        ChatSession {
-            next_seq: 0,
-            queued: VecDeque::new(),
-            finished: false,
-            in_flight: BTreeMap::new(),
-            recv_next: 0,
-            reorder: BTreeMap::new(),
-            out: VecDeque::new(),
-            events: VecDeque::new(),
-            initial_rto: Duration::from_millis(300),
-            next_hop: None,
-            now: None,
-        }
-    }
-
-    /// Tells the session where frames go now (`None`: no path) and the path's round-trip time; the
-    /// retransmission timeout is derived from it (2 x RTT, at least 50 ms, at most 3 s). Getting a path after
-    /// having none resends everything unacknowledged at once; moving from one path to another keeps the
-    /// retransmission schedule (the copies sent on the old path may still arrive).
-    pub fn set_path(&mut self, now: Instant, next_hop: Option<SocketAddr>, rtt: Duration) {
-        self.initial_rto = (rtt * 2).clamp(Duration::from_millis(50), MAX_RTO);
-        let had_path = self.next_hop.is_some();
-        self.next_hop = next_hop;
-        if next_hop.is_some() && !had_path {
-            for f in self.in_flight.values_mut() {
-                f.retransmit.restart(now, self.initial_rto);
-            }
-        }
-        self.handle_timeout(now);
-    }
-
-    /// Queues a message; returns its sequence number.
-    pub fn send(&mut self, now: Instant, text: &str) -> Result<u64, SendError> {
-        if text.len() > MAX_MESSAGE_BYTES {
-            return Err(SendError::TooLong {
-                len: text.len(),
-                max: MAX_MESSAGE_BYTES,
-            });
-        }
-        if self.finished {
-            return Err(SendError::Finished);
-        }
-        if self.queued.len() >= MAX_QUEUED {
-            return Err(SendError::QueueFull);
-        }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.queued.push_back((seq, Some(text.to_owned())));
-        self.handle_timeout(now);
-        Ok(seq)
-    }
-
-    /// Says "I have sent everything" (once): a FIN after the queued messages. Returns its sequence number.
-    pub fn finish(&mut self, now: Instant) -> u64 {
-        if !self.finished {
-            self.finished = true;
-            self.queued.push_back((self.next_seq, None));
-            self.next_seq += 1;
-            self.handle_timeout(now);
-        }
-        self.next_seq - 1
-    }
+impl crate::Machine for ChatSession {
+    type Event = ChatEvent;
 
     /// A chat frame arrived (on any path: `local` and `remote` are where it came over, and do not matter).
-    pub fn handle_input(
+    fn handle_input(
         &mut self,
         now: Instant,
         _local: SocketAddr,
@@ -244,7 +180,7 @@ impl ChatSession {
     }
 
     /// Sends what is due: new messages while the window allows, retransmissions whose timer expired.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    fn handle_timeout(&mut self, now: Instant) {
         let now = match self.now {
             Some(prev) if prev > now => prev,
             _ => now,
@@ -276,7 +212,7 @@ impl ChatSession {
     }
 
     /// Next chat frame, addressed to the current path's next hop.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+    fn poll_transmit(&mut self) -> Option<Transmit> {
         let destination = self.next_hop?;
         let payload = self.out.pop_front()?;
         Some(Transmit {
@@ -287,7 +223,7 @@ impl ChatSession {
     }
 
     /// Next retransmission deadline (only while a path exists).
-    pub fn poll_deadline(&self) -> Option<Deadline> {
+    fn poll_deadline(&self) -> Option<Deadline> {
         self.next_hop?;
         let at = self
             .in_flight
@@ -301,8 +237,75 @@ impl ChatSession {
     }
 
     /// Next event.
-    pub fn poll_event(&mut self) -> Option<ChatEvent> {
+    fn poll_event(&mut self) -> Option<ChatEvent> {
         self.events.pop_front()
+    }
+}
+
+impl ChatSession {
+    /// A new session; nothing is sent until [`ChatSession::set_path`] gives it a path.
+    pub fn new() -> Self {
+        ChatSession {
+            next_seq: 0,
+            queued: VecDeque::new(),
+            finished: false,
+            in_flight: BTreeMap::new(),
+            recv_next: 0,
+            reorder: BTreeMap::new(),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            initial_rto: Duration::from_millis(300),
+            next_hop: None,
+            now: None,
+        }
+    }
+
+    /// Tells the session where frames go now (`None`: no path) and the path's round-trip time; the
+    /// retransmission timeout is derived from it (2 x RTT, at least 50 ms, at most 3 s). Getting a path after
+    /// having none resends everything unacknowledged at once; moving from one path to another keeps the
+    /// retransmission schedule (the copies sent on the old path may still arrive).
+    pub fn set_path(&mut self, now: Instant, next_hop: Option<SocketAddr>, rtt: Duration) {
+        self.initial_rto = (rtt * 2).clamp(Duration::from_millis(50), MAX_RTO);
+        let had_path = self.next_hop.is_some();
+        self.next_hop = next_hop;
+        if next_hop.is_some() && !had_path {
+            for f in self.in_flight.values_mut() {
+                f.retransmit.restart(now, self.initial_rto);
+            }
+        }
+        self.handle_timeout(now);
+    }
+
+    /// Queues a message; returns its sequence number.
+    pub fn send(&mut self, now: Instant, text: &str) -> Result<u64, SendError> {
+        if text.len() > MAX_MESSAGE_BYTES {
+            return Err(SendError::TooLong {
+                len: text.len(),
+                max: MAX_MESSAGE_BYTES,
+            });
+        }
+        if self.finished {
+            return Err(SendError::Finished);
+        }
+        if self.queued.len() >= MAX_QUEUED {
+            return Err(SendError::QueueFull);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queued.push_back((seq, Some(text.to_owned())));
+        self.handle_timeout(now);
+        Ok(seq)
+    }
+
+    /// Says "I have sent everything" (once): a FIN after the queued messages. Returns its sequence number.
+    pub fn finish(&mut self, now: Instant) -> u64 {
+        if !self.finished {
+            self.finished = true;
+            self.queued.push_back((self.next_seq, None));
+            self.next_seq += 1;
+            self.handle_timeout(now);
+        }
+        self.next_seq - 1
     }
 
     /// [`ChatSession::finish`] was called.

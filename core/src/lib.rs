@@ -2,15 +2,20 @@
 //!
 //! Every state machine in this crate ([`server::Server`], [`peer::Peer`], [`detect::NatDetector`],
 //! [`chat::ChatSession`]) owns no socket, no clock and no global RNG. The caller feeds it datagrams and timer
-//! ticks and sends what it asks to send. They all speak the same five verbs:
+//! ticks and sends what it asks to send. They all implement one trait, [`Machine`], with the same five verbs
+//! (bring it into scope with `use punch_core::Machine`):
 //!
 //! | verb | what it does |
 //! |---|---|
 //! | `handle_input(now, local, remote, &[u8])` | a datagram arrived on local socket `local` from `remote` |
 //! | `handle_timeout(now)` | the deadline returned by `poll_timeout` has passed (calling it early is harmless) |
 //! | `poll_transmit() -> Option<Transmit>` | next datagram to send |
-//! | `poll_timeout() -> Option<Instant>` | when `handle_timeout` must be called next |
+//! | `poll_deadline() -> Option<Deadline>` | when `handle_timeout` must be called next, and why (`poll_timeout()`: the instant alone) |
 //! | `poll_event() -> Option<Event>` | next thing that happened, for the application |
+//!
+//! Drivers ([`drive`] holds their runtime-independent half) and the simulator are written once against the
+//! trait. The machine split, who drains whom and where to add a message, a timer or a machine are in
+//! `docs/ARCHITECTURE.md`.
 //!
 //! ## Call order and the drain rule
 //!
@@ -100,38 +105,6 @@ pub trait Machine {
     }
     /// Next event.
     fn poll_event(&mut self) -> Option<Self::Event>;
-}
-
-/// Implements [`Machine`] for a type whose inherent methods have the five verbs (`poll_deadline` in place of
-/// `poll_timeout`).
-#[macro_export]
-macro_rules! impl_machine {
-    ($ty:ty, $event:ty) => {
-        impl $crate::Machine for $ty {
-            type Event = $event;
-            fn handle_input(
-                &mut self,
-                now: ::std::time::Instant,
-                local: ::std::net::SocketAddr,
-                remote: ::std::net::SocketAddr,
-                data: &[u8],
-            ) {
-                <$ty>::handle_input(self, now, local, remote, data)
-            }
-            fn handle_timeout(&mut self, now: ::std::time::Instant) {
-                <$ty>::handle_timeout(self, now)
-            }
-            fn poll_transmit(&mut self) -> Option<$crate::Transmit> {
-                <$ty>::poll_transmit(self)
-            }
-            fn poll_deadline(&self) -> Option<$crate::Deadline> {
-                <$ty>::poll_deadline(self)
-            }
-            fn poll_event(&mut self) -> Option<$event> {
-                <$ty>::poll_event(self)
-            }
-        }
-    };
 }
 
 /// The one clock read in core's unit tests: a base instant that virtual time is stepped from.

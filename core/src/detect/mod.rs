@@ -35,7 +35,7 @@
 //! The detector speaks the five verbs of [`crate::Machine`]. On a shared socket the caller asks
 //! [`NatDetector::owns`] first and hands over only the datagrams it owns (answers to its transaction ids, also
 //! late ones); everything else belongs to the caller. Every probe is repeated by a
-//! [`Retransmit`], and every deadline from [`NatDetector::poll_deadline`] names its
+//! [`Retransmit`], and every deadline from [`NatDetector::poll_deadline`](crate::Machine::poll_deadline) names its
 //! probe and whether it is a retransmission or the decision that the probe went unanswered.
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -174,7 +174,91 @@ pub struct NatDetector {
     report: Option<NatReport>,
 }
 
-crate::impl_machine!(NatDetector, DetectEvent);
+impl crate::Machine for NatDetector {
+    type Event = DetectEvent;
+
+    /// A datagram arrived on local socket `local` from `remote`. Anything the detector does not
+    /// [own](NatDetector::owns) is ignored.
+    fn handle_input(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        let Some(tid) = self.own_tid(data) else {
+            return;
+        };
+        self.clamp(now);
+        if local.port() != 0 {
+            self.local = Some(local);
+        }
+        if self.report.is_some() {
+            return;
+        }
+        let Some(msg) = rfc5780::decode(data).filter(|m| m.method() == methods::binding()) else {
+            return;
+        };
+        let now = self.now;
+        let Some(probe) = PROBES
+            .into_iter()
+            .find(|p| self.txn(*p).is_some_and(|t| t.tid == tid))
+        else {
+            return;
+        };
+        let Some(txn) = self.txn(probe).filter(|t| t.outcome.is_none()) else {
+            return;
+        };
+        let (rtt, exact_rtt) = txn.retx.rtt_sample(now).unwrap_or_default();
+        let Some(outcome) = self.outcome_of(probe, &msg, remote, rtt, exact_rtt) else {
+            return;
+        };
+        if let Some(t) = self.txns[probe.index()].as_mut() {
+            t.outcome = Some(outcome);
+        }
+        self.advance(now);
+    }
+
+    /// Retransmits, decides timed-out tests, starts the next ones.
+    fn handle_timeout(&mut self, now: Instant) {
+        self.clamp(now);
+        let now = self.now;
+        self.advance(now);
+    }
+
+    /// Next datagram to send (all go out of the one socket: `source` is `None`).
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// When to call [`NatDetector::handle_timeout`](crate::Machine::handle_timeout) next, and why: the earliest retransmission, decision of an
+    /// unanswered test, or the overall limit; `None` once done.
+    fn poll_deadline(&self) -> Option<Deadline> {
+        if self.report.is_some() {
+            return None;
+        }
+        let wait = self.reply_wait();
+        let mut next = None;
+        for p in PROBES {
+            let Some(t) = self.txn(p).filter(|t| t.outcome.is_none()) else {
+                continue;
+            };
+            let retransmit = t.next_send().map(|at| Deadline {
+                at,
+                reason: p.retransmit_reason(),
+            });
+            let decide = t.decide_at(wait).map(|at| Deadline {
+                at,
+                reason: p.decide_reason(),
+            });
+            next = Deadline::earliest(Deadline::earliest(next, retransmit), decide);
+        }
+        let overall = Deadline {
+            at: self.deadline(),
+            reason: OVERALL_REASON,
+        };
+        Deadline::earliest(next, Some(overall))
+    }
+
+    /// Next event: progress for people, then one [`DetectEvent::Done`].
+    fn poll_event(&mut self) -> Option<DetectEvent> {
+        self.events.pop_front()
+    }
+}
 
 impl NatDetector {
     /// Starts detecting: the first three requests are queued at once.
@@ -211,98 +295,10 @@ impl NatDetector {
     }
 
     /// Whether `data` is the detector's: a STUN response to one of its transaction ids (also a late one, after
-    /// the detection finished). A caller sharing the socket hands only these to [`NatDetector::handle_input`];
+    /// the detection finished). A caller sharing the socket hands only these to [`NatDetector::handle_input`](crate::Machine::handle_input);
     /// the detector ignores anything else.
     pub fn owns(&self, data: &[u8]) -> bool {
         self.own_tid(data).is_some()
-    }
-
-    /// A datagram arrived on local socket `local` from `remote`. Anything the detector does not
-    /// [own](NatDetector::owns) is ignored.
-    pub fn handle_input(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        data: &[u8],
-    ) {
-        let Some(tid) = self.own_tid(data) else {
-            return;
-        };
-        self.clamp(now);
-        if local.port() != 0 {
-            self.local = Some(local);
-        }
-        if self.report.is_some() {
-            return;
-        }
-        let Some(msg) = rfc5780::decode(data).filter(|m| m.method() == methods::binding()) else {
-            return;
-        };
-        let now = self.now;
-        let Some(probe) = PROBES
-            .into_iter()
-            .find(|p| self.txn(*p).is_some_and(|t| t.tid == tid))
-        else {
-            return;
-        };
-        let Some(txn) = self.txn(probe).filter(|t| t.outcome.is_none()) else {
-            return;
-        };
-        let (rtt, exact_rtt) = txn.retx.rtt_sample(now).unwrap_or_default();
-        let Some(outcome) = self.outcome_of(probe, &msg, remote, rtt, exact_rtt) else {
-            return;
-        };
-        if let Some(t) = self.txns[probe.index()].as_mut() {
-            t.outcome = Some(outcome);
-        }
-        self.advance(now);
-    }
-
-    /// Retransmits, decides timed-out tests, starts the next ones.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.clamp(now);
-        let now = self.now;
-        self.advance(now);
-    }
-
-    /// Next datagram to send (all go out of the one socket: `source` is `None`).
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.out.pop_front()
-    }
-
-    /// When to call [`NatDetector::handle_timeout`] next, and why: the earliest retransmission, decision of an
-    /// unanswered test, or the overall limit; `None` once done.
-    pub fn poll_deadline(&self) -> Option<Deadline> {
-        if self.report.is_some() {
-            return None;
-        }
-        let wait = self.reply_wait();
-        let mut next = None;
-        for p in PROBES {
-            let Some(t) = self.txn(p).filter(|t| t.outcome.is_none()) else {
-                continue;
-            };
-            let retransmit = t.next_send().map(|at| Deadline {
-                at,
-                reason: p.retransmit_reason(),
-            });
-            let decide = t.decide_at(wait).map(|at| Deadline {
-                at,
-                reason: p.decide_reason(),
-            });
-            next = Deadline::earliest(Deadline::earliest(next, retransmit), decide);
-        }
-        let overall = Deadline {
-            at: self.deadline(),
-            reason: OVERALL_REASON,
-        };
-        Deadline::earliest(next, Some(overall))
-    }
-
-    /// Next event: progress for people, then one [`DetectEvent::Done`].
-    pub fn poll_event(&mut self) -> Option<DetectEvent> {
-        self.events.pop_front()
     }
 
     // ---- internals ----
@@ -373,9 +369,7 @@ impl NatDetector {
     }
 
     fn clamp(&mut self, now: Instant) {
-        if now > self.now {
-            self.now = now;
-        }
+        self.now = self.now.max(now);
     }
 
     fn progress(&mut self, s: String) {

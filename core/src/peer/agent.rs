@@ -253,9 +253,7 @@ impl PathAgent {
     // ---- internals ----
 
     fn advance(&mut self, now: Instant) {
-        if now > self.now {
-            self.now = now;
-        }
+        self.now = self.now.max(now);
     }
 
     fn start_round(&mut self) {

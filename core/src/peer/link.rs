@@ -23,6 +23,7 @@ use crate::detect::{DetectEvent, DetectorConfig, NatDetector, NatReport};
 use crate::nat::NatBehaviour;
 use crate::timer::{after, timers, Timers};
 use crate::wire::{ClientIdBytes, Msg, PairIdBytes, PeerInfo, Register, Tid};
+use crate::Machine;
 use crate::{Deadline, Transmit};
 
 /// Server requests wait this long before the first retransmission until the server's RTT is known.
@@ -301,9 +302,7 @@ impl ServerLink {
     // ---- internals ----
 
     fn advance(&mut self, now: Instant) {
-        if now > self.now {
-            self.now = now;
-        }
+        self.now = self.now.max(now);
     }
 
     fn send(&mut self, payload: Vec<u8>) {

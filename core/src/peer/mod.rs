@@ -22,6 +22,7 @@ use crate::detect::NatReport;
 use crate::nat::{strategy, NatBehaviour, Strategy};
 use crate::timer::{after, timers, Timers};
 use crate::wire::{self, Msg};
+use crate::Machine;
 use crate::{Deadline, Transmit};
 
 mod agent;
@@ -227,7 +228,80 @@ pub struct Peer {
     events: VecDeque<PeerEvent>,
 }
 
-crate::impl_machine!(Peer, PeerEvent);
+impl crate::Machine for Peer {
+    type Event = PeerEvent;
+
+    /// A datagram arrived on the peer's socket.
+    fn handle_input(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        self.advance(now);
+        if self.link.is_closed() {
+            return;
+        }
+        if self
+            .link
+            .handle_detector_input(self.now, local, remote, data)
+        {
+            return self.drain();
+        }
+        match wire::kind(data) {
+            wire::Kind::Data => {
+                if let Some((id, frame)) = wire::decode_direct(data) {
+                    if self.agent.accept_direct(self.now, id) {
+                        self.chat.handle_input(self.now, local, remote, frame);
+                    }
+                }
+            }
+            wire::Kind::Stun => match Msg::decode(data) {
+                Some(m @ (Msg::Ping { .. } | Msg::Pong { .. })) => {
+                    self.agent.handle_msg(self.now, remote, m)
+                }
+                Some(m) if remote == self.config.server => self.link.handle_msg(self.now, m),
+                _ => {}
+            },
+            _ => {}
+        }
+        self.drain();
+    }
+
+    /// Runs whatever is due.
+    fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        self.link.handle_timeout(self.now);
+        self.agent.handle_timeout(self.now);
+        for t in self.timers.expire(self.now) {
+            match t {
+                PeerTimer::Linger => {
+                    self.conversation_done = true;
+                    self.events.push_back(PeerEvent::ConversationDone);
+                }
+            }
+        }
+        self.chat.handle_timeout(self.now);
+        self.drain();
+    }
+
+    /// Next datagram to send.
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// When `handle_timeout` must be called next, and why.
+    fn poll_deadline(&self) -> Option<Deadline> {
+        [
+            self.link.poll_deadline(),
+            self.agent.poll_deadline(),
+            self.timers.next(),
+            self.chat.poll_deadline(),
+        ]
+        .into_iter()
+        .fold(None, Deadline::earliest)
+    }
+
+    /// Next event.
+    fn poll_event(&mut self) -> Option<PeerEvent> {
+        self.events.pop_front()
+    }
+}
 
 impl Peer {
     /// A peer that starts at once: NAT detection or the Binding probe is queued.
@@ -311,89 +385,10 @@ impl Peer {
         self.link.is_finished()
     }
 
-    /// A datagram arrived on the peer's socket.
-    pub fn handle_input(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        data: &[u8],
-    ) {
-        self.advance(now);
-        if self.link.is_closed() {
-            return;
-        }
-        if self
-            .link
-            .handle_detector_input(self.now, local, remote, data)
-        {
-            return self.drain();
-        }
-        match wire::kind(data) {
-            wire::Kind::Data => {
-                if let Some((id, frame)) = wire::decode_direct(data) {
-                    if self.agent.accept_direct(self.now, id) {
-                        self.chat.handle_input(self.now, local, remote, frame);
-                    }
-                }
-            }
-            wire::Kind::Stun => match Msg::decode(data) {
-                Some(m @ (Msg::Ping { .. } | Msg::Pong { .. })) => {
-                    self.agent.handle_msg(self.now, remote, m)
-                }
-                Some(m) if remote == self.config.server => self.link.handle_msg(self.now, m),
-                _ => {}
-            },
-            _ => {}
-        }
-        self.drain();
-    }
-
-    /// Runs whatever is due.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.advance(now);
-        self.link.handle_timeout(self.now);
-        self.agent.handle_timeout(self.now);
-        for t in self.timers.expire(self.now) {
-            match t {
-                PeerTimer::Linger => {
-                    self.conversation_done = true;
-                    self.events.push_back(PeerEvent::ConversationDone);
-                }
-            }
-        }
-        self.chat.handle_timeout(self.now);
-        self.drain();
-    }
-
-    /// Next datagram to send.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.out.pop_front()
-    }
-
-    /// When `handle_timeout` must be called next, and why.
-    pub fn poll_deadline(&self) -> Option<Deadline> {
-        [
-            self.link.poll_deadline(),
-            self.agent.poll_deadline(),
-            self.timers.next(),
-            self.chat.poll_deadline(),
-        ]
-        .into_iter()
-        .fold(None, Deadline::earliest)
-    }
-
-    /// Next event.
-    pub fn poll_event(&mut self) -> Option<PeerEvent> {
-        self.events.pop_front()
-    }
-
     // ---- internals ----
 
     fn advance(&mut self, now: Instant) {
-        if now > self.now {
-            self.now = now;
-        }
+        self.now = self.now.max(now);
     }
 
     /// Drains the children: events first (they call into the other children), then transmits.

@@ -30,6 +30,7 @@ use crate::backoff::{Backoff, Retransmit};
 use crate::nat::NatBehaviour;
 use crate::timer::after;
 use crate::wire::{self, Msg, PeerInfo, Register};
+use crate::Machine;
 use crate::Transmit;
 
 mod types;
@@ -86,7 +87,84 @@ const INFO_MAX_RTO: Duration = Duration::from_secs(1);
 const MAX_EVENTS: usize = 4096;
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
-crate::impl_machine!(Server, ServerEvent);
+impl crate::Machine for Server {
+    type Event = ServerEvent;
+
+    /// A datagram arrived on local socket `local` from `remote`.
+    fn handle_input(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        self.advance(now);
+        self.stats.received += 1;
+        match wire::kind(data) {
+            wire::Kind::Stun => {}
+            wire::Kind::ClassicStun => {
+                match crate::stun_server::answer_classic(&self.config, local, remote, data) {
+                    Some(t) => {
+                        self.stats.bindings += 1;
+                        self.out.push_back(t);
+                    }
+                    None => self.drop_packet(remote, "malformed RFC 3489 message"),
+                }
+                return;
+            }
+            _ => return self.drop_packet(remote, "not STUN"),
+        }
+        if let Some(t) = crate::stun_server::answer_binding(&self.config, local, remote, data) {
+            self.stats.bindings += 1;
+            self.touch(remote);
+            self.out.push_back(t);
+            return;
+        }
+        if wire::decode(data).is_none() {
+            return self.drop_packet(remote, "malformed STUN");
+        }
+        match Msg::decode(data) {
+            Some(Msg::Register(r)) => self.on_register(local, remote, r),
+            Some(Msg::Leave { .. }) => self.on_leave(remote),
+            Some(Msg::PeerInfoAck { tid }) => self.on_info_ack(remote, tid),
+            Some(Msg::Relay { tid, data, .. }) => self.on_relay(remote, tid, data),
+            _ => self.drop_packet(remote, "unexpected method or class"),
+        }
+    }
+
+    /// Sends PeerInfo requests that are due and expires silent members.
+    fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        let now = self.now;
+        while let Some(&(at, addr)) = self.info_schedule.first() {
+            if at > now {
+                break;
+            }
+            self.info_schedule.pop_first();
+            self.send_info(addr);
+        }
+        if self.next_sweep.is_some_and(|t| t <= now) {
+            self.sweep();
+        }
+    }
+
+    /// Next datagram to send, from the local socket in [`Transmit::source`].
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// When to call [`Server::handle_timeout`](crate::Machine::handle_timeout) next: the earliest PeerInfo retransmission or member sweep.
+    fn poll_deadline(&self) -> Option<crate::Deadline> {
+        let info = self.info_schedule.first().map(|(at, _)| crate::Deadline {
+            at: *at,
+            reason: "PeerInfo retransmit",
+        });
+        let sweep = self.next_sweep.map(|at| crate::Deadline {
+            at,
+            reason: "expire silent members",
+        });
+        crate::Deadline::earliest(info, sweep)
+    }
+
+    /// Next event, oldest first (at most 4096 are kept; later ones are discarded until the queue is drained).
+    fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+}
 
 /// The rendezvous server state machine. See the crate docs for the call order.
 ///
@@ -96,6 +174,7 @@ crate::impl_machine!(Server, ServerEvent);
 /// use std::time::{Duration, Instant};
 /// use punch_core::rfc5780::{self, ChangeRequest};
 /// use punch_core::server::{Server, ServerConfig};
+/// use punch_core::Machine;
 /// use stun_codec::rfc5389::attributes::XorMappedAddress;
 ///
 /// let listen = "192.0.2.1:3478".parse().unwrap();
@@ -162,91 +241,8 @@ impl Server {
         &self.stats
     }
 
-    /// A datagram arrived on local socket `local` from `remote`.
-    pub fn handle_input(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        data: &[u8],
-    ) {
-        self.advance(now);
-        self.stats.received += 1;
-        match wire::kind(data) {
-            wire::Kind::Stun => {}
-            wire::Kind::ClassicStun => {
-                match crate::stun_server::answer_classic(&self.config, local, remote, data) {
-                    Some(t) => {
-                        self.stats.bindings += 1;
-                        self.out.push_back(t);
-                    }
-                    None => self.drop_packet(remote, "malformed RFC 3489 message"),
-                }
-                return;
-            }
-            _ => return self.drop_packet(remote, "not STUN"),
-        }
-        if let Some(t) = crate::stun_server::answer_binding(&self.config, local, remote, data) {
-            self.stats.bindings += 1;
-            self.touch(remote);
-            self.out.push_back(t);
-            return;
-        }
-        if wire::decode(data).is_none() {
-            return self.drop_packet(remote, "malformed STUN");
-        }
-        match Msg::decode(data) {
-            Some(Msg::Register(r)) => self.on_register(local, remote, r),
-            Some(Msg::Leave { .. }) => self.on_leave(remote),
-            Some(Msg::PeerInfoAck { tid }) => self.on_info_ack(remote, tid),
-            Some(Msg::Relay { tid, data, .. }) => self.on_relay(remote, tid, data),
-            _ => self.drop_packet(remote, "unexpected method or class"),
-        }
-    }
-
-    /// Sends PeerInfo requests that are due and expires silent members.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.advance(now);
-        let now = self.now;
-        while let Some(&(at, addr)) = self.info_schedule.first() {
-            if at > now {
-                break;
-            }
-            self.info_schedule.pop_first();
-            self.send_info(addr);
-        }
-        if self.next_sweep.is_some_and(|t| t <= now) {
-            self.sweep();
-        }
-    }
-
-    /// Next datagram to send, from the local socket in [`Transmit::source`].
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.out.pop_front()
-    }
-
-    /// When to call [`Server::handle_timeout`] next: the earliest PeerInfo retransmission or member sweep.
-    pub fn poll_deadline(&self) -> Option<crate::Deadline> {
-        let info = self.info_schedule.first().map(|(at, _)| crate::Deadline {
-            at: *at,
-            reason: "PeerInfo retransmit",
-        });
-        let sweep = self.next_sweep.map(|at| crate::Deadline {
-            at,
-            reason: "expire silent members",
-        });
-        crate::Deadline::earliest(info, sweep)
-    }
-
-    /// Next event, oldest first (at most 4096 are kept; later ones are discarded until the queue is drained).
-    pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.events.pop_front()
-    }
-
     fn advance(&mut self, now: Instant) {
-        if now > self.now {
-            self.now = now;
-        }
+        self.now = self.now.max(now);
     }
 
     fn event(&mut self, e: ServerEvent) {

@@ -40,7 +40,7 @@ impl ServerConfig {
 /// Counters, for logs and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerStats {
-    /// Datagrams handed to [`Server::handle_input`], whatever they were.
+    /// Datagrams handed to [`Server::handle_input`](crate::Machine::handle_input), whatever they were.
     pub received: u64,
     /// Datagrams dropped as malformed, unexpected or from a stranger, plus Registers refused with 400 or 409.
     pub dropped: u64,
