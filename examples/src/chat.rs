@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use punch_core::peer::{Peer, PeerConfig, PeerError, PeerEvent};
+use punch_core::wire::{MAX_NAME_BYTES, MAX_POOL_BYTES};
 
 use crate::driver::{self, Input, Running, Runtime};
-use crate::{announce, any_addr, output, parse_addr, seed};
+use crate::{output, parse_addr, seed, start_announced};
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
@@ -76,147 +77,225 @@ impl Outbox {
 }
 
 pub fn run(a: ChatArgs) -> Result<ExitCode> {
-    if a.pool.is_empty() || a.pool.len() > 64 {
-        anyhow::bail!("the pool name must be 1 to 64 bytes");
-    }
-    if a.name.len() > 64 {
-        anyhow::bail!("the name must be at most 64 bytes");
-    }
-    let server = a.server;
-    let bind = a.bind.unwrap_or_else(|| any_addr(server));
+    check_names(&a)?;
     let (tx, rx) = mpsc::channel::<Input<PeerEvent>>();
-    let (ltx, lrx) = mpsc::channel::<Local>();
-    let mut config = PeerConfig::new(server, a.pool.clone());
-    config.name = a.name.clone();
-    config.relay_only = a.relay_only;
-    config.detect_nat = !a.no_detect;
-    config.seed = seed();
-    let running = Running::start(
-        a.runtime,
-        &[bind],
-        move |locals| {
-            config.local_addrs = announce(locals[0], server);
-            Peer::new(config, punch_tokio::now())
-        },
-        tx.clone(),
-    )?;
+    let running = start_peer(&a, tx.clone())?;
     if !a.json {
         eprintln!(
-            "punch: joining pool {:?} at {server} from {}",
-            a.pool, running.locals[0]
+            "punch: joining pool {:?} at {} from {}",
+            a.pool, a.server, running.locals[0]
         );
     }
     driver::read_stdin(tx.clone());
     driver::on_interrupt(tx);
+    let mut chat = Chat::new(&a, running);
+    let code = chat.run(&rx)?;
+    chat.running.stop();
+    Ok(code)
+}
 
-    // When stdin ends we send a FIN after our lines (Peer::finish). We leave when the peer says the
-    // conversation is over (ConversationDone), or the peer left after getting everything of ours, or --wait
-    // runs out.
-    let mut outbox = Outbox::default();
-    let mut deadline: Option<Instant> = None;
-    let mut peer_finished = false;
-    let mut has_path = false;
-    let mut peer_name = String::from("peer");
-    let code = loop {
-        let input = match deadline {
+/// The pool and display names must fit the wire format (core's limits).
+fn check_names(a: &ChatArgs) -> Result<()> {
+    if a.pool.is_empty() || a.pool.len() > MAX_POOL_BYTES {
+        anyhow::bail!("the pool name must be 1 to {MAX_POOL_BYTES} bytes");
+    }
+    if a.name.len() > MAX_NAME_BYTES {
+        anyhow::bail!("the name must be at most {MAX_NAME_BYTES} bytes");
+    }
+    Ok(())
+}
+
+/// Starts the peer on the chosen runtime, its events going into `inputs`.
+fn start_peer(a: &ChatArgs, inputs: mpsc::Sender<Input<PeerEvent>>) -> Result<Running<Peer>> {
+    let mut config = PeerConfig::new(a.server, a.pool.clone());
+    config.name = a.name.clone();
+    config.relay_only = a.relay_only;
+    config.detect_nat = !a.no_detect;
+    config.seed = seed();
+    start_announced(a.runtime, a.bind, a.server, inputs, move |addrs| {
+        config.local_addrs = addrs;
+        Peer::new(config, punch_tokio::now())
+    })
+}
+
+/// The chat loop's state: one method per kind of input.
+///
+/// When stdin ends we send a FIN after our lines (Peer::finish). We leave when the peer says the conversation
+/// is over (ConversationDone), or the peer left after getting everything of ours, or --wait runs out.
+struct Chat<'a> {
+    a: &'a ChatArgs,
+    running: Running<Peer>,
+    /// Where the driver thread reports what became of each line handed to the peer.
+    local_tx: mpsc::Sender<Local>,
+    local_rx: mpsc::Receiver<Local>,
+    outbox: Outbox,
+    /// Set when stdin ends: how long we still wait for the peer.
+    deadline: Option<Instant>,
+    peer_finished: bool,
+    has_path: bool,
+    peer_name: String,
+}
+
+impl<'a> Chat<'a> {
+    fn new(a: &'a ChatArgs, running: Running<Peer>) -> Self {
+        let (local_tx, local_rx) = mpsc::channel();
+        Chat {
+            a,
+            running,
+            local_tx,
+            local_rx,
+            outbox: Outbox::default(),
+            deadline: None,
+            peer_finished: false,
+            has_path: false,
+            peer_name: String::from("peer"),
+        }
+    }
+
+    /// Handles inputs until one ends the chat; the exit code.
+    fn run(&mut self, rx: &mpsc::Receiver<Input<PeerEvent>>) -> Result<ExitCode> {
+        loop {
+            let input = self.next_input(rx);
+            // Local results of commands run before this input happened are already in the channel.
+            while let Ok(l) = self.local_rx.try_recv() {
+                self.outbox.local(l, self.a.json);
+            }
+            let end = match input {
+                Ok(i) => self.input(i)?,
+                Err(mpsc::RecvTimeoutError::Disconnected) => Some(ExitCode::from(1)),
+                Err(mpsc::RecvTimeoutError::Timeout) => Some(self.wait_ran_out()),
+            };
+            if let Some(code) = end {
+                return Ok(code);
+            }
+        }
+    }
+
+    /// The next input, waiting at most until the deadline (once there is one).
+    fn next_input(
+        &self,
+        rx: &mpsc::Receiver<Input<PeerEvent>>,
+    ) -> Result<Input<PeerEvent>, mpsc::RecvTimeoutError> {
+        match self.deadline {
             None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
             Some(t) if Instant::now() >= t => Err(mpsc::RecvTimeoutError::Timeout),
             Some(t) => rx.recv_timeout(t.saturating_duration_since(Instant::now())),
-        };
-        // Local results of commands run before this input happened are already in the channel.
-        while let Ok(l) = lrx.try_recv() {
-            outbox.local(l, a.json);
         }
-        let input = match input {
-            Ok(i) => i,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break ExitCode::from(1),
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                running.command(|p: &mut Peer, now| p.close(now));
-                if outbox.delivered() && has_path {
-                    if !peer_finished {
-                        report_note(
-                            a.json,
-                            "the peer is still sending; leaving (--wait ran out)",
-                        );
-                    }
-                    break ExitCode::SUCCESS;
-                }
-                let why = if has_path {
-                    format!(
-                        "{} message(s) not acknowledged after {} s",
-                        outbox.unacked.len(),
-                        a.wait
-                    )
-                } else {
-                    format!("no peer joined pool {:?} within {} s", a.pool, a.wait)
-                };
-                report_error(a.json, &why);
-                break ExitCode::from(1);
-            }
-        };
-        match input {
-            Input::Event(e) => {
-                if a.json {
-                    println!("{}", output::peer_event_json(&e));
-                } else if let Some(line) = output::peer_event_text(&e) {
-                    eprintln!("punch: {line}");
-                }
-                match e {
-                    PeerEvent::Message { text, .. } if !a.json => println!("<{peer_name}> {text}"),
-                    PeerEvent::Acked { seq } => {
-                        outbox.unacked.remove(&seq);
-                    }
-                    PeerEvent::PeerFinished => peer_finished = true,
-                    PeerEvent::Paired { name, .. } if !name.is_empty() => peer_name = name,
-                    PeerEvent::Path { .. } => has_path = true,
-                    PeerEvent::ConversationDone => {
-                        running.command(|p: &mut Peer, now| p.close(now));
-                        break ExitCode::SUCCESS;
-                    }
-                    PeerEvent::Error(PeerError::ServerUnreachable) => break ExitCode::from(2),
-                    PeerEvent::Error(_) => break ExitCode::from(3),
-                    PeerEvent::Disconnected { .. } => {
-                        // The peer left: fine if it had everything of ours (and we finished too).
-                        break if deadline.is_some() && outbox.delivered() {
-                            ExitCode::SUCCESS
-                        } else {
-                            ExitCode::from(1)
-                        };
-                    }
-                    _ => {}
-                }
-            }
+    }
+
+    /// Handles one input; `Some(exit code)` when the chat is over.
+    fn input(&mut self, input: Input<PeerEvent>) -> Result<Option<ExitCode>> {
+        Ok(match input {
+            Input::Event(e) => self.event(e),
             Input::Line(line) => {
-                if line.is_empty() || deadline.is_some() {
-                    continue;
-                }
-                outbox.pending += 1;
-                let ltx = ltx.clone();
-                running.command(move |p: &mut Peer, now| {
-                    let _ = ltx.send(match p.send_message(now, &line) {
-                        Ok(seq) => Local::Queued(seq),
-                        Err(e) => Local::Refused(e.to_string()),
-                    });
-                });
+                self.line(line);
+                None
             }
             Input::Eof => {
-                deadline = Some(Instant::now() + Duration::from_secs(a.wait));
-                running.command(|p: &mut Peer, now| {
-                    p.finish(now);
-                });
+                self.eof();
+                None
             }
             Input::Interrupt => {
-                running.command(|p: &mut Peer, now| p.close(now));
-                break ExitCode::from(130);
+                self.close();
+                Some(ExitCode::from(130))
             }
             Input::DriverStopped(r) => {
                 r?;
-                break ExitCode::from(1);
+                Some(ExitCode::from(1))
             }
+        })
+    }
+
+    fn event(&mut self, e: PeerEvent) -> Option<ExitCode> {
+        if self.a.json {
+            println!("{}", output::peer_event_json(&e));
+        } else if let Some(line) = output::peer_event_text(&e) {
+            eprintln!("punch: {line}");
         }
-    };
-    running.stop();
-    Ok(code)
+        match e {
+            PeerEvent::Message { text, .. } if !self.a.json => {
+                println!("<{}> {text}", self.peer_name)
+            }
+            PeerEvent::Acked { seq } => {
+                self.outbox.unacked.remove(&seq);
+            }
+            PeerEvent::PeerFinished => self.peer_finished = true,
+            PeerEvent::Paired { name, .. } if !name.is_empty() => self.peer_name = name,
+            PeerEvent::Path { .. } => self.has_path = true,
+            PeerEvent::ConversationDone => {
+                self.close();
+                return Some(ExitCode::SUCCESS);
+            }
+            PeerEvent::Error(PeerError::ServerUnreachable) => return Some(ExitCode::from(2)),
+            PeerEvent::Error(_) => return Some(ExitCode::from(3)),
+            PeerEvent::Disconnected { .. } => {
+                // The peer left: fine if it had everything of ours (and we finished too).
+                return Some(if self.deadline.is_some() && self.outbox.delivered() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                });
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// A line on stdin: hand it to the peer (unless empty, or stdin already ended).
+    fn line(&mut self, line: String) {
+        if line.is_empty() || self.deadline.is_some() {
+            return;
+        }
+        self.outbox.pending += 1;
+        let ltx = self.local_tx.clone();
+        self.running.command(move |p: &mut Peer, now| {
+            let _ = ltx.send(match p.send_message(now, &line) {
+                Ok(seq) => Local::Queued(seq),
+                Err(e) => Local::Refused(e.to_string()),
+            });
+        });
+    }
+
+    /// Stdin ended: send the FIN and start the `--wait` clock.
+    fn eof(&mut self) {
+        self.deadline = Some(Instant::now() + Duration::from_secs(self.a.wait));
+        self.running.command(|p: &mut Peer, now| {
+            p.finish(now);
+        });
+    }
+
+    /// `--wait` ran out: success only if everything of ours was delivered over a path.
+    fn wait_ran_out(&self) -> ExitCode {
+        self.close();
+        if self.outbox.delivered() && self.has_path {
+            if !self.peer_finished {
+                report_note(
+                    self.a.json,
+                    "the peer is still sending; leaving (--wait ran out)",
+                );
+            }
+            return ExitCode::SUCCESS;
+        }
+        let why = if self.has_path {
+            format!(
+                "{} message(s) not acknowledged after {} s",
+                self.outbox.unacked.len(),
+                self.a.wait
+            )
+        } else {
+            format!(
+                "no peer joined pool {:?} within {} s",
+                self.a.pool, self.a.wait
+            )
+        };
+        report_error(self.a.json, &why);
+        ExitCode::from(1)
+    }
+
+    /// Leaves the pool.
+    fn close(&self) {
+        self.running.command(|p: &mut Peer, now| p.close(now));
+    }
 }
 
 fn report_note(json: bool, what: &str) {

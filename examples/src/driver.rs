@@ -41,11 +41,14 @@ type NextEvent<E> = Box<dyn FnMut() -> Option<E> + Send>;
 /// A started driver loop (to await) and its two channel ends for the application.
 type Started<M, F> = (F, CommandTx<M>, NextEvent<<M as Machine>::Event>);
 
+/// The local addresses of bound sockets, and the sockets.
+type Bound<S> = (Vec<SocketAddr>, Vec<S>);
+
 /// What differs between the two runtimes: their sockets and channels.
 trait Driver {
     type Socket;
-    fn bind(addrs: &[SocketAddr]) -> impl Future<Output = io::Result<Vec<Self::Socket>>>;
-    fn locals(sockets: &[Self::Socket]) -> io::Result<Vec<SocketAddr>>;
+    /// Binds `addrs`, with the local addresses that got (the ports the system chose).
+    fn bind(addrs: &[SocketAddr]) -> impl Future<Output = io::Result<Bound<Self::Socket>>>;
     /// The driver loop over `sockets`, with its channels.
     fn start<M: Machine<Event: Send + 'static> + 'static>(
         machine: M,
@@ -57,11 +60,9 @@ struct Tokio;
 
 impl Driver for Tokio {
     type Socket = tokio::net::UdpSocket;
-    fn bind(addrs: &[SocketAddr]) -> impl Future<Output = io::Result<Vec<Self::Socket>>> {
-        punch_tokio::bind(addrs)
-    }
-    fn locals(sockets: &[Self::Socket]) -> io::Result<Vec<SocketAddr>> {
-        punch_tokio::locals(sockets)
+    async fn bind(addrs: &[SocketAddr]) -> io::Result<Bound<Self::Socket>> {
+        let sockets = punch_tokio::bind(addrs).await?;
+        Ok((punch_tokio::locals(&sockets)?, sockets))
     }
     fn start<M: Machine<Event: Send + 'static> + 'static>(
         machine: M,
@@ -82,11 +83,9 @@ struct Smol;
 
 impl Driver for Smol {
     type Socket = async_io::Async<std::net::UdpSocket>;
-    async fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<Self::Socket>> {
-        punch_smol::bind(addrs)
-    }
-    fn locals(sockets: &[Self::Socket]) -> io::Result<Vec<SocketAddr>> {
-        punch_smol::locals(sockets)
+    async fn bind(addrs: &[SocketAddr]) -> io::Result<Bound<Self::Socket>> {
+        let sockets = punch_smol::bind(addrs)?;
+        Ok((punch_smol::locals(&sockets)?, sockets))
     }
     fn start<M: Machine<Event: Send + 'static> + 'static>(
         machine: M,
@@ -113,11 +112,7 @@ async fn serve<D: Driver, M>(
     M: Machine + 'static,
     M::Event: Send + 'static,
 {
-    let bound = match D::bind(&addrs).await {
-        Ok(sockets) => D::locals(&sockets).map(|locals| (sockets, locals)),
-        Err(e) => Err(e),
-    };
-    let (sockets, locals) = match bound {
+    let (locals, sockets) = match D::bind(&addrs).await {
         Ok(b) => b,
         Err(e) => {
             let _ = ready.send(Err(e.into()));
@@ -241,55 +236,18 @@ pub fn route_ip(server: SocketAddr) -> Option<std::net::IpAddr> {
 #[cfg(test)]
 mod tests {
     //! Both drivers over loopback sockets, through `Running`: routing by `Transmit::source`, fair polling,
-    //! the timer. Every wait is bounded.
-    use std::collections::VecDeque;
+    //! the timer. Every wait is bounded. The machine is the simulator's [`EchoNode`], silent (it only records
+    //! what arrives, and sends what it is told).
     use std::net::UdpSocket;
     use std::time::Duration;
 
-    use punch_core::{Deadline, Transmit};
+    use punch_sim::EchoNode;
 
     use super::*;
 
     const WAIT: Duration = Duration::from_secs(5);
 
-    #[derive(Debug, PartialEq)]
-    enum Seen {
-        Datagram(SocketAddr, String),
-        Tick,
-    }
-
-    /// Reports each datagram with the socket it arrived on, and fires one tick at `deadline`.
-    #[derive(Default)]
-    struct Echo {
-        out: VecDeque<Transmit>,
-        seen: VecDeque<Seen>,
-        deadline: Option<Instant>,
-    }
-
-    impl Machine for Echo {
-        type Event = Seen;
-        fn handle_input(&mut self, _: Instant, local: SocketAddr, _: SocketAddr, data: &[u8]) {
-            let data = String::from_utf8_lossy(data).into_owned();
-            self.seen.push_back(Seen::Datagram(local, data));
-        }
-        fn handle_timeout(&mut self, now: Instant) {
-            if self.deadline.is_some_and(|d| d <= now) {
-                self.deadline = None;
-                self.seen.push_back(Seen::Tick);
-            }
-        }
-        fn poll_transmit(&mut self) -> Option<Transmit> {
-            self.out.pop_front()
-        }
-        fn poll_deadline(&self) -> Option<Deadline> {
-            self.deadline.map(|at| Deadline { at, reason: "tick" })
-        }
-        fn poll_event(&mut self) -> Option<Seen> {
-            self.seen.pop_front()
-        }
-    }
-
-    fn next_event(inputs: &mpsc::Receiver<Input<Seen>>) -> Seen {
+    fn next_event(inputs: &mpsc::Receiver<Input<String>>) -> String {
         match inputs.recv_timeout(WAIT).expect("an event within 5 s") {
             Input::Event(e) => e,
             _ => panic!("expected an event"),
@@ -299,8 +257,8 @@ mod tests {
     fn check(runtime: Runtime) {
         let (tx, inputs) = mpsc::channel();
         let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let running =
-            Running::start(runtime, &[loopback, loopback], |_| Echo::default(), tx).unwrap();
+        let echo = EchoNode::silent(loopback);
+        let running = Running::start(runtime, &[loopback, loopback], |_| echo, tx).unwrap();
         let [a, b] = running.locals[..] else {
             panic!("two sockets")
         };
@@ -314,17 +272,10 @@ mod tests {
         };
 
         // Routing: `None` is the first socket, `Some` the named one, an unknown source is not sent at all.
-        running.command(move |m: &mut Echo, _| {
-            let mut send = |source, payload: &str| {
-                m.out.push_back(Transmit {
-                    source,
-                    destination: to,
-                    payload: payload.into(),
-                })
-            };
-            send(Some("192.0.2.1:9".parse().unwrap()), "unknown source");
-            send(Some(b), "from b");
-            send(None, "from a");
+        running.command(move |m: &mut EchoNode, _| {
+            m.send_from("192.0.2.1:9".parse().unwrap(), to, b"unknown source");
+            m.send_from(b, to, b"from b");
+            m.send_to(to, b"from a");
         });
         assert_eq!(recv(), (b, "from b".into()));
         assert_eq!(recv(), (a, "from a".into()));
@@ -342,17 +293,33 @@ mod tests {
         }
         client.send_to(b"late", b).unwrap();
         go.send(()).unwrap();
-        let order: Vec<Seen> = (0..33).map(|_| next_event(&inputs)).collect();
-        let late = Seen::Datagram(b, "late".into());
-        let position = order.iter().position(|s| *s == late).expect("b read");
+        for _ in 0..33 {
+            next_event(&inputs);
+        }
+        let (order_tx, order) = mpsc::channel();
+        running.command(move |m: &mut EchoNode, _| {
+            let _ = order_tx.send(m.received.iter().map(|r| (r.1, r.3.clone())).collect());
+        });
+        let order: Vec<(SocketAddr, Vec<u8>)> = order.recv_timeout(WAIT).unwrap();
+        let position = order
+            .iter()
+            .position(|r| *r == (b, b"late".to_vec()))
+            .expect("b read");
         assert!(
             position <= 1,
             "{runtime:?}: b read after {position} datagrams on a"
         );
 
-        // The timer fires once.
-        running.command(|m: &mut Echo, now| m.deadline = Some(now + Duration::from_millis(20)));
-        assert_eq!(next_event(&inputs), Seen::Tick);
+        // The timer fires (once: the next send would be an hour later), sending from the first socket.
+        running.command(move |m: &mut EchoNode, now| {
+            m.send_every(
+                now + Duration::from_millis(20),
+                Duration::from_secs(3600),
+                to,
+                b"tick",
+            )
+        });
+        assert_eq!(recv(), (a, "tick".into()));
         running.stop();
         match inputs.recv_timeout(WAIT) {
             Ok(Input::DriverStopped(Ok(()))) => {}

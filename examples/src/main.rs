@@ -117,6 +117,24 @@ pub fn announce(local: SocketAddr, server: SocketAddr) -> Vec<SocketAddr> {
     }
 }
 
+/// Starts the machine `make(addresses to announce)` on `runtime`, on one socket bound to `bind` (default: any
+/// address of the server's family, a random port), its events going into `inputs`.
+pub fn start_announced<M>(
+    runtime: Runtime,
+    bind: Option<SocketAddr>,
+    server: SocketAddr,
+    inputs: std::sync::mpsc::Sender<driver::Input<M::Event>>,
+    make: impl FnOnce(Vec<SocketAddr>) -> M + Send + 'static,
+) -> anyhow::Result<driver::Running<M>>
+where
+    M: punch_core::Machine + Send + 'static,
+    M::Event: Send + 'static,
+{
+    let bind = bind.unwrap_or_else(|| any_addr(server));
+    let make = move |locals: &[SocketAddr]| make(announce(locals[0], server));
+    driver::Running::start(runtime, &[bind], make, inputs)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter =
@@ -197,24 +215,18 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn nat_type(a: NatTypeArgs) -> anyhow::Result<ExitCode> {
-    use driver::{Input, Running};
+    use driver::Input;
     use punch_core::detect::{DetectEvent, DetectorConfig, NatDetector};
-    let bind = a.bind.unwrap_or_else(|| any_addr(a.server));
     let server = a.server;
     let (tx, rx) = std::sync::mpsc::channel();
     driver::on_interrupt(tx.clone());
     let mut config = DetectorConfig::new(server);
     config.seed = seed();
     let limit = detection_limit(&config);
-    let running = Running::start(
-        a.runtime,
-        &[bind],
-        move |locals| {
-            config.local_addrs = announce(locals[0], server);
-            NatDetector::new(config, punch_tokio::now())
-        },
-        tx,
-    )?;
+    let running = start_announced(a.runtime, a.bind, server, tx, move |addrs| {
+        config.local_addrs = addrs;
+        NatDetector::new(config, punch_tokio::now())
+    })?;
     let deadline = std::time::Instant::now() + limit;
     let code = loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());

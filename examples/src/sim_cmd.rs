@@ -314,13 +314,12 @@ fn matrix(m: MatrixArgs) -> anyhow::Result<ExitCode> {
     if m.all {
         cfg.profiles = Profile::all();
     }
-    let threads = if m.threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    } else {
-        m.threads
-    };
+    // The worker threads `run_matrix` uses (it clamps them to 1..=64).
+    let threads = match m.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+    .clamp(1, 64);
     let runs = cfg.pairs().len() as u64 * cfg.seeds;
     let start = Instant::now();
     let mx = run_matrix(&cfg);
@@ -344,7 +343,7 @@ fn matrix(m: MatrixArgs) -> anyhow::Result<ExitCode> {
         "matrix: {runs} scenarios in {:.2} s = {:.0} scenarios/s ({} threads)",
         took.as_secs_f64(),
         runs as f64 / took.as_secs_f64().max(1e-9),
-        threads.clamp(1, 64)
+        threads
     );
     Ok(if failures.is_empty() {
         ExitCode::SUCCESS

@@ -1,7 +1,7 @@
 //! The `punch` binary over real loopback UDP sockets, on both runtimes.
 use std::io::Write;
 use std::net::UdpSocket;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -56,27 +56,33 @@ fn server(runtime: &str) -> Server {
     panic!("server did not start");
 }
 
-fn chat(runtime: &str, server: &str, name: &str, lines: &[&str], extra: &[&str]) -> Child {
+/// Spawns `punch chat testpool --server SERVER --name NAME --json ARGS`, its stdout and stderr going to
+/// `output()`; with its stdin.
+fn spawn_chat(
+    server: &str,
+    name: &str,
+    args: &[&str],
+    output: fn() -> Stdio,
+) -> (Child, ChildStdin) {
     let mut c = punch()
         .args([
-            "chat",
-            "testpool",
-            "--server",
-            server,
-            "--name",
-            name,
-            "--json",
-            "--runtime",
-            runtime,
+            "chat", "testpool", "--server", server, "--name", name, "--json",
         ])
-        .args(extra)
+        .args(args)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(output())
+        .stderr(output())
         .spawn()
         .unwrap();
-    let mut stdin = c.stdin.take().unwrap();
+    let stdin = c.stdin.take().unwrap();
+    (c, stdin)
+}
+
+/// A chat on `runtime` whose stdin is `lines`, then ends.
+fn chat(runtime: &str, server: &str, name: &str, lines: &[&str], extra: &[&str]) -> Child {
+    let args = [&["--runtime", runtime], extra].concat();
+    let (c, mut stdin) = spawn_chat(server, name, &args, Stdio::piped);
     for l in lines {
         writeln!(stdin, "{l}").unwrap();
     }
@@ -229,22 +235,8 @@ fn unreachable_server_is_reported_within_ten_seconds() {
 fn third_peer_in_a_pool_is_refused() {
     let s = server("tokio");
     // a and b are still chatting (their stdin stays open) when c arrives.
-    let open = |name: &str| {
-        let mut c = punch()
-            .args([
-                "chat", "testpool", "--server", &s.1, "--name", name, "--json",
-            ])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdin = c.stdin.take().unwrap();
-        (c, stdin)
-    };
-    let (a, a_in) = open("a");
-    let (b, b_in) = open("b");
+    let (a, a_in) = spawn_chat(&s.1, "a", &[], Stdio::null);
+    let (b, b_in) = spawn_chat(&s.1, "b", &[], Stdio::null);
     std::thread::sleep(Duration::from_millis(500));
     let c = chat("tokio", &s.1, "c", &[], &[]);
     let out = wait(c, Duration::from_secs(15));

@@ -17,37 +17,51 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-#[test]
-fn full_cone_to_port_restricted_prints_a_timeline_and_goes_direct() {
-    let o = punch(&["sim", "--nat-a", "full-cone", "--nat-b", "port-restricted"]);
+/// Runs punch, which must exit 0; its stdout.
+fn punch_ok(args: &[&str]) -> String {
+    let o = punch(args);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
-    // The timeline: sends, deliveries, NAT notes and peer events, with virtual times.
-    for needle in [
-        "timeline",
-        "send   a",
-        "recv   b",
-        "nat    nat-a  new mapping",
-        "drop   internet",
-        "event  a      paired with b",
-        "event  b      message #0 \"a0\"",
-    ] {
+    out
+}
+
+/// Runs punch, which must exit 0 and print one JSON object.
+fn punch_json(args: &[&str]) -> serde_json::Value {
+    let o = punch(args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("one JSON object")
+}
+
+fn assert_contains(out: &str, needles: &[&str]) {
+    for needle in needles {
         assert!(out.contains(needle), "missing {needle:?} in\n{out}");
     }
-    assert!(out.contains("outcome: direct"), "{out}");
-    assert!(
-        out.contains("pairing -> direct path: 40.000ms (1.0 RTTs)"),
-        "{out}"
-    );
-    assert!(
-        out.contains("messages delivered exactly once in order: yes"),
-        "{out}"
+}
+
+#[test]
+fn full_cone_to_port_restricted_prints_a_timeline_and_goes_direct() {
+    let out = punch_ok(&["sim", "--nat-a", "full-cone", "--nat-b", "port-restricted"]);
+    // The timeline: sends, deliveries, NAT notes and peer events, with virtual times.
+    assert_contains(
+        &out,
+        &[
+            "timeline",
+            "send   a",
+            "recv   b",
+            "nat    nat-a  new mapping",
+            "drop   internet",
+            "event  a      paired with b",
+            "event  b      message #0 \"a0\"",
+            "outcome: direct",
+            "pairing -> direct path: 40.000ms (1.0 RTTs)",
+            "messages delivered exactly once in order: yes",
+        ],
     );
 }
 
 #[test]
 fn symmetric_to_port_restricted_is_relayed() {
-    let o = punch(&[
+    let out = punch_ok(&[
         "sim",
         "--nat-a",
         "symmetric",
@@ -60,20 +74,20 @@ fn symmetric_to_port_restricted_is_relayed() {
         "--seed",
         "7",
     ]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
-    assert!(out.contains("outcome: relay"), "{out}");
-    assert!(out.contains("pairing -> direct path: -"), "{out}");
-    assert!(out.contains("Relay indication"), "{out}");
-    assert!(
-        out.contains("messages delivered exactly once in order: yes"),
-        "{out}"
+    assert_contains(
+        &out,
+        &[
+            "outcome: relay",
+            "pairing -> direct path: -",
+            "Relay indication",
+            "messages delivered exactly once in order: yes",
+        ],
     );
 }
 
 #[test]
 fn relay_only_keeps_cones_on_the_relay() {
-    let o = punch(&[
+    let v = punch_json(&[
         "sim",
         "--nat-a",
         "full-cone",
@@ -82,15 +96,13 @@ fn relay_only_keeps_cones_on_the_relay() {
         "--relay-only",
         "--json",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
     assert_eq!(v["outcome"], "relay");
     assert_eq!(v["relay_only"], true);
 }
 
 #[test]
 fn json_is_one_object_with_summary_and_trace() {
-    let o = punch(&[
+    let v = punch_json(&[
         "sim",
         "--nat-a",
         "full-cone",
@@ -98,8 +110,6 @@ fn json_is_one_object_with_summary_and_trace() {
         "port-restricted",
         "--json",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
     assert_eq!(v["outcome"], "direct");
     assert_eq!(v["nat_a"], "full-cone");
     assert_eq!(v["nat_b"], "port-restricted");
@@ -189,14 +199,14 @@ fn matrix_json_parses_and_has_no_failed_pair() {
 
 #[test]
 fn matrix_table_has_rows_and_summary() {
-    let o = punch(&["sim", "matrix", "--seeds", "2", "--threads", "1"]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
+    let out = punch_ok(&["sim", "matrix", "--seeds", "2", "--threads", "1"]);
     assert!(out.lines().next().unwrap().contains("outcome"), "{out}");
-    assert!(out.contains("symmetric-linux"), "{out}");
-    assert!(
-        out.contains("66 pairs x 2 seeds (rtt 40 ms, loss 0%): pairs direct"),
-        "{out}"
+    assert_contains(
+        &out,
+        &[
+            "symmetric-linux",
+            "66 pairs x 2 seeds (rtt 40 ms, loss 0%): pairs direct",
+        ],
     );
     assert!(!out.contains("scenarios/s"), "timing belongs on stderr");
 }
