@@ -44,7 +44,7 @@ pub const SERVER_ALT_ADDR: &str = "198.51.100.2:3479";
 pub enum Knowledge {
     /// Run NAT detection (needs the two-IP server).
     Detect,
-    /// Announce the true behaviour of the simulated NAT (as `--assume-nat` would).
+    /// Announce the true behaviour of the simulated NAT without testing it (`punch sim --knowledge assume`).
     Assume,
     /// Announce nothing (unknown).
     Unknown,
