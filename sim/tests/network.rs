@@ -13,6 +13,11 @@ fn sa(s: &str) -> SocketAddr {
 const SERVER: &str = "198.51.100.1:3478";
 const SERVER2: &str = "198.51.100.2:3478";
 
+/// The 5 ms one-way link most of these worlds use.
+fn link_5ms() -> LinkConfig {
+    LinkConfig::latency(ms(5))
+}
+
 /// Adds an echo server `name` at the public address `addr`.
 fn echo_server(w: &mut World, name: &str, addr: &str, link: LinkConfig) -> HostId {
     w.add_host(
@@ -42,17 +47,11 @@ fn add_nat(
 /// A world with two public echo servers and one host `a` behind a NAT with `profile`.
 fn one_nat(seed: u64, profile: Profile) -> (World, HostId, Option<NatId>) {
     let mut w = World::new(seed, base_instant());
-    echo_server(&mut w, "s1", SERVER, LinkConfig::latency(ms(5)));
-    echo_server(&mut w, "s2", SERVER2, LinkConfig::latency(ms(5)));
+    echo_server(&mut w, "s1", SERVER, link_5ms());
+    echo_server(&mut w, "s2", SERVER2, link_5ms());
     let (nat, realm) = match profile.config() {
         Some(cfg) => {
-            let (n, r) = add_nat(
-                &mut w,
-                "nat-a",
-                "203.0.113.10",
-                cfg,
-                LinkConfig::latency(ms(5)),
-            );
+            let (n, r) = add_nat(&mut w, "nat-a", "203.0.113.10", cfg, link_5ms());
             (Some(n), r)
         }
         None => (None, RealmId::PUBLIC),
@@ -62,7 +61,7 @@ fn one_nat(seed: u64, profile: Profile) -> (World, HostId, Option<NatId>) {
     } else {
         "198.51.100.50:5000"
     };
-    let a = silent_host(&mut w, "a", realm, addr, LinkConfig::latency(ms(5)));
+    let a = silent_host(&mut w, "a", realm, addr, link_5ms());
     (w, a, nat)
 }
 
@@ -186,36 +185,12 @@ fn linux_conntrack_with_start_skew_moves_the_late_side_to_a_new_port() {
     // Two peers behind port-restricted Linux routers. b probes a's public address before a has sent
     // anything to b: a's router records an unreplied entry, so a's first packet to b leaves from a new port.
     let mut w = World::new(5, base_instant());
-    echo_server(&mut w, "s1", SERVER, LinkConfig::latency(ms(5)));
+    echo_server(&mut w, "s1", SERVER, link_5ms());
     let cfg = Profile::from(Nat::PortRestricted).linux().config().unwrap();
-    let (_, ra) = add_nat(
-        &mut w,
-        "nat-a",
-        "203.0.113.10",
-        cfg.clone(),
-        LinkConfig::latency(ms(5)),
-    );
-    let (_, rb) = add_nat(
-        &mut w,
-        "nat-b",
-        "203.0.113.20",
-        cfg,
-        LinkConfig::latency(ms(5)),
-    );
-    let a = silent_host(
-        &mut w,
-        "a",
-        ra,
-        "192.168.1.10:5000",
-        LinkConfig::latency(ms(5)),
-    );
-    let b = silent_host(
-        &mut w,
-        "b",
-        rb,
-        "192.168.2.10:6000",
-        LinkConfig::latency(ms(5)),
-    );
+    let (_, ra) = add_nat(&mut w, "nat-a", "203.0.113.10", cfg.clone(), link_5ms());
+    let (_, rb) = add_nat(&mut w, "nat-b", "203.0.113.20", cfg, link_5ms());
+    let a = silent_host(&mut w, "a", ra, "192.168.1.10:5000", link_5ms());
+    let b = silent_host(&mut w, "b", rb, "192.168.2.10:6000", link_5ms());
     send(&mut w, a, ms(0), SERVER);
     send(&mut w, b, ms(0), SERVER);
     send(&mut w, b, ms(100), "203.0.113.10:5000"); // early probe, filtered at nat-a
@@ -245,7 +220,7 @@ fn linux_conntrack_with_start_skew_moves_the_late_side_to_a_new_port() {
 fn hairpinning_on_and_off() {
     for hairpin in [true, false] {
         let mut w = World::new(6, base_instant());
-        echo_server(&mut w, "s1", SERVER, LinkConfig::latency(ms(5)));
+        echo_server(&mut w, "s1", SERVER, link_5ms());
         let cfg = Profile::from(Nat::FullCone)
             .config()
             .unwrap()
