@@ -38,7 +38,7 @@ pub use clock::{ms, secs, Ms};
 pub use echo::EchoNode;
 pub use host::Host;
 pub use link::LinkConfig;
-pub use matrix::{run_matrix, Matrix, MatrixConfig};
+pub use matrix::{run_matrix, worker_threads, Matrix, MatrixConfig};
 pub use nat::{NatConfig, PortAlloc};
 pub use profile::{Nat, Profile};
 pub use scenario::{Knowledge, Outcome, PathKind, Scenario};

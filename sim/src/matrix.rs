@@ -216,20 +216,25 @@ fn run_one(cfg: &MatrixConfig, pair: usize, a: Profile, b: Profile, seed: u64) -
     }
 }
 
+/// How many worker threads a [`MatrixConfig::threads`] of `requested` means: that many, or with 0 as many
+/// as the machine has ([`run_matrix`] then keeps it within 1..=64).
+pub fn worker_threads(requested: usize) -> usize {
+    if requested == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        requested
+    }
+}
+
 /// Runs every pair for every seed.
 pub fn run_matrix(cfg: &MatrixConfig) -> Matrix {
     let pairs = cfg.pairs();
     let jobs: Vec<(usize, u64)> = (0..pairs.len())
         .flat_map(|p| (cfg.first_seed..cfg.first_seed + cfg.seeds).map(move |s| (p, s)))
         .collect();
-    let threads = if cfg.threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    } else {
-        cfg.threads
-    }
-    .clamp(1, 64);
+    let threads = worker_threads(cfg.threads).clamp(1, 64);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut runs: Vec<Run> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)

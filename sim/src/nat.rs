@@ -542,6 +542,29 @@ mod tests {
         NatBox::new(cfg, "203.0.113.10".parse().unwrap(), derive_rng(1, "nat"))
     }
     const T: Duration = Duration::from_millis(1);
+    const INSIDE: SocketAddr = v4([192, 168, 1, 10], 5000);
+    const PUBLIC: SocketAddr = v4([203, 0, 113, 10], 5000);
+    const SERVER: SocketAddr = v4([198, 51, 100, 1], 3478);
+    const PEER: SocketAddr = v4([198, 51, 100, 7], 6000);
+
+    const fn v4([a, b, c, d]: [u8; 4], port: u16) -> SocketAddr {
+        SocketAddr::V4(std::net::SocketAddrV4::new(
+            std::net::Ipv4Addr::new(a, b, c, d),
+            port,
+        ))
+    }
+    /// Whether the NAT let an inbound datagram in.
+    fn admitted(r: Inbound) -> bool {
+        matches!(r, Inbound::Forward { .. })
+    }
+    /// The usual port-restricted cone: EIM, APDF, port preserving.
+    fn port_restricted() -> NatConfig {
+        NatConfig::new(
+            Mapping::EndpointIndependent,
+            Filtering::AddressAndPortDependent,
+            PortAlloc::Preserve,
+        )
+    }
 
     #[test]
     fn advance_wraps() {
@@ -552,20 +575,14 @@ mod tests {
 
     #[test]
     fn eim_keeps_port_apdm_changes_it() {
-        let inside = sa("192.168.1.10:5000");
         let mut n = nat(NatConfig::new(
             Mapping::EndpointIndependent,
             Filtering::EndpointIndependent,
             PortAlloc::Preserve,
         ));
-        let a = n.outbound(T, inside, sa("198.51.100.1:3478"));
-        let b = n.outbound(T, inside, sa("198.51.100.2:9000"));
-        assert_eq!(
-            a,
-            Outbound::Forward {
-                src: sa("203.0.113.10:5000")
-            }
-        );
+        let a = n.outbound(T, INSIDE, SERVER);
+        let b = n.outbound(T, INSIDE, sa("198.51.100.2:9000"));
+        assert_eq!(a, Outbound::Forward { src: PUBLIC });
         assert_eq!(a, b);
 
         let mut n = nat(NatConfig::new(
@@ -578,19 +595,19 @@ mod tests {
         )
         .with_first_port(40000));
         assert_eq!(
-            n.outbound(T, inside, sa("198.51.100.1:3478")),
+            n.outbound(T, INSIDE, SERVER),
             Outbound::Forward {
                 src: sa("203.0.113.10:40000")
             }
         );
         assert_eq!(
-            n.outbound(T, inside, sa("198.51.100.1:3479")),
+            n.outbound(T, INSIDE, sa("198.51.100.1:3479")),
             Outbound::Forward {
                 src: sa("203.0.113.10:40001")
             }
         );
         assert_eq!(
-            n.outbound(T, inside, sa("198.51.100.1:3478")),
+            n.outbound(T, INSIDE, SERVER),
             Outbound::Forward {
                 src: sa("203.0.113.10:40000")
             }
@@ -599,23 +616,20 @@ mod tests {
 
     #[test]
     fn adm_keys_on_ip_only() {
-        let inside = sa("192.168.1.10:5000");
         let mut n = nat(NatConfig::new(
             Mapping::AddressDependent,
             Filtering::AddressDependent,
             PortAlloc::Random,
         ));
-        let a = n.outbound(T, inside, sa("198.51.100.1:1"));
-        let b = n.outbound(T, inside, sa("198.51.100.1:2"));
-        let c = n.outbound(T, inside, sa("198.51.100.2:1"));
+        let a = n.outbound(T, INSIDE, sa("198.51.100.1:1"));
+        let b = n.outbound(T, INSIDE, sa("198.51.100.1:2"));
+        let c = n.outbound(T, INSIDE, sa("198.51.100.2:1"));
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
 
     #[test]
     fn filtering_levels() {
-        let inside = sa("192.168.1.10:5000");
-        let public = sa("203.0.113.10:5000");
         for (f, same_port, other_port, other_ip) in [
             (Filtering::EndpointIndependent, true, true, true),
             (Filtering::AddressDependent, true, true, false),
@@ -626,20 +640,15 @@ mod tests {
                 f,
                 PortAlloc::Preserve,
             ));
-            n.outbound(T, inside, sa("198.51.100.1:3478"));
-            let ok = |r: Inbound| matches!(r, Inbound::Forward { .. });
+            n.outbound(T, INSIDE, SERVER);
+            assert_eq!(admitted(n.inbound(T, SERVER, PUBLIC)), same_port, "{f:?}");
             assert_eq!(
-                ok(n.inbound(T, sa("198.51.100.1:3478"), public)),
-                same_port,
-                "{f:?}"
-            );
-            assert_eq!(
-                ok(n.inbound(T, sa("198.51.100.1:3479"), public)),
+                admitted(n.inbound(T, sa("198.51.100.1:3479"), PUBLIC)),
                 other_port,
                 "{f:?}"
             );
             assert_eq!(
-                ok(n.inbound(T, sa("198.51.100.9:3478"), public)),
+                admitted(n.inbound(T, sa("198.51.100.9:3478"), PUBLIC)),
                 other_ip,
                 "{f:?}"
             );
@@ -648,54 +657,28 @@ mod tests {
 
     #[test]
     fn mapping_expires_unless_refreshed() {
-        let inside = sa("192.168.1.10:5000");
-        let public = sa("203.0.113.10:5000");
-        let server = sa("198.51.100.1:3478");
-        let cfg = NatConfig::new(
-            Mapping::EndpointIndependent,
-            Filtering::AddressAndPortDependent,
-            PortAlloc::Preserve,
-        )
-        .with_lifetime(Duration::from_secs(30));
+        let cfg = port_restricted().with_lifetime(Duration::from_secs(30));
         let mut n = nat(cfg.clone());
-        n.outbound(T, inside, server);
+        n.outbound(T, INSIDE, SERVER);
         // Inbound traffic does not refresh by default.
-        assert!(matches!(
-            n.inbound(Duration::from_secs(20), server, public),
-            Inbound::Forward { .. }
-        ));
-        match n.inbound(Duration::from_secs(31), server, public) {
+        assert!(admitted(n.inbound(Duration::from_secs(20), SERVER, PUBLIC)));
+        match n.inbound(Duration::from_secs(31), SERVER, PUBLIC) {
             Inbound::Drop(r) => assert!(r.starts_with("mapping expired"), "{r}"),
             other => panic!("{other:?}"),
         }
         // With inbound refresh the same pattern keeps it alive.
         let mut n = nat(cfg.with_inbound_refresh(true));
-        n.outbound(T, inside, server);
-        assert!(matches!(
-            n.inbound(Duration::from_secs(20), server, public),
-            Inbound::Forward { .. }
-        ));
-        assert!(matches!(
-            n.inbound(Duration::from_secs(31), server, public),
-            Inbound::Forward { .. }
-        ));
+        n.outbound(T, INSIDE, SERVER);
+        assert!(admitted(n.inbound(Duration::from_secs(20), SERVER, PUBLIC)));
+        assert!(admitted(n.inbound(Duration::from_secs(31), SERVER, PUBLIC)));
     }
 
     #[test]
     fn preserved_port_collision_gets_another_port() {
-        let mut n = nat(NatConfig::new(
-            Mapping::EndpointIndependent,
-            Filtering::AddressAndPortDependent,
-            PortAlloc::Preserve,
-        ));
-        let a = n.outbound(T, sa("192.168.1.10:5000"), sa("198.51.100.1:3478"));
-        let b = n.outbound(T, sa("192.168.1.11:5000"), sa("198.51.100.1:3478"));
-        assert_eq!(
-            a,
-            Outbound::Forward {
-                src: sa("203.0.113.10:5000")
-            }
-        );
+        let mut n = nat(port_restricted());
+        let a = n.outbound(T, INSIDE, SERVER);
+        let b = n.outbound(T, sa("192.168.1.11:5000"), SERVER);
+        assert_eq!(a, Outbound::Forward { src: PUBLIC });
         assert_ne!(a, b);
     }
 
@@ -710,13 +693,12 @@ mod tests {
             },
         )
         .with_first_port(40000));
-        let inside = sa("192.168.1.10:5000");
         let mut last = 40000 - 2;
         let mut skipped = false;
         for i in 0..20 {
             let Outbound::Forward { src } = n.outbound(
                 T,
-                inside,
+                INSIDE,
                 SocketAddr::new("198.51.100.1".parse().unwrap(), 1000 + i),
             ) else {
                 panic!()
@@ -731,19 +713,10 @@ mod tests {
 
     #[test]
     fn linux_unreplied_entry_diverts_first_outbound_to_that_remote() {
-        let inside = sa("192.168.1.10:5000");
-        let public = sa("203.0.113.10:5000");
-        let server = sa("198.51.100.1:3478");
-        let peer = sa("198.51.100.7:6000");
-        let mut n = nat(NatConfig::new(
-            Mapping::EndpointIndependent,
-            Filtering::AddressAndPortDependent,
-            PortAlloc::Preserve,
-        )
-        .linux());
-        n.outbound(T, inside, server);
+        let mut n = nat(port_restricted().linux());
+        n.outbound(T, INSIDE, SERVER);
         // The peer's probe arrives first: filtered, but conntrack remembers it.
-        match n.inbound(T * 2, peer, public) {
+        match n.inbound(T * 2, PEER, PUBLIC) {
             Inbound::Drop(r) => assert!(
                 r.contains("filtered (APDF)") && r.contains("conntrack"),
                 "{r}"
@@ -751,62 +724,47 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Our first packet to the peer leaves from a different port; the server still sees the old one.
-        let Outbound::Forward { src } = n.outbound(T * 3, inside, peer) else {
+        let Outbound::Forward { src } = n.outbound(T * 3, INSIDE, PEER) else {
             panic!()
         };
-        assert_ne!(src, public);
+        assert_ne!(src, PUBLIC);
         assert_eq!(
-            n.outbound(T * 4, inside, server),
-            Outbound::Forward { src: public }
+            n.outbound(T * 4, INSIDE, SERVER),
+            Outbound::Forward { src: PUBLIC }
         );
-        assert_eq!(n.outbound(T * 5, inside, peer), Outbound::Forward { src });
+        assert_eq!(n.outbound(T * 5, INSIDE, PEER), Outbound::Forward { src });
         // Replies to the new port pass; the peer's packets to the old port still hit the unreplied entry.
         assert_eq!(
-            n.inbound(T * 6, peer, src),
-            Inbound::Forward { dst: inside }
+            n.inbound(T * 6, PEER, src),
+            Inbound::Forward { dst: INSIDE }
         );
-        assert!(matches!(n.inbound(T * 7, peer, public), Inbound::Drop(_)));
+        assert!(!admitted(n.inbound(T * 7, PEER, PUBLIC)));
         let notes = n.take_notes().join("\n");
         assert!(notes.contains("conntrack clash"), "{notes}");
     }
 
     #[test]
     fn linux_reservation_times_out() {
-        let inside = sa("192.168.1.10:5000");
-        let public = sa("203.0.113.10:5000");
-        let peer = sa("198.51.100.7:6000");
-        let mut n = nat(NatConfig::new(
-            Mapping::EndpointIndependent,
-            Filtering::AddressAndPortDependent,
-            PortAlloc::Preserve,
-        )
-        .linux());
-        n.outbound(T, inside, sa("198.51.100.1:3478"));
-        n.inbound(T, peer, public);
-        n.inbound(Duration::from_secs(20), peer, public); // refreshes to 50 s
+        let mut n = nat(port_restricted().linux());
+        n.outbound(T, INSIDE, SERVER);
+        n.inbound(T, PEER, PUBLIC);
+        n.inbound(Duration::from_secs(20), PEER, PUBLIC); // refreshes to 50 s
         assert_ne!(
-            n.outbound(Duration::from_secs(45), inside, peer),
-            Outbound::Forward { src: public }
+            n.outbound(Duration::from_secs(45), INSIDE, PEER),
+            Outbound::Forward { src: PUBLIC }
         );
 
-        let mut n = nat(NatConfig::new(
-            Mapping::EndpointIndependent,
-            Filtering::AddressAndPortDependent,
-            PortAlloc::Preserve,
-        )
-        .linux());
-        n.outbound(T, inside, sa("198.51.100.1:3478"));
-        n.inbound(T, peer, public);
+        let mut n = nat(port_restricted().linux());
+        n.outbound(T, INSIDE, SERVER);
+        n.inbound(T, PEER, PUBLIC);
         assert_eq!(
-            n.outbound(Duration::from_secs(31), inside, peer),
-            Outbound::Forward { src: public }
+            n.outbound(Duration::from_secs(31), INSIDE, PEER),
+            Outbound::Forward { src: PUBLIC }
         );
     }
 
     #[test]
     fn linux_unreplied_outbound_entries_live_30s_replied_ones_the_full_lifetime() {
-        let inside = sa("192.168.1.10:5000");
-        let server = sa("198.51.100.1:3478");
         let cfg = NatConfig::new(
             Mapping::AddressAndPortDependent,
             Filtering::AddressAndPortDependent,
@@ -814,71 +772,45 @@ mod tests {
         )
         .linux();
         let mut n = nat(cfg.clone());
-        let Outbound::Forward { src } = n.outbound(T, inside, server) else {
+        let Outbound::Forward { src } = n.outbound(T, INSIDE, SERVER) else {
             panic!()
         };
-        assert!(matches!(
-            n.inbound(Duration::from_secs(31), server, src),
-            Inbound::Drop(_)
-        ));
+        assert!(!admitted(n.inbound(Duration::from_secs(31), SERVER, src)));
         let mut n = nat(cfg);
-        let Outbound::Forward { src } = n.outbound(T, inside, server) else {
+        let Outbound::Forward { src } = n.outbound(T, INSIDE, SERVER) else {
             panic!()
         };
-        assert!(matches!(
-            n.inbound(T * 2, server, src),
-            Inbound::Forward { .. }
-        ));
-        assert!(matches!(
-            n.inbound(Duration::from_secs(100), server, src),
-            Inbound::Forward { .. }
-        ));
+        assert!(admitted(n.inbound(T * 2, SERVER, src)));
+        assert!(admitted(n.inbound(Duration::from_secs(100), SERVER, src)));
     }
 
     #[test]
     fn outbound_first_means_no_clash_under_linux() {
-        let inside = sa("192.168.1.10:5000");
-        let public = sa("203.0.113.10:5000");
-        let peer = sa("198.51.100.7:6000");
-        let mut n = nat(NatConfig::new(
-            Mapping::EndpointIndependent,
-            Filtering::AddressAndPortDependent,
-            PortAlloc::Preserve,
-        )
-        .linux());
+        let mut n = nat(port_restricted().linux());
         assert_eq!(
-            n.outbound(T, inside, peer),
-            Outbound::Forward { src: public }
+            n.outbound(T, INSIDE, PEER),
+            Outbound::Forward { src: PUBLIC }
         );
-        assert_eq!(n.inbound(T, peer, public), Inbound::Forward { dst: inside });
+        assert_eq!(n.inbound(T, PEER, PUBLIC), Inbound::Forward { dst: INSIDE });
     }
 
     #[test]
     fn wan_firewall_reserves_nothing() {
-        let inside = sa("192.168.1.10:5000");
-        let public = sa("203.0.113.10:5000");
-        let peer = sa("198.51.100.7:6000");
-        let mut n = nat(NatConfig::new(
-            Mapping::EndpointIndependent,
-            Filtering::AddressAndPortDependent,
-            PortAlloc::Preserve,
-        )
-        .linux()
-        .with_wan_firewall());
-        n.outbound(T, inside, sa("198.51.100.1:3478"));
-        match n.inbound(T, peer, public) {
+        let mut n = nat(port_restricted().linux().with_wan_firewall());
+        n.outbound(T, INSIDE, SERVER);
+        match n.inbound(T, PEER, PUBLIC) {
             Inbound::Drop(r) => assert!(r.starts_with("firewall"), "{r}"),
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            n.outbound(T, inside, peer),
-            Outbound::Forward { src: public }
+            n.outbound(T, INSIDE, PEER),
+            Outbound::Forward { src: PUBLIC }
         );
     }
 
     #[test]
     fn hairpin_translates_source() {
-        let a = sa("192.168.1.10:5000");
+        let a = INSIDE;
         let b = sa("192.168.1.11:6000");
         let cfg = NatConfig::new(
             Mapping::EndpointIndependent,
@@ -886,16 +818,16 @@ mod tests {
             PortAlloc::Preserve,
         );
         let mut n = nat(cfg.clone().with_hairpin(true));
-        n.outbound(T, b, sa("198.51.100.1:3478"));
+        n.outbound(T, b, SERVER);
         assert_eq!(
             n.outbound(T, a, sa("203.0.113.10:6000")),
             Outbound::Hairpin {
-                src: sa("203.0.113.10:5000"),
+                src: PUBLIC,
                 dst: b
             }
         );
         let mut n = nat(cfg);
-        n.outbound(T, b, sa("198.51.100.1:3478"));
+        n.outbound(T, b, SERVER);
         assert!(matches!(
             n.outbound(T, a, sa("203.0.113.10:6000")),
             Outbound::Drop(_)
@@ -907,16 +839,13 @@ mod tests {
         let inside = sa("198.51.100.50:5000");
         let mut n = nat(NatConfig::udp_firewall());
         assert_eq!(
-            n.outbound(T, inside, sa("198.51.100.1:3478")),
+            n.outbound(T, inside, SERVER),
             Outbound::Forward { src: inside }
         );
         assert_eq!(
-            n.inbound(T, sa("198.51.100.1:3478"), inside),
+            n.inbound(T, SERVER, inside),
             Inbound::Forward { dst: inside }
         );
-        assert!(matches!(
-            n.inbound(T, sa("198.51.100.1:3479"), inside),
-            Inbound::Drop(_)
-        ));
+        assert!(!admitted(n.inbound(T, sa("198.51.100.1:3479"), inside)));
     }
 }

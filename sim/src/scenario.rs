@@ -44,7 +44,7 @@ pub const SERVER_ALT_ADDR: &str = "198.51.100.2:3479";
 pub enum Knowledge {
     /// Run NAT detection (needs the two-IP server).
     Detect,
-    /// Announce the true behaviour of the simulated NAT (as `--assume-nat` would).
+    /// Announce the true behaviour of the simulated NAT without testing it (`punch sim --knowledge assume`).
     Assume,
     /// Announce nothing (unknown).
     Unknown,
@@ -83,6 +83,35 @@ struct HostSpec {
     behind: Option<String>,
     start: Duration,
     relay_only: bool,
+}
+
+impl HostSpec {
+    /// A host with its own NAT (`None`: open), starting at 0 and allowed to go direct.
+    fn new(name: &str, label: String, nat: Option<NatConfig>) -> HostSpec {
+        HostSpec {
+            name: name.into(),
+            label,
+            nat,
+            behind: None,
+            start: Duration::ZERO,
+            relay_only: false,
+        }
+    }
+}
+
+/// A peer added to the world while building: where it ended up.
+struct PlacedPeer {
+    name: String,
+    label: String,
+    id: HostId,
+    nat: Option<NatId>,
+    realm: RealmId,
+    /// Its inside network's third octet (192.168.net.x); hosts behind it share it.
+    net: u8,
+}
+
+fn server_addr() -> SocketAddr {
+    SERVER_ADDR.parse().expect("valid")
 }
 
 /// A scenario under construction. Every method consumes and returns it, so it reads top to bottom.
@@ -133,40 +162,26 @@ impl Scenario {
     /// A peer called `name` behind its own NAT of this profile.
     pub fn host(mut self, name: &str, profile: impl Into<Profile>) -> Self {
         let p: Profile = profile.into();
-        self.hosts.push(HostSpec {
-            name: name.into(),
-            label: p.to_string(),
-            nat: p.config(),
-            behind: None,
-            start: Duration::ZERO,
-            relay_only: false,
-        });
+        self.hosts
+            .push(HostSpec::new(name, p.to_string(), p.config()));
         self
     }
 
     /// A peer behind a NAT with a hand-made configuration, shown as `label`.
     pub fn host_with(mut self, name: &str, label: &str, nat: NatConfig) -> Self {
-        self.hosts.push(HostSpec {
-            name: name.into(),
-            label: label.into(),
-            nat: Some(nat),
-            behind: None,
-            start: Duration::ZERO,
-            relay_only: false,
-        });
+        self.hosts
+            .push(HostSpec::new(name, label.into(), Some(nat)));
         self
     }
 
     /// A peer on the same inside network (behind the same NAT) as the earlier host `other`.
     pub fn host_behind(mut self, name: &str, other: &str) -> Self {
-        let o = self.spec(other).clone();
-        self.hosts.push(HostSpec {
-            name: name.into(),
+        let o = self.spec(other);
+        let spec = HostSpec {
             behind: Some(other.into()),
-            start: Duration::ZERO,
-            relay_only: false,
-            ..o
-        });
+            ..HostSpec::new(name, o.label.clone(), o.nat.clone())
+        };
+        self.hosts.push(spec);
         self
     }
 
@@ -255,115 +270,173 @@ impl Scenario {
         let mut w = World::new(self.seed, base_instant());
         w.set_detail(self.detail);
         w.set_describe(punch_core::wire::describe);
-        // A trip crosses two host links (sender up, receiver down): each gets a quarter of the round trip
-        // and loses with q such that 1 - (1 - q)^2 = loss.
+        let link = self.host_link();
+        let server = self.add_server(&mut w, &link);
+        let knowledge = self.effective_knowledge();
+        let mut peers: Vec<PlacedPeer> = Vec::new();
+        for (i, h) in self.hosts.iter().enumerate() {
+            let (nat, realm, addr) = self.place(&mut w, i, h, &peers);
+            let pc = self.peer_config(&w, h, addr, knowledge);
+            let id = self.add_peer(&mut w, h, pc, realm, &link);
+            peers.push(PlacedPeer {
+                name: h.name.clone(),
+                label: h.label.clone(),
+                id,
+                nat,
+                realm,
+                net: i as u8 + 1,
+            });
+        }
+        self.schedule_typing(&mut w, &peers);
+        self.schedule_flushes(&mut w, &peers);
+        Built {
+            world: w,
+            server,
+            peers: peers.into_iter().map(|p| (p.name, p.label, p.id)).collect(),
+        }
+    }
+
+    /// Every host's access link. A trip crosses two host links (sender up, receiver down): each gets a
+    /// quarter of the round trip and loses with q such that 1 - (1 - q)^2 = loss.
+    fn host_link(&self) -> LinkConfig {
         let per_link_loss = 1.0 - (1.0 - self.loss.clamp(0.0, 1.0)).sqrt();
-        let link = LinkConfig::latency(self.rtt / 4)
+        LinkConfig::latency(self.rtt / 4)
             .with_jitter(self.jitter)
-            .with_loss(per_link_loss);
-        let server_addr: SocketAddr = SERVER_ADDR.parse().expect("valid");
-        let mut sc = ServerConfig::new(server_addr);
+            .with_loss(per_link_loss)
+    }
+
+    /// The rendezvous server on the public network (with its alternate address if asked for).
+    fn add_server(&self, w: &mut World, link: &LinkConfig) -> HostId {
+        let mut sc = ServerConfig::new(server_addr());
         if self.two_ips {
             sc.alternate = Some(SERVER_ALT_ADDR.parse().expect("valid"));
         }
         sc.seed = w.seed_for("server");
-        let base = w.clock().at(Duration::ZERO);
-        let server = Server::new(sc, base);
-        let server = w.add_host(
+        let server = Server::new(sc, w.clock().at(Duration::ZERO));
+        w.add_host(
             "server",
             RealmId::PUBLIC,
             link.clone(),
             Host::new(server.local_addrs(), server),
-        );
-        let knowledge = self.knowledge.unwrap_or(if self.two_ips {
+        )
+    }
+
+    /// What the peers know: as set, else detection with a two-IP server and the truth without one.
+    fn effective_knowledge(&self) -> Knowledge {
+        self.knowledge.unwrap_or(if self.two_ips {
             Knowledge::Detect
         } else {
             Knowledge::Assume
-        });
+        })
+    }
 
-        let mut peers = Vec::new();
-        let mut nats: Vec<(String, Option<NatId>, RealmId, u8)> = Vec::new();
-        for (i, h) in self.hosts.iter().enumerate() {
-            let port = 5000 + 1000 * i as u16;
-            let (nat, realm, addr) = if let Some(other) = &h.behind {
-                let (_, nat, realm, net) = nats
-                    .iter()
-                    .find(|n| &n.0 == other)
-                    .cloned()
-                    .expect("earlier host");
-                let k = nats.iter().filter(|n| n.0 == *other || n.3 == net).count() as u8;
-                let ip = match h.nat.as_ref() {
-                    Some(c) if c.translate => IpAddr::V4(Ipv4Addr::new(192, 168, net, 10 + k)),
-                    _ => IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20 + i as u8)),
-                };
-                (nat, realm, SocketAddr::new(ip, port))
-            } else {
-                match &h.nat {
-                    None => (
-                        None,
-                        RealmId::PUBLIC,
-                        SocketAddr::new(
-                            IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20 + i as u8)),
-                            port,
-                        ),
-                    ),
-                    Some(cfg) => {
-                        let public = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10 * (i as u8 + 1)));
-                        let prefix = if cfg.translate { "nat" } else { "fw" };
-                        let (n, r) = w.add_nat(
-                            &format!("{prefix}-{}", h.name),
-                            RealmId::PUBLIC,
-                            public,
-                            cfg.clone(),
-                            LinkConfig::ideal(),
-                        );
-                        let ip = if cfg.translate {
-                            IpAddr::V4(Ipv4Addr::new(192, 168, i as u8 + 1, 10))
-                        } else {
-                            IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20 + i as u8))
-                        };
-                        (Some(n), r, SocketAddr::new(ip, port))
-                    }
-                }
+    /// Where the i-th host `h` lives: its NAT (added to the world unless it shares an earlier host's), its
+    /// realm and its address (see the module docs for the numbering).
+    fn place(
+        &self,
+        w: &mut World,
+        i: usize,
+        h: &HostSpec,
+        earlier: &[PlacedPeer],
+    ) -> (Option<NatId>, RealmId, SocketAddr) {
+        let port = 5000 + 1000 * i as u16;
+        let public_host_ip = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20 + i as u8));
+        if let Some(other) = &h.behind {
+            let o = earlier
+                .iter()
+                .find(|p| &p.name == other)
+                .expect("earlier host");
+            let k = earlier
+                .iter()
+                .filter(|p| p.name == *other || p.net == o.net)
+                .count() as u8;
+            let ip = match h.nat.as_ref() {
+                Some(c) if c.translate => IpAddr::V4(Ipv4Addr::new(192, 168, o.net, 10 + k)),
+                _ => public_host_ip,
             };
-            nats.push((h.name.clone(), nat, realm, i as u8 + 1));
-            let mut pc = PeerConfig::new(server_addr, "sim");
-            pc.name = h.name.clone();
-            pc.local_addrs = vec![addr];
-            pc.relay_only = h.relay_only;
-            pc.detect_nat = knowledge == Knowledge::Detect;
-            pc.nat = match knowledge {
-                Knowledge::Assume => behaviour_of(h.nat.as_ref()),
-                _ => NatBehaviour::UNKNOWN,
-            };
-            pc.seed = w.seed_for(&h.name);
-            for t in &self.peer_tweaks {
-                t(&mut pc);
-            }
-            let mut l = link.clone();
-            for (n, from, until) in &self.outages {
-                if *n == h.name {
-                    l = l.down_between(*from, *until);
-                }
-            }
-            let addrs = pc.local_addrs.clone();
-            let host = if h.start.is_zero() {
-                Host::new(addrs, Peer::new(pc, base))
-            } else {
-                Host::later(addrs, move |now| Peer::new(pc, now))
-            };
-            let id = w.add_host(&h.name, realm, l, host);
-            if !h.start.is_zero() {
-                w.schedule(h.start, id, "start", |p: &mut Host<Peer>, now| p.start(now));
-            }
-            peers.push((h.name.clone(), h.label.clone(), id, nat));
+            return (o.nat, o.realm, SocketAddr::new(ip, port));
         }
+        let Some(cfg) = &h.nat else {
+            return (None, RealmId::PUBLIC, SocketAddr::new(public_host_ip, port));
+        };
+        let public = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10 * (i as u8 + 1)));
+        let prefix = if cfg.translate { "nat" } else { "fw" };
+        let (n, r) = w.add_nat(
+            &format!("{prefix}-{}", h.name),
+            RealmId::PUBLIC,
+            public,
+            cfg.clone(),
+            LinkConfig::ideal(),
+        );
+        let ip = if cfg.translate {
+            IpAddr::V4(Ipv4Addr::new(192, 168, i as u8 + 1, 10))
+        } else {
+            public_host_ip
+        };
+        (Some(n), r, SocketAddr::new(ip, port))
+    }
+
+    /// The peer configuration of host `h` at `addr`, with every tweak applied.
+    fn peer_config(
+        &self,
+        w: &World,
+        h: &HostSpec,
+        addr: SocketAddr,
+        knowledge: Knowledge,
+    ) -> PeerConfig {
+        let mut pc = PeerConfig::new(server_addr(), "sim");
+        pc.name = h.name.clone();
+        pc.local_addrs = vec![addr];
+        pc.relay_only = h.relay_only;
+        pc.detect_nat = knowledge == Knowledge::Detect;
+        pc.nat = match knowledge {
+            Knowledge::Assume => behaviour_of(h.nat.as_ref()),
+            _ => NatBehaviour::UNKNOWN,
+        };
+        pc.seed = w.seed_for(&h.name);
+        for t in &self.peer_tweaks {
+            t(&mut pc);
+        }
+        pc
+    }
+
+    /// Adds host `h` running a peer with `pc` in `realm`, on `link` plus its outages, started at its start
+    /// time.
+    fn add_peer(
+        &self,
+        w: &mut World,
+        h: &HostSpec,
+        pc: PeerConfig,
+        realm: RealmId,
+        link: &LinkConfig,
+    ) -> HostId {
+        let mut l = link.clone();
+        for (n, from, until) in &self.outages {
+            if *n == h.name {
+                l = l.down_between(*from, *until);
+            }
+        }
+        let addrs = pc.local_addrs.clone();
+        let host = if h.start.is_zero() {
+            Host::new(addrs, Peer::new(pc, w.clock().at(Duration::ZERO)))
+        } else {
+            Host::later(addrs, move |now| Peer::new(pc, now))
+        };
+        let id = w.add_host(&h.name, realm, l, host);
+        if !h.start.is_zero() {
+            w.schedule(h.start, id, "start", |p: &mut Host<Peer>, now| p.start(now));
+        }
+        id
+    }
+
+    /// Schedules every typed message on its peer.
+    fn schedule_typing(&self, w: &mut World, peers: &[PlacedPeer]) {
         for (name, t, text) in &self.typed {
             let id = peers
                 .iter()
-                .find(|p| &p.0 == name)
+                .find(|p| &p.name == name)
                 .unwrap_or_else(|| panic!("no host {name}"))
-                .2;
+                .id;
             let text2 = text.clone();
             w.schedule(
                 *t,
@@ -374,15 +447,14 @@ impl Scenario {
                 },
             );
         }
+    }
+
+    /// Schedules every NAT reboot (a host without a NAT has nothing to flush).
+    fn schedule_flushes(&self, w: &mut World, peers: &[PlacedPeer]) {
         for (name, t) in &self.flushes {
-            if let Some(nat) = peers.iter().find(|p| &p.0 == name).and_then(|p| p.3) {
+            if let Some(nat) = peers.iter().find(|p| &p.name == name).and_then(|p| p.nat) {
                 w.flush_nat_at(*t, nat);
             }
-        }
-        Built {
-            world: w,
-            server,
-            peers: peers.into_iter().map(|(n, l, id, _)| (n, l, id)).collect(),
         }
     }
 
@@ -451,6 +523,17 @@ pub enum PathKind {
 }
 
 impl PathKind {
+    /// The path a [`PeerEvent::Path`] reports; `None` for any other event.
+    fn of(e: &PeerEvent) -> Option<PathKind> {
+        match e {
+            PeerEvent::Path { path, .. } => Some(match path {
+                Path::Direct(_) => PathKind::Direct,
+                Path::Relay => PathKind::Relay,
+            }),
+            _ => None,
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             PathKind::Direct => "direct",
@@ -508,16 +591,7 @@ impl Built {
                 .events
                 .iter()
                 .rev()
-                .find_map(|(_, e)| match e {
-                    PeerEvent::Path {
-                        path: Path::Direct(_),
-                        ..
-                    } => Some(PathKind::Direct),
-                    PeerEvent::Path {
-                        path: Path::Relay, ..
-                    } => Some(PathKind::Relay),
-                    _ => None,
-                })
+                .find_map(|(_, e)| PathKind::of(e))
                 .unwrap_or(PathKind::None);
             peers.push(PeerOutcome {
                 name: name.clone(),
@@ -526,16 +600,8 @@ impl Built {
                 received: p.received().into_iter().map(String::from).collect(),
                 path,
                 paired_at: first(&|e| matches!(e, PeerEvent::Paired { .. })),
-                path_at: first(&|e| matches!(e, PeerEvent::Path { .. })),
-                direct_at: first(&|e| {
-                    matches!(
-                        e,
-                        PeerEvent::Path {
-                            path: Path::Direct(_),
-                            ..
-                        }
-                    )
-                }),
+                path_at: first(&|e| PathKind::of(e).is_some()),
+                direct_at: first(&|e| PathKind::of(e) == Some(PathKind::Direct)),
                 first_message_at: first(&|e| matches!(e, PeerEvent::Message { .. })),
                 errors: p
                     .events

@@ -3,7 +3,7 @@ use punch_core::{Deadline, Machine};
 use punch_sim::clock::{base_instant, ms, secs};
 use punch_sim::nat::{NatConfig, PortAlloc};
 use punch_sim::trace::Kind;
-use punch_sim::{Detail, EchoNode, Host, LinkConfig, Nat, Profile, RealmId, World};
+use punch_sim::{Detail, EchoNode, Host, HostId, LinkConfig, Nat, NatId, Profile, RealmId, World};
 use std::net::SocketAddr;
 
 fn sa(s: &str) -> SocketAddr {
@@ -13,30 +13,45 @@ fn sa(s: &str) -> SocketAddr {
 const SERVER: &str = "198.51.100.1:3478";
 const SERVER2: &str = "198.51.100.2:3478";
 
+/// The 5 ms one-way link most of these worlds use.
+fn link_5ms() -> LinkConfig {
+    LinkConfig::latency(ms(5))
+}
+
+/// Adds an echo server `name` at the public address `addr`.
+fn echo_server(w: &mut World, name: &str, addr: &str, link: LinkConfig) -> HostId {
+    w.add_host(
+        name,
+        RealmId::PUBLIC,
+        link,
+        EchoNode::new(sa(addr)).hosted(),
+    )
+}
+
+/// Adds a host `name` at `addr` in `realm` that sends only when told to.
+fn silent_host(w: &mut World, name: &str, realm: RealmId, addr: &str, link: LinkConfig) -> HostId {
+    w.add_host(name, realm, link, EchoNode::silent(sa(addr)).hosted())
+}
+
+/// Adds a NAT `name` on the public network with the public IP `ip`: the NAT and its inside realm.
+fn add_nat(
+    w: &mut World,
+    name: &str,
+    ip: &str,
+    cfg: NatConfig,
+    link: LinkConfig,
+) -> (NatId, RealmId) {
+    w.add_nat(name, RealmId::PUBLIC, ip.parse().unwrap(), cfg, link)
+}
+
 /// A world with two public echo servers and one host `a` behind a NAT with `profile`.
-fn one_nat(seed: u64, profile: Profile) -> (World, punch_sim::HostId, Option<punch_sim::NatId>) {
+fn one_nat(seed: u64, profile: Profile) -> (World, HostId, Option<NatId>) {
     let mut w = World::new(seed, base_instant());
-    w.add_host(
-        "s1",
-        RealmId::PUBLIC,
-        LinkConfig::latency(ms(5)),
-        EchoNode::new(sa(SERVER)).hosted(),
-    );
-    w.add_host(
-        "s2",
-        RealmId::PUBLIC,
-        LinkConfig::latency(ms(5)),
-        EchoNode::new(sa(SERVER2)).hosted(),
-    );
+    echo_server(&mut w, "s1", SERVER, link_5ms());
+    echo_server(&mut w, "s2", SERVER2, link_5ms());
     let (nat, realm) = match profile.config() {
         Some(cfg) => {
-            let (n, r) = w.add_nat(
-                "nat-a",
-                RealmId::PUBLIC,
-                "203.0.113.10".parse().unwrap(),
-                cfg,
-                LinkConfig::latency(ms(5)),
-            );
+            let (n, r) = add_nat(&mut w, "nat-a", "203.0.113.10", cfg, link_5ms());
             (Some(n), r)
         }
         None => (None, RealmId::PUBLIC),
@@ -46,13 +61,19 @@ fn one_nat(seed: u64, profile: Profile) -> (World, punch_sim::HostId, Option<pun
     } else {
         "198.51.100.50:5000"
     };
-    let a = w.add_host(
-        "a",
-        realm,
-        LinkConfig::latency(ms(5)),
-        EchoNode::silent(sa(addr)).hosted(),
-    );
+    let a = silent_host(&mut w, "a", realm, addr, link_5ms());
     (w, a, nat)
+}
+
+/// Who the echo node on `host` has heard from, in order.
+fn senders(w: &mut World, host: HostId) -> Vec<SocketAddr> {
+    w.machine_mut::<EchoNode>(host).unwrap().senders()
+}
+
+/// The same for the host called `name`.
+fn senders_of(w: &mut World, name: &str) -> Vec<SocketAddr> {
+    let host = w.host(name).unwrap();
+    senders(w, host)
 }
 
 /// The trace lines of one kind, rendered.
@@ -65,7 +86,7 @@ fn lines_of(w: &World, kind: Kind) -> Vec<String> {
         .collect()
 }
 
-fn send(w: &mut World, host: punch_sim::HostId, at: std::time::Duration, to: &str) {
+fn send(w: &mut World, host: HostId, at: std::time::Duration, to: &str) {
     let to = sa(to);
     w.schedule(
         at,
@@ -81,10 +102,7 @@ fn round_trip_through_a_cone_nat_takes_the_sum_of_link_latencies() {
     send(&mut w, a, ms(0), SERVER);
     w.run_until(secs(1)).unwrap();
     let s1 = w.host("s1").unwrap();
-    assert_eq!(
-        w.machine_mut::<EchoNode>(s1).unwrap().senders(),
-        vec![sa("203.0.113.10:5000")]
-    );
+    assert_eq!(senders(&mut w, s1), vec![sa("203.0.113.10:5000")]);
     let base = w.clock().at(ms(0));
     let node = w.machine_mut::<EchoNode>(a).unwrap();
     assert_eq!(node.received.len(), 1);
@@ -108,14 +126,8 @@ fn symmetric_nat_uses_a_new_port_per_destination_cone_does_not() {
         send(&mut w, a, ms(0), SERVER);
         send(&mut w, a, ms(1), SERVER2);
         w.run_until(secs(1)).unwrap();
-        let p1 = w
-            .machine_mut::<EchoNode>(w.host("s1").unwrap())
-            .unwrap()
-            .senders()[0];
-        let p2 = w
-            .machine_mut::<EchoNode>(w.host("s2").unwrap())
-            .unwrap()
-            .senders()[0];
+        let p1 = senders_of(&mut w, "s1")[0];
+        let p2 = senders_of(&mut w, "s2")[0];
         assert_eq!(p1 == p2, same, "{profile}: {p1} {p2}");
         if profile.nat == Nat::SymmetricSeq {
             assert_eq!(p2.port(), p1.port() + 1);
@@ -147,10 +159,7 @@ fn unsolicited_inbound_is_dropped_with_a_reason() {
         drops[1]
     );
     // The echo server's reply to s2's packet never happens, but a itself got nothing from s2.
-    assert_eq!(
-        w.machine_mut::<EchoNode>(a).unwrap().senders(),
-        vec![sa(SERVER)]
-    );
+    assert_eq!(senders(&mut w, a), vec![sa(SERVER)]);
 }
 
 #[test]
@@ -159,26 +168,15 @@ fn public_and_firewalled_hosts() {
     let s2 = w.host("s2").unwrap();
     send(&mut w, s2, ms(0), "198.51.100.50:5000");
     w.run_until(secs(1)).unwrap();
-    assert_eq!(
-        w.machine_mut::<EchoNode>(a).unwrap().senders(),
-        vec![sa(SERVER2)]
-    );
+    assert_eq!(senders(&mut w, a), vec![sa(SERVER2)]);
 
     let (mut w, a, _) = one_nat(4, Nat::UdpFirewall.into());
     send(&mut w, a, ms(0), SERVER);
     let s2 = w.host("s2").unwrap();
     send(&mut w, s2, ms(100), "198.51.100.50:5000");
     w.run_until(secs(1)).unwrap();
-    assert_eq!(
-        w.machine_mut::<EchoNode>(w.host("s1").unwrap())
-            .unwrap()
-            .senders(),
-        vec![sa("198.51.100.50:5000")]
-    );
-    assert_eq!(
-        w.machine_mut::<EchoNode>(a).unwrap().senders(),
-        vec![sa(SERVER)]
-    );
+    assert_eq!(senders_of(&mut w, "s1"), vec![sa("198.51.100.50:5000")]);
+    assert_eq!(senders(&mut w, a), vec![sa(SERVER)]);
     assert!(w.trace().to_string().contains("filtered (APDF)"));
 }
 
@@ -187,49 +185,19 @@ fn linux_conntrack_with_start_skew_moves_the_late_side_to_a_new_port() {
     // Two peers behind port-restricted Linux routers. b probes a's public address before a has sent
     // anything to b: a's router records an unreplied entry, so a's first packet to b leaves from a new port.
     let mut w = World::new(5, base_instant());
-    w.add_host(
-        "s1",
-        RealmId::PUBLIC,
-        LinkConfig::latency(ms(5)),
-        EchoNode::new(sa(SERVER)).hosted(),
-    );
+    echo_server(&mut w, "s1", SERVER, link_5ms());
     let cfg = Profile::from(Nat::PortRestricted).linux().config().unwrap();
-    let (_, ra) = w.add_nat(
-        "nat-a",
-        RealmId::PUBLIC,
-        "203.0.113.10".parse().unwrap(),
-        cfg.clone(),
-        LinkConfig::latency(ms(5)),
-    );
-    let (_, rb) = w.add_nat(
-        "nat-b",
-        RealmId::PUBLIC,
-        "203.0.113.20".parse().unwrap(),
-        cfg,
-        LinkConfig::latency(ms(5)),
-    );
-    let a = w.add_host(
-        "a",
-        ra,
-        LinkConfig::latency(ms(5)),
-        EchoNode::silent(sa("192.168.1.10:5000")).hosted(),
-    );
-    let b = w.add_host(
-        "b",
-        rb,
-        LinkConfig::latency(ms(5)),
-        EchoNode::silent(sa("192.168.2.10:6000")).hosted(),
-    );
+    let (_, ra) = add_nat(&mut w, "nat-a", "203.0.113.10", cfg.clone(), link_5ms());
+    let (_, rb) = add_nat(&mut w, "nat-b", "203.0.113.20", cfg, link_5ms());
+    let a = silent_host(&mut w, "a", ra, "192.168.1.10:5000", link_5ms());
+    let b = silent_host(&mut w, "b", rb, "192.168.2.10:6000", link_5ms());
     send(&mut w, a, ms(0), SERVER);
     send(&mut w, b, ms(0), SERVER);
     send(&mut w, b, ms(100), "203.0.113.10:5000"); // early probe, filtered at nat-a
     send(&mut w, a, ms(300), "203.0.113.20:6000"); // a's first packet to b: from a new port, so nat-b filters it
     send(&mut w, b, ms(500), "203.0.113.10:5000"); // still the reserved tuple: dropped
     w.run_until(secs(1)).unwrap();
-    assert_eq!(
-        w.machine_mut::<EchoNode>(b).unwrap().senders(),
-        vec![sa(SERVER)]
-    );
+    assert_eq!(senders(&mut w, b), vec![sa(SERVER)]);
     let t = w.trace().to_string();
     let new_port = w
         .nat_mut(punch_sim::NatId(1))
@@ -245,50 +213,38 @@ fn linux_conntrack_with_start_skew_moves_the_late_side_to_a_new_port() {
         "{t}"
     );
     assert!(t.contains("conntrack clash"), "{t}");
-    assert_eq!(
-        w.machine_mut::<EchoNode>(a).unwrap().senders(),
-        vec![sa(SERVER)]
-    );
+    assert_eq!(senders(&mut w, a), vec![sa(SERVER)]);
 }
 
 #[test]
 fn hairpinning_on_and_off() {
     for hairpin in [true, false] {
         let mut w = World::new(6, base_instant());
-        w.add_host(
-            "s1",
-            RealmId::PUBLIC,
-            LinkConfig::latency(ms(5)),
-            EchoNode::new(sa(SERVER)).hosted(),
-        );
+        echo_server(&mut w, "s1", SERVER, link_5ms());
         let cfg = Profile::from(Nat::FullCone)
             .config()
             .unwrap()
             .with_hairpin(hairpin);
-        let (_, r) = w.add_nat(
-            "nat",
-            RealmId::PUBLIC,
-            "203.0.113.10".parse().unwrap(),
-            cfg,
-            LinkConfig::ideal(),
-        );
-        let a = w.add_host(
+        let (_, r) = add_nat(&mut w, "nat", "203.0.113.10", cfg, LinkConfig::ideal());
+        let a = silent_host(
+            &mut w,
             "a",
             r,
+            "192.168.1.10:5000",
             LinkConfig::latency(ms(1)),
-            EchoNode::silent(sa("192.168.1.10:5000")).hosted(),
         );
-        let b = w.add_host(
+        let b = silent_host(
+            &mut w,
             "b",
             r,
+            "192.168.1.11:6000",
             LinkConfig::latency(ms(1)),
-            EchoNode::silent(sa("192.168.1.11:6000")).hosted(),
         );
         send(&mut w, b, ms(0), SERVER);
         send(&mut w, a, ms(100), "203.0.113.10:6000");
         send(&mut w, a, ms(100), "192.168.1.11:6000"); // LAN: always works
         w.run_until(secs(1)).unwrap();
-        let got = w.machine_mut::<EchoNode>(b).unwrap().senders();
+        let got = senders(&mut w, b);
         let expect = if hairpin {
             vec![sa(SERVER), sa("203.0.113.10:5000"), sa("192.168.1.10:5000")]
         } else {
@@ -302,25 +258,14 @@ fn hairpinning_on_and_off() {
 fn mapping_expires_without_keepalives_and_survives_with_them() {
     for keepalive in [None, Some(secs(10))] {
         let mut w = World::new(7, base_instant());
-        w.add_host(
-            "s1",
-            RealmId::PUBLIC,
-            LinkConfig::ideal(),
-            EchoNode::new(sa(SERVER)).hosted(),
-        );
+        echo_server(&mut w, "s1", SERVER, LinkConfig::ideal());
         let cfg = NatConfig::new(
             punch_core::nat::Mapping::EndpointIndependent,
             punch_core::nat::Filtering::AddressAndPortDependent,
             PortAlloc::Random,
         )
         .with_lifetime(secs(30));
-        let (_, r) = w.add_nat(
-            "nat",
-            RealmId::PUBLIC,
-            "203.0.113.10".parse().unwrap(),
-            cfg,
-            LinkConfig::ideal(),
-        );
+        let (_, r) = add_nat(&mut w, "nat", "203.0.113.10", cfg, LinkConfig::ideal());
         let mut node = EchoNode::silent(sa("192.168.1.10:5000"));
         if let Some(every) = keepalive {
             node.send_every(w.clock().at(ms(0)), every, sa(SERVER), b"ka");
@@ -331,13 +276,8 @@ fn mapping_expires_without_keepalives_and_survives_with_them() {
         let s1 = w.host("s1").unwrap();
         send(&mut w, a, secs(100), SERVER);
         w.run_until(secs(101)).unwrap();
-        let ports: std::collections::BTreeSet<u16> = w
-            .machine_mut::<EchoNode>(s1)
-            .unwrap()
-            .senders()
-            .iter()
-            .map(|s| s.port())
-            .collect();
+        let ports: std::collections::BTreeSet<u16> =
+            senders(&mut w, s1).iter().map(|s| s.port()).collect();
         assert_eq!(
             ports.len(),
             if keepalive.is_some() { 1 } else { 2 },
@@ -366,10 +306,7 @@ fn link_down_window_partition_and_no_route() {
         t.contains("internet") && t.contains("no route to 198.51.100.99:1"),
         "{t}"
     );
-    assert_eq!(
-        w.machine_mut::<EchoNode>(a).unwrap().senders(),
-        vec![sa(SERVER)]
-    );
+    assert_eq!(senders(&mut w, a), vec![sa(SERVER)]);
 }
 
 #[test]
@@ -379,10 +316,7 @@ fn nat_flush_forgets_mappings() {
     w.flush_nat_at(ms(100), nat.unwrap());
     send(&mut w, a, ms(200), SERVER);
     w.run_until(secs(1)).unwrap();
-    let s = w
-        .machine_mut::<EchoNode>(w.host("s1").unwrap())
-        .unwrap()
-        .senders();
+    let s = senders_of(&mut w, "s1");
     assert_eq!(s.len(), 2);
     assert_ne!(s[0], s[1]);
     assert!(w
@@ -398,16 +332,11 @@ fn lossy_run(seed: u64) -> String {
         .with_loss(0.2)
         .with_duplicate(0.1)
         .with_reorder(0.1, ms(30));
-    w.add_host(
-        "s1",
-        RealmId::PUBLIC,
-        link.clone(),
-        EchoNode::new(sa(SERVER)).hosted(),
-    );
-    let (_, r) = w.add_nat(
+    echo_server(&mut w, "s1", SERVER, link.clone());
+    let (_, r) = add_nat(
+        &mut w,
         "nat",
-        RealmId::PUBLIC,
-        "203.0.113.10".parse().unwrap(),
+        "203.0.113.10",
         Profile::from(Nat::Symmetric).config().unwrap(),
         link.clone(),
     );
@@ -419,20 +348,16 @@ fn lossy_run(seed: u64) -> String {
 }
 
 /// An echo server `s1` and a silent host `a` (198.51.100.9:1), both public, on ideal links.
-fn two_public_hosts(detail: Detail) -> (World, punch_sim::HostId, punch_sim::HostId) {
+fn two_public_hosts(detail: Detail) -> (World, HostId, HostId) {
     let mut w = World::new(1, base_instant());
     w.set_detail(detail);
-    let s1 = w.add_host(
-        "s1",
-        RealmId::PUBLIC,
-        LinkConfig::ideal(),
-        EchoNode::new(sa(SERVER)).hosted(),
-    );
-    let a = w.add_host(
+    let s1 = echo_server(&mut w, "s1", SERVER, LinkConfig::ideal());
+    let a = silent_host(
+        &mut w,
         "a",
         RealmId::PUBLIC,
+        "198.51.100.9:1",
         LinkConfig::ideal(),
-        EchoNode::silent(sa("198.51.100.9:1")).hosted(),
     );
     (w, s1, a)
 }
@@ -462,10 +387,7 @@ fn a_transmit_from_a_socket_the_host_does_not_own_is_an_error() {
         ["     1.000ms  error  a      transmit to 198.51.100.1:3478 from unknown source socket 198.51.100.9:2: not sent"]
     );
     // Only the well-addressed datagram arrived (and was echoed).
-    assert_eq!(
-        w.machine_mut::<EchoNode>(s1).unwrap().senders(),
-        vec![sa("198.51.100.9:1")]
-    );
+    assert_eq!(senders(&mut w, s1), vec![sa("198.51.100.9:1")]);
 }
 
 #[test]

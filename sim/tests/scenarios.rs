@@ -11,15 +11,29 @@ fn render(o: &Outcome) -> String {
     format!("{}\n{}", o.summary(), o.trace.condensed(secs(5)))
 }
 
+/// Peers `a` and `b` behind NATs of these profiles (seed 1); the user on `a` types "hello" at once.
+fn pair(a: impl Into<Profile>, b: impl Into<Profile>) -> Scenario {
+    Scenario::new(1)
+        .host("a", a)
+        .host("b", b)
+        .type_at("a", ms(0), "hello")
+}
+
+/// The same, and the user on `b` answers "hi" at once; events-only trace.
+fn chat(a: impl Into<Profile>, b: impl Into<Profile>) -> Scenario {
+    pair(a, b).type_at("b", ms(0), "hi").detail(Detail::Events)
+}
+
+/// Every message arrived exactly once in order, and the pair ended on `path`.
+fn assert_delivered(o: &Outcome, path: PathKind) {
+    o.exactly_once_in_order().unwrap();
+    assert_eq!(o.path(), path, "{}", o.summary());
+}
+
 #[test]
 fn cone_to_cone_punch() {
-    let o = Scenario::new(1)
-        .host("a", Nat::FullCone)
-        .host("b", Nat::FullCone)
-        .type_at("a", ms(0), "hello")
-        .run();
-    assert_eq!(o.path(), PathKind::Direct);
-    o.exactly_once_in_order().unwrap();
+    let o = pair(Nat::FullCone, Nat::FullCone).run();
+    assert_delivered(&o, PathKind::Direct);
     insta::assert_snapshot!(render(&o));
 }
 
@@ -30,59 +44,33 @@ fn cone_to_cone_punch() {
 #[test]
 fn port_restricted_linux_with_start_skew() {
     let p = Profile::from(Nat::PortRestricted).linux();
-    let o = Scenario::new(1)
-        .host("a", p)
-        .host("b", p)
+    let o = chat(p, p)
         .link_down("a", ms(70), ms(90)) // loses the PeerInfo to a: a starts punching 250 ms late
-        .type_at("a", ms(0), "hello")
-        .type_at("b", ms(0), "hi")
         .type_at("a", secs(45), "direct again?")
-        .detail(Detail::Events)
         .run();
-    o.exactly_once_in_order().unwrap();
+    assert_delivered(&o, PathKind::Direct);
     assert!(o.trace.to_string().contains("conntrack clash"));
-    assert_eq!(o.path(), PathKind::Direct, "{}", o.summary());
     insta::assert_snapshot!(render(&o));
 }
 
 #[test]
 fn port_restricted_linux_without_skew_goes_direct() {
     let p = Profile::from(Nat::PortRestricted).linux();
-    let o = Scenario::new(1)
-        .host("a", p)
-        .host("b", p)
-        .type_at("a", ms(0), "hello")
-        .detail(Detail::Events)
-        .run();
-    assert_eq!(o.path(), PathKind::Direct);
-    o.exactly_once_in_order().unwrap();
+    let o = pair(p, p).detail(Detail::Events).run();
+    assert_delivered(&o, PathKind::Direct);
 }
 
 #[test]
 fn symmetric_to_full_cone_goes_direct() {
-    let o = Scenario::new(1)
-        .host("a", Nat::Symmetric)
-        .host("b", Nat::FullCone)
-        .type_at("a", ms(0), "hello")
-        .type_at("b", ms(0), "hi")
-        .detail(Detail::Events)
-        .run();
-    assert_eq!(o.path(), PathKind::Direct);
-    o.exactly_once_in_order().unwrap();
+    let o = chat(Nat::Symmetric, Nat::FullCone).run();
+    assert_delivered(&o, PathKind::Direct);
     insta::assert_snapshot!(render(&o));
 }
 
 #[test]
 fn symmetric_to_port_restricted_falls_back_to_relay() {
-    let o = Scenario::new(1)
-        .host("a", Nat::Symmetric)
-        .host("b", Nat::PortRestricted)
-        .type_at("a", ms(0), "hello")
-        .type_at("b", ms(0), "hi")
-        .detail(Detail::Events)
-        .run();
-    assert_eq!(o.path(), PathKind::Relay);
-    o.exactly_once_in_order().unwrap();
+    let o = chat(Nat::Symmetric, Nat::PortRestricted).run();
+    assert_delivered(&o, PathKind::Relay);
     insta::assert_snapshot!(render(&o));
 }
 
@@ -121,12 +109,9 @@ fn mapping_expiry_during_chat() {
 /// recovers.
 #[test]
 fn mapping_expiry_with_port_preservation_recovers() {
-    let o = Scenario::new(1)
-        .host("a", Nat::PortRestricted)
-        .host("b", Nat::PortRestricted)
+    let o = pair(Nat::PortRestricted, Nat::PortRestricted)
         .nat_lifetime("a", secs(20))
         .link_down("a", secs(10), secs(40))
-        .type_at("a", ms(0), "hello")
         .type_at("b", secs(20), "are you there?")
         .type_at("a", secs(45), "back")
         .detail(Detail::Events)
@@ -169,25 +154,18 @@ fn two_hosts_behind_one_nat() {
 
 #[test]
 fn relay_only_peers_never_go_direct() {
-    let o = Scenario::new(1)
-        .host("a", Nat::FullCone)
-        .host("b", Nat::FullCone)
+    let o = pair(Nat::FullCone, Nat::FullCone)
         .relay_only("a")
         .relay_only("b")
-        .type_at("a", ms(0), "hello")
         .detail(Detail::Events)
         .run();
-    assert_eq!(o.path(), PathKind::Relay);
-    o.exactly_once_in_order().unwrap();
+    assert_delivered(&o, PathKind::Relay);
 }
 
 #[test]
 fn nat_detection_runs_with_a_two_ip_server() {
-    let o = Scenario::new(1)
+    let o = pair(Nat::PortRestricted, Nat::FullCone)
         .server_with_two_ips()
-        .host("a", Nat::PortRestricted)
-        .host("b", Nat::FullCone)
-        .type_at("a", ms(0), "hello")
         .detail(Detail::Events)
         .run();
     o.exactly_once_in_order().unwrap();
@@ -202,11 +180,8 @@ fn nat_detection_runs_with_a_two_ip_server() {
 /// `b`, after its punch deadline).
 #[test]
 fn one_sided_relay_only_stays_on_relay() {
-    let o = Scenario::new(1)
-        .host("a", Nat::FullCone)
-        .host("b", Nat::FullCone)
+    let o = pair(Nat::FullCone, Nat::FullCone)
         .relay_only("a")
-        .type_at("a", ms(0), "hello")
         .detail(Detail::Events)
         .run();
     assert_eq!(o.peer("a").path, PathKind::Relay, "{}", o.summary());
@@ -265,11 +240,7 @@ fn mixed_firewall_pair_goes_direct_by_alternating_the_first_pinger() {
 /// timeline and the events-only trace leave timer lines out.
 #[test]
 fn full_trace_shows_deadline_reasons() {
-    let s = Scenario::new(1)
-        .server_with_two_ips()
-        .host("a", Nat::PortRestricted)
-        .host("b", Nat::Symmetric)
-        .type_at("a", ms(0), "hello");
+    let s = pair(Nat::PortRestricted, Nat::Symmetric).server_with_two_ips();
     let o = s.clone().run();
     let full = o.trace.to_string();
     for want in [
