@@ -315,11 +315,7 @@ fn matrix(m: MatrixArgs) -> anyhow::Result<ExitCode> {
         cfg.profiles = Profile::all();
     }
     // The worker threads `run_matrix` uses (it clamps them to 1..=64).
-    let threads = match m.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    }
-    .clamp(1, 64);
+    let threads = punch_sim::worker_threads(m.threads).clamp(1, 64);
     let runs = cfg.pairs().len() as u64 * cfg.seeds;
     let start = Instant::now();
     let mx = run_matrix(&cfg);

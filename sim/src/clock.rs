@@ -3,7 +3,6 @@
 //! The simulator never reads the wall clock. It takes ONE base [`Instant`] when a world is created and
 //! expresses every moment as a [`Duration`] since that base ("virtual time"). Machines under test see
 //! `base + elapsed`; traces print `elapsed` in milliseconds, so they are identical from run to run.
-use std::fmt;
 use std::time::{Duration, Instant};
 
 /// The single place the simulator touches the real clock: a base instant for a new world.
@@ -51,18 +50,8 @@ impl Clock {
     }
 }
 
-/// Formats a virtual time as milliseconds with microsecond precision, e.g. `12.500ms`, using integer
-/// arithmetic only (no float formatting differences between platforms).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Ms(pub Duration);
-
-impl fmt::Display for Ms {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let us = self.0.as_micros();
-        let s = format!("{}.{:03}ms", us / 1000, us % 1000);
-        f.pad(&s)
-    }
-}
+/// Virtual times print as milliseconds with microsecond precision (`12.500ms`): core's formatter.
+pub use punch_core::display::Ms;
 
 /// Milliseconds as a [`Duration`], for readable scenario code: `ms(250)`.
 pub fn ms(n: u64) -> Duration {
@@ -72,15 +61,4 @@ pub fn ms(n: u64) -> Duration {
 /// Seconds as a [`Duration`]: `secs(30)`.
 pub fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_milliseconds() {
-        assert_eq!(Ms(Duration::from_micros(12_500)).to_string(), "12.500ms");
-        assert_eq!(format!("{:>10}", Ms(Duration::ZERO)), "   0.000ms");
-    }
 }

@@ -45,11 +45,20 @@ fn allocation_rules() {
     assert_eq!(port_allocation(Some(1), &[]), (None, None));
 }
 
-#[test]
-fn foreign_datagrams_are_not_taken() {
+/// A detector against a server at 192.0.2.1:3478, started at the epoch.
+fn detector() -> (Instant, SocketAddr, NatDetector) {
     let t0 = crate::test_epoch();
     let server = a("192.0.2.1:3478");
-    let mut d = NatDetector::new(DetectorConfig::new(server), t0);
+    (
+        t0,
+        server,
+        NatDetector::new(DetectorConfig::new(server), t0),
+    )
+}
+
+#[test]
+fn foreign_datagrams_are_not_taken() {
+    let (t0, server, mut d) = detector();
     let mut sent = Vec::new();
     while let Some(t) = d.poll_transmit() {
         assert_eq!(t.source, None);
@@ -85,9 +94,7 @@ fn foreign_datagrams_are_not_taken() {
 
 #[test]
 fn unreachable_server_is_blocked_in_bounded_time() {
-    let t0 = crate::test_epoch();
-    let server = a("192.0.2.1:3478");
-    let mut d = NatDetector::new(DetectorConfig::new(server), t0);
+    let (t0, _, mut d) = detector();
     let mut now = t0;
     let mut sends = 0;
     let mut last = t0;
@@ -144,9 +151,7 @@ fn garbage_never_panics() {
 
 #[test]
 fn every_deadline_names_its_reason() {
-    let t0 = crate::test_epoch();
-    let server = a("192.0.2.1:3478");
-    let mut d = NatDetector::new(DetectorConfig::new(server), t0);
+    let (_, _, mut d) = detector();
     let mut reasons = Vec::new();
     while let Some(dl) = d.poll_deadline() {
         assert_eq!(d.poll_timeout(), Some(dl.at));

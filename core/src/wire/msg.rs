@@ -156,6 +156,11 @@ pub enum Msg {
     },
 }
 
+/// A STUN message of punch's attribute set with this class, method and transaction id.
+fn stun(class: MessageClass, method: stun_codec::Method, tid: Tid) -> StunMessage {
+    message(class, method, TransactionId::new(tid))
+}
+
 fn id8(bytes: &[u8]) -> Option<[u8; 8]> {
     <[u8; 8]>::try_from(bytes).ok()
 }
@@ -235,13 +240,10 @@ impl Msg {
 
     /// Encodes the message as a STUN datagram.
     pub fn encode(&self) -> Vec<u8> {
-        let t = TransactionId::new;
         let m = match self {
-            Msg::BindingRequest { tid } => {
-                message(MessageClass::Request, methods::binding(), t(*tid))
-            }
+            Msg::BindingRequest { tid } => stun(MessageClass::Request, methods::binding(), *tid),
             Msg::BindingOk { tid, mapped } => {
-                let mut m = message(MessageClass::SuccessResponse, methods::binding(), t(*tid));
+                let mut m = stun(MessageClass::SuccessResponse, methods::binding(), *tid);
                 if let Some(a) = mapped {
                     m.add_attribute(XorMappedAddress::new(*a));
                 }
@@ -249,35 +251,35 @@ impl Msg {
             }
             Msg::Register(r) => r.to_stun(),
             Msg::RegisterOk { tid, mapped } => {
-                let mut m = message(MessageClass::SuccessResponse, methods::register(), t(*tid));
+                let mut m = stun(MessageClass::SuccessResponse, methods::register(), *tid);
                 if let Some(a) = mapped {
                     m.add_attribute(XorMappedAddress::new(*a));
                 }
                 m
             }
             Msg::RegisterError { tid, code, reason } => {
-                let mut m = message(MessageClass::ErrorResponse, methods::register(), t(*tid));
+                let mut m = stun(MessageClass::ErrorResponse, methods::register(), *tid);
                 if let Ok(e) = ErrorCode::new(*code, reason.clone()) {
                     m.add_attribute(e);
                 }
                 m
             }
             Msg::Leave { tid, pool } => {
-                let mut m = message(MessageClass::Indication, methods::register(), t(*tid));
+                let mut m = stun(MessageClass::Indication, methods::register(), *tid);
                 m.add_attribute(Pool(pool.as_bytes().to_vec()));
                 m
             }
             Msg::PeerInfo(p) => p.to_stun(),
             Msg::PeerInfoAck { tid } => {
-                message(MessageClass::SuccessResponse, methods::peer_info(), t(*tid))
+                stun(MessageClass::SuccessResponse, methods::peer_info(), *tid)
             }
             Msg::PeerLeft { tid, pair_id } => {
-                let mut m = message(MessageClass::Indication, methods::peer_info(), t(*tid));
+                let mut m = stun(MessageClass::Indication, methods::peer_info(), *tid);
                 add_pair_id(&mut m, pair_id);
                 m
             }
             Msg::Ping { tid, pair_id } => {
-                let mut m = message(MessageClass::Request, methods::ping(), t(*tid));
+                let mut m = stun(MessageClass::Request, methods::ping(), *tid);
                 add_pair_id(&mut m, pair_id);
                 m
             }
@@ -286,7 +288,7 @@ impl Msg {
                 pair_id,
                 mapped,
             } => {
-                let mut m = message(MessageClass::SuccessResponse, methods::ping(), t(*tid));
+                let mut m = stun(MessageClass::SuccessResponse, methods::ping(), *tid);
                 add_pair_id(&mut m, pair_id);
                 if let Some(a) = mapped {
                     m.add_attribute(XorMappedAddress::new(*a));
@@ -294,7 +296,7 @@ impl Msg {
                 m
             }
             Msg::Relay { tid, pair_id, data } => {
-                let mut m = message(MessageClass::Indication, methods::relay(), t(*tid));
+                let mut m = stun(MessageClass::Indication, methods::relay(), *tid);
                 add_pair_id(&mut m, pair_id);
                 if let Some(d) = data {
                     m.add_attribute(Data(d.clone()));
@@ -338,11 +340,7 @@ impl Register {
     }
 
     fn to_stun(&self) -> StunMessage {
-        let mut m = message(
-            MessageClass::Request,
-            methods::register(),
-            TransactionId::new(self.tid),
-        );
+        let mut m = stun(MessageClass::Request, methods::register(), self.tid);
         m.add_attribute(Pool(self.pool.as_bytes().to_vec()));
         m.add_attribute(Name(self.name.as_bytes().to_vec()));
         m.add_attribute(Nat(self.nat.encode().to_vec()));
@@ -385,11 +383,7 @@ impl PeerInfo {
     }
 
     fn to_stun(&self) -> StunMessage {
-        let mut m = message(
-            MessageClass::Request,
-            methods::peer_info(),
-            TransactionId::new(self.tid),
-        );
+        let mut m = stun(MessageClass::Request, methods::peer_info(), self.tid);
         m.add_attribute(PairIdAttr(self.pair_id.to_vec()));
         m.add_attribute(PeerPublic(encode_addr(self.public)));
         for l in &self.locals {
