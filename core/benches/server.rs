@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use punch_core::peer::{Peer, PeerConfig};
-use punch_core::server::{Server, ServerConfig};
+use punch_core::{Peer, PeerConfig};
+use punch_core::{Server, ServerConfig};
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()

@@ -47,7 +47,7 @@ impl Backoff {
 ///
 /// ```rust
 /// use std::time::{Duration, Instant};
-/// use punch_core::backoff::{Backoff, Retransmit};
+/// use punch_core::{Backoff, Retransmit};
 ///
 /// let ms = Duration::from_millis;
 /// let t0 = Instant::now();

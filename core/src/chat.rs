@@ -39,6 +39,7 @@ const MAX_RTO: Duration = Duration::from_secs(3);
 
 /// Why a message was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendError {
     /// The text is longer than [`MAX_MESSAGE_BYTES`]; it is never truncated.
     TooLong {
@@ -69,6 +70,7 @@ impl std::error::Error for SendError {}
 
 /// What the chat session reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ChatEvent {
     /// A message from the peer, delivered once and in order.
     Message {

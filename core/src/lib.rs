@@ -1,7 +1,7 @@
 //! # punch-core: sans-IO UDP NAT traversal
 //!
-//! Every state machine in this crate ([`server::Server`], [`peer::Peer`], [`detect::NatDetector`],
-//! [`chat::ChatSession`]) owns no socket, no clock and no global RNG. The caller feeds it datagrams and timer
+//! Every state machine in this crate ([`Server`], [`Peer`], [`NatDetector`],
+//! [`ChatSession`]) owns no socket, no clock and no global RNG. The caller feeds it datagrams and timer
 //! ticks and sends what it asks to send. They all implement one trait, [`Machine`], with the same five verbs
 //! (bring it into scope with `use punch_core::Machine`):
 //!
@@ -35,18 +35,34 @@
 #![warn(missing_docs)]
 #![warn(clippy::disallowed_methods)]
 
-pub mod backoff;
+// The machines live in private modules and are re-exported here, deliberately: `punch_core::Peer`,
+// `punch_core::Server`, ... The public modules are namespaces of protocol vocabulary (`chat` limits, `nat`
+// behaviour types, `wire` messages, `rfc5780` STUN codec) and the driver helper (`drive`).
+mod backoff;
 pub mod chat;
-pub mod detect;
-pub mod display;
+mod detect;
+mod display;
 pub mod drive;
 pub mod nat;
-pub mod peer;
+mod peer;
 pub mod rfc5780;
-pub mod server;
-pub mod stun_server;
+mod server;
+mod stun_server;
 mod timer;
 pub mod wire;
+
+pub use backoff::{Backoff, Retransmit};
+pub use chat::{ChatEvent, ChatSession, SendError};
+pub use detect::{port_allocation, DetectEvent, DetectorConfig, NatDetector, NatReport};
+pub use display::{millis, Ms};
+pub use nat::{NatBehaviour, NatKind, Strategy};
+pub use peer::{Path, Peer, PeerConfig, PeerError, PeerEvent};
+pub use server::{
+    round_holder, Server, ServerConfig, ServerEvent, ServerStats, RETRY_MIN_INTERVAL,
+};
+pub use stun_server::{
+    answer_binding, answer_classic, select_sockets, socket_set, usable_alternate,
+};
 
 use std::net::SocketAddr;
 

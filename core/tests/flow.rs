@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use punch_core::peer::{Path, Peer, PeerConfig, PeerError, PeerEvent};
-use punch_core::server::{Server, ServerConfig};
 use punch_core::{wire, Machine, Transmit};
+use punch_core::{Path, Peer, PeerConfig, PeerError, PeerEvent};
+use punch_core::{Server, ServerConfig};
 
 type DropFilter = Box<dyn Fn(SocketAddr, SocketAddr, &[u8]) -> bool>;
 

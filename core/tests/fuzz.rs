@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use punch_core::peer::{Peer, PeerConfig};
-use punch_core::server::{Server, ServerConfig};
 use punch_core::Machine;
+use punch_core::{Peer, PeerConfig};
+use punch_core::{Server, ServerConfig};
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()

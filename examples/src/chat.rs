@@ -9,8 +9,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use punch_core::peer::{Peer, PeerConfig, PeerError, PeerEvent};
 use punch_core::wire::{MAX_NAME_BYTES, MAX_POOL_BYTES};
+use punch_core::{Peer, PeerConfig, PeerError, PeerEvent};
 
 use crate::driver::{self, Input, Running, Runtime};
 use crate::{output, parse_addr, seed, start_announced};

@@ -7,8 +7,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use punch_core::peer::{Path, Peer, PeerConfig, PeerEvent};
-use punch_core::server::{Server, ServerConfig};
+use punch_core::{Path, Peer, PeerConfig, PeerEvent};
+use punch_core::{Server, ServerConfig};
 
 use crate::driver::{Input, Running, Runtime};
 use crate::output::{demo_session_json, DemoPeer};

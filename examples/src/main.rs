@@ -162,7 +162,7 @@ fn main() -> ExitCode {
 
 fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
     use driver::{Input, Running};
-    use punch_core::server::{Server, ServerConfig, ServerEvent};
+    use punch_core::{Server, ServerConfig, ServerEvent};
     let mut config = ServerConfig::new(a.listen);
     config.seed = seed();
     if let Some(ip) = a.alt_ip {
@@ -174,11 +174,11 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
         }
         let port = a.alt_port.unwrap_or(a.listen.port().wrapping_add(1));
         config.alternate = Some(SocketAddr::new(ip, port));
-        if punch_core::stun_server::usable_alternate(&config).is_none() {
+        if punch_core::usable_alternate(&config).is_none() {
             anyhow::bail!("--alt-port must differ from the --listen port");
         }
     }
-    let addrs = punch_core::stun_server::socket_set(config.listen, config.alternate);
+    let addrs = punch_core::socket_set(config.listen, config.alternate);
     let (tx, rx) = std::sync::mpsc::channel();
     driver::on_interrupt(tx.clone());
     let now = punch_tokio::now;
@@ -216,7 +216,7 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
 
 fn nat_type(a: NatTypeArgs) -> anyhow::Result<ExitCode> {
     use driver::Input;
-    use punch_core::detect::{DetectEvent, DetectorConfig, NatDetector};
+    use punch_core::{DetectEvent, DetectorConfig, NatDetector};
     let server = a.server;
     let (tx, rx) = std::sync::mpsc::channel();
     driver::on_interrupt(tx.clone());
@@ -267,7 +267,7 @@ fn nat_type(a: NatTypeArgs) -> anyhow::Result<ExitCode> {
 /// How long `punch nat-type` waits for the detector: its own hard limit in the worst case, plus a second for
 /// the last answer, in whole seconds. The detector stops at `max_duration`, stretched on slow paths to
 /// `filter_timeout` + 5 server RTTs; the RTT is at most `binding_timeout` (a later answer counts as none).
-fn detection_limit(c: &punch_core::detect::DetectorConfig) -> std::time::Duration {
+fn detection_limit(c: &punch_core::DetectorConfig) -> std::time::Duration {
     let worst = c
         .max_duration
         .max(c.filter_timeout + c.binding_timeout.saturating_mul(5));
@@ -283,7 +283,7 @@ mod tests {
 
     #[test]
     fn nat_type_waits_for_the_detectors_worst_case() {
-        let c = punch_core::detect::DetectorConfig::new("127.0.0.1:3478".parse().unwrap());
+        let c = punch_core::DetectorConfig::new("127.0.0.1:3478".parse().unwrap());
         // 1 s filter timeout + 5 x 2.5 s binding timeout + 1 s, rounded up: the 15 s it always was.
         assert_eq!(detection_limit(&c), std::time::Duration::from_secs(15));
     }

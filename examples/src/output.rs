@@ -2,11 +2,11 @@
 //! impls in `punch_core::display` (status lines are the `{:#}` form of a [`PeerEvent`]).
 use std::time::Duration;
 
-use punch_core::detect::NatReport;
-use punch_core::display::millis as ms;
+use punch_core::millis as ms;
 use punch_core::nat::{ExpectedPath, NatBehaviour, Strategy};
-use punch_core::peer::{Path, PeerEvent};
-use punch_core::server::ServerEvent;
+use punch_core::NatReport;
+use punch_core::ServerEvent;
+use punch_core::{Path, PeerEvent};
 use punch_sim::matrix::MatrixConfig;
 use punch_sim::{Outcome, PathKind, Profile};
 use serde_json::{json, Value};
@@ -88,6 +88,8 @@ pub fn peer_event_json(e: &PeerEvent) -> Value {
         PeerEvent::ConversationDone => json!({"event": "conversation_done"}),
         PeerEvent::Error(err) => json!({"event": "error", "error": err.to_string()}),
         PeerEvent::Disconnected { reason } => json!({"event": "disconnected", "reason": reason}),
+        // Events a newer punch-core adds (the enum is non-exhaustive) are passed on as text.
+        other => json!({"event": "other", "text": other.to_string()}),
     }
 }
 
@@ -118,6 +120,7 @@ pub fn server_event_json(e: &ServerEvent) -> Value {
         ServerEvent::Moved { pool, from, to } => json!({
             "event": "moved", "pool": pool, "from": from.to_string(), "to": to.to_string()}),
         ServerEvent::Retry { pool } => json!({"event": "retry", "pool": pool}),
+        other => json!({"event": "other", "text": other.to_string()}),
     }
 }
 
@@ -220,9 +223,9 @@ pub fn sim_one_json(x: &SimOne) -> Value {
 mod tests {
     use std::time::Duration;
 
-    use punch_core::detect::NatReport;
     use punch_core::nat::{NatBehaviour, NatKind, Strategy};
-    use punch_core::peer::{Path, PeerError, PeerEvent};
+    use punch_core::NatReport;
+    use punch_core::{Path, PeerError, PeerEvent};
 
     use super::peer_event_text;
 

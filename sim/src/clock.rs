@@ -51,7 +51,7 @@ impl Clock {
 }
 
 /// Virtual times print as milliseconds with microsecond precision (`12.500ms`): core's formatter.
-pub use punch_core::display::Ms;
+pub use punch_core::Ms;
 
 /// Milliseconds as a [`Duration`], for readable scenario code: `ms(250)`.
 pub fn ms(n: u64) -> Duration {

@@ -6,8 +6,8 @@
 //! event to the world rendered as one trace line (through `Display`, or a render function for event types
 //! that have none). A host can start late (start skew): until [`Host::start`] it owns its sockets but
 //! ignores datagrams and has no deadline.
-use punch_core::peer::{Peer, PeerEvent};
 use punch_core::{Deadline, Machine, Transmit};
+use punch_core::{Peer, PeerEvent};
 use std::any::Any;
 use std::fmt::Display;
 use std::net::SocketAddr;

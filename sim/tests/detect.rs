@@ -6,10 +6,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use punch_core::detect::{DetectEvent, DetectorConfig, NatDetector, NatReport};
 use punch_core::nat::{Filtering, Mapping, NatKind, PortAllocation};
-use punch_core::server::{Server, ServerConfig};
 use punch_core::Machine;
+use punch_core::{DetectEvent, DetectorConfig, NatDetector, NatReport};
+use punch_core::{Server, ServerConfig};
 use punch_sim::clock::{base_instant, ms, secs};
 use punch_sim::nat::{Inbound, NatBox, NatConfig, Outbound, PortAlloc};
 use punch_sim::trace::Kind;
@@ -109,6 +109,7 @@ fn render(e: &DetectEvent) -> String {
     match e {
         DetectEvent::Progress(p) => p.clone(),
         DetectEvent::Done(r) => format!("report: {} ({})", r.kind, r.behaviour),
+        other => format!("{other:?}"),
     }
 }
 
@@ -179,6 +180,7 @@ fn run(net: Net, seed: u64) -> Run {
                 assert!(done.is_none(), "one Done only");
                 done = Some(r.clone());
             }
+            other => panic!("unexpected detector event {other:?}"),
         }
     }
     let report = done.expect("Done event");
@@ -548,13 +550,9 @@ fn shorter_timeouts_are_honoured() {
 fn the_server_answers_classic_and_rfc5780_clients_from_the_selected_socket() {
     use punch_core::rfc5780::{self, classic, ChangeRequest};
     let t0 = base_instant();
-    let mut server = Server::new(
-        ServerConfig {
-            alternate: Some(a(AA)),
-            ..ServerConfig::new(a(P))
-        },
-        t0,
-    );
+    let mut config = ServerConfig::new(a(P));
+    config.alternate = Some(a(AA));
+    let mut server = Server::new(config, t0);
     let client = a("203.0.113.7:5000");
     // Debian's `stun` test II: RFC 3489 framing, CHANGE-REQUEST(IP, port).
     let mut req = vec![0x00, 0x01, 0x00, 0x08];

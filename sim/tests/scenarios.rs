@@ -173,7 +173,7 @@ fn nat_detection_runs_with_a_two_ip_server() {
         .peer("a")
         .events
         .iter()
-        .any(|(_, e)| matches!(e, punch_core::peer::PeerEvent::NatDetected(_))));
+        .any(|(_, e)| matches!(e, punch_core::PeerEvent::NatDetected(_))));
 }
 
 /// When only `a` is relay-only, `b` punches anyway; `a` ignores the pings and stays on the relay (and so does

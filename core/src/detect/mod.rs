@@ -64,6 +64,7 @@ use probe::{Answer, Outcome, Probe, Txn, PROBES};
 
 /// Detector settings; [`DetectorConfig::new`] gives the documented defaults.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct DetectorConfig {
     /// The server's primary socket (P).
     pub server: SocketAddr,
@@ -135,6 +136,7 @@ pub struct NatReport {
 
 /// What the detector reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DetectEvent {
     /// A step, for people ("mapping test 2/3: 203.0.113.2:3478").
     Progress(String),

@@ -38,6 +38,7 @@ const NO_PATH_RTT: Duration = Duration::from_millis(100);
 
 /// Peer settings; [`PeerConfig::new`] gives the documented defaults.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PeerConfig {
     /// The rendezvous server.
     pub server: SocketAddr,
@@ -116,6 +117,7 @@ pub enum Path {
 
 /// Errors the application can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PeerError {
     /// No answer from the server within [`PeerConfig::server_timeout`].
     ServerUnreachable,
@@ -146,6 +148,7 @@ impl std::error::Error for PeerError {}
 
 /// What the peer reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PeerEvent {
     /// NAT detection finished (only with [`PeerConfig::detect_nat`]).
     NatDetected(NatReport),

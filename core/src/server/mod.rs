@@ -173,7 +173,7 @@ impl crate::Machine for Server {
 /// ```rust
 /// use std::time::{Duration, Instant};
 /// use punch_core::rfc5780::{self, ChangeRequest};
-/// use punch_core::server::{Server, ServerConfig};
+/// use punch_core::{Server, ServerConfig};
 /// use punch_core::Machine;
 /// use stun_codec::rfc5389::attributes::XorMappedAddress;
 ///

@@ -6,6 +6,7 @@ use crate::nat::NatBehaviour;
 
 /// Server settings; [`ServerConfig::new`] gives the documented defaults.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// The primary socket (the one clients are told about).
     pub listen: SocketAddr,
@@ -39,6 +40,7 @@ impl ServerConfig {
 
 /// Counters, for logs and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerStats {
     /// Datagrams handed to [`Server::handle_input`](crate::Machine::handle_input), whatever they were.
     pub received: u64,
@@ -58,6 +60,7 @@ pub struct ServerStats {
 
 /// What the server reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ServerEvent {
     /// A new client joined a pool.
     Registered {
