@@ -248,7 +248,8 @@ impl ServerLink {
         ) {
             let tid = self.rng.gen();
             let pool = self.config.pool.clone();
-            self.send(Msg::Leave { tid, pool }.encode());
+            let burn = false;
+            self.send(Msg::Leave { tid, pool, burn }.encode());
         }
         self.state = State::Closed;
         self.timers.clear();
@@ -358,6 +359,8 @@ impl ServerLink {
             locals: self.config.local_addrs.clone(),
             rtt: self.server_rtt,
             retry,
+            pake: None,
+            cookie: None,
         }
     }
 

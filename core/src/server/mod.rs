@@ -44,6 +44,8 @@ struct Member {
     locals: Vec<SocketAddr>,
     rtt: Option<Duration>,
     token: Option<[u8; 8]>,
+    /// The member's SPAKE2 message, passed on to its partner unread.
+    pake: Option<Vec<u8>>,
     last_seen: Instant,
     /// Outstanding PeerInfo request to this member.
     info: Option<PendingInfo>,
@@ -350,6 +352,7 @@ impl Server {
             locals: req.locals,
             rtt: req.rtt,
             token: req.client_id,
+            pake: req.pake,
             last_seen: now,
             info: None,
         });
@@ -536,6 +539,7 @@ impl Server {
             name: other.name,
             mapped: Some(addr),
             hold,
+            pake: other.pake,
         };
         self.reply(listen, addr, Msg::PeerInfo(info));
     }

@@ -247,6 +247,34 @@ opaque_attribute!(
     0xC00E,
     "HOLD: (empty) in a PeerInfo: this round the partner pings first; hold the first ping back a little."
 );
+opaque_attribute!(
+    Cookie,
+    CookieDecoder,
+    CookieEncoder,
+    0xC00F,
+    "COOKIE: the server's stateless return-routability proof for the sender's address, echoed in Register."
+);
+opaque_attribute!(
+    Pake,
+    PakeDecoder,
+    PakeEncoder,
+    0xC010,
+    "PAKE: the sender's SPAKE2 message (in Register), passed on to the partner unread."
+);
+opaque_attribute!(
+    PeerPake,
+    PeerPakeDecoder,
+    PeerPakeEncoder,
+    0xC011,
+    "PEER-PAKE: the partner's SPAKE2 message (in PeerInfo)."
+);
+opaque_attribute!(
+    Burn,
+    BurnDecoder,
+    BurnEncoder,
+    0xC012,
+    "BURN: (empty) in a Leave: the code was wrong (or guessed); the nameplate must not be reused for a while."
+);
 
 define_attribute_enums!(
     PunchAttribute,
@@ -272,7 +300,11 @@ define_attribute_enums!(
         Rtt,
         ClientId,
         Retry,
-        Hold
+        Hold,
+        Cookie,
+        Pake,
+        PeerPake,
+        Burn
     ]
 );
 

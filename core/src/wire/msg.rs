@@ -11,9 +11,10 @@ use stun_codec::rfc5389::attributes::{ErrorCode, XorMappedAddress};
 use stun_codec::{MessageClass, TransactionId};
 
 use super::{
-    decode, decode_addr, encode, encode_addr, get, message, methods, text,
-    ClientId as ClientIdAttr, Data, Hold, LocalAddr, Name, Nat, PairId as PairIdAttr, PeerLocal,
-    PeerName, PeerNat, PeerPublic, Pool, PunchAttribute, Retry, Rtt, StunMessage, DATA_TAG,
+    decode, decode_addr, encode, encode_addr, get, message, methods, text, Burn,
+    ClientId as ClientIdAttr, Cookie, Data, Hold, LocalAddr, Name, Nat, PairId as PairIdAttr, Pake,
+    PeerLocal, PeerName, PeerNat, PeerPake, PeerPublic, Pool, PunchAttribute, Retry, Rtt,
+    StunMessage, DATA_TAG,
 };
 use crate::nat::NatBehaviour;
 
@@ -52,6 +53,10 @@ pub struct Register {
     pub rtt: Option<Duration>,
     /// Start a new punch round for both members now.
     pub retry: bool,
+    /// The sender's SPAKE2 message, passed to the partner in its PeerInfo.
+    pub pake: Option<Vec<u8>>,
+    /// The server's cookie from a Binding answer (return routability).
+    pub cookie: Option<Vec<u8>>,
 }
 
 /// Server → peer: the other side of the pair (a request: the peer answers with [`Msg::PeerInfoAck`]).
@@ -73,6 +78,8 @@ pub struct PeerInfo {
     pub mapped: Option<SocketAddr>,
     /// This round the partner pings first: hold the first ping back a little.
     pub hold: bool,
+    /// The partner's SPAKE2 message.
+    pub pake: Option<Vec<u8>>,
 }
 
 /// Every message punch's machines exchange, typed.
@@ -114,6 +121,8 @@ pub enum Msg {
         tid: Tid,
         /// The pool.
         pool: String,
+        /// The code was wrong: the nameplate must not be reused for a while.
+        burn: bool,
     },
     /// See [`PeerInfo`].
     PeerInfo(PeerInfo),
@@ -213,6 +222,7 @@ impl Msg {
                 pool: get::<Pool>(&m)
                     .and_then(|p| text(&p.0, MAX_POOL_BYTES))
                     .unwrap_or_default(),
+                burn: get::<Burn>(&m).is_some(),
             },
             (0x00E, MessageClass::Request) => Msg::PeerInfo(PeerInfo::from_stun(&m)?),
             (0x00E, MessageClass::SuccessResponse) => Msg::PeerInfoAck { tid },
@@ -264,9 +274,12 @@ impl Msg {
                 }
                 m
             }
-            Msg::Leave { tid, pool } => {
+            Msg::Leave { tid, pool, burn } => {
                 let mut m = stun(MessageClass::Indication, methods::register(), *tid);
                 m.add_attribute(Pool(pool.as_bytes().to_vec()));
+                if *burn {
+                    m.add_attribute(Burn(Vec::new()));
+                }
                 m
             }
             Msg::PeerInfo(p) => p.to_stun(),
@@ -336,6 +349,8 @@ impl Register {
                 .and_then(|r| <[u8; 4]>::try_from(r.0.as_slice()).ok())
                 .map(|b| Duration::from_micros(u64::from(u32::from_be_bytes(b)))),
             retry: get::<Retry>(m).is_some(),
+            pake: get::<Pake>(m).map(|p| p.0.clone()),
+            cookie: get::<Cookie>(m).map(|c| c.0.clone()),
         }
     }
 
@@ -356,6 +371,12 @@ impl Register {
         }
         if self.retry {
             m.add_attribute(Retry(Vec::new()));
+        }
+        if let Some(p) = &self.pake {
+            m.add_attribute(Pake(p.clone()));
+        }
+        if let Some(c) = &self.cookie {
+            m.add_attribute(Cookie(c.clone()));
         }
         m
     }
@@ -379,6 +400,7 @@ impl PeerInfo {
                 .unwrap_or_default(),
             mapped: mapped(m),
             hold: get::<Hold>(m).is_some(),
+            pake: get::<PeerPake>(m).map(|p| p.0.clone()),
         })
     }
 
@@ -396,6 +418,9 @@ impl PeerInfo {
         }
         if self.hold {
             m.add_attribute(Hold(Vec::new()));
+        }
+        if let Some(p) = &self.pake {
+            m.add_attribute(PeerPake(p.clone()));
         }
         m
     }
@@ -444,6 +469,8 @@ mod tests {
                 locals: vec![a("10.0.0.2:4000"), a("[fe80::1]:4001")],
                 rtt: Some(Duration::from_micros(1234)),
                 retry: true,
+                pake: Some(vec![1; 33]),
+                cookie: Some(vec![2; 16]),
             }),
             Msg::RegisterOk {
                 tid: [4; 12],
@@ -457,6 +484,7 @@ mod tests {
             Msg::Leave {
                 tid: [6; 12],
                 pool: "lobby".into(),
+                burn: true,
             },
             Msg::PeerInfo(PeerInfo {
                 tid: [7; 12],
@@ -467,6 +495,7 @@ mod tests {
                 name: "bob".into(),
                 mapped: Some(a("1.1.1.1:1")),
                 hold: true,
+                pake: Some(vec![3; 33]),
             }),
             Msg::PeerInfoAck { tid: [8; 12] },
             Msg::PeerLeft {
@@ -504,6 +533,8 @@ mod tests {
             locals: (0..12).map(|i| a(&format!("10.0.0.{i}:1"))).collect(),
             rtt: None,
             retry: false,
+            pake: None,
+            cookie: None,
         };
         let Some(Msg::Register(d)) = Msg::decode(&Msg::Register(r).encode()) else {
             panic!("a register");
