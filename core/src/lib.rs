@@ -43,6 +43,7 @@ pub mod drive;
 pub mod nat;
 pub mod peer;
 pub mod rfc5780;
+pub mod secure;
 pub mod server;
 pub mod stun_server;
 mod timer;
