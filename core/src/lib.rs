@@ -37,7 +37,8 @@
 
 // The machines live in private modules and are re-exported here, deliberately: `punch_core::Peer`,
 // `punch_core::Server`, ... The public modules are namespaces of protocol vocabulary (`chat` limits, `nat`
-// behaviour types, `wire` messages, `rfc5780` STUN codec) and the driver helper (`drive`).
+// behaviour types, `wire` messages, `rfc5780` STUN codec, `secure` codes/PAKE/channel) and the driver helper
+// (`drive`).
 mod backoff;
 pub mod chat;
 mod detect;
@@ -46,6 +47,7 @@ pub mod drive;
 pub mod nat;
 mod peer;
 pub mod rfc5780;
+pub mod secure;
 mod server;
 mod stun_server;
 mod timer;
