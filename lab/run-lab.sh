@@ -283,11 +283,11 @@ chat_scenario() {
   printf 'B%s-1\nB%s-2\nB%s-3\n' "$id" "$id" "$id" >"$d/b.sent"
   t0=$(date +%s.%N)
   local limit=$((30 + stay))
-  { cat "$d/a.sent"; sleep "$stay"; } | lx ha timeout $limit "$PUNCH" chat "pool$id" --server "$SRV_IP1:3478" \
+  { cat "$d/a.sent"; sleep "$stay"; } | lx ha timeout $limit "$PUNCH" chat "$((id + 1))-lab-secret" --server "$SRV_IP1:3478" \
     --name alice --json --wait 20 >"$d/a.out" 2>"$d/a.err" &
   pa=$!
   [ "$delay" != 0 ] && sleep "$delay"
-  { cat "$d/b.sent"; sleep "$stay"; } | lx hb timeout $limit "$PUNCH" chat "pool$id" --server "$SRV_IP1:3478" \
+  { cat "$d/b.sent"; sleep "$stay"; } | lx hb timeout $limit "$PUNCH" chat "$((id + 1))-lab-secret" --server "$SRV_IP1:3478" \
     --name bob --json --wait 20 >"$d/b.out" 2>"$d/b.err" &
   pb=$!
   wait $pa; ra=$?

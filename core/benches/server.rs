@@ -23,7 +23,7 @@ fn binding(c: &mut Criterion) {
     let t0 = epoch();
     let mut server = Server::new(ServerConfig::new(srv), t0);
     // A real Binding request, as the peer sends it.
-    let mut peer = Peer::new(PeerConfig::new(srv, "p"), t0);
+    let mut peer = Peer::new(PeerConfig::new(srv, "1-fuzz-code".parse().unwrap()), t0);
     let req = peer.poll_transmit().unwrap().payload;
     let from = addr("198.51.100.1:4000");
     let mut g = c.benchmark_group("server");
@@ -46,7 +46,7 @@ fn relay(c: &mut Criterion) {
     let mut peers: Vec<(SocketAddr, Peer)> = [a, b]
         .into_iter()
         .map(|at| {
-            let mut c = PeerConfig::new(srv, "pool");
+            let mut c = PeerConfig::new(srv, "1-fuzz-code".parse().unwrap());
             c.relay_only = true;
             (at, Peer::new(c, t0))
         })

@@ -58,12 +58,12 @@ impl Net {
         net
     }
 
-    fn add_peer(&mut self, at: &str, pool: &str, relay_only: bool, seed: u64) {
-        let mut c = PeerConfig::new(addr(SERVER), pool);
+    fn add_peer(&mut self, at: &str, code: &str, relay_only: bool, seed: u8) {
+        let mut c = PeerConfig::new(addr(SERVER), code.parse().expect("a valid code"));
         c.name = at.to_string();
         c.local_addrs = vec![addr(at)];
         c.relay_only = relay_only;
-        c.seed = seed;
+        c.seed = [seed; 32];
         let p = Peer::new(c, self.now);
         self.nodes.insert(addr(at), Node::Peer(Box::new(p)));
         self.drain(addr(at));
@@ -228,9 +228,9 @@ fn chat(net: &mut Net) {
 #[test]
 fn two_peers_pair_punch_and_chat_directly() {
     let mut net = Net::new(10);
-    net.add_peer(A, "lobby", false, 1);
+    net.add_peer(A, "42-lobby-secret", false, 1);
     net.run_for(Duration::from_millis(500));
-    net.add_peer(B, "lobby", false, 2);
+    net.add_peer(B, "42-lobby-secret", false, 2);
     chat(&mut net);
     assert_eq!(net.messages(A), vec!["b0", "b1", "b2"]);
     assert_eq!(net.messages(B), vec!["a0", "a1", "a2"]);
@@ -243,8 +243,8 @@ fn two_peers_pair_punch_and_chat_directly() {
 #[test]
 fn relay_only_peers_chat_through_the_server() {
     let mut net = Net::new(10);
-    net.add_peer(A, "lobby", true, 1);
-    net.add_peer(B, "lobby", true, 2);
+    net.add_peer(A, "42-lobby-secret", true, 1);
+    net.add_peer(B, "42-lobby-secret", true, 2);
     chat(&mut net);
     assert_eq!(net.messages(A), vec!["b0", "b1", "b2"]);
     assert_eq!(net.messages(B), vec!["a0", "a1", "a2"]);
@@ -257,8 +257,8 @@ fn blocked_direct_path_falls_back_to_relay() {
     let mut net = Net::new(10);
     // Drop everything between the peers: only the server is reachable.
     net.drop = Box::new(|from, to, _| from != addr(SERVER) && to != addr(SERVER));
-    net.add_peer(A, "lobby", false, 1);
-    net.add_peer(B, "lobby", false, 2);
+    net.add_peer(A, "42-lobby-secret", false, 1);
+    net.add_peer(B, "42-lobby-secret", false, 2);
     net.run_for(Duration::from_secs(4));
     for i in 0..3 {
         net.type_line(A, &format!("a{i}"));
@@ -277,8 +277,8 @@ fn lossy_network_delivers_every_message_once_in_order() {
         counter.set(counter.get() + 1);
         counter.get().is_multiple_of(3)
     });
-    net.add_peer(A, "lobby", false, 1);
-    net.add_peer(B, "lobby", false, 2);
+    net.add_peer(A, "42-lobby-secret", false, 1);
+    net.add_peer(B, "42-lobby-secret", false, 2);
     net.run_for(Duration::from_secs(2));
     let sent: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
     for m in &sent {
@@ -292,9 +292,9 @@ fn lossy_network_delivers_every_message_once_in_order() {
 #[test]
 fn third_client_gets_pool_full_and_silent_server_is_reported() {
     let mut net = Net::new(5);
-    net.add_peer(A, "lobby", false, 1);
-    net.add_peer(B, "lobby", false, 2);
-    net.add_peer("198.51.100.30:1234", "lobby", false, 3);
+    net.add_peer(A, "42-lobby-secret", false, 1);
+    net.add_peer(B, "42-lobby-secret", false, 2);
+    net.add_peer("198.51.100.30:1234", "42-lobby-secret", false, 3);
     net.run_for(Duration::from_secs(1));
     let evs = &net.events[&addr("198.51.100.30:1234")];
     assert!(
@@ -304,7 +304,7 @@ fn third_client_gets_pool_full_and_silent_server_is_reported() {
 
     let mut net = Net::new(5);
     net.drop = Box::new(|_, to, _| to == addr(SERVER));
-    net.add_peer(A, "lobby", false, 1);
+    net.add_peer(A, "42-lobby-secret", false, 1);
     net.run_for(Duration::from_secs(9));
     assert!(!net.peer(A).is_finished());
     net.run_for(Duration::from_secs(1));
@@ -315,8 +315,8 @@ fn third_client_gets_pool_full_and_silent_server_is_reported() {
 #[test]
 fn peer_leaving_disconnects_the_other() {
     let mut net = Net::new(5);
-    net.add_peer(A, "lobby", false, 1);
-    net.add_peer(B, "lobby", false, 2);
+    net.add_peer(A, "42-lobby-secret", false, 1);
+    net.add_peer(B, "42-lobby-secret", false, 2);
     net.run_for(Duration::from_secs(1));
     let now = net.now;
     net.peer(A).close(now);
@@ -340,8 +340,8 @@ fn late_partner_upgrades_both_sides_from_relay_to_direct() {
             && wire::describe(payload).contains("PeerInfo request")
             && c.get() < start + Duration::from_secs(4)
     });
-    net.add_peer(A, "lobby", false, 1);
-    net.add_peer(B, "lobby", false, 2);
+    net.add_peer(A, "42-lobby-secret", false, 1);
+    net.add_peer(B, "42-lobby-secret", false, 2);
     for _ in 0..80 {
         clock.set(net.now);
         net.run_for(Duration::from_millis(100));
@@ -375,8 +375,8 @@ fn peer_info_overtaking_the_register_answer_still_starts_server_keepalives() {
         }
         hit
     });
-    net.add_peer(A, "lobby", false, 1);
-    net.add_peer(B, "lobby", false, 2);
+    net.add_peer(A, "42-lobby-secret", false, 1);
+    net.add_peer(B, "42-lobby-secret", false, 2);
     net.run_for(Duration::from_secs(180));
     assert!(dropped.get(), "the Register answer to B was never sent");
     assert!(net.events[&addr(B)]
@@ -395,4 +395,125 @@ fn peer_info_overtaking_the_register_answer_still_starts_server_keepalives() {
     net.type_line(A, "still here");
     net.run_for(Duration::from_secs(1));
     assert_eq!(net.messages(B), vec!["still here".to_string()]);
+}
+
+// ---- end-to-end protection (the security issue's attacks, each failing on the plaintext protocol) ----
+
+impl Net {
+    /// Puts a datagram on the wire as if `from` had sent it now.
+    fn inject(&mut self, from: SocketAddr, to: &str, payload: Vec<u8>) {
+        self.seq += 1;
+        let at = self.now + self.latency;
+        self.in_flight
+            .push_back((at, self.seq, from, addr(to), payload));
+    }
+
+    fn errors(&self, at: &str) -> Vec<PeerError> {
+        self.events
+            .get(&addr(at))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| match e {
+                PeerEvent::Error(err) => Some(err.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn plaintext_never_reaches_the_wire() {
+    let mut net = Net::new(10);
+    let secret = b"4111 1111 1111 1111".to_vec();
+    let words = b"lobby-secret".to_vec();
+    let seen = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let seen_in = seen.clone();
+    net.drop = Box::new(move |_, _, payload| {
+        seen_in.set(seen_in.get() + 1);
+        for needle in [&secret, &words] {
+            assert!(
+                !payload
+                    .windows(needle.len())
+                    .any(|w| w == needle.as_slice()),
+                "plaintext on the wire: {}",
+                String::from_utf8_lossy(needle)
+            );
+        }
+        false
+    });
+    net.add_peer(A, "42-lobby-secret", false, 1);
+    net.add_peer(B, "42-lobby-secret", false, 2);
+    net.run_for(Duration::from_secs(1));
+    net.type_line(A, "4111 1111 1111 1111");
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.messages(B), vec!["4111 1111 1111 1111"]);
+    assert!(seen.get() > 10, "every datagram was checked");
+}
+
+#[test]
+fn wrong_code_fails_both_sides_delivers_nothing_and_burns_the_nameplate() {
+    let mut net = Net::new(10);
+    net.add_peer(A, "42-lobby-secret", false, 1);
+    net.add_peer(B, "42-lobby-guess", false, 2);
+    net.run_for(Duration::from_millis(300));
+    net.type_line(A, "for bob only");
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.errors(A), vec![PeerError::WrongCode]);
+    assert_eq!(net.errors(B), vec![PeerError::WrongCode]);
+    assert!(net.messages(A).is_empty() && net.messages(B).is_empty());
+    assert!(net.peer(A).is_finished() && net.peer(B).is_finished());
+    let leaves = net
+        .trace
+        .iter()
+        .filter(|l| l.contains("STUN Leave indication"))
+        .count();
+    assert!(
+        leaves >= 2,
+        "both sides leave (with BURN):\n{}",
+        net.trace.join("\n")
+    );
+}
+
+#[test]
+fn forged_data_with_a_sniffed_pair_id_is_dropped_and_counted() {
+    let mut net = Net::new(10);
+    net.add_peer(A, "42-lobby-secret", false, 1);
+    net.add_peer(B, "42-lobby-secret", false, 2);
+    net.run_for(Duration::from_secs(1));
+    // An eavesdropper copies a real direct datagram's header (the pair id is in the clear) and forges the
+    // rest: a chat DATA frame #0 and an ACK, unsealed, and then a replay of a real sealed datagram.
+    let sniffed = std::rc::Rc::new(std::cell::RefCell::new(None::<Vec<u8>>));
+    let sniff = sniffed.clone();
+    net.drop = Box::new(move |from, to, payload| {
+        if from == addr(A) && to == addr(B) && payload.first() == Some(&wire::DATA_TAG) {
+            sniff.borrow_mut().get_or_insert_with(|| payload.to_vec());
+        }
+        false
+    });
+    net.type_line(A, "real");
+    net.run_for(Duration::from_millis(100));
+    let real = sniffed.borrow().clone().expect("a direct datagram");
+    let mut forged = real[..wire::DIRECT_HEADER].to_vec();
+    forged.extend([0u8; 8]); // counter 0
+    forged.extend(b"\x00\x00\x00\x00\x00\x00\x00\x00\x00evil");
+    let attacker: SocketAddr = "192.0.2.66:4444".parse().unwrap();
+    let before = net.peer(B).rejected();
+    net.inject(attacker, B, forged);
+    net.inject(attacker, B, real.clone());
+    net.inject(addr(A), B, real);
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(
+        net.messages(B),
+        vec!["real"],
+        "nothing forged or replayed is delivered"
+    );
+    assert!(
+        net.peer(B).rejected() >= before + 3,
+        "the forgeries were counted"
+    );
+    assert_eq!(
+        net.last_path(B),
+        Some(Path::Direct(addr(A))),
+        "the path was not hijacked"
+    );
 }

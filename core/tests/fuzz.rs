@@ -26,8 +26,8 @@ fn corpus() -> Vec<Vec<u8>> {
     let mut peers: Vec<(SocketAddr, Peer)> = ["198.51.100.1:1000", "198.51.100.2:2000"]
         .iter()
         .map(|a| {
-            let mut c = PeerConfig::new(srv, "pool");
-            c.seed = a.len() as u64;
+            let mut c = PeerConfig::new(srv, "1-fuzz-code".parse().unwrap());
+            c.seed = [a.len() as u8; 32];
             (addr(a), Peer::new(c, t0))
         })
         .collect();
@@ -79,7 +79,7 @@ proptest! {
         let mut server = Server::new(ServerConfig::new(srv), t0);
         server.handle_input(t0, srv, from, &data);
         check(&mut server, t0);
-        let mut peer = Peer::new(PeerConfig::new(srv, "p"), t0);
+        let mut peer = Peer::new(PeerConfig::new(srv, "1-fuzz-code".parse().unwrap()), t0);
         peer.handle_input(t0, addr("10.0.0.1:1"), srv, &data);
         peer.handle_input(t0, addr("10.0.0.1:1"), from, &data);
         check(&mut peer, t0);
@@ -101,7 +101,7 @@ proptest! {
             let mut server = Server::new(ServerConfig::new(srv), t0);
             server.handle_input(t0, srv, from, d);
             check(&mut server, t0);
-            let mut peer = Peer::new(PeerConfig::new(srv, "pool"), t0);
+            let mut peer = Peer::new(PeerConfig::new(srv, "1-fuzz-code".parse().unwrap()), t0);
             peer.handle_input(t0, from, srv, d);
             check(&mut peer, t0);
         }

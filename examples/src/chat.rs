@@ -1,4 +1,5 @@
-//! `punch chat POOL`: lines on stdin are sent, messages go to stdout, status to stderr (or everything as JSON
+//! `punch chat [CODE]`: without a code, punch makes one (a nameplate and two words) and prints the command to
+//! share; with one, it joins. Lines on stdin are sent, messages go to stdout, status to stderr (or everything as JSON
 //! lines on stdout with `--json`). When stdin ends, punch says so to the peer (a FIN after the last line) and
 //! waits (bounded by `--wait`) until the peer reports the conversation over (`PeerEvent::ConversationDone`:
 //! every line acknowledged and the peer finished too), then leaves the pool and exits 0.
@@ -9,16 +10,18 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use punch_core::wire::{MAX_NAME_BYTES, MAX_POOL_BYTES};
+use punch_core::secure::Code;
+use punch_core::wire::MAX_NAME_BYTES;
 use punch_core::{Peer, PeerConfig, PeerError, PeerEvent};
 
 use crate::driver::{self, Input, Running, Runtime};
-use crate::{output, parse_addr, seed, start_announced};
+use crate::{output, parse_addr, secure_seed, start_announced};
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
-    /// The pool to join: the first two peers in a pool are paired.
-    pool: String,
+    /// The join code, like 7-guitar-revenge (omit it to make a new one). The number is all the server sees;
+    /// the words key the end-to-end encryption and never leave this machine.
+    code: Option<String>,
     /// The punch server.
     #[arg(long, default_value = "127.0.0.1:3478", value_parser = parse_addr)]
     server: SocketAddr,
@@ -78,12 +81,24 @@ impl Outbox {
 
 pub fn run(a: ChatArgs) -> Result<ExitCode> {
     check_names(&a)?;
+    let code = join_code(&a)?;
     let (tx, rx) = mpsc::channel::<Input<PeerEvent>>();
-    let running = start_peer(&a, tx.clone())?;
-    if !a.json {
+    let running = start_peer(&a, code.clone(), tx.clone())?;
+    if a.json {
+        println!("{}", output::code_json(&code, a.code.is_none(), a.server));
+    } else {
+        if a.code.is_none() {
+            eprintln!("punch: your code is {code}");
+            eprintln!(
+                "punch: on the other machine run:  punch chat {code} --server {}",
+                a.server
+            );
+        }
         eprintln!(
-            "punch: joining pool {:?} at {} from {}",
-            a.pool, a.server, running.locals[0]
+            "punch: joining nameplate {} at {} from {}",
+            code.nameplate(),
+            a.server,
+            running.locals[0]
         );
     }
     driver::read_stdin(tx.clone());
@@ -94,11 +109,22 @@ pub fn run(a: ChatArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
-/// The pool and display names must fit the wire format (core's limits).
-fn check_names(a: &ChatArgs) -> Result<()> {
-    if a.pool.is_empty() || a.pool.len() > MAX_POOL_BYTES {
-        anyhow::bail!("the pool name must be 1 to {MAX_POOL_BYTES} bytes");
+/// The code given, or a new one: a random nameplate and two words from the list (16 bits of secret).
+fn join_code(a: &ChatArgs) -> Result<Code> {
+    match &a.code {
+        Some(text) => text
+            .parse()
+            .map_err(|e| anyhow::anyhow!("invalid code {text:?}: {e}")),
+        None => {
+            use rand::Rng;
+            let nameplate = rand::rngs::OsRng.gen_range(1..10_000);
+            Code::generate(nameplate, 2, &mut rand::rngs::OsRng).map_err(Into::into)
+        }
     }
+}
+
+/// The display name must fit the wire format (core's limit).
+fn check_names(a: &ChatArgs) -> Result<()> {
     if a.name.len() > MAX_NAME_BYTES {
         anyhow::bail!("the name must be at most {MAX_NAME_BYTES} bytes");
     }
@@ -106,12 +132,16 @@ fn check_names(a: &ChatArgs) -> Result<()> {
 }
 
 /// Starts the peer on the chosen runtime, its events going into `inputs`.
-fn start_peer(a: &ChatArgs, inputs: mpsc::Sender<Input<PeerEvent>>) -> Result<Running<Peer>> {
-    let mut config = PeerConfig::new(a.server, a.pool.clone());
+fn start_peer(
+    a: &ChatArgs,
+    code: Code,
+    inputs: mpsc::Sender<Input<PeerEvent>>,
+) -> Result<Running<Peer>> {
+    let mut config = PeerConfig::new(a.server, code);
     config.name = a.name.clone();
     config.relay_only = a.relay_only;
     config.detect_nat = !a.no_detect;
-    config.seed = seed();
+    config.seed = secure_seed();
     start_announced(a.runtime, a.bind, a.server, inputs, move |addrs| {
         config.local_addrs = addrs;
         Peer::new(config, punch_tokio::now())
@@ -227,6 +257,7 @@ impl<'a> Chat<'a> {
                 return Some(ExitCode::SUCCESS);
             }
             PeerEvent::Error(PeerError::ServerUnreachable) => return Some(ExitCode::from(2)),
+            PeerEvent::Error(PeerError::WrongCode) => return Some(ExitCode::from(4)),
             PeerEvent::Error(_) => return Some(ExitCode::from(3)),
             PeerEvent::Disconnected { .. } => {
                 // The peer left: fine if it had everything of ours (and we finished too).
@@ -283,10 +314,7 @@ impl<'a> Chat<'a> {
                 self.a.wait
             )
         } else {
-            format!(
-                "no peer joined pool {:?} within {} s",
-                self.a.pool, self.a.wait
-            )
+            format!("nobody joined with this code within {} s", self.a.wait)
         };
         report_error(self.a.json, &why);
         ExitCode::from(1)

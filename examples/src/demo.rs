@@ -12,7 +12,7 @@ use punch_core::{Server, ServerConfig};
 
 use crate::driver::{Input, Running, Runtime};
 use crate::output::{demo_session_json, DemoPeer};
-use crate::seed;
+use crate::{secure_seed, seed};
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -55,7 +55,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
     }
     let mut ok = true;
     for (i, relay_only) in [false, true].into_iter().enumerate() {
-        ok &= session(&a, server_addr, &format!("demo-{i}"), relay_only)?;
+        ok &= session(&a, server_addr, &format!("{}", 100 + i), relay_only)?;
     }
     server.stop();
     Ok(if ok {
@@ -170,10 +170,11 @@ impl Side {
         relay_only: bool,
     ) -> Result<Side> {
         let (tx, rx) = mpsc::channel();
-        let mut c = PeerConfig::new(server, pool);
+        let code = format!("{pool}-demo-secret");
+        let mut c = PeerConfig::new(server, code.parse()?);
         c.name = name.into();
         c.relay_only = relay_only;
-        c.seed = seed() ^ name.len() as u64;
+        c.seed = secure_seed();
         let running = Running::start(
             runtime,
             &["127.0.0.1:0".parse()?],

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use driver::Runtime;
+use rand::RngCore;
 
 #[derive(Parser)]
 #[command(
@@ -88,13 +89,17 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     }
 }
 
-/// A seed for the machines' RNGs: the CLI may read the clock, core may not.
+/// A seed for the machines' RNGs, from the operating system's cryptographic RNG (core never reads one).
 pub fn seed() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    t ^ ((std::process::id() as u64) << 32)
+    rand::rngs::OsRng.next_u64()
+}
+
+/// 32 bytes from the operating system's cryptographic RNG: the seed of a peer's ChaCha20 RNG (its PAKE
+/// secret and ids derive from it).
+pub fn secure_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    seed
 }
 
 /// The unspecified bind address of the server's family.

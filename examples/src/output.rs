@@ -54,6 +54,20 @@ fn path_str(p: &Path) -> (&'static str, Option<String>) {
     }
 }
 
+/// The first JSON line of `punch chat --json`: the code (only when punch made it) and the command to share.
+pub fn code_json(
+    code: &punch_core::secure::Code,
+    made: bool,
+    server: std::net::SocketAddr,
+) -> Value {
+    let mut v = json!({"event": "code", "nameplate": code.nameplate()});
+    if made {
+        v["code"] = json!(code.to_string());
+        v["share"] = json!(format!("punch chat {code} --server {server}"));
+    }
+    v
+}
+
 /// The JSON line for a peer event.
 pub fn peer_event_json(e: &PeerEvent) -> Value {
     match e {

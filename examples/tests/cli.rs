@@ -56,7 +56,7 @@ fn server(runtime: &str) -> Server {
     panic!("server did not start");
 }
 
-/// Spawns `punch chat testpool --server SERVER --name NAME --json ARGS`, its stdout and stderr going to
+/// Spawns `punch chat 5-test-secret --server SERVER --name NAME --json ARGS`, its stdout and stderr going to
 /// `output()`; with its stdin.
 fn spawn_chat(
     server: &str,
@@ -66,7 +66,13 @@ fn spawn_chat(
 ) -> (Child, ChildStdin) {
     let mut c = punch()
         .args([
-            "chat", "testpool", "--server", server, "--name", name, "--json",
+            "chat",
+            "5-test-secret",
+            "--server",
+            server,
+            "--name",
+            name,
+            "--json",
         ])
         .args(args)
         .env("RUST_LOG", "warn")

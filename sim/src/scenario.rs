@@ -376,7 +376,8 @@ impl Scenario {
         (Some(n), r, SocketAddr::new(ip, port))
     }
 
-    /// The peer configuration of host `h` at `addr`, with every tweak applied.
+    /// The peer configuration of host `h` at `addr` (both peers share the join code [`SIM_CODE`]), with every
+    /// tweak applied.
     fn peer_config(
         &self,
         w: &World,
@@ -384,7 +385,7 @@ impl Scenario {
         addr: SocketAddr,
         knowledge: Knowledge,
     ) -> PeerConfig {
-        let mut pc = PeerConfig::new(server_addr(), "sim");
+        let mut pc = PeerConfig::new(server_addr(), sim_code());
         pc.name = h.name.clone();
         pc.local_addrs = vec![addr];
         pc.relay_only = h.relay_only;
@@ -393,7 +394,7 @@ impl Scenario {
             Knowledge::Assume => behaviour_of(h.nat.as_ref()),
             _ => NatBehaviour::UNKNOWN,
         };
-        pc.seed = w.seed_for(&h.name);
+        pc.seed = seed32(w.seed_for(&h.name));
         for t in &self.peer_tweaks {
             t(&mut pc);
         }
@@ -722,4 +723,19 @@ impl Outcome {
         );
         s
     }
+}
+
+/// The join code every simulated pair shares (nameplate 7: the server's pool is "7").
+pub const SIM_CODE: &str = "7-sim-secret";
+
+/// [`SIM_CODE`], parsed.
+pub fn sim_code() -> punch_core::secure::Code {
+    SIM_CODE.parse().expect("a valid code")
+}
+
+/// A 32-byte RNG seed from a 64-bit one (deterministic, for the simulator).
+pub fn seed32(seed: u64) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out[..8].copy_from_slice(&seed.to_le_bytes());
+    out
 }

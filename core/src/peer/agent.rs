@@ -2,7 +2,8 @@
 //! between the direct path and the relay, and the direct path's liveness.
 //!
 //! From pairing on the chat rides the relay; a punch round pings every candidate (the partner's public and
-//! local addresses, plus peer-reflexive ones learnt from its pings) every half server RTT (10 ms up to
+//! local addresses, plus peer-reflexive ones learnt from its pings; every ping and pong is sealed with the
+//! pair's key by the peer, so only the partner's count) every half server RTT (10 ms up to
 //! [`PeerConfig::ping_interval`]) for the first [`FAST_PHASE`], then every `ping_interval`, until the first
 //! pong proves a direct path or [`PeerConfig::punch_timeout`] passes. A ping from an unknown address is answered
 //! and pinged back at once. While on the relay the agent asks the server every [`PeerConfig::retry_interval`]
@@ -13,13 +14,14 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+
+use super::PeerRng;
 
 use super::{Path, PeerConfig, FALLBACK_SERVER_RTT};
 use crate::nat::Strategy;
 use crate::timer::{after, timers, Timers};
-use crate::wire::{Msg, PairIdBytes, Tid};
+use crate::wire::{Inner, PairIdBytes, Tid};
 use crate::{Deadline, Transmit};
 
 /// Most candidate addresses per partner.
@@ -81,7 +83,7 @@ pub(crate) struct PathAgent {
     config: PeerConfig,
     pair: Option<Pair>,
     server_rtt: Option<Duration>,
-    rng: SmallRng,
+    rng: PeerRng,
     now: Instant,
     timers: Timers<AgentTimer>,
     /// Outstanding pings: transaction id -> (sent at, destination).
@@ -104,12 +106,12 @@ pub(crate) struct NewPair {
 }
 
 impl PathAgent {
-    pub fn new(config: PeerConfig, rng: &mut SmallRng, now: Instant) -> Self {
+    pub fn new(config: PeerConfig, rng: &mut PeerRng, now: Instant) -> Self {
         PathAgent {
             config,
             pair: None,
             server_rtt: None,
-            rng: SmallRng::seed_from_u64(rng.gen()),
+            rng: PeerRng::from_seed(rng.gen()),
             now,
             timers: Timers::default(),
             pings: BTreeMap::new(),
@@ -199,30 +201,26 @@ impl PathAgent {
         }
     }
 
-    /// A ping or pong from `remote` (any address).
-    pub fn handle_msg(&mut self, now: Instant, remote: SocketAddr, msg: Msg) {
+    /// An authenticated ping or pong from `remote` (the peer opened it with the pair's key, so it is the
+    /// partner's); anything else is not the agent's.
+    pub fn handle_inner(&mut self, now: Instant, remote: SocketAddr, inner: Inner) {
         self.advance(now);
         if self.config.relay_only {
             return; // never let a direct path form
         }
-        match msg {
-            Msg::Ping { tid, pair_id } => self.on_ping(remote, tid, pair_id),
-            Msg::Pong { tid, pair_id, .. } => self.on_pong(remote, tid, pair_id),
+        match inner {
+            Inner::Ping { tid } => self.on_ping(remote, tid),
+            Inner::Pong { tid, .. } => self.on_pong(remote, tid),
             _ => {}
         }
     }
 
-    /// A direct data datagram for `pair_id`: `true` if it is for our pair (the chat frame is then the
-    /// caller's to deliver), which also proves the direct path alive.
-    pub fn accept_direct(&mut self, now: Instant, pair_id: PairIdBytes) -> bool {
+    /// An authenticated datagram arrived straight from the partner: the direct path is alive.
+    pub fn note_direct_rx(&mut self, now: Instant) {
         self.advance(now);
         let now = self.now;
-        match self.pair.as_mut() {
-            Some(p) if p.id == pair_id => {
-                p.last_direct_rx = now;
-                true
-            }
-            _ => false,
+        if let Some(p) = self.pair.as_mut() {
+            p.last_direct_rx = now;
         }
     }
 
@@ -322,51 +320,45 @@ impl PathAgent {
     }
 
     fn ping(&mut self, to: SocketAddr) {
-        let Some(pair) = self.pair.as_ref() else {
+        if self.pair.is_none() {
             return;
-        };
-        let msg = Msg::Ping {
-            tid: self.rng.gen(),
-            pair_id: Some(pair.id),
-        };
-        if let Msg::Ping { tid, .. } = msg {
-            if self.pings.len() >= MAX_PINGS {
-                self.pings.pop_first();
-            }
-            self.pings.insert(tid, (self.now, to));
         }
+        let tid: Tid = self.rng.gen();
+        if self.pings.len() >= MAX_PINGS {
+            self.pings.pop_first();
+        }
+        self.pings.insert(tid, (self.now, to));
         tracing::trace!(%to, "ping");
-        self.send(to, msg);
+        self.send(to, Inner::Ping { tid });
     }
 
-    fn send(&mut self, destination: SocketAddr, msg: Msg) {
+    /// Queues an inner frame for `destination`; the peer seals it with the pair's key.
+    fn send(&mut self, destination: SocketAddr, inner: Inner) {
         self.out.push_back(Transmit {
             source: None,
             destination,
-            payload: msg.encode(),
+            payload: inner.encode(),
         });
     }
 
-    fn on_ping(&mut self, remote: SocketAddr, tid: Tid, pair_id: Option<PairIdBytes>) {
+    fn on_ping(&mut self, remote: SocketAddr, tid: Tid) {
         let now = self.now;
         let Some(pair) = self.pair.as_mut() else {
             return;
         };
-        if pair_id != Some(pair.id) {
-            return;
-        }
         pair.last_direct_rx = now;
         let new = !pair.candidates.contains(&remote);
         if new && pair.candidates.len() < MAX_CANDIDATES {
             pair.candidates.insert(remote);
         }
         let on_relay = !matches!(pair.phase, Phase::Direct(_));
-        let pong = Msg::Pong {
-            tid,
-            pair_id,
-            mapped: Some(remote),
-        };
-        self.send(remote, pong);
+        self.send(
+            remote,
+            Inner::Pong {
+                tid,
+                mapped: remote,
+            },
+        );
         // A triggered check: ping back at once, so the path is proven in both directions (also when our own
         // punch round already ended and we are on the relay: the partner's round may have started later).
         if new || on_relay {
@@ -374,7 +366,7 @@ impl PathAgent {
         }
     }
 
-    fn on_pong(&mut self, remote: SocketAddr, tid: Tid, pair_id: Option<PairIdBytes>) {
+    fn on_pong(&mut self, remote: SocketAddr, tid: Tid) {
         let now = self.now;
         let Some((sent, to)) = self.pings.remove(&tid) else {
             return;
@@ -382,7 +374,7 @@ impl PathAgent {
         let Some(pair) = self.pair.as_mut() else {
             return;
         };
-        if pair_id != Some(pair.id) || to != remote {
+        if to != remote {
             return;
         }
         pair.last_direct_rx = now;

@@ -14,8 +14,9 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+
+use super::PeerRng;
 
 use super::{PeerConfig, PeerError, FALLBACK_SERVER_RTT};
 use crate::backoff::{Backoff, Retransmit};
@@ -84,7 +85,7 @@ enum State {
 pub(crate) struct ServerLink {
     config: PeerConfig,
     state: State,
-    rng: SmallRng,
+    rng: PeerRng,
     now: Instant,
     timers: Timers<LinkTimer>,
     nat: NatBehaviour,
@@ -94,14 +95,16 @@ pub(crate) struct ServerLink {
     client_id: ClientIdBytes,
     /// The public address changed and the server has not confirmed the new one yet.
     rebinding: bool,
+    /// Our SPAKE2 message, sent in every Register (the server passes it to the partner).
+    pake: Vec<u8>,
     out: VecDeque<Transmit>,
     events: VecDeque<LinkEvent>,
 }
 
 impl ServerLink {
-    pub fn new(config: PeerConfig, rng: &mut SmallRng, now: Instant) -> Self {
+    pub fn new(config: PeerConfig, pake: Vec<u8>, rng: &mut PeerRng, now: Instant) -> Self {
         let mut link = ServerLink {
-            rng: SmallRng::seed_from_u64(rng.gen()),
+            rng: PeerRng::from_seed(rng.gen()),
             nat: config.nat,
             state: State::Closed,
             now,
@@ -110,6 +113,7 @@ impl ServerLink {
             public_addr: None,
             client_id: rng.gen(),
             rebinding: false,
+            pake,
             out: VecDeque::new(),
             events: VecDeque::new(),
             config,
@@ -239,8 +243,9 @@ impl ServerLink {
         self.events.pop_front()
     }
 
-    /// Leaves the pool (tells the server) and stops.
-    pub fn close(&mut self, now: Instant) {
+    /// Leaves the pool (tells the server) and stops. With `burn`, the server is told the code was wrong, so
+    /// that the nameplate is not handed out again for a while.
+    pub fn close(&mut self, now: Instant, burn: bool) {
         self.advance(now);
         if matches!(
             self.state,
@@ -248,7 +253,6 @@ impl ServerLink {
         ) {
             let tid = self.rng.gen();
             let pool = self.config.pool.clone();
-            let burn = false;
             self.send(Msg::Leave { tid, pool, burn }.encode());
         }
         self.state = State::Closed;
@@ -359,7 +363,7 @@ impl ServerLink {
             locals: self.config.local_addrs.clone(),
             rtt: self.server_rtt,
             retry,
-            pake: None,
+            pake: Some(self.pake.clone()),
             cookie: None,
         }
     }

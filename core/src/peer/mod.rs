@@ -14,14 +14,15 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rand::rngs::SmallRng;
 use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
 
 use crate::chat::{ChatEvent, ChatSession, SendError};
 use crate::detect::NatReport;
 use crate::nat::{strategy, NatBehaviour, Strategy};
+use crate::secure::{Code, OpenError, Pake, Role, SecureChannel};
 use crate::timer::{after, timers, Timers};
-use crate::wire::{self, Msg};
+use crate::wire::{self, Inner, Msg, PairIdBytes};
 use crate::Machine;
 use crate::{Deadline, Transmit};
 
@@ -30,6 +31,10 @@ mod link;
 
 use agent::{AgentEvent, NewPair, PathAgent};
 use link::{LinkEvent, ServerLink};
+
+/// The peer's random number generator: ChaCha20, seeded from [`PeerConfig::seed`] (32 bytes the application
+/// draws from the OS), so that the PAKE's secrets and every id are cryptographically random.
+type PeerRng = ChaCha20Rng;
 
 /// The server RTT assumed where none was measured (the relay's RTT is then twice this).
 const FALLBACK_SERVER_RTT: Duration = Duration::from_millis(100);
@@ -42,7 +47,10 @@ const NO_PATH_RTT: Duration = Duration::from_millis(100);
 pub struct PeerConfig {
     /// The rendezvous server.
     pub server: SocketAddr,
-    /// The pool to join: the first two peers in a pool are paired.
+    /// The join code: its nameplate is what the server sees (the pool), its words never leave the peer (they
+    /// key the SPAKE2 exchange).
+    pub code: Code,
+    /// The pool the server pairs in: the code's nameplate.
     pub pool: String,
     /// Display name sent to the partner (at most [`wire::MAX_NAME_BYTES`]).
     pub name: String,
@@ -55,8 +63,9 @@ pub struct PeerConfig {
     pub detect_nat: bool,
     /// The behaviour to announce when detection is off.
     pub nat: NatBehaviour,
-    /// Seed of every random choice the peer makes (transaction ids, the client id).
-    pub seed: u64,
+    /// Seed of every random choice the peer makes (the PAKE's secret scalar, transaction ids, the client
+    /// id): 32 bytes from the OS RNG in production, anything fixed in tests and the simulator.
+    pub seed: [u8; 32],
     /// How long the server may stay silent before [`PeerError::ServerUnreachable`] (default 9.5 s).
     pub server_timeout: Duration,
     /// How long to punch before falling back to the relay (default 3 s).
@@ -81,17 +90,18 @@ pub struct PeerConfig {
 }
 
 impl PeerConfig {
-    /// The documented defaults for joining `pool` at `server`.
-    pub fn new(server: SocketAddr, pool: impl Into<String>) -> Self {
+    /// The documented defaults for joining with `code` at `server`.
+    pub fn new(server: SocketAddr, code: Code) -> Self {
         PeerConfig {
             server,
-            pool: pool.into(),
+            pool: code.nameplate().to_string(),
+            code,
             name: String::new(),
             local_addrs: Vec::new(),
             relay_only: false,
             detect_nat: false,
             nat: NatBehaviour::UNKNOWN,
-            seed: 0,
+            seed: [0; 32],
             server_timeout: Duration::from_millis(9_500),
             punch_timeout: Duration::from_secs(3),
             ping_interval: Duration::from_millis(100),
@@ -123,6 +133,9 @@ pub enum PeerError {
     ServerUnreachable,
     /// Two peers are already paired in this pool.
     PoolFull,
+    /// The partner used another code (or someone tried to guess it): its key confirmation did not
+    /// authenticate. Nothing was delivered, and the nameplate is burnt.
+    WrongCode,
     /// The server refused the registration.
     Rejected {
         /// The STUN error code.
@@ -137,6 +150,7 @@ impl std::fmt::Display for PeerError {
         match self {
             PeerError::ServerUnreachable => write!(f, "server unreachable: no answer"),
             PeerError::PoolFull => write!(f, "pool full: two peers are already chatting in it"),
+            PeerError::WrongCode => write!(f, "wrong code, or someone tried to guess it"),
             PeerError::Rejected { code, reason } => {
                 write!(f, "server refused registration: {code} {reason}")
             }
@@ -206,6 +220,19 @@ pub enum PeerEvent {
     },
 }
 
+/// The end-to-end key: waiting for the partner's PAKE message, then a channel.
+#[derive(Debug)]
+enum Secure {
+    Waiting(Pake),
+    Established {
+        pair_id: PairIdBytes,
+        channel: Box<SecureChannel>,
+        /// Something from the partner authenticated.
+        confirmed: bool,
+    },
+    Failed,
+}
+
 timers! {
     enum PeerTimer {
         Linger => "linger before the conversation is done",
@@ -227,6 +254,9 @@ pub struct Peer {
     /// The partner's FIN arrived.
     peer_finished: bool,
     conversation_done: bool,
+    secure: Secure,
+    /// Datagrams from the partner's direction that did not authenticate (dropped, never acted on).
+    rejected: u64,
     out: VecDeque<Transmit>,
     events: VecDeque<PeerEvent>,
 }
@@ -248,16 +278,14 @@ impl crate::Machine for Peer {
         }
         match wire::kind(data) {
             wire::Kind::Data => {
-                if let Some((id, frame)) = wire::decode_direct(data) {
-                    if self.agent.accept_direct(self.now, id) {
-                        self.chat.handle_input(self.now, local, remote, frame);
+                if let Some((id, sealed)) = wire::decode_direct(data) {
+                    if let Ok(inner) = self.open(id, sealed) {
+                        self.agent.note_direct_rx(self.now);
+                        self.dispatch(local, remote, inner);
                     }
                 }
             }
             wire::Kind::Stun => match Msg::decode(data) {
-                Some(m @ (Msg::Ping { .. } | Msg::Pong { .. })) => {
-                    self.agent.handle_msg(self.now, remote, m)
-                }
                 Some(m) if remote == self.config.server => self.link.handle_msg(self.now, m),
                 _ => {}
             },
@@ -309,8 +337,9 @@ impl crate::Machine for Peer {
 impl Peer {
     /// A peer that starts at once: NAT detection or the Binding probe is queued.
     pub fn new(config: PeerConfig, now: Instant) -> Self {
-        let mut rng = SmallRng::seed_from_u64(config.seed);
-        let link = ServerLink::new(config.clone(), &mut rng, now);
+        let mut rng = PeerRng::from_seed(config.seed);
+        let (pake, message) = Pake::start(&config.code, &mut rng);
+        let link = ServerLink::new(config.clone(), message, &mut rng, now);
         let agent = PathAgent::new(config.clone(), &mut rng, now);
         let mut peer = Peer {
             config,
@@ -323,6 +352,8 @@ impl Peer {
             partner_name: String::new(),
             peer_finished: false,
             conversation_done: false,
+            secure: Secure::Waiting(pake),
+            rejected: 0,
             out: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -352,7 +383,7 @@ impl Peer {
     /// Leaves the pool (tells the server) and stops.
     pub fn close(&mut self, now: Instant) {
         self.advance(now);
-        self.link.close(self.now);
+        self.link.close(self.now, false);
         self.agent.unpair();
         self.timers.clear();
         self.drain();
@@ -381,6 +412,11 @@ impl Peer {
     /// The NAT behaviour this peer announces.
     pub fn nat(&self) -> NatBehaviour {
         self.link.nat()
+    }
+
+    /// Datagrams that claimed to be the partner's but did not authenticate (dropped, never acted on).
+    pub fn rejected(&self) -> u64 {
+        self.rejected
     }
 
     /// The peer gave up (server unreachable, pool full) or was closed.
@@ -412,7 +448,9 @@ impl Peer {
             self.out.push_back(t);
         }
         while let Some(t) = self.agent.poll_transmit() {
-            self.out.push_back(t);
+            if let Some(payload) = self.seal_direct(&t.payload) {
+                self.out.push_back(Transmit { payload, ..t });
+            }
         }
         self.pump_chat_transmits();
     }
@@ -428,6 +466,9 @@ impl Peer {
                 server_rtt,
             }),
             LinkEvent::Paired(info) => {
+                if !self.establish(info.pair_id, info.pake.as_deref()) {
+                    return self.wrong_code();
+                }
                 let strategy = if self.config.relay_only {
                     Strategy::Relay
                 } else {
@@ -461,10 +502,7 @@ impl Peer {
                 let reason = format!("peer {:?} left or timed out", self.partner_name);
                 self.events.push_back(PeerEvent::Disconnected { reason });
             }
-            LinkEvent::Relay(frame) => {
-                let server = self.config.server;
-                self.chat.handle_input(self.now, server, server, &frame);
-            }
+            LinkEvent::Relay(sealed) => self.on_relayed(&sealed),
             LinkEvent::Failed(e) => {
                 self.agent.unpair();
                 self.events.push_back(PeerEvent::Error(e));
@@ -517,20 +555,140 @@ impl Peer {
         }
     }
 
-    /// Chat frames onto the current path: direct data to the partner, or a Relay message to the server.
+    /// Chat frames onto the current path, sealed: direct data to the partner, or a Relay message to the
+    /// server.
     fn pump_chat_transmits(&mut self) {
-        let Some(pair_id) = self.agent.pair_id() else {
+        if self.agent.pair_id().is_none() {
             return;
-        };
+        }
         while let Some(t) = self.chat.poll_transmit() {
+            let inner = Inner::Chat(t.payload).encode();
             if t.destination == self.config.server {
-                if let Some(relayed) = self.link.relay(t.payload) {
-                    self.out.push_back(relayed);
-                }
-            } else {
-                let payload = wire::encode_direct(&pair_id, &t.payload);
+                self.relay_sealed(&inner);
+            } else if let Some(payload) = self.seal_direct(&inner) {
                 self.out.push_back(Transmit { payload, ..t });
             }
         }
+    }
+
+    // ---- end-to-end protection ----
+
+    /// Finishes the PAKE with the partner's message and keys the channel; `false` if that is impossible (no
+    /// or a malformed message: not a punch peer with a code, or a reflection).
+    fn establish(&mut self, pair_id: PairIdBytes, theirs: Option<&[u8]>) -> bool {
+        let Secure::Waiting(pake) = std::mem::replace(&mut self.secure, Secure::Failed) else {
+            return matches!(self.secure, Secure::Established { .. });
+        };
+        let Some(theirs) = theirs else {
+            return false;
+        };
+        let ours = pake.message().to_vec();
+        let (Ok(key), Some(role)) = (pake.finish(theirs), Role::from_messages(&ours, theirs))
+        else {
+            return false;
+        };
+        let channel = Box::new(SecureChannel::new(&key, role));
+        let confirm = Inner::Confirm(channel.key_confirmation()).encode();
+        self.secure = Secure::Established {
+            pair_id,
+            channel,
+            confirmed: false,
+        };
+        // Key confirmation through the relay, first of all: a partner with another code learns it at once.
+        self.relay_sealed(&confirm);
+        true
+    }
+
+    fn seal(&mut self, plaintext: &[u8]) -> Option<(PairIdBytes, Vec<u8>)> {
+        let Secure::Established {
+            pair_id, channel, ..
+        } = &mut self.secure
+        else {
+            return None;
+        };
+        let sealed = channel.seal(pair_id, plaintext).ok()?;
+        Some((*pair_id, sealed))
+    }
+
+    fn seal_direct(&mut self, plaintext: &[u8]) -> Option<Vec<u8>> {
+        let (pair_id, sealed) = self.seal(plaintext)?;
+        Some(wire::encode_direct(&pair_id, &sealed))
+    }
+
+    fn relay_sealed(&mut self, plaintext: &[u8]) {
+        if let Some((_, sealed)) = self.seal(plaintext) {
+            if let Some(t) = self.link.relay(sealed) {
+                self.out.push_back(t);
+            }
+        }
+    }
+
+    /// Opens a sealed payload for pair `id`. A failure is counted; the caller learns whether anything from
+    /// the partner had authenticated before.
+    fn open(&mut self, id: PairIdBytes, sealed: &[u8]) -> Result<Inner, (OpenError, bool)> {
+        let Secure::Established {
+            pair_id,
+            channel,
+            confirmed,
+        } = &mut self.secure
+        else {
+            return Err((OpenError::Auth, false));
+        };
+        let was_confirmed = *confirmed;
+        let opened = if id == *pair_id {
+            channel.open(pair_id, sealed)
+        } else {
+            Err(OpenError::Auth)
+        };
+        match opened.map(|p| Inner::decode(&p)) {
+            Ok(Some(inner)) => {
+                *confirmed = true;
+                Ok(inner)
+            }
+            Ok(None) => Err((OpenError::Auth, was_confirmed)),
+            Err(e) => {
+                self.rejected += 1;
+                Err((e, was_confirmed))
+            }
+        }
+    }
+
+    /// A sealed payload the server relayed from the partner. Before anything from the partner authenticated,
+    /// one that does not means the partner used another code: the server only relays our pair's frames.
+    fn on_relayed(&mut self, sealed: &[u8]) {
+        let Secure::Established { pair_id, .. } = &self.secure else {
+            return;
+        };
+        let server = self.config.server;
+        match self.open(*pair_id, sealed) {
+            Ok(inner) => self.dispatch(server, server, inner),
+            Err((OpenError::Auth | OpenError::TooShort { .. }, false)) => self.wrong_code(),
+            Err(_) => {}
+        }
+    }
+
+    /// Routes an authenticated inner frame.
+    fn dispatch(&mut self, local: SocketAddr, remote: SocketAddr, inner: Inner) {
+        match inner {
+            Inner::Chat(frame) => self.chat.handle_input(self.now, local, remote, &frame),
+            Inner::Confirm(_) => {} // it authenticated: that is the confirmation
+            ping_or_pong => {
+                if remote != self.config.server {
+                    self.agent.handle_inner(self.now, remote, ping_or_pong);
+                }
+            }
+        }
+    }
+
+    /// The partner's key confirmation failed: report it, deliver nothing more, and burn the nameplate.
+    fn wrong_code(&mut self) {
+        self.secure = Secure::Failed;
+        self.agent.unpair();
+        self.timers.clear();
+        self.path = None;
+        self.chat.set_path(self.now, None, NO_PATH_RTT);
+        self.link.close(self.now, true);
+        self.events
+            .push_back(PeerEvent::Error(PeerError::WrongCode));
     }
 }

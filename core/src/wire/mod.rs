@@ -468,7 +468,7 @@ pub fn describe(data: &[u8]) -> String {
                 };
                 let mut s = format!("STUN {name} {class}");
                 if let Some(d) = get::<Data>(&m) {
-                    s.push_str(&format!(" [{}]", crate::chat::describe_frame(&d.0)));
+                    s.push_str(&format!(" [sealed {} B]", d.0.len()));
                 }
                 if let Some(e) = get::<ErrorCode>(&m) {
                     s.push_str(&format!(" {} {}", e.code(), e.reason_phrase()));
@@ -478,7 +478,7 @@ pub fn describe(data: &[u8]) -> String {
             None => format!("malformed STUN ({} bytes)", data.len()),
         },
         Kind::ClassicStun => format!("RFC 3489 STUN ({} bytes)", data.len()),
-        Kind::Data => format!("data [{}]", crate::chat::describe_frame(&data[9..])),
+        Kind::Data => format!("data [sealed {} B]", data.len() - DIRECT_HEADER),
         Kind::Unknown => format!("unknown ({} bytes)", data.len()),
     }
 }

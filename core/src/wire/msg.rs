@@ -138,22 +138,6 @@ pub enum Msg {
         /// The pairing that ended.
         pair_id: Option<PairIdBytes>,
     },
-    /// Peer → peer connectivity check.
-    Ping {
-        /// Transaction id.
-        tid: Tid,
-        /// The pairing.
-        pair_id: Option<PairIdBytes>,
-    },
-    /// Peer → peer answer to a ping.
-    Pong {
-        /// Transaction id (the ping's).
-        tid: Tid,
-        /// The pairing.
-        pair_id: Option<PairIdBytes>,
-        /// Where the ping came from, as the answering peer saw it.
-        mapped: Option<SocketAddr>,
-    },
     /// A chat frame through the server: peer → server and server → peer.
     Relay {
         /// Transaction id.
@@ -230,15 +214,6 @@ impl Msg {
                 tid,
                 pair_id: pair_id(&m),
             },
-            (0x00F, MessageClass::Request) => Msg::Ping {
-                tid,
-                pair_id: pair_id(&m),
-            },
-            (0x00F, MessageClass::SuccessResponse) => Msg::Pong {
-                tid,
-                pair_id: pair_id(&m),
-                mapped: mapped(&m),
-            },
             (0x005, MessageClass::Indication) => Msg::Relay {
                 tid,
                 pair_id: pair_id(&m),
@@ -289,23 +264,6 @@ impl Msg {
             Msg::PeerLeft { tid, pair_id } => {
                 let mut m = stun(MessageClass::Indication, methods::peer_info(), *tid);
                 add_pair_id(&mut m, pair_id);
-                m
-            }
-            Msg::Ping { tid, pair_id } => {
-                let mut m = stun(MessageClass::Request, methods::ping(), *tid);
-                add_pair_id(&mut m, pair_id);
-                m
-            }
-            Msg::Pong {
-                tid,
-                pair_id,
-                mapped,
-            } => {
-                let mut m = stun(MessageClass::SuccessResponse, methods::ping(), *tid);
-                add_pair_id(&mut m, pair_id);
-                if let Some(a) = mapped {
-                    m.add_attribute(XorMappedAddress::new(*a));
-                }
                 m
             }
             Msg::Relay { tid, pair_id, data } => {
@@ -426,7 +384,74 @@ impl PeerInfo {
     }
 }
 
-/// A chat frame sent straight to the partner: `[DATA_TAG][pair id][frame]`.
+/// What travels inside a sealed payload between the two peers (direct, or through the relay): the first
+/// byte names it. Nothing of it is visible to the server or on the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inner {
+    /// A chat frame (`[0][frame]`), for the chat session.
+    Chat(Vec<u8>),
+    /// A connectivity check (`[1][tid]`).
+    Ping {
+        /// Names the check; the pong echoes it.
+        tid: Tid,
+    },
+    /// The answer to a ping (`[2][tid][address]`).
+    Pong {
+        /// The ping's id.
+        tid: Tid,
+        /// Where the ping came from, as the answering peer saw it.
+        mapped: SocketAddr,
+    },
+    /// Key confirmation (`[3][32 bytes]`), sent through the relay at pairing: a partner that cannot open it
+    /// used another code.
+    Confirm([u8; 32]),
+}
+
+impl Inner {
+    /// The plaintext bytes (sealed by the caller).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Inner::Chat(frame) => {
+                out.push(0);
+                out.extend_from_slice(frame);
+            }
+            Inner::Ping { tid } => {
+                out.push(1);
+                out.extend_from_slice(tid);
+            }
+            Inner::Pong { tid, mapped } => {
+                out.push(2);
+                out.extend_from_slice(tid);
+                out.extend(encode_addr(*mapped));
+            }
+            Inner::Confirm(value) => {
+                out.push(3);
+                out.extend_from_slice(value);
+            }
+        }
+        out
+    }
+
+    /// Parses opened plaintext; `None` if malformed.
+    pub fn decode(bytes: &[u8]) -> Option<Inner> {
+        let (&kind, rest) = bytes.split_first()?;
+        match kind {
+            0 => Some(Inner::Chat(rest.to_vec())),
+            1 => Some(Inner::Ping {
+                tid: rest.try_into().ok()?,
+            }),
+            2 if rest.len() > 12 => Some(Inner::Pong {
+                tid: rest[..12].try_into().ok()?,
+                mapped: decode_addr(&rest[12..])?,
+            }),
+            3 => Some(Inner::Confirm(rest.try_into().ok()?)),
+            _ => None,
+        }
+    }
+}
+
+/// A sealed payload sent straight to the partner: `[DATA_TAG][pair id][sealed]`.
 pub fn encode_direct(pair_id: &PairIdBytes, frame: &[u8]) -> Vec<u8> {
     let mut d = Vec::with_capacity(DIRECT_HEADER + frame.len());
     d.push(DATA_TAG);
@@ -435,7 +460,7 @@ pub fn encode_direct(pair_id: &PairIdBytes, frame: &[u8]) -> Vec<u8> {
     d
 }
 
-/// Splits a direct data datagram into its pair id and chat frame.
+/// Splits a direct data datagram into its pair id and sealed payload.
 pub fn decode_direct(data: &[u8]) -> Option<(PairIdBytes, &[u8])> {
     if data.len() < DIRECT_HEADER || data[0] != DATA_TAG {
         return None;
@@ -502,15 +527,6 @@ mod tests {
                 tid: [9; 12],
                 pair_id: Some([1; 8]),
             },
-            Msg::Ping {
-                tid: [10; 12],
-                pair_id: Some([2; 8]),
-            },
-            Msg::Pong {
-                tid: [11; 12],
-                pair_id: Some([3; 8]),
-                mapped: Some(a("2.2.2.2:2")),
-            },
             Msg::Relay {
                 tid: [12; 12],
                 pair_id: Some([4; 8]),
@@ -519,6 +535,24 @@ mod tests {
         ];
         for m in msgs {
             assert_eq!(Msg::decode(&m.encode()).as_ref(), Some(&m), "{m:?}");
+        }
+    }
+
+    #[test]
+    fn inner_frames_round_trip_and_garbage_is_refused() {
+        for i in [
+            Inner::Chat(vec![0, 1, 2]),
+            Inner::Ping { tid: [5; 12] },
+            Inner::Pong {
+                tid: [6; 12],
+                mapped: a("[2001:db8::7]:9"),
+            },
+            Inner::Confirm([7; 32]),
+        ] {
+            assert_eq!(Inner::decode(&i.encode()), Some(i));
+        }
+        for bad in [&[][..], &[1, 2], &[2; 13], &[3; 5], &[9, 0]] {
+            assert_eq!(Inner::decode(bad), None, "{bad:?}");
         }
     }
 
