@@ -294,6 +294,12 @@ impl Server {
         &self.stats
     }
 
+    /// The cookie a Binding answer to `addr` would carry now (for tests and tools: cookies are not secret
+    /// from the address they are issued to).
+    pub fn cookie_for(&self, addr: SocketAddr) -> Vec<u8> {
+        self.cookies.issue(self.now, addr)
+    }
+
     /// Members registered now.
     pub fn members(&self) -> usize {
         self.clients.len()
