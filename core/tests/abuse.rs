@@ -347,3 +347,132 @@ fn memory_stays_bounded_under_spoofed_floods() {
         s.members()
     );
 }
+
+/// Two peers and the server over a 5 ms network; peer A sits behind a NAT whose public port can change.
+struct Net {
+    now: Instant,
+    server: Server,
+    peers: Vec<(SocketAddr, punch_core::Peer)>,
+    /// A's public address now (the NAT's mapping).
+    a_public: SocketAddr,
+    in_flight: Vec<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
+}
+
+const A_LOCAL: &str = "10.0.0.1:4000";
+const B_ADDR: &str = "198.51.100.2:5000";
+
+impl Net {
+    fn new(detect: bool) -> Net {
+        let (server, now) = server();
+        let mut peers = Vec::new();
+        for (i, at) in [A_LOCAL, B_ADDR].into_iter().enumerate() {
+            let mut c = punch_core::PeerConfig::new(a(SERVER), "room");
+            c.local_addrs = vec![a(at)];
+            c.seed = i as u64 + 1;
+            c.detect_nat = detect;
+            peers.push((a(at), punch_core::Peer::new(c, now)));
+        }
+        let mut net = Net {
+            now,
+            server,
+            peers,
+            a_public: a("198.51.100.1:40000"),
+            in_flight: Vec::new(),
+        };
+        for i in 0..2 {
+            net.drain_peer(i);
+        }
+        net
+    }
+
+    fn send(&mut self, from: SocketAddr, t: Transmit) {
+        let from = if from == a(A_LOCAL) {
+            self.a_public
+        } else {
+            from
+        };
+        let at = self.now + ms(5);
+        self.in_flight.push((at, from, t.destination, t.payload));
+    }
+
+    fn drain_peer(&mut self, i: usize) {
+        let (at, _) = self.peers[i];
+        let out: Vec<Transmit> = std::iter::from_fn(|| self.peers[i].1.poll_transmit()).collect();
+        for t in out {
+            self.send(at, t);
+        }
+        while self.peers[i].1.poll_event().is_some() {}
+    }
+
+    fn drain_server(&mut self) {
+        for t in drain(&mut self.server) {
+            self.send(a(SERVER), t);
+        }
+    }
+
+    fn run_until(&mut self, end: Instant, events: &mut Vec<ServerEvent>) {
+        while self.now < end {
+            self.now += ms(1);
+            let now = self.now;
+            let due: Vec<_> = {
+                let (due, rest) = self.in_flight.drain(..).partition(|p| p.0 <= now);
+                self.in_flight = rest;
+                due
+            };
+            for (_, from, to, payload) in due {
+                if to == a(SERVER) {
+                    self.server.handle_input(now, a(SERVER), from, &payload);
+                    self.drain_server();
+                } else if to == self.a_public {
+                    self.peers[0]
+                        .1
+                        .handle_input(now, a(A_LOCAL), from, &payload);
+                    self.drain_peer(0);
+                } else if to == a(B_ADDR) {
+                    self.peers[1].1.handle_input(now, a(B_ADDR), from, &payload);
+                    self.drain_peer(1);
+                }
+            }
+            self.server.handle_timeout(now);
+            self.drain_server();
+            for i in 0..2 {
+                self.peers[i].1.handle_timeout(now);
+                self.drain_peer(i);
+            }
+            events.extend(std::iter::from_fn(|| self.server.poll_event()));
+        }
+    }
+}
+
+#[test]
+fn peers_register_with_the_cookie_at_once_keep_alive_with_registers_and_follow_a_new_mapping() {
+    for detect in [false, true] {
+        let mut net = Net::new(detect);
+        let start = net.now;
+        let mut ev = Vec::new();
+        net.run_until(start + Duration::from_secs(1), &mut ev);
+        assert!(
+            ev.iter().any(|e| matches!(e, ServerEvent::Paired { .. })),
+            "paired (detect {detect}): {ev:?}"
+        );
+        assert_eq!(
+            net.server.stats().cookie_challenges,
+            0,
+            "the first Register carries the cookie (detect {detect})"
+        );
+        // The NAT gives A a new public port; A's keepalive Register meets a 401, A registers again with the
+        // new cookie and the server follows it.
+        net.a_public = a("198.51.100.1:40001");
+        net.run_until(start + Duration::from_secs(40), &mut ev);
+        assert!(
+            ev.iter().any(
+                |e| matches!(e, ServerEvent::Moved { to, .. } if *to == a("198.51.100.1:40001"))
+            ),
+            "moved (detect {detect}): {ev:?}"
+        );
+        // Register keepalives keep both members (Bindings no longer would).
+        net.run_until(start + Duration::from_secs(150), &mut ev);
+        assert_eq!(net.server.members(), 2, "detect {detect}");
+        assert_eq!(net.server.stats().expired, 0);
+    }
+}
