@@ -20,7 +20,7 @@ use stun_codec::rfc5389::attributes::{
 use stun_codec::rfc5780::attributes::{OtherAddress, ResponseOrigin};
 use stun_codec::{define_attribute_enums, Attribute, Message, MessageClass, TransactionId};
 
-use crate::wire::{self, methods, value_attribute};
+use crate::wire::{self, methods, value_attribute, Cookie, Padding};
 
 /// CHANGE-REQUEST flag: answer from the other IP (RFC 5780 s7.2, RFC 3489 s11.2.4).
 pub const CHANGE_IP: u32 = 0x4;
@@ -205,7 +205,9 @@ define_attribute_enums!(
         ChangedAddress,
         Software,
         ErrorCode,
-        UnknownAttributes
+        UnknownAttributes,
+        Cookie,
+        Padding
     ]
 );
 

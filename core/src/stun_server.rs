@@ -29,7 +29,7 @@ use stun_codec::{AttributeType, Message, MessageClass};
 
 use crate::rfc5780::{self, classic, BindingMessage, ChangeRequest, ResponsePort};
 use crate::server::ServerConfig;
-use crate::wire::methods;
+use crate::wire::{methods, Cookie};
 use crate::Transmit;
 
 /// The sockets of a server: the primary, then with an alternate: primary IP + alternate port, alternate IP +
@@ -80,12 +80,15 @@ pub fn select_sockets(
     Some((source, other))
 }
 
-/// Answers an RFC 5389 Binding request; `None` if `data` is not one (or is malformed).
+/// Answers an RFC 5389 Binding request; `None` if `data` is not one (or is malformed). A success carries
+/// `cookie` (the server's return-routability cookie for `remote`) as a comprehension-optional COOKIE
+/// attribute, after the standard ones.
 pub fn answer_binding(
     config: &ServerConfig,
     local: SocketAddr,
     remote: SocketAddr,
     data: &[u8],
+    cookie: Option<&[u8]>,
 ) -> Option<Transmit> {
     // The header says whether this is a Binding request at all: skip decoding everything else twice.
     if !rfc5780::is_binding_request(data) {
@@ -138,6 +141,9 @@ pub fn answer_binding(
         }
         None => local,
     };
+    if let Some(c) = cookie {
+        res.add_attribute(Cookie(c.to_vec()));
+    }
     Some(Transmit {
         source: Some(source),
         destination,
@@ -246,7 +252,7 @@ mod tests {
 
     #[test]
     fn plain_binding_carries_all_addresses() {
-        let t = answer_binding(&with_alt(), a(P), a(CLIENT), &request(None, None)).unwrap();
+        let t = answer_binding(&with_alt(), a(P), a(CLIENT), &request(None, None), None).unwrap();
         assert_eq!(t.source, Some(a(P)));
         assert_eq!(t.destination, a(CLIENT));
         let m = decode(&t);
@@ -287,8 +293,14 @@ mod tests {
             (AA, true, true, P, P),
         ];
         for (on, ip, port, from, other) in cases {
-            let t =
-                answer_binding(&cfg, a(on), a(CLIENT), &request(Some((ip, port)), None)).unwrap();
+            let t = answer_binding(
+                &cfg,
+                a(on),
+                a(CLIENT),
+                &request(Some((ip, port)), None),
+                None,
+            )
+            .unwrap();
             assert_eq!(
                 t.source,
                 Some(a(from)),
@@ -319,6 +331,7 @@ mod tests {
             a(P),
             a(CLIENT),
             &request(Some((false, true)), Some(40_123)),
+            None,
         )
         .unwrap();
         assert_eq!(t.destination, a("203.0.113.9:40123"));
@@ -331,14 +344,15 @@ mod tests {
             a(CLIENT)
         );
         // Port 0 is ignored.
-        let t = answer_binding(&with_alt(), a(P), a(CLIENT), &request(None, Some(0))).unwrap();
+        let t =
+            answer_binding(&with_alt(), a(P), a(CLIENT), &request(None, Some(0)), None).unwrap();
         assert_eq!(t.destination, a(CLIENT));
     }
 
     #[test]
     fn without_alternate_change_request_gets_420_and_no_other_address() {
         let cfg = ServerConfig::new(a(P));
-        let t = answer_binding(&cfg, a(P), a(CLIENT), &request(None, None)).unwrap();
+        let t = answer_binding(&cfg, a(P), a(CLIENT), &request(None, None), None).unwrap();
         let m = decode(&t);
         assert_eq!(m.class(), MessageClass::SuccessResponse);
         assert!(rfc5780::get::<OtherAddress>(&m).is_none());
@@ -347,7 +361,8 @@ mod tests {
             a(CLIENT)
         );
         for change in [(true, true), (false, true), (false, false)] {
-            let t = answer_binding(&cfg, a(P), a(CLIENT), &request(Some(change), None)).unwrap();
+            let t =
+                answer_binding(&cfg, a(P), a(CLIENT), &request(Some(change), None), None).unwrap();
             assert_eq!(t.source, Some(a(P)));
             let m = decode(&t);
             assert_eq!(m.class(), MessageClass::ErrorResponse);
@@ -368,6 +383,7 @@ mod tests {
             a(P),
             a(CLIENT),
             &request(Some((true, true)), None),
+            None,
         )
         .unwrap();
         assert_eq!(decode(&t).class(), MessageClass::ErrorResponse);
@@ -467,13 +483,13 @@ mod tests {
         bad[23] = 3;
         assert!(answer_classic(&cfg, a(P), a(CLIENT), &bad).is_none());
         // RFC 5389 messages are not classic and vice versa.
-        assert!(answer_binding(&cfg, a(P), a(CLIENT), &req).is_none());
+        assert!(answer_binding(&cfg, a(P), a(CLIENT), &req, None).is_none());
     }
 
     #[test]
     fn rfc5389_answers_decode_with_the_classic_addresses_too() {
         // A client that reads CHANGED-ADDRESS/SOURCE-ADDRESS from an RFC 5389 answer finds nothing wrong.
-        let t = answer_binding(&with_alt(), a(P), a(CLIENT), &request(None, None)).unwrap();
+        let t = answer_binding(&with_alt(), a(P), a(CLIENT), &request(None, None), None).unwrap();
         let m = decode(&t);
         assert!(rfc5780::get::<ChangedAddress>(&m).is_none());
         assert!(rfc5780::get::<SourceAddress>(&m).is_none());
@@ -506,11 +522,11 @@ mod tests {
                         b[j] = rng.gen();
                     }
                 }
-                let _ = answer_binding(&cfg, a(P), a(CLIENT), &b);
+                let _ = answer_binding(&cfg, a(P), a(CLIENT), &b, None);
                 let _ = answer_classic(&cfg, a(AA), a(CLIENT), &b);
             }
         }
         // A Register request is not a Binding.
-        assert!(answer_binding(&with_alt(), a(P), a(CLIENT), &corpus[2]).is_none());
+        assert!(answer_binding(&with_alt(), a(P), a(CLIENT), &corpus[2], None).is_none());
     }
 }

@@ -59,6 +59,39 @@ struct ServerArgs {
     json: bool,
     #[arg(long, value_enum, default_value = "tokio")]
     runtime: Runtime,
+    /// Most members registered at once (more get 503 "server full").
+    #[arg(long, default_value_t = 10_000)]
+    max_members: usize,
+    /// Most members registered from one source IP (more get 486).
+    #[arg(long, default_value_t = 64)]
+    max_members_per_ip: usize,
+    /// Register requests per second and source IP (token bucket rate).
+    #[arg(long, default_value_t = 20)]
+    register_rate: u32,
+    /// Register requests a source IP may send in a burst.
+    #[arg(long, default_value_t = 40)]
+    register_burst: u32,
+    /// Binding requests (RFC 5389 and RFC 3489) per second and source IP.
+    #[arg(long, default_value_t = 10)]
+    binding_rate: u32,
+    /// Binding requests a source IP may send in a burst.
+    #[arg(long, default_value_t = 40)]
+    binding_burst: u32,
+    /// Relayed packets per second and source IP.
+    #[arg(long, default_value_t = 200)]
+    relay_rate: u32,
+    /// Relayed packets a source IP may send in a burst.
+    #[arg(long, default_value_t = 400)]
+    relay_burst: u32,
+    /// Relayed DATA bytes per second and source IP.
+    #[arg(long, default_value_t = 131_072)]
+    relay_bytes_rate: u32,
+    /// Relayed DATA bytes a source IP may send in a burst.
+    #[arg(long, default_value_t = 262_144)]
+    relay_bytes_burst: u32,
+    /// Most source IPs whose rate-limit state is kept (least recently seen IPs without members go first).
+    #[arg(long, default_value_t = 65_536)]
+    max_ip_entries: usize,
 }
 
 #[derive(clap::Args)]
@@ -167,9 +200,22 @@ fn main() -> ExitCode {
 
 fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
     use driver::{Input, Running};
+    use punch_core::Rate;
     use punch_core::{Server, ServerConfig, ServerEvent};
+    use rand::RngCore;
     let mut config = ServerConfig::new(a.listen);
     config.seed = seed();
+    // The cookie key: from the OS, never derived from the seed.
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    config.secret = Some(secret);
+    config.max_members = a.max_members;
+    config.max_members_per_ip = a.max_members_per_ip;
+    config.register_rate = Rate::new(a.register_rate, a.register_burst);
+    config.binding_rate = Rate::new(a.binding_rate, a.binding_burst);
+    config.relay_packet_rate = Rate::new(a.relay_rate, a.relay_burst);
+    config.relay_byte_rate = Rate::new(a.relay_bytes_rate, a.relay_bytes_burst);
+    config.max_ip_entries = a.max_ip_entries;
     if let Some(ip) = a.alt_ip {
         if a.listen.ip().is_unspecified() {
             anyhow::bail!("--alt-ip needs --listen with a specific IP (the two IPs must differ), e.g. --listen 203.0.113.1:3478");

@@ -301,6 +301,7 @@ mod tests {
                     server_unreachable: false,
                     mapped_addrs: vec![],
                     notes: vec![],
+                    cookie: None,
                 }),
                 Some("NAT: Port-restricted cone (EIM/APDF) (public Some(203.0.113.10:4000))"),
             ),
@@ -333,6 +334,7 @@ mod tests {
                 "203.0.113.10:4000".parse().unwrap(),
             )],
             notes: vec!["a note".into()],
+            cookie: None,
         };
         let want = "NAT type:        Symmetric\n\
                     Public address:  203.0.113.10:4000\n\

@@ -80,6 +80,7 @@ impl NatDetector {
             server_unreachable: how == Finish::Blocked,
             mapped_addrs,
             notes: self.notes.clone(),
+            cookie: self.cookie.clone(),
         }
     }
 }

@@ -132,6 +132,9 @@ pub struct NatReport {
     pub mapped_addrs: Vec<(SocketAddr, SocketAddr)>,
     /// Human-readable remarks (why something is unknown, surprises).
     pub notes: Vec<String>,
+    /// The server's COOKIE from an answer to a test sent to its primary address (punch servers only): the
+    /// peer echoes it in its first Register.
+    pub cookie: Option<Vec<u8>>,
 }
 
 /// What the detector reports.
@@ -174,6 +177,8 @@ pub struct NatDetector {
     events: VecDeque<DetectEvent>,
     notes: Vec<String>,
     report: Option<NatReport>,
+    /// The latest COOKIE the server's primary address sent.
+    cookie: Option<Vec<u8>>,
 }
 
 impl crate::Machine for NatDetector {
@@ -278,6 +283,7 @@ impl NatDetector {
             events: VecDeque::new(),
             notes: Vec::new(),
             report: None,
+            cookie: None,
         };
         let server = d.config.server;
         d.begin(Probe::Binding, server);
@@ -360,6 +366,11 @@ impl NatDetector {
         self.progress(text);
         if !probe.is_filter() {
             self.rtt = Some(rtt);
+        }
+        if remote == self.config.server {
+            if let Some(c) = rfc5780::get::<crate::wire::Cookie>(msg) {
+                self.cookie = Some(c.0.clone());
+            }
         }
         Some(Outcome::Answered(Answer {
             from: remote,

@@ -6,10 +6,15 @@
 //! refuses. Probe and Register are retransmitted with the shared [`Retransmit`] (RTO 250 ms, or twice the
 //! measured RTT within 50..=250 ms, doubling up to 2 s) until [`PeerConfig::server_timeout`].
 //!
-//! While registered, a Binding keepalive goes out every [`PeerConfig::server_keepalive`]. An answer that shows a
-//! new public address (the NAT mapping expired or changed) starts *rebinding*: the peer registers again with its
-//! CLIENT-ID with every keepalive, now every [`PeerConfig::rebind_keepalive`], until the server confirms the new
-//! address.
+//! Every Register carries the server's COOKIE (return routability, docs/SECURITY.md): the first one from the
+//! probe's Binding answer (or the detector's), later ones from the last Register success. A 401 answer brings
+//! a fresh cookie (the old one expired, or the NAT gave us a new address): the Register goes out again at once.
+//!
+//! While registered, a Register refresh goes out every [`PeerConfig::server_keepalive`] as the keepalive (the
+//! server does not count Bindings as a sign of life: anyone can send one from a spoofed address). When the NAT
+//! mapping expired or changed, the refresh arrives from a new address: the server answers 401 with a cookie for
+//! it, the peer registers again with its CLIENT-ID (now every [`PeerConfig::rebind_keepalive`], *rebinding*)
+//! and the server moves the member; the Register success's XOR-MAPPED-ADDRESS shows the new public address.
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -97,6 +102,10 @@ pub(crate) struct ServerLink {
     rebinding: bool,
     /// Our SPAKE2 message, sent in every Register (the server passes it to the partner).
     pake: Vec<u8>,
+    /// The server's latest cookie for our address, echoed in every Register.
+    cookie: Option<Vec<u8>>,
+    /// 401 answers to the current Register transaction (a few are normal, many a broken server).
+    cookie_retries: u32,
     out: VecDeque<Transmit>,
     events: VecDeque<LinkEvent>,
 }
@@ -114,6 +123,8 @@ impl ServerLink {
             client_id: rng.gen(),
             rebinding: false,
             pake,
+            cookie: None,
+            cookie_retries: 0,
             out: VecDeque::new(),
             events: VecDeque::new(),
             config,
@@ -182,9 +193,29 @@ impl ServerLink {
     pub fn handle_msg(&mut self, now: Instant, msg: Msg) {
         self.advance(now);
         match msg {
-            Msg::BindingOk { tid, mapped } => self.on_binding_ok(tid, mapped),
-            Msg::RegisterOk { tid, mapped } => self.on_register_ok(tid, mapped),
-            Msg::RegisterError { tid, code, reason } => self.on_register_error(tid, code, reason),
+            Msg::BindingOk {
+                tid,
+                mapped,
+                cookie,
+            } => self.on_binding_ok(tid, mapped, cookie),
+            Msg::RegisterOk {
+                tid,
+                mapped,
+                cookie,
+            } => {
+                if cookie.is_some() {
+                    self.cookie = cookie;
+                }
+                self.on_register_ok(tid, mapped)
+            }
+            Msg::RegisterError {
+                code: 401,
+                cookie: Some(cookie),
+                ..
+            } => self.on_cookie_required(cookie),
+            Msg::RegisterError {
+                tid, code, reason, ..
+            } => self.on_register_error(tid, code, reason),
             Msg::PeerInfo(info) => self.on_peer_info(info),
             Msg::PeerLeft { pair_id, .. } if self.is_pair(pair_id) => {
                 self.events.push_back(LinkEvent::PeerLeft);
@@ -259,18 +290,13 @@ impl ServerLink {
         self.timers.clear();
     }
 
-    /// A Binding to the server now (keepalive, or a check whether our public address changed); re-arms the
-    /// keepalive timer.
+    /// A Register refresh to the server now (keepalive, and a check whether our public address changed: the
+    /// success carries it); re-arms the keepalive timer.
     pub fn keepalive_now(&mut self) {
         if !self.registered_or_paired() {
             return;
         }
-        let tid = self.rng.gen();
-        self.send(Msg::BindingRequest { tid }.encode());
-        if self.rebinding {
-            // Until the server confirms our new address, re-register with every (fast) keepalive.
-            self.send_register(false);
-        }
+        self.send_register(false);
         let every = if self.rebinding {
             self.config.rebind_keepalive
         } else {
@@ -348,6 +374,7 @@ impl ServerLink {
         self.nat = r.behaviour;
         self.server_rtt = r.server_rtt;
         self.public_addr = r.public_addr;
+        self.cookie = r.cookie;
         let register = Msg::Register(self.register(false));
         let txn = self.start_txn(register);
         self.state = State::Registering(txn);
@@ -364,7 +391,7 @@ impl ServerLink {
             rtt: self.server_rtt,
             retry,
             pake: Some(self.pake.clone()),
-            cookie: None,
+            cookie: self.cookie.clone(),
         }
     }
 
@@ -439,9 +466,9 @@ impl ServerLink {
         }
     }
 
-    fn on_binding_ok(&mut self, tid: Tid, mapped: Option<SocketAddr>) {
+    fn on_binding_ok(&mut self, tid: Tid, mapped: Option<SocketAddr>, cookie: Option<Vec<u8>>) {
         if !matches!(self.state, State::Probing(_)) {
-            return self.on_keepalive_answer(mapped);
+            return;
         }
         let Some(rtt) = self.answers_txn(tid) else {
             return;
@@ -449,6 +476,7 @@ impl ServerLink {
         self.timers.stop(LinkTimer::Txn);
         self.server_rtt = Some(rtt);
         self.public_addr = mapped;
+        self.cookie = cookie;
         if self.nat.behind_nat.is_none() {
             if let Some(p) = self.public_addr {
                 self.nat.behind_nat = Some(!self.config.local_addrs.contains(&p));
@@ -459,28 +487,43 @@ impl ServerLink {
         self.state = State::Registering(txn);
     }
 
-    /// A keepalive Binding answer: if the server now sees another public address, our NAT mapping changed
-    /// (it expired, or the NAT restarted): register again so that the server follows us.
-    fn on_keepalive_answer(&mut self, mapped: Option<SocketAddr>) {
-        let Some(mapped) = mapped else {
-            return;
-        };
-        if !self.registered_or_paired() || Some(mapped) == self.public_addr {
-            return;
+    /// 401: the server wants a (fresh) cookie for the address it sees, and sent one: register again at once.
+    /// While registered this is how a changed NAT mapping shows (the cookie was for the old address): keep
+    /// re-registering every [`PeerConfig::rebind_keepalive`] until a Register success confirms the address.
+    fn on_cookie_required(&mut self, cookie: Vec<u8>) {
+        if self.cookie.as_ref() == Some(&cookie) {
+            return; // the cookie we sent was refused as it is: do not loop
         }
-        self.public_addr = Some(mapped);
-        self.rebinding = true;
-        self.send_register(false);
-        self.timers.set(
-            LinkTimer::Keepalive,
-            after(self.now, self.config.rebind_keepalive),
-        );
+        self.cookie = Some(cookie);
+        match self.state {
+            State::Registering(_) => {
+                self.cookie_retries += 1;
+                if self.cookie_retries > 3 {
+                    let reason = "cookie required".to_owned();
+                    return self.fail(PeerError::Rejected { code: 401, reason });
+                }
+                let register = Msg::Register(self.register(false));
+                let txn = self.start_txn(register);
+                self.state = State::Registering(txn);
+            }
+            State::Waiting | State::Paired(_) => {
+                self.rebinding = true;
+                self.send_register(false);
+                self.timers.set(
+                    LinkTimer::Keepalive,
+                    after(self.now, self.config.rebind_keepalive),
+                );
+            }
+            _ => {}
+        }
     }
 
     fn on_register_ok(&mut self, tid: Tid, mapped: Option<SocketAddr>) {
         if !matches!(self.state, State::Registering(_)) {
-            // The answer to a refresh, a retry request or a re-registration from a new address.
-            if mapped == self.public_addr {
+            // The answer to a refresh, a retry request or a re-registration from a new address: the server
+            // now sees us at `mapped`.
+            if let Some(m) = mapped {
+                self.public_addr = Some(m);
                 self.rebinding = false;
             }
             return;

@@ -18,7 +18,22 @@
 //!   15 s) are expired, waiting or paired alike; the partner is told.
 //!
 //! Any datagram that is not one of these — truncated, garbage, oversized, unknown method, from a stranger — is
-//! dropped and counted in [`ServerStats`], never a panic. Memory is bounded by [`ServerConfig::max_clients`].
+//! dropped and counted in [`ServerStats`], never a panic.
+//!
+//! Defences (docs/SECURITY.md, "Server: amplification, spoofing and quotas"):
+//!
+//! * **Return routability.** Every RFC 5389 Binding success carries a stateless COOKIE (a time bucket and a
+//!   truncated HMAC-SHA256 of the bucket and the client's IP and port under [`ServerConfig::secret`], valid
+//!   60..120 s). A Register without a valid cookie creates no state: it is answered with a 401 that carries a
+//!   fresh cookie and is never larger than the request (else it is dropped). Every other answer the server
+//!   sends goes to a verified member.
+//! * **No restarts.** A Register from a member never restarts an outstanding PeerInfo; it re-sends one only
+//!   when the previous one was neither acknowledged nor is still being retransmitted.
+//! * **Quotas.** Token buckets per source IP on Binding, Register and relay (packets and bytes), a member cap
+//!   per source IP and in all ([`ServerConfig::max_members_per_ip`], [`ServerConfig::max_members`]), and a
+//!   bounded per-IP table ([`ServerConfig::max_ip_entries`]). Only Register, PeerInfo answers and relay
+//!   traffic with the right PAIR-ID keep a member alive, never a Binding. A relay with another pair's id is
+//!   dropped and counted.
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -33,8 +48,10 @@ use crate::wire::{self, Msg, PeerInfo, Register};
 use crate::Machine;
 use crate::Transmit;
 
+mod guard;
 mod types;
-pub use types::{ServerConfig, ServerEvent, ServerStats};
+use guard::{Budget, Cookies, IpTable, Rates};
+pub use types::{Rate, ServerConfig, ServerEvent, ServerStats};
 
 #[derive(Debug, Clone)]
 struct Member {
@@ -49,6 +66,8 @@ struct Member {
     last_seen: Instant,
     /// Outstanding PeerInfo request to this member.
     info: Option<PendingInfo>,
+    /// The member acknowledged the PeerInfo of the current round.
+    info_acked: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +118,9 @@ impl crate::Machine for Server {
         match wire::kind(data) {
             wire::Kind::Stun => {}
             wire::Kind::ClassicStun => {
+                if !self.allow(remote, Budget::Binding) {
+                    return;
+                }
                 match crate::stun_server::answer_classic(&self.config, local, remote, data) {
                     Some(t) => {
                         self.stats.bindings += 1;
@@ -110,20 +132,33 @@ impl crate::Machine for Server {
             }
             _ => return self.drop_packet(remote, "not STUN"),
         }
-        if let Some(t) = crate::stun_server::answer_binding(&self.config, local, remote, data) {
-            self.stats.bindings += 1;
-            self.touch(remote);
-            self.out.push_back(t);
-            return;
+        if crate::rfc5780::is_binding_request(data) {
+            if !self.allow(remote, Budget::Binding) {
+                return;
+            }
+            // A Binding does not refresh membership: anyone can send one from a spoofed address.
+            let cookie = self.cookies.issue(self.now, remote);
+            let answer = crate::stun_server::answer_binding(
+                &self.config,
+                local,
+                remote,
+                data,
+                Some(&cookie),
+            );
+            if let Some(t) = answer {
+                self.stats.bindings += 1;
+                self.out.push_back(t);
+                return;
+            }
         }
         if wire::decode(data).is_none() {
             return self.drop_packet(remote, "malformed STUN");
         }
         match Msg::decode(data) {
-            Some(Msg::Register(r)) => self.on_register(local, remote, r),
+            Some(Msg::Register(r)) => self.on_register(local, remote, r, data.len()),
             Some(Msg::Leave { .. }) => self.on_leave(remote),
             Some(Msg::PeerInfoAck { tid }) => self.on_info_ack(remote, tid),
-            Some(Msg::Relay { tid, data, .. }) => self.on_relay(remote, tid, data),
+            Some(Msg::Relay { tid, pair_id, data }) => self.on_relay(remote, tid, pair_id, data),
             _ => self.drop_packet(remote, "unexpected method or class"),
         }
     }
@@ -208,12 +243,28 @@ pub struct Server {
     stats: ServerStats,
     rng: SmallRng,
     now: Instant,
+    cookies: Cookies,
+    ips: IpTable,
 }
 
 impl Server {
     /// A server with no clients; `now` is the starting point of its clock.
     pub fn new(config: ServerConfig, now: Instant) -> Self {
+        let secret = config
+            .secret
+            .unwrap_or_else(|| SmallRng::seed_from_u64(config.seed ^ 0xC00C_1E5E_C2E7).gen());
+        let rates = Rates {
+            binding: config.binding_rate,
+            register: config.register_rate,
+            relay_packets: config.relay_packet_rate,
+            relay_bytes: config.relay_byte_rate,
+        };
+        let cap = config
+            .max_ip_entries
+            .max(config.max_members.saturating_add(1));
         Server {
+            cookies: Cookies::new(secret, now),
+            ips: IpTable::new(rates, cap),
             rng: SmallRng::seed_from_u64(config.seed),
             config,
             pools: BTreeMap::new(),
@@ -243,6 +294,32 @@ impl Server {
         &self.stats
     }
 
+    /// The cookie a Binding answer to `addr` would carry now (for tests and tools: cookies are not secret
+    /// from the address they are issued to).
+    pub fn cookie_for(&self, addr: SocketAddr) -> Vec<u8> {
+        self.cookies.issue(self.now, addr)
+    }
+
+    /// Members registered now.
+    pub fn members(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Source IPs whose rate-limit state the server keeps now (at most [`ServerConfig::max_ip_entries`]).
+    pub fn ip_entries(&self) -> usize {
+        self.ips.len()
+    }
+
+    /// Charges a datagram from `remote` to `budget`; drops and counts it when over the rate.
+    fn allow(&mut self, remote: SocketAddr, budget: Budget) -> bool {
+        if self.ips.allow(self.now, remote.ip(), budget) {
+            return true;
+        }
+        self.stats.rate_limited += 1;
+        self.drop_packet(remote, "rate limited");
+        false
+    }
+
     fn advance(&mut self, now: Instant) {
         self.now = self.now.max(now);
     }
@@ -268,13 +345,6 @@ impl Server {
             .find(|m| m.addr == addr)
     }
 
-    fn touch(&mut self, addr: SocketAddr) {
-        let now = self.now;
-        if let Some(m) = self.member_mut(addr) {
-            m.last_seen = now;
-        }
-    }
-
     fn reply(&mut self, local: SocketAddr, remote: SocketAddr, msg: Msg) {
         self.out.push_back(Transmit {
             source: Some(local),
@@ -292,11 +362,48 @@ impl Server {
         reason: &str,
     ) {
         let reason = reason.to_owned();
-        self.reply(local, remote, Msg::RegisterError { tid, code, reason });
+        let cookie = None;
+        let msg = Msg::RegisterError {
+            tid,
+            code,
+            reason,
+            cookie,
+        };
+        self.reply(local, remote, msg);
     }
 
-    fn on_register(&mut self, local: SocketAddr, remote: SocketAddr, req: Register) {
+    fn on_register(&mut self, local: SocketAddr, remote: SocketAddr, req: Register, len: usize) {
         let (tid, retry) = (req.tid, req.retry);
+        if !self.allow(remote, Budget::Register) {
+            return;
+        }
+        let now = self.now;
+        let verified = req
+            .cookie
+            .as_deref()
+            .is_some_and(|c| self.cookies.verify(now, remote, c));
+        if !verified {
+            // Return routability: no state for a source that has not shown it receives our answers; the
+            // challenge is never larger than the request, so a spoofed Register amplifies nothing.
+            self.stats.cookie_challenges += 1;
+            let msg = Msg::RegisterError {
+                tid,
+                code: 401,
+                reason: "cookie".into(),
+                cookie: Some(self.cookies.issue(now, remote)),
+            };
+            let payload = msg.encode();
+            if payload.len() > len {
+                return self.drop_packet(remote, "Register without a cookie, too short to answer");
+            }
+            let source = Some(local);
+            self.out.push_back(Transmit {
+                source,
+                destination: remote,
+                payload,
+            });
+            return;
+        }
         if req.pool.is_empty() {
             self.stats.dropped += 1;
             return self.error(local, remote, tid, 400, "missing or invalid pool name");
@@ -307,9 +414,12 @@ impl Server {
                 self.remove_member(remote, false);
             }
         }
-        let moved = !self.clients.contains_key(&remote)
-            && req.client_id.is_some()
-            && self.rebind(&req.pool, req.client_id, remote);
+        let newcomer = !self.clients.contains_key(&remote);
+        if newcomer && self.ips.members(remote.ip()) >= self.config.max_members_per_ip {
+            return self.error(local, remote, tid, 486, "too many members from this IP");
+        }
+        let moved =
+            newcomer && req.client_id.is_some() && self.rebind(&req.pool, req.client_id, remote);
         let is_member = self.clients.get(&remote) == Some(&req.pool);
         let pool = req.pool.clone();
         if is_member {
@@ -318,7 +428,16 @@ impl Server {
             return self.error(local, remote, tid, code, reason);
         }
         let mapped = Some(remote);
-        self.reply(local, remote, Msg::RegisterOk { tid, mapped });
+        let cookie = Some(self.cookies.issue(now, remote));
+        self.reply(
+            local,
+            remote,
+            Msg::RegisterOk {
+                tid,
+                mapped,
+                cookie,
+            },
+        );
         self.after_register(&pool, remote, is_member, retry, moved);
     }
 
@@ -337,7 +456,7 @@ impl Server {
     /// A new member joins its pool, unless the server or the pool is full.
     fn admit(&mut self, remote: SocketAddr, req: Register) -> Result<(), (u16, &'static str)> {
         let now = self.now;
-        if self.clients.len() >= self.config.max_clients {
+        if self.clients.len() >= self.config.max_members {
             return Err((503, "server full"));
         }
         let entry = self.pools.entry(req.pool.clone()).or_default();
@@ -355,8 +474,10 @@ impl Server {
             pake: req.pake,
             last_seen: now,
             info: None,
+            info_acked: false,
         });
         self.clients.insert(remote, req.pool.clone());
+        self.ips.count_member(now, remote.ip(), true);
         self.stats.registrations += 1;
         self.event(ServerEvent::Registered {
             pool: req.pool,
@@ -406,9 +527,18 @@ impl Server {
                 self.schedule_pair_infos(pool);
             }
         } else if is_member && !moved {
-            // A paired member registering again has not seen its PeerInfo: send it now.
-            self.schedule_info(remote, now);
-            self.handle_timeout(now);
+            // A paired member registering again may not have seen its PeerInfo: if the server gave up
+            // retransmitting it unanswered, send it again. An outstanding one keeps its schedule, and an
+            // acknowledged one is not repeated (a Register is the peer's keepalive).
+            let lost = p
+                .members
+                .iter()
+                .find(|m| m.addr == remote)
+                .is_some_and(|m| m.info.is_none() && !m.info_acked);
+            if lost {
+                self.schedule_info(remote, now);
+                self.handle_timeout(now);
+            }
         }
     }
 
@@ -462,6 +592,8 @@ impl Server {
         let paired = p.pair_id.is_some();
         self.clients.remove(&from);
         self.clients.insert(to, pool.to_owned());
+        self.ips.count_member(now, from.ip(), false);
+        self.ips.count_member(now, to.ip(), true);
         self.event(ServerEvent::Moved {
             pool: pool.to_owned(),
             from,
@@ -495,6 +627,7 @@ impl Server {
                 tid,
                 retransmit: Retransmit::new(policy, at),
             });
+            m.info_acked = false;
             self.info_schedule.insert((at, addr));
         }
     }
@@ -552,11 +685,18 @@ impl Server {
         m.last_seen = now;
         if m.info.as_ref().is_some_and(|i| i.tid == tid) {
             let info = m.info.take().expect("checked");
+            m.info_acked = true;
             unschedule(&mut self.info_schedule, &info, remote);
         }
     }
 
-    fn on_relay(&mut self, remote: SocketAddr, tid: wire::Tid, data: Option<Vec<u8>>) {
+    fn on_relay(
+        &mut self,
+        remote: SocketAddr,
+        tid: wire::Tid,
+        claimed: Option<wire::PairIdBytes>,
+        data: Option<Vec<u8>>,
+    ) {
         let Some(pool) = self.clients.get(&remote) else {
             return self.drop_packet(remote, "relay from a client that is not registered");
         };
@@ -575,12 +715,22 @@ impl Server {
         if data.len() > self.config.max_relay_payload {
             return self.drop_packet(remote, "relay DATA too large");
         }
+        if claimed != Some(pair_id) {
+            self.stats.bad_pair_id += 1;
+            return self.drop_packet(remote, "relay with another pair's PAIR-ID");
+        }
+        if !self.allow(remote, Budget::Relay(data.len())) {
+            return;
+        }
         let fwd = Msg::Relay {
             tid,
             pair_id: Some(pair_id),
             data: Some(data),
         };
-        self.touch(remote);
+        let now = self.now;
+        if let Some(m) = self.member_mut(remote) {
+            m.last_seen = now;
+        }
         self.stats.relayed += 1;
         let listen = self.config.listen;
         self.reply(listen, other, fwd);
@@ -599,6 +749,7 @@ impl Server {
         let Some(pool_name) = self.clients.remove(&addr) else {
             return;
         };
+        self.ips.count_member(self.now, addr.ip(), false);
         let Some(pool) = self.pools.get_mut(&pool_name) else {
             return;
         };

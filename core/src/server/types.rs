@@ -15,25 +15,64 @@ pub struct ServerConfig {
     pub alternate: Option<SocketAddr>,
     /// A member not heard from for this long is removed (default 60 s).
     pub member_timeout: Duration,
-    /// Most clients registered at once (default 10 000); more are refused with 503.
-    pub max_clients: usize,
+    /// Most members registered at once (default 10 000); more are refused with 503 "server full".
+    pub max_members: usize,
+    /// Most members registered from one source IP (default 64); more are refused with 486.
+    pub max_members_per_ip: usize,
+    /// Register requests per source IP, answered or not (default 20/s, burst 40); more are dropped.
+    pub register_rate: Rate,
+    /// RFC 5389 and RFC 3489 Binding requests per source IP (default 10/s, burst 40); more are dropped.
+    pub binding_rate: Rate,
+    /// Relay indications per source IP (default 200/s, burst 400); more are dropped.
+    pub relay_packet_rate: Rate,
+    /// Relayed DATA bytes per source IP (default 128 KiB/s, burst 256 KiB); more are dropped.
+    pub relay_byte_rate: Rate,
+    /// Most source IPs whose rate-limit state is kept (default 65 536; at least `max_members + 1`): the least
+    /// recently seen IPs without members are forgotten first.
+    pub max_ip_entries: usize,
     /// Largest relayed DATA payload (default 1200 bytes).
     pub max_relay_payload: usize,
     /// Seed for pair ids and transaction ids.
     pub seed: u64,
+    /// Key of the stateless cookies (return routability). `None` (the default): derived from `seed`, which is
+    /// right for tests and the simulator only; a real server sets 32 bytes from the OS RNG (the CLI does).
+    pub secret: Option<[u8; 32]>,
+}
+
+/// A token-bucket rate: `per_second` tokens a second, at most `burst` saved up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Sustained rate.
+    pub per_second: u32,
+    /// Largest burst.
+    pub burst: u32,
+}
+
+impl Rate {
+    /// `per_second`, with bursts of `burst`.
+    pub const fn new(per_second: u32, burst: u32) -> Self {
+        Rate { per_second, burst }
+    }
 }
 
 impl ServerConfig {
-    /// Listening on `listen` with no alternate address, 60 s member timeout, 10 000 clients, 1200-byte relay
-    /// payloads and seed 0.
+    /// Listening on `listen` with no alternate address, 60 s member timeout, 10 000 members (64 per IP),
+    /// the rates documented on each field, 1200-byte relay payloads, seed 0 and a secret derived from it.
     pub fn new(listen: SocketAddr) -> Self {
         ServerConfig {
             listen,
             alternate: None,
             member_timeout: Duration::from_secs(60),
-            max_clients: 10_000,
+            max_members: 10_000,
+            max_members_per_ip: 64,
+            register_rate: Rate::new(20, 40),
+            binding_rate: Rate::new(10, 40),
+            relay_packet_rate: Rate::new(200, 400),
+            relay_byte_rate: Rate::new(128 * 1024, 256 * 1024),
+            max_ip_entries: 65_536,
             max_relay_payload: 1200,
             seed: 0,
+            secret: None,
         }
     }
 }
@@ -56,6 +95,13 @@ pub struct ServerStats {
     pub relayed: u64,
     /// Members removed for silence ([`ServerConfig::member_timeout`]).
     pub expired: u64,
+    /// Datagrams dropped because their source IP was over a rate ([`ServerConfig::register_rate`] ...).
+    pub rate_limited: u64,
+    /// Registers without a valid cookie: answered with 401 and a fresh cookie (or dropped if the answer
+    /// would be larger than the request); no state is created.
+    pub cookie_challenges: u64,
+    /// Relay indications from a member whose PAIR-ID is not its pair's (dropped).
+    pub bad_pair_id: u64,
 }
 
 /// What the server reports.

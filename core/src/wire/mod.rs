@@ -276,6 +276,20 @@ opaque_attribute!(
     "BURN: (empty) in a Leave: the code was wrong (or guessed); the nameplate must not be reused for a while."
 );
 
+opaque_attribute!(
+    Padding,
+    PaddingDecoder,
+    PaddingEncoder,
+    0xC020,
+    "PADDING: ignored bytes that make a peer's Binding request at least as large as the server's answer \
+     ([`BINDING_REQUEST_LEN`]), so that the server never answers punch with more bytes than it received."
+);
+
+/// Size of a peer's Binding request (header + [`Padding`]): the largest Binding success the server sends
+/// (IPv6: XOR-MAPPED-ADDRESS, MAPPED-ADDRESS, OTHER-ADDRESS, RESPONSE-ORIGIN of 24 bytes each, plus a
+/// 16-byte COOKIE) is 20 + 4 x 24 + 16 = 132 bytes.
+pub const BINDING_REQUEST_LEN: usize = 132;
+
 define_attribute_enums!(
     PunchAttribute,
     PunchAttributeDecoder,
@@ -302,6 +316,7 @@ define_attribute_enums!(
         Retry,
         Hold,
         Cookie,
+        Padding,
         Pake,
         PeerPake,
         Burn

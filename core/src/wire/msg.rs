@@ -12,9 +12,9 @@ use stun_codec::{MessageClass, TransactionId};
 
 use super::{
     decode, decode_addr, encode, encode_addr, get, message, methods, text, Burn,
-    ClientId as ClientIdAttr, Cookie, Data, Hold, LocalAddr, Name, Nat, PairId as PairIdAttr, Pake,
-    PeerLocal, PeerName, PeerNat, PeerPake, PeerPublic, Pool, PunchAttribute, Retry, Rtt,
-    StunMessage, DATA_TAG,
+    ClientId as ClientIdAttr, Cookie, Data, Hold, LocalAddr, Name, Nat, Padding,
+    PairId as PairIdAttr, Pake, PeerLocal, PeerName, PeerNat, PeerPake, PeerPublic, Pool,
+    PunchAttribute, Retry, Rtt, StunMessage, DATA_TAG,
 };
 use crate::nat::NatBehaviour;
 
@@ -85,7 +85,8 @@ pub struct PeerInfo {
 /// Every message punch's machines exchange, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Msg {
-    /// RFC 5389 Binding request (plain: the detector builds its RFC 5780 ones itself).
+    /// RFC 5389 Binding request (plain: the detector builds its RFC 5780 ones itself), padded with PADDING to
+    /// [`super::BINDING_REQUEST_LEN`] bytes so that the answer is never larger.
     BindingRequest {
         /// Transaction id.
         tid: Tid,
@@ -96,6 +97,8 @@ pub enum Msg {
         tid: Tid,
         /// XOR-MAPPED-ADDRESS, if present.
         mapped: Option<SocketAddr>,
+        /// The server's COOKIE for the address the request came from, to echo in [`Register::cookie`].
+        cookie: Option<Vec<u8>>,
     },
     /// See [`Register`].
     Register(Register),
@@ -105,6 +108,8 @@ pub enum Msg {
         tid: Tid,
         /// XOR-MAPPED-ADDRESS, if present.
         mapped: Option<SocketAddr>,
+        /// A fresh COOKIE for the next Register.
+        cookie: Option<Vec<u8>>,
     },
     /// Server → peer: the Register was refused.
     RegisterError {
@@ -114,6 +119,8 @@ pub enum Msg {
         code: u16,
         /// Reason phrase.
         reason: String,
+        /// With 401 "cookie required": a fresh COOKIE; register again with it.
+        cookie: Option<Vec<u8>>,
     },
     /// Peer → server: leave the pool (a Register indication).
     Leave {
@@ -189,17 +196,24 @@ impl Msg {
             (0x001, MessageClass::SuccessResponse) => Msg::BindingOk {
                 tid,
                 mapped: mapped(&m),
+                cookie: cookie(&m),
             },
             (0x00D, MessageClass::Request) => Msg::Register(Register::from_stun(&m)),
             (0x00D, MessageClass::SuccessResponse) => Msg::RegisterOk {
                 tid,
                 mapped: mapped(&m),
+                cookie: cookie(&m),
             },
             (0x00D, MessageClass::ErrorResponse) => {
                 let (code, reason) = get::<ErrorCode>(&m)
                     .map(|e| (e.code(), e.reason_phrase().to_owned()))
                     .unwrap_or((500, "no reason given".into()));
-                Msg::RegisterError { tid, code, reason }
+                Msg::RegisterError {
+                    tid,
+                    code,
+                    reason,
+                    cookie: cookie(&m),
+                }
             }
             (0x00D, MessageClass::Indication) => Msg::Leave {
                 tid,
@@ -226,27 +240,48 @@ impl Msg {
     /// Encodes the message as a STUN datagram.
     pub fn encode(&self) -> Vec<u8> {
         let m = match self {
-            Msg::BindingRequest { tid } => stun(MessageClass::Request, methods::binding(), *tid),
-            Msg::BindingOk { tid, mapped } => {
+            Msg::BindingRequest { tid } => {
+                let mut m = stun(MessageClass::Request, methods::binding(), *tid);
+                let pad = super::BINDING_REQUEST_LEN - 20 - 4;
+                m.add_attribute(Padding(vec![0; pad]));
+                m
+            }
+            Msg::BindingOk {
+                tid,
+                mapped,
+                cookie,
+            } => {
                 let mut m = stun(MessageClass::SuccessResponse, methods::binding(), *tid);
                 if let Some(a) = mapped {
                     m.add_attribute(XorMappedAddress::new(*a));
                 }
+                add_cookie(&mut m, cookie);
                 m
             }
             Msg::Register(r) => r.to_stun(),
-            Msg::RegisterOk { tid, mapped } => {
+            Msg::RegisterOk {
+                tid,
+                mapped,
+                cookie,
+            } => {
                 let mut m = stun(MessageClass::SuccessResponse, methods::register(), *tid);
                 if let Some(a) = mapped {
                     m.add_attribute(XorMappedAddress::new(*a));
                 }
+                add_cookie(&mut m, cookie);
                 m
             }
-            Msg::RegisterError { tid, code, reason } => {
+            Msg::RegisterError {
+                tid,
+                code,
+                reason,
+                cookie,
+            } => {
                 let mut m = stun(MessageClass::ErrorResponse, methods::register(), *tid);
                 if let Ok(e) = ErrorCode::new(*code, reason.clone()) {
                     m.add_attribute(e);
                 }
+                add_cookie(&mut m, cookie);
                 m
             }
             Msg::Leave { tid, pool, burn } => {
@@ -277,6 +312,16 @@ impl Msg {
         };
         encode(m)
     }
+}
+
+fn add_cookie(m: &mut StunMessage, cookie: &Option<Vec<u8>>) {
+    if let Some(c) = cookie {
+        m.add_attribute(Cookie(c.clone()));
+    }
+}
+
+fn cookie(m: &StunMessage) -> Option<Vec<u8>> {
+    get::<Cookie>(m).map(|c| c.0.clone())
 }
 
 fn add_pair_id(m: &mut StunMessage, id: &Option<PairIdBytes>) {
@@ -484,6 +529,7 @@ mod tests {
             Msg::BindingOk {
                 tid: [2; 12],
                 mapped: Some(a("1.2.3.4:5")),
+                cookie: Some(vec![5; 12]),
             },
             Msg::Register(Register {
                 tid: [3; 12],
@@ -500,11 +546,19 @@ mod tests {
             Msg::RegisterOk {
                 tid: [4; 12],
                 mapped: Some(a("[2001:db8::1]:9")),
+                cookie: None,
             },
             Msg::RegisterError {
                 tid: [5; 12],
                 code: 409,
                 reason: "pool full".into(),
+                cookie: None,
+            },
+            Msg::RegisterError {
+                tid: [5; 12],
+                code: 401,
+                reason: "cookie".into(),
+                cookie: Some(vec![6; 12]),
             },
             Msg::Leave {
                 tid: [6; 12],
@@ -588,5 +642,9 @@ mod tests {
             Some(([7; 8], &b"hi"[..]))
         );
         assert_eq!(decode_direct(&[DATA_TAG, 1, 2]), None);
+        assert_eq!(
+            Msg::BindingRequest { tid: [0; 12] }.encode().len(),
+            super::super::BINDING_REQUEST_LEN
+        );
     }
 }
