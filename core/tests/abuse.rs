@@ -46,6 +46,7 @@ fn register(tid: u8, pool: &str, cookie: Option<Vec<u8>>) -> Vec<u8> {
         retry: false,
         pake: None,
         cookie,
+        link_key: None,
     })
     .encode()
 }

@@ -517,3 +517,62 @@ fn forged_data_with_a_sniffed_pair_id_is_dropped_and_counted() {
         "the path was not hijacked"
     );
 }
+
+#[test]
+fn forged_server_messages_from_an_off_path_attacker_change_nothing() {
+    let mut net = Net::new(10);
+    net.add_peer(A, "42-lobby-secret", false, 1);
+    net.add_peer(B, "42-lobby-secret", false, 2);
+    net.run_for(Duration::from_secs(1));
+    // The attacker spoofs the server's address but does not know the link key: a PeerLeft (unsigned, and
+    // signed under a guessed key), and a PeerInfo that would re-pair A with the attacker.
+    let left = wire::Msg::PeerLeft {
+        tid: [9; 12],
+        pair_id: None,
+    };
+    let attacker: SocketAddr = "192.0.2.66:4444".parse().unwrap();
+    let info = wire::Msg::PeerInfo(wire::PeerInfo {
+        tid: [8; 12],
+        pair_id: [6; 8],
+        public: attacker,
+        locals: vec![],
+        nat: Default::default(),
+        name: "mallory".into(),
+        mapped: None,
+        hold: false,
+        pake: Some(vec![1; 33]),
+    });
+    let before = net.peer(A).rejected();
+    net.inject(addr(SERVER), A, left.encode());
+    net.inject(addr(SERVER), A, left.encode_with_integrity(&[0; 16]));
+    net.inject(addr(SERVER), A, info.encode());
+    net.run_for(Duration::from_millis(200));
+    net.type_line(A, "still here");
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.peer(A).rejected(), before + 3, "all three were counted");
+    assert!(net.errors(A).is_empty());
+    assert!(!net.events[&addr(A)]
+        .iter()
+        .any(|e| matches!(e, PeerEvent::Disconnected { .. })));
+    assert_eq!(net.messages(B), vec!["still here"]);
+}
+
+#[test]
+fn a_burnt_nameplate_is_refused_for_the_next_pair() {
+    let mut net = Net::new(10);
+    net.add_peer(A, "42-lobby-secret", false, 1);
+    net.add_peer(B, "42-lobby-guess", false, 2);
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.errors(A), vec![PeerError::WrongCode]);
+    let late = "198.51.100.40:7000";
+    net.add_peer(late, "42-lobby-secret", false, 3);
+    net.run_for(Duration::from_secs(1));
+    assert!(
+        matches!(
+            net.errors(late).as_slice(),
+            [PeerError::Rejected { code: 410, .. }]
+        ),
+        "{:?}",
+        net.errors(late)
+    );
+}

@@ -28,7 +28,7 @@ use crate::backoff::{Backoff, Retransmit};
 use crate::detect::{DetectEvent, DetectorConfig, NatDetector, NatReport};
 use crate::nat::NatBehaviour;
 use crate::timer::{after, timers, Timers};
-use crate::wire::{ClientIdBytes, Msg, PairIdBytes, PeerInfo, Register, Tid};
+use crate::wire::{self, ClientIdBytes, LinkKeyBytes, Msg, PairIdBytes, PeerInfo, Register, Tid};
 use crate::Machine;
 use crate::{Deadline, Transmit};
 
@@ -102,6 +102,10 @@ pub(crate) struct ServerLink {
     rebinding: bool,
     /// Our SPAKE2 message, sent in every Register (the server passes it to the partner).
     pake: Vec<u8>,
+    /// The key of the MESSAGE-INTEGRITY on what the server tells us and on our Registers and Leave.
+    link_key: LinkKeyBytes,
+    /// Server messages whose integrity did not check (dropped).
+    forged: u64,
     /// The server's latest cookie for our address, echoed in every Register.
     cookie: Option<Vec<u8>>,
     /// 401 answers to the current Register transaction (a few are normal, many a broken server).
@@ -121,6 +125,8 @@ impl ServerLink {
             server_rtt: None,
             public_addr: None,
             client_id: rng.gen(),
+            link_key: rng.gen(),
+            forged: 0,
             rebinding: false,
             pake,
             cookie: None,
@@ -189,9 +195,21 @@ impl ServerLink {
         true
     }
 
-    /// A message from the server's address.
-    pub fn handle_msg(&mut self, now: Instant, msg: Msg) {
+    /// Server messages from the server's address whose integrity did not check (dropped, never acted on).
+    pub fn forged(&self) -> u64 {
+        self.forged
+    }
+
+    /// A message from the server's address (`data`: its bytes). PeerInfo and PeerLeft act only with a valid
+    /// MESSAGE-INTEGRITY under our link key: an off-path attacker cannot re-pair or disconnect us.
+    pub fn handle_msg(&mut self, now: Instant, msg: Msg, data: &[u8]) {
         self.advance(now);
+        if matches!(msg, Msg::PeerInfo(_) | Msg::PeerLeft { .. })
+            && !wire::check_integrity(data, &self.link_key)
+        {
+            self.forged += 1;
+            return;
+        }
         match msg {
             Msg::BindingOk {
                 tid,
@@ -284,7 +302,8 @@ impl ServerLink {
         ) {
             let tid = self.rng.gen();
             let pool = self.config.pool.clone();
-            self.send(Msg::Leave { tid, pool, burn }.encode());
+            let key = self.link_key;
+            self.send(Msg::Leave { tid, pool, burn }.encode_with_integrity(&key));
         }
         self.state = State::Closed;
         self.timers.clear();
@@ -392,12 +411,14 @@ impl ServerLink {
             retry,
             pake: Some(self.pake.clone()),
             cookie: self.cookie.clone(),
+            link_key: Some(self.link_key),
         }
     }
 
     fn send_register(&mut self, retry: bool) {
         let r = self.register(retry);
-        self.send(Msg::Register(r).encode());
+        let key = self.link_key;
+        self.send(Msg::Register(r).encode_with_integrity(&key));
     }
 
     /// Sends `msg` now and retransmits it until answered or [`PeerConfig::server_timeout`].
@@ -408,7 +429,7 @@ impl ServerLink {
             Msg::Register(r) => r.tid,
             _ => self.rng.gen(),
         };
-        let payload = msg.encode();
+        let payload = msg.encode_with_integrity(&self.link_key);
         self.send(payload.clone());
         // 250 ms until the server's RTT is known, then twice that (50..=250 ms).
         let rto = self.server_rtt.map_or(INITIAL_RTO, |r| {

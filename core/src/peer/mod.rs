@@ -286,7 +286,7 @@ impl crate::Machine for Peer {
                 }
             }
             wire::Kind::Stun => match Msg::decode(data) {
-                Some(m) if remote == self.config.server => self.link.handle_msg(self.now, m),
+                Some(m) if remote == self.config.server => self.link.handle_msg(self.now, m, data),
                 _ => {}
             },
             _ => {}
@@ -414,9 +414,10 @@ impl Peer {
         self.link.nat()
     }
 
-    /// Datagrams that claimed to be the partner's but did not authenticate (dropped, never acted on).
+    /// Datagrams that claimed to be the partner's or the server's but did not authenticate (dropped, never
+    /// acted on).
     pub fn rejected(&self) -> u64 {
-        self.rejected
+        self.rejected + self.link.forged()
     }
 
     /// The peer gave up (server unreachable, pool full) or was closed.

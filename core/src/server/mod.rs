@@ -44,11 +44,12 @@ use rand::{Rng, SeedableRng};
 use crate::backoff::{Backoff, Retransmit};
 use crate::nat::NatBehaviour;
 use crate::timer::after;
-use crate::wire::{self, Msg, PeerInfo, Register};
+use crate::wire::{self, Msg, PeerInfo};
 use crate::Machine;
 use crate::Transmit;
 
 mod guard;
+mod register;
 mod types;
 use guard::{Budget, Cookies, IpTable, Rates};
 pub use types::{Rate, ServerConfig, ServerEvent, ServerStats};
@@ -63,6 +64,9 @@ struct Member {
     token: Option<[u8; 8]>,
     /// The member's SPAKE2 message, passed on to its partner unread.
     pake: Option<Vec<u8>>,
+    /// The member's LINK-KEY: what we tell it carries a MESSAGE-INTEGRITY under it, and it must sign its moves
+    /// and its Leave with it.
+    link_key: Option<wire::LinkKeyBytes>,
     last_seen: Instant,
     /// Outstanding PeerInfo request to this member.
     info: Option<PendingInfo>,
@@ -107,6 +111,8 @@ const MAX_INFO_SENDS: u32 = 16;
 const INFO_MAX_RTO: Duration = Duration::from_secs(1);
 const MAX_EVENTS: usize = 4096;
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a nameplate stays refused after a Leave with BURN.
+pub const BURN_TIME: Duration = Duration::from_secs(600);
 
 impl crate::Machine for Server {
     type Event = ServerEvent;
@@ -155,8 +161,8 @@ impl crate::Machine for Server {
             return self.drop_packet(remote, "malformed STUN");
         }
         match Msg::decode(data) {
-            Some(Msg::Register(r)) => self.on_register(local, remote, r, data.len()),
-            Some(Msg::Leave { .. }) => self.on_leave(remote),
+            Some(Msg::Register(r)) => self.on_register(local, remote, r, data),
+            Some(Msg::Leave { pool, burn, .. }) => self.on_leave(remote, data, pool, burn),
             Some(Msg::PeerInfoAck { tid }) => self.on_info_ack(remote, tid),
             Some(Msg::Relay { tid, pair_id, data }) => self.on_relay(remote, tid, pair_id, data),
             _ => self.drop_packet(remote, "unexpected method or class"),
@@ -245,6 +251,8 @@ pub struct Server {
     now: Instant,
     cookies: Cookies,
     ips: IpTable,
+    /// Nameplates a Leave with BURN closed (a wrong code was tried), until when they stay refused.
+    burned: BTreeMap<String, Instant>,
 }
 
 impl Server {
@@ -265,6 +273,7 @@ impl Server {
         Server {
             cookies: Cookies::new(secret, now),
             ips: IpTable::new(rates, cap),
+            burned: BTreeMap::new(),
             rng: SmallRng::seed_from_u64(config.seed),
             config,
             pools: BTreeMap::new(),
@@ -372,176 +381,6 @@ impl Server {
         self.reply(local, remote, msg);
     }
 
-    fn on_register(&mut self, local: SocketAddr, remote: SocketAddr, req: Register, len: usize) {
-        let (tid, retry) = (req.tid, req.retry);
-        if !self.allow(remote, Budget::Register) {
-            return;
-        }
-        let now = self.now;
-        let verified = req
-            .cookie
-            .as_deref()
-            .is_some_and(|c| self.cookies.verify(now, remote, c));
-        if !verified {
-            // Return routability: no state for a source that has not shown it receives our answers; the
-            // challenge is never larger than the request, so a spoofed Register amplifies nothing.
-            self.stats.cookie_challenges += 1;
-            let msg = Msg::RegisterError {
-                tid,
-                code: 401,
-                reason: "cookie".into(),
-                cookie: Some(self.cookies.issue(now, remote)),
-            };
-            let payload = msg.encode();
-            if payload.len() > len {
-                return self.drop_packet(remote, "Register without a cookie, too short to answer");
-            }
-            let source = Some(local);
-            self.out.push_back(Transmit {
-                source,
-                destination: remote,
-                payload,
-            });
-            return;
-        }
-        if req.pool.is_empty() {
-            self.stats.dropped += 1;
-            return self.error(local, remote, tid, 400, "missing or invalid pool name");
-        }
-        // A member of another pool moves; a member of this pool is refreshed (idempotent).
-        if let Some(old) = self.clients.get(&remote).cloned() {
-            if old != req.pool {
-                self.remove_member(remote, false);
-            }
-        }
-        let newcomer = !self.clients.contains_key(&remote);
-        if newcomer && self.ips.members(remote.ip()) >= self.config.max_members_per_ip {
-            return self.error(local, remote, tid, 486, "too many members from this IP");
-        }
-        let moved =
-            newcomer && req.client_id.is_some() && self.rebind(&req.pool, req.client_id, remote);
-        let is_member = self.clients.get(&remote) == Some(&req.pool);
-        let pool = req.pool.clone();
-        if is_member {
-            self.refresh(remote, &req);
-        } else if let Err((code, reason)) = self.admit(remote, req) {
-            return self.error(local, remote, tid, code, reason);
-        }
-        let mapped = Some(remote);
-        let cookie = Some(self.cookies.issue(now, remote));
-        self.reply(
-            local,
-            remote,
-            Msg::RegisterOk {
-                tid,
-                mapped,
-                cookie,
-            },
-        );
-        self.after_register(&pool, remote, is_member, retry, moved);
-    }
-
-    /// A member registering again: it is alive, and its NAT and RTT may have changed.
-    fn refresh(&mut self, remote: SocketAddr, req: &Register) {
-        let now = self.now;
-        if let Some(m) = self.member_mut(remote) {
-            m.last_seen = now;
-            m.nat = req.nat;
-            if req.rtt.is_some() {
-                m.rtt = req.rtt;
-            }
-        }
-    }
-
-    /// A new member joins its pool, unless the server or the pool is full.
-    fn admit(&mut self, remote: SocketAddr, req: Register) -> Result<(), (u16, &'static str)> {
-        let now = self.now;
-        if self.clients.len() >= self.config.max_members {
-            return Err((503, "server full"));
-        }
-        let entry = self.pools.entry(req.pool.clone()).or_default();
-        if entry.members.len() >= 2 {
-            self.stats.dropped += 1;
-            return Err((409, "pool full: two peers are already paired in it"));
-        }
-        entry.members.push(Member {
-            addr: remote,
-            name: req.name.clone(),
-            nat: req.nat,
-            locals: req.locals,
-            rtt: req.rtt,
-            token: req.client_id,
-            pake: req.pake,
-            last_seen: now,
-            info: None,
-            info_acked: false,
-        });
-        self.clients.insert(remote, req.pool.clone());
-        self.ips.count_member(now, remote.ip(), true);
-        self.stats.registrations += 1;
-        self.event(ServerEvent::Registered {
-            pool: req.pool,
-            client: remote,
-            name: req.name,
-            nat: req.nat,
-        });
-        if self.next_sweep.is_none() {
-            self.next_sweep = Some(after(now, SWEEP_INTERVAL));
-        }
-        Ok(())
-    }
-
-    /// After a Register was answered: pair a full pool, start a requested retry round, or resend the PeerInfo
-    /// a paired member has evidently not seen.
-    fn after_register(
-        &mut self,
-        pool: &str,
-        remote: SocketAddr,
-        is_member: bool,
-        retry: bool,
-        moved: bool,
-    ) {
-        let now = self.now;
-        let Some(p) = self.pools.get_mut(pool) else {
-            return;
-        };
-        if p.members.len() != 2 {
-            return;
-        }
-        if p.pair_id.is_none() {
-            p.pair_id = Some(self.rng.gen());
-            p.rounds = 0;
-            let (a, b) = (p.members[0].addr, p.members[1].addr);
-            self.stats.pairs += 1;
-            let name = pool.to_owned();
-            self.event(ServerEvent::Paired { pool: name, a, b });
-            self.schedule_pair_infos(pool);
-        } else if is_member && retry {
-            let due = p
-                .last_round
-                .is_none_or(|t| now.saturating_duration_since(t) >= RETRY_MIN_INTERVAL);
-            if due {
-                self.event(ServerEvent::Retry {
-                    pool: pool.to_owned(),
-                });
-                self.schedule_pair_infos(pool);
-            }
-        } else if is_member && !moved {
-            // A paired member registering again may not have seen its PeerInfo: if the server gave up
-            // retransmitting it unanswered, send it again. An outstanding one keeps its schedule, and an
-            // acknowledged one is not repeated (a Register is the peer's keepalive).
-            let lost = p
-                .members
-                .iter()
-                .find(|m| m.addr == remote)
-                .is_some_and(|m| m.info.is_none() && !m.info_acked);
-            if lost {
-                self.schedule_info(remote, now);
-                self.handle_timeout(now);
-            }
-        }
-    }
-
     /// Both members get their PeerInfo at once, except that the nearer one's copy is held back by half the
     /// difference of the reported round trips, so that both copies arrive together.
     fn schedule_pair_infos(&mut self, pool: &str) {
@@ -568,41 +407,6 @@ impl Server {
         self.schedule_info(ba, after(now, db));
         // Copies due now go out now, not at the next timer tick.
         self.handle_timeout(now);
-    }
-
-    /// The member of `pool` with this CLIENT-ID moved to `to`: follow it, and start a new round if paired.
-    fn rebind(&mut self, pool: &str, token: Option<[u8; 8]>, to: SocketAddr) -> bool {
-        let now = self.now;
-        let Some(p) = self.pools.get_mut(pool) else {
-            return false;
-        };
-        let Some(m) = p
-            .members
-            .iter_mut()
-            .find(|m| m.token.is_some() && m.token == token)
-        else {
-            return false;
-        };
-        let from = m.addr;
-        if let Some(i) = m.info.take() {
-            unschedule(&mut self.info_schedule, &i, from);
-        }
-        m.addr = to;
-        m.last_seen = now;
-        let paired = p.pair_id.is_some();
-        self.clients.remove(&from);
-        self.clients.insert(to, pool.to_owned());
-        self.ips.count_member(now, from.ip(), false);
-        self.ips.count_member(now, to.ip(), true);
-        self.event(ServerEvent::Moved {
-            pool: pool.to_owned(),
-            from,
-            to,
-        });
-        if paired {
-            self.schedule_pair_infos(pool);
-        }
-        true
     }
 
     fn schedule_info(&mut self, addr: SocketAddr, at: Instant) {
@@ -674,7 +478,7 @@ impl Server {
             hold,
             pake: other.pake,
         };
-        self.reply(listen, addr, Msg::PeerInfo(info));
+        self.reply_to_member(listen, addr, Msg::PeerInfo(info));
     }
 
     fn on_info_ack(&mut self, remote: SocketAddr, tid: wire::Tid) {
@@ -736,12 +540,49 @@ impl Server {
         self.reply(listen, other, fwd);
     }
 
-    fn on_leave(&mut self, remote: SocketAddr) {
-        if self.clients.contains_key(&remote) {
-            self.remove_member(remote, false);
-        } else {
-            self.drop_packet(remote, "leave from a client that is not registered");
+    /// A Leave from a member: accepted only with a valid MESSAGE-INTEGRITY under the member's link key (if it
+    /// gave one), so a spoofed Leave removes nobody. With BURN the nameplate stays refused for
+    /// [`BURN_TIME`]: one wrong code is one online guess.
+    fn on_leave(&mut self, remote: SocketAddr, data: &[u8], pool: String, burn: bool) {
+        let Some(key) = self.member_mut(remote).map(|m| m.link_key) else {
+            return self.drop_packet(remote, "leave from a client that is not registered");
+        };
+        if key.is_some_and(|k| !wire::check_integrity(data, &k)) {
+            return self.drop_packet(remote, "leave without a valid integrity");
         }
+        if burn && self.clients.get(&remote) == Some(&pool) {
+            if self.burned.len() >= self.config.max_members {
+                self.burned.pop_first();
+            }
+            self.burned.insert(pool, after(self.now, BURN_TIME));
+        }
+        self.remove_member(remote, false);
+    }
+
+    /// Whether `pool` is burnt now (expired entries are forgotten).
+    fn is_burned(&mut self, pool: &str) -> bool {
+        match self.burned.get(pool) {
+            Some(until) if *until > self.now => true,
+            Some(_) => {
+                self.burned.remove(pool);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Sends `msg` to a member, with a MESSAGE-INTEGRITY under its link key when it has one.
+    fn reply_to_member(&mut self, local: SocketAddr, member: SocketAddr, msg: Msg) {
+        let key = self.member_mut(member).and_then(|m| m.link_key);
+        let payload = match key {
+            Some(k) => msg.encode_with_integrity(&k),
+            None => msg.encode(),
+        };
+        self.out.push_back(Transmit {
+            source: Some(local),
+            destination: member,
+            payload,
+        });
     }
 
     /// Removes a member; its partner (if any) is told and goes back to waiting.
@@ -773,7 +614,7 @@ impl Server {
             let tid: wire::Tid = self.rng.gen();
             let pair_id = Some(pair_id);
             let listen = self.config.listen;
-            self.reply(listen, partner, Msg::PeerLeft { tid, pair_id });
+            self.reply_to_member(listen, partner, Msg::PeerLeft { tid, pair_id });
         }
         if expired {
             self.stats.expired += 1;

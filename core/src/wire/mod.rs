@@ -10,7 +10,9 @@ mod msg;
 pub use msg::*;
 
 use bytecodec::{DecodeExt, EncodeExt};
-use stun_codec::rfc5389::attributes::{ErrorCode, MappedAddress, Software, XorMappedAddress};
+use stun_codec::rfc5389::attributes::{
+    ErrorCode, MappedAddress, MessageIntegrity, Software, XorMappedAddress,
+};
 use stun_codec::rfc5780::attributes::{OtherAddress, ResponseOrigin};
 use stun_codec::{
     define_attribute_enums, Attribute, Message, MessageClass, MessageDecoder, MessageEncoder,
@@ -275,6 +277,13 @@ opaque_attribute!(
     0xC012,
     "BURN: (empty) in a Leave: the code was wrong (or guessed); the nameplate must not be reused for a while."
 );
+opaque_attribute!(
+    LinkKey,
+    LinkKeyDecoder,
+    LinkKeyEncoder,
+    0xC013,
+    "LINK-KEY: 16 random bytes in Register: the key of the MESSAGE-INTEGRITY on what the server says to this peer."
+);
 
 opaque_attribute!(
     Padding,
@@ -319,7 +328,9 @@ define_attribute_enums!(
         Padding,
         Pake,
         PeerPake,
-        Burn
+        Burn,
+        LinkKey,
+        MessageIntegrity
     ]
 );
 
@@ -337,6 +348,33 @@ pub enum Kind {
     Data,
     /// Anything else.
     Unknown,
+}
+
+/// The key of a peer's server link (LINK-KEY): what the server says to that peer, and what the peer says to
+/// move or leave, carries a MESSAGE-INTEGRITY (RFC 5389 HMAC-SHA1, short-term credential) under it.
+pub type LinkKeyBytes = [u8; 16];
+
+fn integrity_password(key: &LinkKeyBytes) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Adds a MESSAGE-INTEGRITY under `key` as the message's last attribute.
+pub fn add_integrity(m: &mut StunMessage, key: &LinkKeyBytes) {
+    if let Ok(mi) = MessageIntegrity::new_short_term_credential(m, &integrity_password(key)) {
+        m.add_attribute(mi);
+    }
+}
+
+/// Whether the datagram is a STUN message whose MESSAGE-INTEGRITY checks under `key` (never panics).
+pub fn check_integrity(data: &[u8], key: &LinkKeyBytes) -> bool {
+    decode(data)
+        .and_then(|m| {
+            get::<MessageIntegrity>(&m).map(|mi| {
+                mi.check_short_term_credential(&integrity_password(key))
+                    .is_ok()
+            })
+        })
+        .unwrap_or(false)
 }
 
 /// Classifies a datagram without parsing it.

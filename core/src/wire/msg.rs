@@ -57,6 +57,8 @@ pub struct Register {
     pub pake: Option<Vec<u8>>,
     /// The server's cookie from a Binding answer (return routability).
     pub cookie: Option<Vec<u8>>,
+    /// The key for MESSAGE-INTEGRITY between this peer and the server (LINK-KEY).
+    pub link_key: Option<super::LinkKeyBytes>,
 }
 
 /// Server → peer: the other side of the pair (a request: the peer answers with [`Msg::PeerInfoAck`]).
@@ -239,7 +241,18 @@ impl Msg {
 
     /// Encodes the message as a STUN datagram.
     pub fn encode(&self) -> Vec<u8> {
-        let m = match self {
+        encode(self.to_stun())
+    }
+
+    /// Encodes the message with a MESSAGE-INTEGRITY under `key` (see [`super::LinkKeyBytes`]).
+    pub fn encode_with_integrity(&self, key: &super::LinkKeyBytes) -> Vec<u8> {
+        let mut m = self.to_stun();
+        super::add_integrity(&mut m, key);
+        encode(m)
+    }
+
+    fn to_stun(&self) -> StunMessage {
+        match self {
             Msg::BindingRequest { tid } => {
                 let mut m = stun(MessageClass::Request, methods::binding(), *tid);
                 let pad = super::BINDING_REQUEST_LEN - 20 - 4;
@@ -309,8 +322,7 @@ impl Msg {
                 }
                 m
             }
-        };
-        encode(m)
+        }
     }
 }
 
@@ -354,6 +366,7 @@ impl Register {
             retry: get::<Retry>(m).is_some(),
             pake: get::<Pake>(m).map(|p| p.0.clone()),
             cookie: get::<Cookie>(m).map(|c| c.0.clone()),
+            link_key: get::<super::LinkKey>(m).and_then(|k| k.0.as_slice().try_into().ok()),
         }
     }
 
@@ -380,6 +393,9 @@ impl Register {
         }
         if let Some(c) = &self.cookie {
             m.add_attribute(Cookie(c.clone()));
+        }
+        if let Some(k) = &self.link_key {
+            m.add_attribute(super::LinkKey(k.to_vec()));
         }
         m
     }
@@ -542,6 +558,7 @@ mod tests {
                 retry: true,
                 pake: Some(vec![1; 33]),
                 cookie: Some(vec![2; 16]),
+                link_key: Some([3; 16]),
             }),
             Msg::RegisterOk {
                 tid: [4; 12],
@@ -611,6 +628,26 @@ mod tests {
     }
 
     #[test]
+    fn integrity_checks_under_the_right_key_only() {
+        let m = Msg::PeerLeft {
+            tid: [1; 12],
+            pair_id: Some([2; 8]),
+        };
+        let signed = m.encode_with_integrity(&[7; 16]);
+        assert!(super::super::check_integrity(&signed, &[7; 16]));
+        assert!(!super::super::check_integrity(&signed, &[8; 16]));
+        assert!(!super::super::check_integrity(&m.encode(), &[7; 16]));
+        assert_eq!(
+            Msg::decode(&signed),
+            Some(m),
+            "the typed message reads the same"
+        );
+        let mut tampered = signed.clone();
+        tampered[25] ^= 1;
+        assert!(!super::super::check_integrity(&tampered, &[7; 16]));
+    }
+
+    #[test]
     fn limits_and_leniency() {
         let r = Register {
             tid: [0; 12],
@@ -623,6 +660,7 @@ mod tests {
             retry: false,
             pake: None,
             cookie: None,
+            link_key: None,
         };
         let Some(Msg::Register(d)) = Msg::decode(&Msg::Register(r).encode()) else {
             panic!("a register");

@@ -1,0 +1,236 @@
+//! Register handling: return routability, per-IP caps, admission, refresh, moves and pairing.
+use std::net::SocketAddr;
+
+use rand::Rng;
+
+use super::{unschedule, Budget, Member, Server, ServerEvent, RETRY_MIN_INTERVAL, SWEEP_INTERVAL};
+use crate::timer::after;
+use crate::wire::{self, Msg, Register};
+use crate::{Machine, Transmit};
+
+impl Server {
+    pub(super) fn on_register(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        req: Register,
+        data: &[u8],
+    ) {
+        let len = data.len();
+        let (tid, retry) = (req.tid, req.retry);
+        if !self.allow(remote, Budget::Register) {
+            return;
+        }
+        let now = self.now;
+        let verified = req
+            .cookie
+            .as_deref()
+            .is_some_and(|c| self.cookies.verify(now, remote, c));
+        if !verified {
+            // Return routability: no state for a source that has not shown it receives our answers; the
+            // challenge is never larger than the request, so a spoofed Register amplifies nothing.
+            self.stats.cookie_challenges += 1;
+            let msg = Msg::RegisterError {
+                tid,
+                code: 401,
+                reason: "cookie".into(),
+                cookie: Some(self.cookies.issue(now, remote)),
+            };
+            let payload = msg.encode();
+            if payload.len() > len {
+                return self.drop_packet(remote, "Register without a cookie, too short to answer");
+            }
+            let source = Some(local);
+            self.out.push_back(Transmit {
+                source,
+                destination: remote,
+                payload,
+            });
+            return;
+        }
+        if req.pool.is_empty() {
+            self.stats.dropped += 1;
+            return self.error(local, remote, tid, 400, "missing or invalid pool name");
+        }
+        // A member of another pool moves; a member of this pool is refreshed (idempotent).
+        if let Some(old) = self.clients.get(&remote).cloned() {
+            if old != req.pool {
+                self.remove_member(remote, false);
+            }
+        }
+        let newcomer = !self.clients.contains_key(&remote);
+        if newcomer && self.ips.members(remote.ip()) >= self.config.max_members_per_ip {
+            return self.error(local, remote, tid, 486, "too many members from this IP");
+        }
+        let moved = newcomer
+            && req.client_id.is_some()
+            && self.rebind(&req.pool, req.client_id, remote, data);
+        let is_member = self.clients.get(&remote) == Some(&req.pool);
+        let pool = req.pool.clone();
+        if is_member {
+            self.refresh(remote, &req);
+        } else if let Err((code, reason)) = self.admit(remote, req) {
+            return self.error(local, remote, tid, code, reason);
+        }
+        let mapped = Some(remote);
+        let cookie = Some(self.cookies.issue(now, remote));
+        self.reply(
+            local,
+            remote,
+            Msg::RegisterOk {
+                tid,
+                mapped,
+                cookie,
+            },
+        );
+        self.after_register(&pool, remote, is_member, retry, moved);
+    }
+
+    /// A member registering again: it is alive, and its NAT and RTT may have changed.
+    fn refresh(&mut self, remote: SocketAddr, req: &Register) {
+        let now = self.now;
+        if let Some(m) = self.member_mut(remote) {
+            m.last_seen = now;
+            m.nat = req.nat;
+            if req.rtt.is_some() {
+                m.rtt = req.rtt;
+            }
+        }
+    }
+
+    /// A new member joins its pool, unless the server or the pool is full.
+    fn admit(&mut self, remote: SocketAddr, req: Register) -> Result<(), (u16, &'static str)> {
+        let now = self.now;
+        if self.clients.len() >= self.config.max_members {
+            return Err((503, "server full"));
+        }
+        if self.is_burned(&req.pool) {
+            return Err((
+                410,
+                "nameplate burnt: a wrong code was tried on it; make a new code",
+            ));
+        }
+        let entry = self.pools.entry(req.pool.clone()).or_default();
+        if entry.members.len() >= 2 {
+            self.stats.dropped += 1;
+            return Err((409, "pool full: two peers are already paired in it"));
+        }
+        entry.members.push(Member {
+            addr: remote,
+            name: req.name.clone(),
+            nat: req.nat,
+            locals: req.locals,
+            rtt: req.rtt,
+            token: req.client_id,
+            link_key: req.link_key,
+            pake: req.pake,
+            last_seen: now,
+            info: None,
+            info_acked: false,
+        });
+        self.clients.insert(remote, req.pool.clone());
+        self.ips.count_member(now, remote.ip(), true);
+        self.stats.registrations += 1;
+        self.event(ServerEvent::Registered {
+            pool: req.pool,
+            client: remote,
+            name: req.name,
+            nat: req.nat,
+        });
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(after(now, SWEEP_INTERVAL));
+        }
+        Ok(())
+    }
+
+    /// After a Register was answered: pair a full pool, start a requested retry round, or resend the PeerInfo
+    /// a paired member has evidently not seen.
+    fn after_register(
+        &mut self,
+        pool: &str,
+        remote: SocketAddr,
+        is_member: bool,
+        retry: bool,
+        moved: bool,
+    ) {
+        let now = self.now;
+        let Some(p) = self.pools.get_mut(pool) else {
+            return;
+        };
+        if p.members.len() != 2 {
+            return;
+        }
+        if p.pair_id.is_none() {
+            p.pair_id = Some(self.rng.gen());
+            p.rounds = 0;
+            let (a, b) = (p.members[0].addr, p.members[1].addr);
+            self.stats.pairs += 1;
+            let name = pool.to_owned();
+            self.event(ServerEvent::Paired { pool: name, a, b });
+            self.schedule_pair_infos(pool);
+        } else if is_member && retry {
+            let due = p
+                .last_round
+                .is_none_or(|t| now.saturating_duration_since(t) >= RETRY_MIN_INTERVAL);
+            if due {
+                self.event(ServerEvent::Retry {
+                    pool: pool.to_owned(),
+                });
+                self.schedule_pair_infos(pool);
+            }
+        } else if is_member && !moved {
+            // A paired member registering again may not have seen its PeerInfo: if the server gave up
+            // retransmitting it unanswered, send it again. An outstanding one keeps its schedule, and an
+            // acknowledged one is not repeated (a Register is the peer's keepalive).
+            let lost = p
+                .members
+                .iter()
+                .find(|m| m.addr == remote)
+                .is_some_and(|m| m.info.is_none() && !m.info_acked);
+            if lost {
+                self.schedule_info(remote, now);
+                self.handle_timeout(now);
+            }
+        }
+    }
+
+    /// The member of `pool` with this CLIENT-ID moved to `to`: follow it, and start a new round if paired.
+    fn rebind(&mut self, pool: &str, token: Option<[u8; 8]>, to: SocketAddr, data: &[u8]) -> bool {
+        let now = self.now;
+        let Some(p) = self.pools.get_mut(pool) else {
+            return false;
+        };
+        let Some(m) = p
+            .members
+            .iter_mut()
+            .find(|m| m.token.is_some() && m.token == token)
+        else {
+            return false;
+        };
+        // A move must be signed with the member's link key: a sniffed CLIENT-ID alone moves nobody.
+        if m.link_key.is_some_and(|k| !wire::check_integrity(data, &k)) {
+            self.stats.dropped += 1;
+            return false;
+        }
+        let from = m.addr;
+        if let Some(i) = m.info.take() {
+            unschedule(&mut self.info_schedule, &i, from);
+        }
+        m.addr = to;
+        m.last_seen = now;
+        let paired = p.pair_id.is_some();
+        self.clients.remove(&from);
+        self.clients.insert(to, pool.to_owned());
+        self.ips.count_member(now, from.ip(), false);
+        self.ips.count_member(now, to.ip(), true);
+        self.event(ServerEvent::Moved {
+            pool: pool.to_owned(),
+            from,
+            to,
+        });
+        if paired {
+            self.schedule_pair_infos(pool);
+        }
+        true
+    }
+}
