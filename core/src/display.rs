@@ -51,6 +51,7 @@ impl fmt::Display for PeerEvent {
                 write!(f, "NAT: {} (public {:?})", r.behaviour, r.public_addr)
             }
             PeerEvent::NatDetected(r) => write!(f, "NAT detected: {}", r.behaviour),
+            PeerEvent::CodeAllocated { code } => write!(f, "your code is {code}"),
             PeerEvent::Registered {
                 public_addr,
                 server_rtt,
@@ -109,7 +110,10 @@ impl PeerEvent {
     pub fn is_status(&self) -> bool {
         !matches!(
             self,
-            PeerEvent::Message { .. } | PeerEvent::Acked { .. } | PeerEvent::ConversationDone
+            PeerEvent::Message { .. }
+                | PeerEvent::Acked { .. }
+                | PeerEvent::ConversationDone
+                | PeerEvent::CodeAllocated { .. }
         )
     }
 }

@@ -47,6 +47,7 @@ fn register(tid: u8, pool: &str, cookie: Option<Vec<u8>>) -> Vec<u8> {
         pake: None,
         cookie,
         link_key: None,
+        allocate: false,
     })
     .encode()
 }

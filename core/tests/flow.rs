@@ -576,3 +576,49 @@ fn a_burnt_nameplate_is_refused_for_the_next_pair() {
         net.errors(late)
     );
 }
+
+#[test]
+fn a_peer_without_a_code_gets_a_nameplate_from_the_server_and_its_partner_joins_with_the_code() {
+    let mut net = Net::new(10);
+    let mut c = PeerConfig::allocating(addr(SERVER));
+    c.name = A.into();
+    c.local_addrs = vec![addr(A)];
+    c.seed = [1; 32];
+    let p = Peer::new(c, net.now);
+    net.nodes.insert(addr(A), Node::Peer(Box::new(p)));
+    net.drain(addr(A));
+    net.run_for(Duration::from_millis(500));
+    let code = net.events[&addr(A)]
+        .iter()
+        .find_map(|e| match e {
+            PeerEvent::CodeAllocated { code } => Some(code.clone()),
+            _ => None,
+        })
+        .expect("a code");
+    assert!(
+        code.starts_with("1-"),
+        "the first free nameplate is 1: {code}"
+    );
+    assert_eq!(
+        code.split('-').count(),
+        3,
+        "a nameplate and two words: {code}"
+    );
+    net.add_peer(B, &code, false, 2);
+    net.run_for(Duration::from_secs(1));
+    net.type_line(B, "found you");
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.messages(A), vec!["found you"]);
+    // A second creator gets the next free nameplate.
+    let c2 = "198.51.100.50:5000";
+    let mut c = PeerConfig::allocating(addr(SERVER));
+    c.local_addrs = vec![addr(c2)];
+    c.seed = [3; 32];
+    let p = Peer::new(c, net.now);
+    net.nodes.insert(addr(c2), Node::Peer(Box::new(p)));
+    net.drain(addr(c2));
+    net.run_for(Duration::from_millis(500));
+    assert!(net.events[&addr(c2)]
+        .iter()
+        .any(|e| matches!(e, PeerEvent::CodeAllocated { code } if code.starts_with("2-"))));
+}

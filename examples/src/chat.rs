@@ -84,22 +84,19 @@ pub fn run(a: ChatArgs) -> Result<ExitCode> {
     let code = join_code(&a)?;
     let (tx, rx) = mpsc::channel::<Input<PeerEvent>>();
     let running = start_peer(&a, code.clone(), tx.clone())?;
-    if a.json {
-        println!("{}", output::code_json(&code, a.code.is_none(), a.server));
-    } else {
-        if a.code.is_none() {
-            eprintln!("punch: your code is {code}");
-            eprintln!(
-                "punch: on the other machine run:  punch chat {code} --server {}",
-                a.server
-            );
-        }
-        eprintln!(
+    match (&code, a.json) {
+        (Some(code), true) => println!("{}", output::code_json(code)),
+        (Some(code), false) => eprintln!(
             "punch: joining nameplate {} at {} from {}",
             code.nameplate(),
             a.server,
             running.locals[0]
-        );
+        ),
+        (None, false) => eprintln!(
+            "punch: asking {} for a nameplate, from {}",
+            a.server, running.locals[0]
+        ),
+        (None, true) => {}
     }
     driver::read_stdin(tx.clone());
     driver::on_interrupt(tx);
@@ -109,18 +106,15 @@ pub fn run(a: ChatArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
-/// The code given, or a new one: a random nameplate and two words from the list (16 bits of secret).
-fn join_code(a: &ChatArgs) -> Result<Code> {
-    match &a.code {
-        Some(text) => text
-            .parse()
-            .map_err(|e| anyhow::anyhow!("invalid code {text:?}: {e}")),
-        None => {
-            use rand::Rng;
-            let nameplate = rand::rngs::OsRng.gen_range(1..10_000);
-            Code::generate(nameplate, 2, &mut rand::rngs::OsRng).map_err(Into::into)
-        }
-    }
+/// The code given (checked), or `None`: the server allocates a nameplate and the peer makes the words.
+fn join_code(a: &ChatArgs) -> Result<Option<Code>> {
+    a.code
+        .as_ref()
+        .map(|text| {
+            text.parse()
+                .map_err(|e| anyhow::anyhow!("invalid code {text:?}: {e}"))
+        })
+        .transpose()
 }
 
 /// The display name must fit the wire format (core's limit).
@@ -134,10 +128,13 @@ fn check_names(a: &ChatArgs) -> Result<()> {
 /// Starts the peer on the chosen runtime, its events going into `inputs`.
 fn start_peer(
     a: &ChatArgs,
-    code: Code,
+    code: Option<Code>,
     inputs: mpsc::Sender<Input<PeerEvent>>,
 ) -> Result<Running<Peer>> {
-    let mut config = PeerConfig::new(a.server, code);
+    let mut config = match code {
+        Some(code) => PeerConfig::new(a.server, code),
+        None => PeerConfig::allocating(a.server),
+    };
     config.name = a.name.clone();
     config.relay_only = a.relay_only;
     config.detect_nat = !a.no_detect;
@@ -250,6 +247,13 @@ impl<'a> Chat<'a> {
                 self.outbox.unacked.remove(&seq);
             }
             PeerEvent::PeerFinished => self.peer_finished = true,
+            PeerEvent::CodeAllocated { code } if !self.a.json => {
+                eprintln!("punch: your code is {code}");
+                eprintln!(
+                    "punch: on the other machine run:  punch chat {code} --server {}",
+                    self.a.server
+                );
+            }
             PeerEvent::Paired { name, .. } if !name.is_empty() => self.peer_name = name,
             PeerEvent::Path { .. } => self.has_path = true,
             PeerEvent::ConversationDone => {

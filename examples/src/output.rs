@@ -54,18 +54,9 @@ fn path_str(p: &Path) -> (&'static str, Option<String>) {
     }
 }
 
-/// The first JSON line of `punch chat --json`: the code (only when punch made it) and the command to share.
-pub fn code_json(
-    code: &punch_core::secure::Code,
-    made: bool,
-    server: std::net::SocketAddr,
-) -> Value {
-    let mut v = json!({"event": "code", "nameplate": code.nameplate()});
-    if made {
-        v["code"] = json!(code.to_string());
-        v["share"] = json!(format!("punch chat {code} --server {server}"));
-    }
-    v
+/// The first JSON line of `punch chat CODE --json`: the nameplate joined (the words are never printed).
+pub fn code_json(code: &punch_core::secure::Code) -> Value {
+    json!({"event": "code", "nameplate": code.nameplate()})
 }
 
 /// The JSON line for a peer event.
@@ -102,6 +93,7 @@ pub fn peer_event_json(e: &PeerEvent) -> Value {
         PeerEvent::ConversationDone => json!({"event": "conversation_done"}),
         PeerEvent::Error(err) => json!({"event": "error", "error": err.to_string()}),
         PeerEvent::Disconnected { reason } => json!({"event": "disconnected", "reason": reason}),
+        PeerEvent::CodeAllocated { code } => json!({"event": "code_allocated", "code": code}),
         // Events a newer punch-core adds (the enum is non-exhaustive) are passed on as text.
         other => json!({"event": "other", "text": other.to_string()}),
     }

@@ -53,6 +53,8 @@ pub(crate) enum LinkEvent {
         public_addr: SocketAddr,
         server_rtt: Duration,
     },
+    /// The server allocated our nameplate (we registered without a code).
+    Allocated(String),
     /// A partner, for a new pair id.
     Paired(PeerInfo),
     /// A fresh PeerInfo for the current pair: a new punch round, perhaps with the partner's new address.
@@ -100,8 +102,9 @@ pub(crate) struct ServerLink {
     client_id: ClientIdBytes,
     /// The public address changed and the server has not confirmed the new one yet.
     rebinding: bool,
-    /// Our SPAKE2 message, sent in every Register (the server passes it to the partner).
-    pake: Vec<u8>,
+    /// Our SPAKE2 message, sent in every Register (the server passes it to the partner); `None` until we know
+    /// our code (the server is allocating our nameplate).
+    pake: Option<Vec<u8>>,
     /// The key of the MESSAGE-INTEGRITY on what the server tells us and on our Registers and Leave.
     link_key: LinkKeyBytes,
     /// Server messages whose integrity did not check (dropped).
@@ -115,7 +118,7 @@ pub(crate) struct ServerLink {
 }
 
 impl ServerLink {
-    pub fn new(config: PeerConfig, pake: Vec<u8>, rng: &mut PeerRng, now: Instant) -> Self {
+    pub fn new(config: PeerConfig, pake: Option<Vec<u8>>, rng: &mut PeerRng, now: Instant) -> Self {
         let mut link = ServerLink {
             rng: PeerRng::from_seed(rng.gen()),
             nat: config.nat,
@@ -220,11 +223,17 @@ impl ServerLink {
                 tid,
                 mapped,
                 cookie,
+                pool,
             } => {
                 if cookie.is_some() {
                     self.cookie = cookie;
                 }
-                self.on_register_ok(tid, mapped)
+                let allocated = pool.filter(|_| self.config.pool.is_empty());
+                self.on_register_ok(tid, mapped);
+                if let Some(nameplate) = allocated {
+                    self.config.pool = nameplate.clone();
+                    self.events.push_back(LinkEvent::Allocated(nameplate));
+                }
             }
             Msg::RegisterError {
                 code: 401,
@@ -325,6 +334,15 @@ impl ServerLink {
             .set(LinkTimer::Keepalive, after(self.now, every));
     }
 
+    /// Our SPAKE2 message, once our code is known (after the server allocated the nameplate): stored for every
+    /// later Register, and sent to the server at once.
+    pub fn set_pake(&mut self, message: Vec<u8>) {
+        self.pake = Some(message);
+        if self.registered_or_paired() {
+            self.send_register(false);
+        }
+    }
+
     /// While paired on the relay: ask the server for a new punch round for both sides.
     pub fn request_retry(&mut self) {
         if matches!(self.state, State::Paired(_)) {
@@ -409,9 +427,10 @@ impl ServerLink {
             locals: self.config.local_addrs.clone(),
             rtt: self.server_rtt,
             retry,
-            pake: Some(self.pake.clone()),
+            pake: self.pake.clone(),
             cookie: self.cookie.clone(),
             link_key: Some(self.link_key),
+            allocate: self.config.pool.is_empty(),
         }
     }
 

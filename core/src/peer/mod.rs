@@ -48,9 +48,10 @@ pub struct PeerConfig {
     /// The rendezvous server.
     pub server: SocketAddr,
     /// The join code: its nameplate is what the server sees (the pool), its words never leave the peer (they
-    /// key the SPAKE2 exchange).
-    pub code: Code,
-    /// The pool the server pairs in: the code's nameplate.
+    /// key the SPAKE2 exchange). `None` ([`PeerConfig::allocating`]): the server picks a free nameplate and the
+    /// peer makes the words ([`PeerEvent::CodeAllocated`]).
+    pub code: Option<Code>,
+    /// The pool the server pairs in: the code's nameplate (empty while the server allocates one).
     pub pool: String,
     /// Display name sent to the partner (at most [`wire::MAX_NAME_BYTES`]).
     pub name: String,
@@ -95,7 +96,7 @@ impl PeerConfig {
         PeerConfig {
             server,
             pool: code.nameplate().to_string(),
-            code,
+            code: Some(code),
             name: String::new(),
             local_addrs: Vec::new(),
             relay_only: false,
@@ -113,6 +114,17 @@ impl PeerConfig {
             retry_interval: Duration::from_secs(35),
             linger: Duration::from_millis(300),
         }
+    }
+}
+
+impl PeerConfig {
+    /// The documented defaults for a peer that asks `server` for a free nameplate and makes its code from it
+    /// (two words from the built-in list: 16 bits of secret), to share with the partner.
+    pub fn allocating(server: SocketAddr) -> Self {
+        let mut config = PeerConfig::new(server, Code::parse("0-x").expect("a valid code"));
+        config.code = None;
+        config.pool = String::new();
+        config
     }
 }
 
@@ -166,6 +178,12 @@ impl std::error::Error for PeerError {}
 pub enum PeerEvent {
     /// NAT detection finished (only with [`PeerConfig::detect_nat`]).
     NatDetected(NatReport),
+    /// The server allocated a nameplate and the peer made its code: show it to the user, who shares it with the
+    /// partner (only with [`PeerConfig::allocating`]).
+    CodeAllocated {
+        /// The code, like `7-guitar-revenge`.
+        code: String,
+    },
     /// The server accepted the registration.
     Registered {
         /// How the server sees this socket.
@@ -223,6 +241,8 @@ pub enum PeerEvent {
 /// The end-to-end key: waiting for the partner's PAKE message, then a channel.
 #[derive(Debug)]
 enum Secure {
+    /// The server is allocating our nameplate; the code (and so the PAKE) comes after.
+    NoCode,
     Waiting(Pake),
     Established {
         pair_id: PairIdBytes,
@@ -255,6 +275,8 @@ pub struct Peer {
     peer_finished: bool,
     conversation_done: bool,
     secure: Secure,
+    /// For the code's words when the server allocated the nameplate.
+    rng: PeerRng,
     /// Datagrams from the partner's direction that did not authenticate (dropped, never acted on).
     rejected: u64,
     out: VecDeque<Transmit>,
@@ -338,7 +360,13 @@ impl Peer {
     /// A peer that starts at once: NAT detection or the Binding probe is queued.
     pub fn new(config: PeerConfig, now: Instant) -> Self {
         let mut rng = PeerRng::from_seed(config.seed);
-        let (pake, message) = Pake::start(&config.code, &mut rng);
+        let (secure, message) = match &config.code {
+            Some(code) => {
+                let (pake, message) = Pake::start(code, &mut rng);
+                (Secure::Waiting(pake), Some(message))
+            }
+            None => (Secure::NoCode, None),
+        };
         let link = ServerLink::new(config.clone(), message, &mut rng, now);
         let agent = PathAgent::new(config.clone(), &mut rng, now);
         let mut peer = Peer {
@@ -352,7 +380,8 @@ impl Peer {
             partner_name: String::new(),
             peer_finished: false,
             conversation_done: false,
-            secure: Secure::Waiting(pake),
+            secure,
+            rng,
             rejected: 0,
             out: VecDeque::new(),
             events: VecDeque::new(),
@@ -495,6 +524,7 @@ impl Peer {
                 self.agent.pair(self.now, pair);
             }
             LinkEvent::NewRound { public, hold } => self.agent.new_round(self.now, public, hold),
+            LinkEvent::Allocated(nameplate) => self.on_allocated(&nameplate),
             LinkEvent::PeerLeft => {
                 self.agent.unpair();
                 self.timers.clear();
@@ -573,6 +603,30 @@ impl Peer {
     }
 
     // ---- end-to-end protection ----
+
+    /// The server gave us a nameplate: make the code's words, start the PAKE, and tell the application.
+    fn on_allocated(&mut self, nameplate: &str) {
+        if !matches!(self.secure, Secure::NoCode) {
+            return;
+        }
+        let Some(code) = nameplate
+            .parse()
+            .ok()
+            .and_then(|n| Code::generate(n, 2, &mut self.rng).ok())
+        else {
+            let reason = format!("the server allocated an unusable nameplate {nameplate:?}");
+            self.link.close(self.now, false);
+            return self
+                .events
+                .push_back(PeerEvent::Error(PeerError::Rejected { code: 500, reason }));
+        };
+        let (pake, message) = Pake::start(&code, &mut self.rng);
+        self.secure = Secure::Waiting(pake);
+        self.link.set_pake(message);
+        self.events.push_back(PeerEvent::CodeAllocated {
+            code: code.to_string(),
+        });
+    }
 
     /// Finishes the PAKE with the partner's message and keys the channel; `false` if that is impossible (no
     /// or a malformed message: not a punch peer with a code, or a reflection).

@@ -8,6 +8,10 @@ use crate::timer::after;
 use crate::wire::{self, Msg, Register};
 use crate::{Machine, Transmit};
 
+/// How many nameplates an allocation looks at, at most (the server holds far fewer pools than this at once,
+/// see `ServerConfig::max_members`).
+const MAX_NAMEPLATE_TRIES: u32 = 999_999;
+
 impl Server {
     pub(super) fn on_register(
         &mut self,
@@ -48,6 +52,18 @@ impl Server {
             });
             return;
         }
+        let mut req = req;
+        let allocated = req.allocate && req.pool.is_empty();
+        if allocated {
+            // A retransmitted allocation keeps the nameplate it got; otherwise the lowest free one.
+            req.pool = match self.clients.get(&remote) {
+                Some(pool) => pool.clone(),
+                None => match self.free_nameplate() {
+                    Some(n) => n,
+                    None => return self.error(local, remote, tid, 503, "no free nameplate"),
+                },
+            };
+        }
         if req.pool.is_empty() {
             self.stats.dropped += 1;
             return self.error(local, remote, tid, 400, "missing or invalid pool name");
@@ -74,15 +90,13 @@ impl Server {
         }
         let mapped = Some(remote);
         let cookie = Some(self.cookies.issue(now, remote));
-        self.reply(
-            local,
-            remote,
-            Msg::RegisterOk {
-                tid,
-                mapped,
-                cookie,
-            },
-        );
+        let ok = Msg::RegisterOk {
+            tid,
+            mapped,
+            cookie,
+            pool: allocated.then(|| pool.clone()),
+        };
+        self.reply(local, remote, ok);
         self.after_register(&pool, remote, is_member, retry, moved);
     }
 
@@ -95,7 +109,19 @@ impl Server {
             if req.rtt.is_some() {
                 m.rtt = req.rtt;
             }
+            // The creator of an allocated nameplate sends its PAKE message once it knows the number.
+            if m.pake.is_none() {
+                m.pake = req.pake.clone();
+            }
         }
+    }
+
+    /// The lowest nameplate (a decimal number from 1) that is neither in use nor burnt; `None` after
+    /// [`MAX_NAMEPLATE_TRIES`] taken ones in a row (bounded work per request).
+    fn free_nameplate(&mut self) -> Option<String> {
+        (1..=MAX_NAMEPLATE_TRIES)
+            .map(|n| n.to_string())
+            .find(|n| !self.pools.contains_key(n) && !self.is_burned(n))
     }
 
     /// A new member joins its pool, unless the server or the pool is full.

@@ -278,6 +278,13 @@ opaque_attribute!(
     "BURN: (empty) in a Leave: the code was wrong (or guessed); the nameplate must not be reused for a while."
 );
 opaque_attribute!(
+    Allocate,
+    AllocateDecoder,
+    AllocateEncoder,
+    0xC014,
+    "ALLOCATE: (empty) in a Register without a POOL: pick a free nameplate for me (the success names it in POOL)."
+);
+opaque_attribute!(
     LinkKey,
     LinkKeyDecoder,
     LinkKeyEncoder,
@@ -330,6 +337,7 @@ define_attribute_enums!(
         PeerPake,
         Burn,
         LinkKey,
+        Allocate,
         MessageIntegrity
     ]
 );

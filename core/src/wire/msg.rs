@@ -59,6 +59,8 @@ pub struct Register {
     pub cookie: Option<Vec<u8>>,
     /// The key for MESSAGE-INTEGRITY between this peer and the server (LINK-KEY).
     pub link_key: Option<super::LinkKeyBytes>,
+    /// With an empty `pool`: the server picks a free nameplate and names it in the success.
+    pub allocate: bool,
 }
 
 /// Server → peer: the other side of the pair (a request: the peer answers with [`Msg::PeerInfoAck`]).
@@ -112,6 +114,8 @@ pub enum Msg {
         mapped: Option<SocketAddr>,
         /// A fresh COOKIE for the next Register.
         cookie: Option<Vec<u8>>,
+        /// The nameplate the server allocated (answer to [`Register::allocate`]), in POOL.
+        pool: Option<String>,
     },
     /// Server → peer: the Register was refused.
     RegisterError {
@@ -205,6 +209,7 @@ impl Msg {
                 tid,
                 mapped: mapped(&m),
                 cookie: cookie(&m),
+                pool: get::<Pool>(&m).and_then(|p| text(&p.0, MAX_POOL_BYTES)),
             },
             (0x00D, MessageClass::ErrorResponse) => {
                 let (code, reason) = get::<ErrorCode>(&m)
@@ -276,12 +281,16 @@ impl Msg {
                 tid,
                 mapped,
                 cookie,
+                pool,
             } => {
                 let mut m = stun(MessageClass::SuccessResponse, methods::register(), *tid);
                 if let Some(a) = mapped {
                     m.add_attribute(XorMappedAddress::new(*a));
                 }
                 add_cookie(&mut m, cookie);
+                if let Some(p) = pool {
+                    m.add_attribute(Pool(p.as_bytes().to_vec()));
+                }
                 m
             }
             Msg::RegisterError {
@@ -367,6 +376,7 @@ impl Register {
             pake: get::<Pake>(m).map(|p| p.0.clone()),
             cookie: get::<Cookie>(m).map(|c| c.0.clone()),
             link_key: get::<super::LinkKey>(m).and_then(|k| k.0.as_slice().try_into().ok()),
+            allocate: get::<super::Allocate>(m).is_some(),
         }
     }
 
@@ -396,6 +406,9 @@ impl Register {
         }
         if let Some(k) = &self.link_key {
             m.add_attribute(super::LinkKey(k.to_vec()));
+        }
+        if self.allocate {
+            m.add_attribute(super::Allocate(Vec::new()));
         }
         m
     }
@@ -559,11 +572,13 @@ mod tests {
                 pake: Some(vec![1; 33]),
                 cookie: Some(vec![2; 16]),
                 link_key: Some([3; 16]),
+                allocate: true,
             }),
             Msg::RegisterOk {
                 tid: [4; 12],
                 mapped: Some(a("[2001:db8::1]:9")),
                 cookie: None,
+                pool: Some("17".into()),
             },
             Msg::RegisterError {
                 tid: [5; 12],
@@ -661,6 +676,7 @@ mod tests {
             pake: None,
             cookie: None,
             link_key: None,
+            allocate: false,
         };
         let Some(Msg::Register(d)) = Msg::decode(&Msg::Register(r).encode()) else {
             panic!("a register");
