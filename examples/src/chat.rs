@@ -61,6 +61,8 @@ struct Outbox {
     pending: u64,
     /// Sequence numbers of queued lines not acknowledged yet (the FIN is not one of them).
     unacked: BTreeSet<u64>,
+    /// Lines that were never sent (refused by the peer, or not UTF-8): the exit code is then 1.
+    refused: u64,
 }
 
 impl Outbox {
@@ -70,7 +72,10 @@ impl Outbox {
             Local::Queued(seq) => {
                 self.unacked.insert(seq);
             }
-            Local::Refused(why) => report_error(json, &format!("not sent: {why}")),
+            Local::Refused(why) => {
+                self.refused += 1;
+                report_error(json, &format!("not sent: {why}"))
+            }
         }
     }
     /// Every line we read was sent and acknowledged.
@@ -218,6 +223,11 @@ impl<'a> Chat<'a> {
                 self.line(line);
                 None
             }
+            Input::BadLine(n) => {
+                self.outbox.refused += 1;
+                report_error(self.a.json, &format!("line {n} is not UTF-8: skipped"));
+                None
+            }
             Input::Eof => {
                 self.eof();
                 None
@@ -241,7 +251,11 @@ impl<'a> Chat<'a> {
         }
         match e {
             PeerEvent::Message { text, .. } if !self.a.json => {
-                println!("<{}> {text}", self.peer_name)
+                println!(
+                    "<{}> {}",
+                    output::escape(&self.peer_name),
+                    output::escape(&text)
+                )
             }
             PeerEvent::Acked { seq } => {
                 self.outbox.unacked.remove(&seq);
@@ -258,7 +272,7 @@ impl<'a> Chat<'a> {
             PeerEvent::Path { .. } => self.has_path = true,
             PeerEvent::ConversationDone => {
                 self.close();
-                return Some(ExitCode::SUCCESS);
+                return Some(self.success_unless_refused());
             }
             PeerEvent::Error(PeerError::ServerUnreachable) => return Some(ExitCode::from(2)),
             PeerEvent::Error(PeerError::WrongCode) => return Some(ExitCode::from(4)),
@@ -320,6 +334,16 @@ impl<'a> Chat<'a> {
         } else {
             format!("nobody joined with this code within {} s", self.a.wait)
         };
+        report_error(self.a.json, &why);
+        ExitCode::from(1)
+    }
+
+    /// 0, or 1 when some line we read was never sent (refused, or not UTF-8).
+    fn success_unless_refused(&self) -> ExitCode {
+        if self.outbox.refused == 0 {
+            return ExitCode::SUCCESS;
+        }
+        let why = format!("{} line(s) were not sent", self.outbox.refused);
         report_error(self.a.json, &why);
         ExitCode::from(1)
     }

@@ -24,6 +24,8 @@ pub enum Runtime {
 pub enum Input<E> {
     Event(E),
     Line(String),
+    /// Stdin line `n` (from 1) was not UTF-8: it is skipped and reported.
+    BadLine(u64),
     Eof,
     Interrupt,
     DriverStopped(Result<()>),
@@ -197,14 +199,24 @@ pub fn read_stdin<E: Send + 'static>(inputs: mpsc::Sender<Input<E>>) {
     thread::spawn(move || {
         use std::io::BufRead;
         let stdin = std::io::stdin();
-        for line in stdin.lock().lines() {
-            match line {
-                Ok(l) => {
-                    if inputs.send(Input::Line(l)).is_err() {
-                        return;
-                    }
-                }
-                Err(_) => break,
+        let mut lock = stdin.lock();
+        let mut buf = Vec::new();
+        for n in 1u64.. {
+            buf.clear();
+            match lock.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                buf.pop();
+            }
+            // Bytes, not `lines()`: an invalid line is reported and skipped instead of ending stdin.
+            let input = match std::str::from_utf8(&buf) {
+                Ok(l) => Input::Line(l.to_owned()),
+                Err(_) => Input::BadLine(n),
+            };
+            if inputs.send(input).is_err() {
+                return;
             }
         }
         let _ = inputs.send(Input::Eof);

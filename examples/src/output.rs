@@ -59,6 +59,21 @@ pub fn code_json(code: &punch_core::secure::Code) -> Value {
     json!({"event": "code", "nameplate": code.nameplate()})
 }
 
+/// Text from the peer made safe for a terminal: control characters (ESC and the other C0/C1 controls, DEL)
+/// and bidirectional overrides are shown as `\u{..}` escapes; tabs stay.
+pub fn escape(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let bidi = matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+            if (c.is_control() && c != '\t') || bidi {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// The JSON line for a peer event.
 pub fn peer_event_json(e: &PeerEvent) -> Value {
     match e {
@@ -233,7 +248,14 @@ mod tests {
     use punch_core::NatReport;
     use punch_core::{Path, PeerError, PeerEvent};
 
-    use super::peer_event_text;
+    use super::{escape, peer_event_text};
+
+    #[test]
+    fn terminal_escapes_from_the_peer_are_defused() {
+        assert_eq!(escape("\u{1b}[31mred\ttab"), "\\u{1b}[31mred\ttab");
+        assert_eq!(escape("a\u{202e}b\u{7f}"), "a\\u{202e}b\\u{7f}");
+        assert_eq!(escape("héllo, 世界"), "héllo, 世界");
+    }
 
     /// The CLI's status lines, word for word as `punch chat` always printed them.
     #[test]

@@ -372,3 +372,76 @@ fn strategy_gives_the_labs_expected_paths() {
         "an unknown kind is a usage error"
     );
 }
+
+/// A stdin line that is not UTF-8 is reported with its number and skipped (the rest still goes out), and a
+/// line that was never sent makes the exit code 1.
+#[test]
+fn invalid_stdin_lines_are_skipped_and_make_the_exit_code_1() {
+    let s = server("tokio");
+    let (a, mut stdin) = spawn_chat(&s.1, "alice", &[], Stdio::piped);
+    stdin.write_all(b"first\n\xff\xfe broken\nthird\n").unwrap();
+    drop(stdin);
+    let b = chat("tokio", &s.1, "bob", &[], &[]);
+    let (ao, bo) = (
+        wait(a, Duration::from_secs(30)),
+        wait(b, Duration::from_secs(30)),
+    );
+    assert_eq!(texts(&events(&bo)), ["first", "third"]);
+    let ae = events(&ao);
+    assert!(
+        ae.iter()
+            .any(|e| e["event"] == "error" && e["error"] == "line 2 is not UTF-8: skipped"),
+        "{ae:?}"
+    );
+    assert_eq!(ao.status.code(), Some(1), "alice: {:?}", ao.status);
+}
+
+/// `punch chat` with no code gets a nameplate from the server and prints the code; the partner joins with it.
+#[test]
+fn chat_without_a_code_gets_one_from_the_server() {
+    let s = server("tokio");
+    let mut a = punch()
+        .args(["chat", "--server", &s.1, "--name", "alice", "--json"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut a_in = a.stdin.take().unwrap();
+    let mut out = std::io::BufReader::new(a.stdout.take().unwrap());
+    let code = loop {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+            "no code"
+        );
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["event"] == "code_allocated" {
+            break v["code"].as_str().unwrap().to_string();
+        }
+    };
+    assert!(code.starts_with("1-"), "{code}");
+    let b = punch()
+        .args(["chat", &code, "--server", &s.1, "--json"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut b = b;
+    let mut b_in = b.stdin.take().unwrap();
+    writeln!(b_in, "hello creator").unwrap();
+    drop(b_in);
+    writeln!(a_in, "hello joiner").unwrap();
+    drop(a_in);
+    let bo = wait(b, Duration::from_secs(30));
+    assert_eq!(texts(&events(&bo)), ["hello joiner"]);
+    let rest: String = std::io::Read::bytes(out)
+        .map_while(Result::ok)
+        .map(char::from)
+        .collect();
+    assert!(rest.contains("hello creator"), "{rest}");
+    let _ = a.wait();
+}

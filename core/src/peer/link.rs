@@ -245,9 +245,11 @@ impl ServerLink {
             } => self.on_register_error(tid, code, reason),
             Msg::PeerInfo(info) => self.on_peer_info(info),
             Msg::PeerLeft { pair_id, .. } if self.is_pair(pair_id) => {
+                // Leave too, at once: the nameplate is free for the next pair right away, not after the
+                // server's member timeout.
                 self.events.push_back(LinkEvent::PeerLeft);
-                self.state = State::Closed;
-                self.timers.clear();
+                let now = self.now;
+                self.close(now, false);
             }
             Msg::Relay {
                 pair_id,
