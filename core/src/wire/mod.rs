@@ -6,7 +6,9 @@
 //! bits are always zero; punch data starts with [`DATA_TAG`]).
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+mod inner;
 mod msg;
+pub use inner::*;
 pub use msg::*;
 
 use bytecodec::{DecodeExt, EncodeExt};

@@ -14,7 +14,7 @@ use super::{
     decode, decode_addr, encode, encode_addr, get, message, methods, text, Burn,
     ClientId as ClientIdAttr, Cookie, Data, Hold, LocalAddr, Name, Nat, Padding,
     PairId as PairIdAttr, Pake, PeerLocal, PeerName, PeerNat, PeerPake, PeerPublic, Pool,
-    PunchAttribute, Retry, Rtt, StunMessage, DATA_TAG,
+    PunchAttribute, Retry, Rtt, StunMessage,
 };
 use crate::nat::NatBehaviour;
 
@@ -167,6 +167,21 @@ fn stun(class: MessageClass, method: stun_codec::Method, tid: Tid) -> StunMessag
     message(class, method, TransactionId::new(tid))
 }
 
+/// A success response carrying the requester's address (XOR-MAPPED-ADDRESS) and a fresh COOKIE.
+fn success(
+    method: stun_codec::Method,
+    tid: Tid,
+    mapped: &Option<SocketAddr>,
+    cookie: &Option<Vec<u8>>,
+) -> StunMessage {
+    let mut m = stun(MessageClass::SuccessResponse, method, tid);
+    if let Some(a) = mapped {
+        m.add_attribute(XorMappedAddress::new(*a));
+    }
+    add_cookie(&mut m, cookie);
+    m
+}
+
 fn id8(bytes: &[u8]) -> Option<[u8; 8]> {
     <[u8; 8]>::try_from(bytes).ok()
 }
@@ -268,14 +283,7 @@ impl Msg {
                 tid,
                 mapped,
                 cookie,
-            } => {
-                let mut m = stun(MessageClass::SuccessResponse, methods::binding(), *tid);
-                if let Some(a) = mapped {
-                    m.add_attribute(XorMappedAddress::new(*a));
-                }
-                add_cookie(&mut m, cookie);
-                m
-            }
+            } => success(methods::binding(), *tid, mapped, cookie),
             Msg::Register(r) => r.to_stun(),
             Msg::RegisterOk {
                 tid,
@@ -283,11 +291,7 @@ impl Msg {
                 cookie,
                 pool,
             } => {
-                let mut m = stun(MessageClass::SuccessResponse, methods::register(), *tid);
-                if let Some(a) = mapped {
-                    m.add_attribute(XorMappedAddress::new(*a));
-                }
-                add_cookie(&mut m, cookie);
+                let mut m = success(methods::register(), *tid, mapped, cookie);
                 if let Some(p) = pool {
                     m.add_attribute(Pool(p.as_bytes().to_vec()));
                 }
@@ -458,93 +462,10 @@ impl PeerInfo {
     }
 }
 
-/// What travels inside a sealed payload between the two peers (direct, or through the relay): the first
-/// byte names it. Nothing of it is visible to the server or on the path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Inner {
-    /// A chat frame (`[0][frame]`), for the chat session.
-    Chat(Vec<u8>),
-    /// A connectivity check (`[1][tid]`).
-    Ping {
-        /// Names the check; the pong echoes it.
-        tid: Tid,
-    },
-    /// The answer to a ping (`[2][tid][address]`).
-    Pong {
-        /// The ping's id.
-        tid: Tid,
-        /// Where the ping came from, as the answering peer saw it.
-        mapped: SocketAddr,
-    },
-    /// Key confirmation (`[3][32 bytes]`), sent through the relay at pairing: a partner that cannot open it
-    /// used another code.
-    Confirm([u8; 32]),
-}
-
-impl Inner {
-    /// The plaintext bytes (sealed by the caller).
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        match self {
-            Inner::Chat(frame) => {
-                out.push(0);
-                out.extend_from_slice(frame);
-            }
-            Inner::Ping { tid } => {
-                out.push(1);
-                out.extend_from_slice(tid);
-            }
-            Inner::Pong { tid, mapped } => {
-                out.push(2);
-                out.extend_from_slice(tid);
-                out.extend(encode_addr(*mapped));
-            }
-            Inner::Confirm(value) => {
-                out.push(3);
-                out.extend_from_slice(value);
-            }
-        }
-        out
-    }
-
-    /// Parses opened plaintext; `None` if malformed.
-    pub fn decode(bytes: &[u8]) -> Option<Inner> {
-        let (&kind, rest) = bytes.split_first()?;
-        match kind {
-            0 => Some(Inner::Chat(rest.to_vec())),
-            1 => Some(Inner::Ping {
-                tid: rest.try_into().ok()?,
-            }),
-            2 if rest.len() > 12 => Some(Inner::Pong {
-                tid: rest[..12].try_into().ok()?,
-                mapped: decode_addr(&rest[12..])?,
-            }),
-            3 => Some(Inner::Confirm(rest.try_into().ok()?)),
-            _ => None,
-        }
-    }
-}
-
-/// A sealed payload sent straight to the partner: `[DATA_TAG][pair id][sealed]`.
-pub fn encode_direct(pair_id: &PairIdBytes, frame: &[u8]) -> Vec<u8> {
-    let mut d = Vec::with_capacity(DIRECT_HEADER + frame.len());
-    d.push(DATA_TAG);
-    d.extend_from_slice(pair_id);
-    d.extend_from_slice(frame);
-    d
-}
-
-/// Splits a direct data datagram into its pair id and sealed payload.
-pub fn decode_direct(data: &[u8]) -> Option<(PairIdBytes, &[u8])> {
-    if data.len() < DIRECT_HEADER || data[0] != DATA_TAG {
-        return None;
-    }
-    Some((id8(&data[1..DIRECT_HEADER])?, &data[DIRECT_HEADER..]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{decode_direct, encode_direct, Inner, DATA_TAG};
 
     fn a(s: &str) -> SocketAddr {
         s.parse().unwrap()
