@@ -130,6 +130,112 @@ pub fn server_event_json(e: &ServerEvent) -> Value {
     }
 }
 
+/// `text` safe to print on a terminal: control characters (C0 but the tab, DEL, C1) become `\xHH` and the
+/// bidirectional overrides and isolates `\u{HHHH}`, so that a peer cannot move the cursor, recolour, retitle
+/// or reorder the terminal. Everything else, backslashes included, is left as it is.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    fn escaped(c: char) -> bool {
+        (c.is_control() && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !text.chars().any(escaped) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if !escaped(c) => out.push(c),
+            c if (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+        }
+    }
+    out.into()
+}
+
+/// Counts the datagrams the server drops, by reason, instead of a line for each (an attacker could
+/// otherwise write the logs full): at most one line per `every`, `{"event": "dropped", "counts": {reason:
+/// n}, "total": n, "seconds": s}` with `--json`, a warning otherwise. Other events pass through as before.
+/// (The interval's line is written with the first event after it, or when the log is dropped.)
+#[allow(dead_code)] // until `punch server` (main.rs) logs through it
+pub struct ServerLog {
+    json: bool,
+    every: Duration,
+    since: std::time::Instant,
+    counts: std::collections::BTreeMap<String, u64>,
+}
+
+#[allow(dead_code)]
+impl ServerLog {
+    pub fn new(json: bool) -> Self {
+        Self::every(json, Duration::from_secs(10))
+    }
+
+    pub fn every(json: bool, every: Duration) -> Self {
+        ServerLog {
+            json,
+            every,
+            since: std::time::Instant::now(),
+            counts: Default::default(),
+        }
+    }
+
+    /// Logs `e` (a drop only as a count; the counts once `every` has passed since the last line).
+    pub fn event(&mut self, e: &ServerEvent) {
+        match e {
+            ServerEvent::Dropped { from, reason } => {
+                tracing::trace!(%from, reason, "dropped");
+                *self.counts.entry(reason.to_string()).or_default() += 1;
+            }
+            e => {
+                if self.json {
+                    println!("{}", server_event_json(e));
+                }
+                tracing::info!("{e:?}");
+            }
+        }
+        if self.since.elapsed() >= self.every {
+            self.flush();
+        }
+    }
+
+    /// The summary line, if anything was dropped since the last one.
+    pub fn summary(&self) -> Option<Value> {
+        if self.counts.is_empty() {
+            return None;
+        }
+        Some(json!({
+            "event": "dropped",
+            "counts": self.counts,
+            "total": self.counts.values().sum::<u64>(),
+            "seconds": self.since.elapsed().as_secs_f64().round(),
+        }))
+    }
+
+    /// Prints the summary (if any) and starts a new interval.
+    pub fn flush(&mut self) {
+        if let Some(v) = self.summary() {
+            if self.json {
+                println!("{v}");
+            } else {
+                tracing::warn!(
+                    "dropped {} datagram(s) in {} s: {:?}",
+                    v["total"],
+                    v["seconds"],
+                    self.counts
+                );
+            }
+        }
+        self.counts.clear();
+        self.since = std::time::Instant::now();
+    }
+}
+
+impl Drop for ServerLog {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 /// One peer of a `punch demo` session.
 pub struct DemoPeer<'a> {
     pub name: &'a str,
@@ -310,6 +416,33 @@ mod tests {
         for (e, want) in cases {
             assert_eq!(peer_event_text(&e).as_deref(), want, "{e:?}");
         }
+    }
+
+    #[test]
+    fn peer_text_is_escaped_for_the_terminal() {
+        use super::escape_controls as esc;
+        assert_eq!(
+            esc("plain\ttext, ünïcode \\ too"),
+            "plain\ttext, ünïcode \\ too"
+        );
+        assert_eq!(esc("\u{1b}[31mred"), "\\x1b[31mred");
+        assert_eq!(esc("a\nb\rc\u{7f}\u{9b}2J"), "a\\x0ab\\x0dc\\x7f\\x9b2J");
+        assert_eq!(esc("abc\u{202e}fed\u{2066}"), "abc\\u{202e}fed\\u{2066}");
+    }
+
+    #[test]
+    fn server_drops_are_counted_by_reason() {
+        use punch_core::ServerEvent;
+        let mut log = super::ServerLog::every(true, Duration::from_secs(3600));
+        let from = "192.0.2.1:9".parse().unwrap();
+        for reason in ["rate", "rate", "bad cookie"] {
+            log.event(&ServerEvent::Dropped { from, reason });
+        }
+        let v = log.summary().unwrap();
+        assert_eq!(v["total"], 3);
+        assert_eq!(v["counts"], serde_json::json!({"rate": 2, "bad cookie": 1}));
+        log.flush();
+        assert!(log.summary().is_none());
     }
 
     #[test]
