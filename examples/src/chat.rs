@@ -3,6 +3,12 @@
 //! lines on stdout with `--json`). When stdin ends, punch says so to the peer (a FIN after the last line) and
 //! waits (bounded by `--wait`) until the peer reports the conversation over (`PeerEvent::ConversationDone`:
 //! every line acknowledged and the peer finished too), then leaves the pool and exits 0.
+//!
+//! Every way out (the conversation over, the peer gone, Ctrl-C, an error, `--wait` running out) leaves the
+//! pool (`Peer::close`: a Leave to the server, which tells the partner) and stops the driver only after it
+//! has sent that datagram. The exit code is 1 whenever a line was not delivered: unacknowledged, refused
+//! (too long, too many waiting) or not UTF-8 (skipped, by line number). The peer's text and name are printed
+//! with control characters and bidi overrides escaped (`output::escape_controls`).
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::ExitCode;
