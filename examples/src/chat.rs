@@ -3,6 +3,12 @@
 //! lines on stdout with `--json`). When stdin ends, punch says so to the peer (a FIN after the last line) and
 //! waits (bounded by `--wait`) until the peer reports the conversation over (`PeerEvent::ConversationDone`:
 //! every line acknowledged and the peer finished too), then leaves the pool and exits 0.
+//!
+//! Every way out (the conversation over, the peer gone, Ctrl-C, an error, `--wait` running out) leaves the
+//! pool (`Peer::close`: a Leave to the server, which tells the partner) and stops the driver only after it
+//! has sent that datagram. The exit code is 1 whenever a line was not delivered: unacknowledged, refused
+//! (too long, too many waiting) or not UTF-8 (skipped, by line number). The peer's text and name are printed
+//! with control characters and bidi overrides escaped (`output::escape_controls`).
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -15,7 +21,7 @@ use punch_core::wire::MAX_NAME_BYTES;
 use punch_core::{Peer, PeerConfig, PeerError, PeerEvent};
 
 use crate::driver::{self, Input, Running, Runtime};
-use crate::{output, parse_addr, secure_seed, start_announced};
+use crate::{announce, any_addr, output, parse_addr, secure_seed};
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
@@ -61,8 +67,8 @@ struct Outbox {
     pending: u64,
     /// Sequence numbers of queued lines not acknowledged yet (the FIN is not one of them).
     unacked: BTreeSet<u64>,
-    /// Lines that were never sent (refused by the peer, or not UTF-8): the exit code is then 1.
-    refused: u64,
+    /// Lines that will never be delivered: refused (too long, queue full), or not UTF-8.
+    lost: u64,
 }
 
 impl Outbox {
@@ -72,22 +78,24 @@ impl Outbox {
             Local::Queued(seq) => {
                 self.unacked.insert(seq);
             }
-            Local::Refused(why) => {
-                self.refused += 1;
-                report_error(json, &format!("not sent: {why}"))
-            }
+            Local::Refused(why) => self.lose(json, &format!("not sent: {why}")),
         }
+    }
+    /// A line that will never be delivered: reported, and the exit code is 1.
+    fn lose(&mut self, json: bool, why: &str) {
+        self.lost += 1;
+        report_error(json, why);
     }
     /// Every line we read was sent and acknowledged.
     fn delivered(&self) -> bool {
-        self.pending == 0 && self.unacked.is_empty()
+        self.pending == 0 && self.unacked.is_empty() && self.lost == 0
     }
 }
 
 pub fn run(a: ChatArgs) -> Result<ExitCode> {
     check_names(&a)?;
     let code = join_code(&a)?;
-    let (tx, rx) = mpsc::channel::<Input<PeerEvent>>();
+    let (tx, rx) = driver::channel(ends_chat);
     let running = start_peer(&a, code.clone(), tx.clone())?;
     match (&code, a.json) {
         (Some(code), true) => println!("{}", output::code_json(code)),
@@ -106,9 +114,36 @@ pub fn run(a: ChatArgs) -> Result<ExitCode> {
     driver::read_stdin(tx.clone());
     driver::on_interrupt(tx);
     let mut chat = Chat::new(&a, running);
-    let code = chat.run(&rx)?;
+    let code = chat.run(&rx);
+    // Every way out (Ctrl-C, the peer gone, an error, --wait) tells the server (a Leave: the partner hears
+    // at once and the nameplate is free again), and the driver sends it before the process ends.
+    chat.close();
     chat.running.stop();
-    Ok(code)
+    let code = code?;
+    // A line refused after the end was decided still counts.
+    while let Ok(l) = chat.local_rx.try_recv() {
+        chat.outbox.local(l, a.json);
+    }
+    Ok(if code == ExitCode::SUCCESS && chat.outbox.lost > 0 {
+        ExitCode::from(1)
+    } else {
+        code
+    })
+}
+
+/// Events the chat cannot do without (they end it, or decide its exit code): they get extra room in the
+/// input queue.
+fn ends_chat(e: &PeerEvent) -> bool {
+    matches!(
+        e,
+        PeerEvent::Acked { .. }
+            | PeerEvent::PeerFinished
+            | PeerEvent::ConversationDone
+            | PeerEvent::Error(_)
+            | PeerEvent::Disconnected { .. }
+            | PeerEvent::Path { .. }
+            | PeerEvent::CodeAllocated { .. }
+    )
 }
 
 /// The code given (checked), or `None`: the server allocates a nameplate and the peer makes the words.
@@ -134,7 +169,7 @@ fn check_names(a: &ChatArgs) -> Result<()> {
 fn start_peer(
     a: &ChatArgs,
     code: Option<Code>,
-    inputs: mpsc::Sender<Input<PeerEvent>>,
+    inputs: driver::Sender<PeerEvent>,
 ) -> Result<Running<Peer>> {
     let mut config = match code {
         Some(code) => PeerConfig::new(a.server, code),
@@ -144,10 +179,13 @@ fn start_peer(
     config.relay_only = a.relay_only;
     config.detect_nat = !a.no_detect;
     config.seed = secure_seed();
-    start_announced(a.runtime, a.bind, a.server, inputs, move |addrs| {
-        config.local_addrs = addrs;
+    let bind = a.bind.unwrap_or_else(|| any_addr(a.server));
+    let server = a.server;
+    let make = move |locals: &[SocketAddr]| {
+        config.local_addrs = announce(locals[0], server);
         Peer::new(config, punch_tokio::now())
-    })
+    };
+    Running::start(a.runtime, &[bind], make, inputs)
 }
 
 /// The chat loop's state: one method per kind of input.
@@ -185,7 +223,7 @@ impl<'a> Chat<'a> {
     }
 
     /// Handles inputs until one ends the chat; the exit code.
-    fn run(&mut self, rx: &mpsc::Receiver<Input<PeerEvent>>) -> Result<ExitCode> {
+    fn run(&mut self, rx: &driver::Receiver<PeerEvent>) -> Result<ExitCode> {
         loop {
             let input = self.next_input(rx);
             // Local results of commands run before this input happened are already in the channel.
@@ -206,7 +244,7 @@ impl<'a> Chat<'a> {
     /// The next input, waiting at most until the deadline (once there is one).
     fn next_input(
         &self,
-        rx: &mpsc::Receiver<Input<PeerEvent>>,
+        rx: &driver::Receiver<PeerEvent>,
     ) -> Result<Input<PeerEvent>, mpsc::RecvTimeoutError> {
         match self.deadline {
             None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
@@ -224,18 +262,21 @@ impl<'a> Chat<'a> {
                 None
             }
             Input::BadLine(n) => {
-                self.outbox.refused += 1;
-                report_error(self.a.json, &format!("line {n} is not UTF-8: skipped"));
+                if self.deadline.is_none() {
+                    self.outbox
+                        .lose(self.a.json, &format!("line {n} is not UTF-8: skipped"));
+                }
+                None
+            }
+            Input::Note(note) => {
+                report_note(self.a.json, &note);
                 None
             }
             Input::Eof => {
                 self.eof();
                 None
             }
-            Input::Interrupt => {
-                self.close();
-                Some(ExitCode::from(130))
-            }
+            Input::Interrupt => Some(ExitCode::from(130)),
             Input::DriverStopped(r) => {
                 r?;
                 Some(ExitCode::from(1))
@@ -247,14 +288,14 @@ impl<'a> Chat<'a> {
         if self.a.json {
             println!("{}", output::peer_event_json(&e));
         } else if let Some(line) = output::peer_event_text(&e) {
-            eprintln!("punch: {line}");
+            eprintln!("punch: {}", output::escape_controls(&line));
         }
         match e {
             PeerEvent::Message { text, .. } if !self.a.json => {
                 println!(
                     "<{}> {}",
-                    output::escape(&self.peer_name),
-                    output::escape(&text)
+                    output::escape_controls(&self.peer_name),
+                    output::escape_controls(&text)
                 )
             }
             PeerEvent::Acked { seq } => {
@@ -270,10 +311,7 @@ impl<'a> Chat<'a> {
             }
             PeerEvent::Paired { name, .. } if !name.is_empty() => self.peer_name = name,
             PeerEvent::Path { .. } => self.has_path = true,
-            PeerEvent::ConversationDone => {
-                self.close();
-                return Some(self.success_unless_refused());
-            }
+            PeerEvent::ConversationDone => return Some(ExitCode::SUCCESS),
             PeerEvent::Error(PeerError::ServerUnreachable) => return Some(ExitCode::from(2)),
             PeerEvent::Error(PeerError::WrongCode) => return Some(ExitCode::from(4)),
             PeerEvent::Error(_) => return Some(ExitCode::from(3)),
@@ -295,14 +333,19 @@ impl<'a> Chat<'a> {
         if line.is_empty() || self.deadline.is_some() {
             return;
         }
-        self.outbox.pending += 1;
         let ltx = self.local_tx.clone();
-        self.running.command(move |p: &mut Peer, now| {
+        let queued = self.running.try_command(move |p: &mut Peer, now| {
             let _ = ltx.send(match p.send_message(now, &line) {
                 Ok(seq) => Local::Queued(seq),
                 Err(e) => Local::Refused(e.to_string()),
             });
         });
+        if queued {
+            self.outbox.pending += 1;
+        } else {
+            let why = "not sent: too many lines waiting for the network loop";
+            self.outbox.lose(self.a.json, why);
+        }
     }
 
     /// Stdin ended: send the FIN and start the `--wait` clock.
@@ -315,7 +358,6 @@ impl<'a> Chat<'a> {
 
     /// `--wait` ran out: success only if everything of ours was delivered over a path.
     fn wait_ran_out(&self) -> ExitCode {
-        self.close();
         if self.outbox.delivered() && self.has_path {
             if !self.peer_finished {
                 report_note(
@@ -325,7 +367,9 @@ impl<'a> Chat<'a> {
             }
             return ExitCode::SUCCESS;
         }
-        let why = if self.has_path {
+        let why = if self.has_path && self.outbox.unacked.is_empty() {
+            format!("{} line(s) not sent", self.outbox.lost)
+        } else if self.has_path {
             format!(
                 "{} message(s) not acknowledged after {} s",
                 self.outbox.unacked.len(),
@@ -338,17 +382,7 @@ impl<'a> Chat<'a> {
         ExitCode::from(1)
     }
 
-    /// 0, or 1 when some line we read was never sent (refused, or not UTF-8).
-    fn success_unless_refused(&self) -> ExitCode {
-        if self.outbox.refused == 0 {
-            return ExitCode::SUCCESS;
-        }
-        let why = format!("{} line(s) were not sent", self.outbox.refused);
-        report_error(self.a.json, &why);
-        ExitCode::from(1)
-    }
-
-    /// Leaves the pool.
+    /// Leaves the pool (once: a closed peer sends nothing more).
     fn close(&self) {
         self.running.command(|p: &mut Peer, now| p.close(now));
     }

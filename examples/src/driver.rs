@@ -3,12 +3,20 @@
 //!
 //! The set-up (bind, make the machine, signal ready, forward events, report [`Input::DriverStopped`]) is
 //! written once, in `serve`, over the few things that differ between the runtimes ([`Driver`]).
+//!
+//! Nothing here grows without bound: the input queue ([`channel`]) holds at most [`QUEUE`] events (more are
+//! dropped and counted, the count reported as an [`Input::Note`] at most once per [`REPORT_EVERY`]), and at
+//! most [`QUEUE`] commands wait for the driver loop ([`Running::try_command`] refuses more). The drivers'
+//! own channels are unbounded (`punch_tokio::run` takes unbounded tokio channels), so the forwarding thread
+//! empties the event channel at once, whatever the reader does, and commands are counted on the CLI side.
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use punch_core::drive::Command;
@@ -20,15 +28,231 @@ pub enum Runtime {
     Smol,
 }
 
+/// Most events (and stdin lines, and commands) waiting at once.
+pub const QUEUE: usize = 1024;
+
+/// Drop counts are reported at most this often.
+pub const REPORT_EVERY: Duration = Duration::from_secs(10);
+
 /// Everything the CLI loop reacts to.
 pub enum Input<E> {
     Event(E),
     Line(String),
-    /// Stdin line `n` (from 1) was not UTF-8: it is skipped and reported.
+    /// Line number `n` (from 1) on stdin is not UTF-8: it was skipped.
     BadLine(u64),
     Eof,
     Interrupt,
     DriverStopped(Result<()>),
+    /// Something to tell the user (events dropped because the reader was too slow).
+    Note(String),
+}
+
+/// The queue state shared by the ends of a [`channel`].
+struct State<E> {
+    queue: VecDeque<Input<E>>,
+    /// Events dropped since the last report.
+    dropped: u64,
+    last_report: Option<Instant>,
+    senders: usize,
+    receiver: bool,
+}
+
+struct Shared<E> {
+    state: Mutex<State<E>>,
+    /// Signalled when something is queued (or the last sender goes).
+    ready: Condvar,
+    /// Signalled when something is taken (or the receiver goes).
+    space: Condvar,
+    cap: usize,
+    every: Duration,
+    /// Events that may use a second `cap` of room before being dropped (the ones that end a session, say).
+    critical: fn(&E) -> bool,
+}
+
+/// The sending end of a bounded input queue: events never block (dropped and counted when `cap` are
+/// waiting), stdin lines wait for room, the rest (Ctrl-C, end of stdin, the driver's end) is always queued.
+pub struct Sender<E>(Arc<Shared<E>>);
+
+/// The receiving end: like `std::sync::mpsc::Receiver`.
+pub struct Receiver<E>(Arc<Shared<E>>);
+
+/// A bounded input queue ([`QUEUE`] events, drops reported every [`REPORT_EVERY`]); `critical` events get a
+/// second [`QUEUE`] of room, so that a flood of others cannot crowd them out.
+pub fn channel<E>(critical: fn(&E) -> bool) -> (Sender<E>, Receiver<E>) {
+    channel_with(QUEUE, REPORT_EVERY, critical)
+}
+
+fn channel_with<E>(
+    cap: usize,
+    every: Duration,
+    critical: fn(&E) -> bool,
+) -> (Sender<E>, Receiver<E>) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            queue: VecDeque::new(),
+            dropped: 0,
+            last_report: None,
+            senders: 1,
+            receiver: true,
+        }),
+        ready: Condvar::new(),
+        space: Condvar::new(),
+        cap,
+        every,
+        critical,
+    });
+    (Sender(shared.clone()), Receiver(shared))
+}
+
+impl<E> Shared<E> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<E>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<E> Sender<E> {
+    /// Queues `input`; `false` once the receiver is gone.
+    pub fn send(&self, input: Input<E>) -> bool {
+        let sh = &self.0;
+        let mut st = sh.lock();
+        if !st.receiver {
+            return false;
+        }
+        match input {
+            Input::Event(e) => {
+                let room = if (sh.critical)(&e) {
+                    2 * sh.cap
+                } else {
+                    sh.cap
+                };
+                if st.queue.len() >= room {
+                    st.dropped += 1;
+                } else {
+                    st.queue.push_back(Input::Event(e));
+                }
+            }
+            Input::Line(_) | Input::BadLine(_) => {
+                while st.receiver && st.queue.len() >= sh.cap {
+                    st = sh.space.wait(st).unwrap_or_else(|e| e.into_inner());
+                }
+                if !st.receiver {
+                    return false;
+                }
+                st.queue.push_back(input);
+            }
+            Input::Interrupt if st.queue.iter().any(|i| matches!(i, Input::Interrupt)) => {}
+            other => st.queue.push_back(other),
+        }
+        sh.ready.notify_one();
+        true
+    }
+}
+
+impl<E> Clone for Sender<E> {
+    fn clone(&self) -> Self {
+        self.0.lock().senders += 1;
+        Sender(self.0.clone())
+    }
+}
+
+impl<E> Drop for Sender<E> {
+    fn drop(&mut self) {
+        self.0.lock().senders -= 1;
+        self.0.ready.notify_all();
+    }
+}
+
+impl<E> Drop for Receiver<E> {
+    fn drop(&mut self) {
+        self.0.lock().receiver = false;
+        self.0.space.notify_all();
+    }
+}
+
+impl<E> Receiver<E> {
+    pub fn recv(&self) -> Result<Input<E>, mpsc::RecvError> {
+        self.recv_until(None).map_err(|_| mpsc::RecvError)
+    }
+
+    pub fn recv_timeout(&self, d: Duration) -> Result<Input<E>, mpsc::RecvTimeoutError> {
+        self.recv_until(Some(Instant::now() + d))
+    }
+
+    fn recv_until(&self, deadline: Option<Instant>) -> Result<Input<E>, mpsc::RecvTimeoutError> {
+        let sh = &self.0;
+        let mut st = sh.lock();
+        loop {
+            let now = Instant::now();
+            let report_at = (st.dropped > 0).then(|| st.last_report.map_or(now, |t| t + sh.every));
+            if report_at.is_some_and(|t| t <= now) {
+                let n = std::mem::take(&mut st.dropped);
+                st.last_report = Some(now);
+                return Ok(Input::Note(format!(
+                    "{n} event(s) dropped: the output is read too slowly"
+                )));
+            }
+            if let Some(i) = st.queue.pop_front() {
+                sh.space.notify_one();
+                return Ok(i);
+            }
+            if st.senders == 0 {
+                return Err(mpsc::RecvTimeoutError::Disconnected);
+            }
+            if deadline.is_some_and(|t| t <= now) {
+                return Err(mpsc::RecvTimeoutError::Timeout);
+            }
+            let until = match (deadline, report_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            st = match until {
+                None => sh.ready.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(t) => {
+                    sh.ready
+                        .wait_timeout(st, t.saturating_duration_since(now))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+}
+
+/// Where inputs go: a bounded [`Sender`], or (unbounded) a `std::sync::mpsc::Sender`.
+pub enum Inputs<E> {
+    Bounded(Sender<E>),
+    Std(mpsc::Sender<Input<E>>),
+}
+
+impl<E> Inputs<E> {
+    /// Queues `input`; `false` once the receiver is gone.
+    pub fn send(&self, input: Input<E>) -> bool {
+        match self {
+            Inputs::Bounded(s) => s.send(input),
+            Inputs::Std(s) => s.send(input).is_ok(),
+        }
+    }
+}
+
+impl<E> Clone for Inputs<E> {
+    fn clone(&self) -> Self {
+        match self {
+            Inputs::Bounded(s) => Inputs::Bounded(s.clone()),
+            Inputs::Std(s) => Inputs::Std(s.clone()),
+        }
+    }
+}
+
+impl<E> From<Sender<E>> for Inputs<E> {
+    fn from(s: Sender<E>) -> Self {
+        Inputs::Bounded(s)
+    }
+}
+
+impl<E> From<mpsc::Sender<Input<E>>> for Inputs<E> {
+    fn from(s: mpsc::Sender<Input<E>>) -> Self {
+        Inputs::Std(s)
+    }
 }
 
 /// Sends a command into the driver loop; dropping it ends the loop.
@@ -109,7 +333,7 @@ async fn serve<D: Driver, M>(
     addrs: Vec<SocketAddr>,
     make: impl FnOnce(&[SocketAddr]) -> M,
     ready: Ready<M>,
-    inputs: mpsc::Sender<Input<M::Event>>,
+    inputs: Inputs<M::Event>,
 ) where
     M: Machine + 'static,
     M::Event: Send + 'static,
@@ -125,19 +349,22 @@ async fn serve<D: Driver, M>(
     let (run, command_tx, mut next_event) = D::start(machine, sockets);
     let _ = ready.send(Ok((command_tx, locals)));
     let forward_to = inputs.clone();
+    // Empties the driver's (unbounded) event channel at once: a full input queue drops, never blocks.
     let forward = thread::spawn(move || {
         while let Some(e) = next_event() {
-            let _ = forward_to.send(Input::Event(e));
+            forward_to.send(Input::Event(e));
         }
     });
     let r = run.await;
     let _ = forward.join();
-    let _ = inputs.send(Input::DriverStopped(r.map(|_| ()).map_err(Into::into)));
+    inputs.send(Input::DriverStopped(r.map(|_| ()).map_err(Into::into)));
 }
 
 /// A machine running in the background.
 pub struct Running<M: Machine> {
     commands: Option<CommandTx<M>>,
+    /// Commands sent and not yet run by the driver loop.
+    in_flight: Arc<AtomicUsize>,
     thread: Option<thread::JoinHandle<()>>,
     /// The local addresses of the bound sockets.
     pub locals: Vec<SocketAddr>,
@@ -152,8 +379,9 @@ where
         runtime: Runtime,
         addrs: &[SocketAddr],
         make: impl FnOnce(&[SocketAddr]) -> M + Send + 'static,
-        inputs: mpsc::Sender<Input<M::Event>>,
+        inputs: impl Into<Inputs<M::Event>>,
     ) -> Result<Running<M>> {
+        let inputs = inputs.into();
         let addrs = addrs.to_vec();
         let (ready, ready_rx) = mpsc::channel();
         let thread = thread::spawn(move || match runtime {
@@ -173,20 +401,46 @@ where
         let (commands, locals) = ready_rx.recv().context("driver thread died")??;
         Ok(Running {
             commands: Some(commands),
+            in_flight: Arc::new(AtomicUsize::new(0)),
             thread: Some(thread),
             locals,
         })
     }
 
-    /// Runs `f` on the machine in the driver loop (which then drains it).
+    /// Runs `f` on the machine in the driver loop (which then drains it), however many commands wait: for
+    /// the few that control the session (finish, close). Use [`Running::try_command`] for anything a user
+    /// or a peer can repeat at will.
     pub fn command(&self, f: impl FnOnce(&mut M, Instant) + Send + 'static) {
         if let Some(send) = &self.commands {
-            send(Box::new(f));
+            let in_flight = self.in_flight.clone();
+            in_flight.fetch_add(1, Ordering::SeqCst);
+            send(Box::new(move |m: &mut M, now| {
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                f(m, now)
+            }));
         }
     }
 
-    /// Stops the loop (after the commands already sent) and waits for it.
-    pub fn stop(mut self) {
+    /// Like [`Running::command`], unless [`QUEUE`] commands are already waiting: then `f` is dropped and
+    /// `false` returned (never blocks, never grows the driver's command channel further).
+    pub fn try_command(&self, f: impl FnOnce(&mut M, Instant) + Send + 'static) -> bool {
+        if self.in_flight.load(Ordering::SeqCst) >= QUEUE || self.commands.is_none() {
+            return false;
+        }
+        self.command(f);
+        true
+    }
+
+    /// Stops the loop after the commands already sent (their datagrams are sent: the loop drains the
+    /// machine after each command, and ends only once the command channel is empty) and waits for it.
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl<M: Machine> Drop for Running<M> {
+    /// Also on early returns: the loop gets to send what the last commands produced (a Leave, say).
+    fn drop(&mut self) {
         self.commands = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -194,41 +448,50 @@ where
     }
 }
 
-/// Feeds stdin lines (then `Eof`) into `inputs` from a background thread.
-pub fn read_stdin<E: Send + 'static>(inputs: mpsc::Sender<Input<E>>) {
+/// Feeds stdin lines (then `Eof`) into `inputs` from a background thread. Lines are read as bytes: one
+/// that is not UTF-8 becomes [`Input::BadLine`] (its number) and reading goes on.
+pub fn read_stdin<E: Send + 'static>(inputs: impl Into<Inputs<E>>) {
+    let inputs = inputs.into();
     thread::spawn(move || {
-        use std::io::BufRead;
         let stdin = std::io::stdin();
-        let mut lock = stdin.lock();
-        let mut buf = Vec::new();
-        for n in 1u64.. {
-            buf.clear();
-            match lock.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                buf.pop();
-            }
-            // Bytes, not `lines()`: an invalid line is reported and skipped instead of ending stdin.
-            let input = match std::str::from_utf8(&buf) {
-                Ok(l) => Input::Line(l.to_owned()),
-                Err(_) => Input::BadLine(n),
-            };
-            if inputs.send(input).is_err() {
-                return;
-            }
-        }
-        let _ = inputs.send(Input::Eof);
+        read_lines(stdin.lock(), &inputs);
     });
 }
 
+/// The lines of `r` (without `\n` or `\r\n`) into `inputs`, then `Eof` (also on a read error).
+fn read_lines<E>(mut r: impl io::BufRead, inputs: &Inputs<E>) {
+    let mut buf = Vec::new();
+    let mut n = 0u64;
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        n += 1;
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+        }
+        let input = match String::from_utf8(std::mem::take(&mut buf)) {
+            Ok(l) => Input::Line(l),
+            Err(_) => Input::BadLine(n),
+        };
+        if !inputs.send(input) {
+            return;
+        }
+    }
+    inputs.send(Input::Eof);
+}
+
 /// Sends `Interrupt` on Ctrl-C (once per process; later calls keep the first handler).
-pub fn on_interrupt<E: Send + 'static>(inputs: mpsc::Sender<Input<E>>) {
-    let inputs = std::sync::Mutex::new(inputs);
+pub fn on_interrupt<E: Send + 'static>(inputs: impl Into<Inputs<E>>) {
+    let inputs = std::sync::Mutex::new(inputs.into());
     let _ = ctrlc::set_handler(move || {
         if let Ok(i) = inputs.lock() {
-            let _ = i.send(Input::Interrupt);
+            i.send(Input::Interrupt);
         }
     });
 }
@@ -337,6 +600,56 @@ mod tests {
             Ok(Input::DriverStopped(Ok(()))) => {}
             _ => panic!("{runtime:?}: expected DriverStopped(Ok) and no other event"),
         }
+    }
+
+    #[test]
+    fn the_input_queue_drops_and_counts_events_beyond_its_room_and_reports_them() {
+        let (tx, rx) = channel_with::<u32>(4, Duration::from_secs(3600), |e| *e == 99);
+        for i in 0..10 {
+            tx.send(Input::Event(i));
+        }
+        tx.send(Input::Event(99)); // critical: room for 4 more
+        tx.send(Input::Eof); // never dropped
+        let Ok(Input::Note(n)) = rx.recv() else {
+            panic!("the drop count first")
+        };
+        assert!(n.starts_with("6 event(s) dropped"), "{n}");
+        let mut got = vec![];
+        while let Ok(Input::Event(e)) = rx.recv_timeout(Duration::ZERO) {
+            got.push(e);
+        }
+        assert_eq!(got, [0, 1, 2, 3, 99]);
+        // More drops are reported only after the interval.
+        for i in 0..10 {
+            tx.send(Input::Event(i));
+        }
+        let mut notes = 0;
+        while let Ok(i) = rx.recv_timeout(Duration::from_millis(10)) {
+            notes += matches!(i, Input::Note(_)) as u32;
+        }
+        assert_eq!(notes, 0);
+        drop(tx);
+        assert!(matches!(
+            rx.recv_timeout(Duration::from_millis(10)),
+            Err(mpsc::RecvTimeoutError::Disconnected)
+        ));
+    }
+
+    #[test]
+    fn stdin_lines_that_are_not_utf8_are_skipped_by_number() {
+        let (tx, rx) = channel::<()>(|_| false);
+        let data: &[u8] = b"one\r\n\xff\xfe two\nthree\n\x1b[31mred";
+        read_lines(data, &Inputs::from(tx));
+        let mut got = vec![];
+        while let Ok(i) = rx.recv_timeout(Duration::ZERO) {
+            got.push(match i {
+                Input::Line(l) => l,
+                Input::BadLine(n) => format!("bad {n}"),
+                Input::Eof => "eof".into(),
+                _ => "other".into(),
+            });
+        }
+        assert_eq!(got, ["one", "bad 2", "three", "\u{1b}[31mred", "eof"]);
     }
 
     #[test]

@@ -230,7 +230,7 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let addrs = punch_core::socket_set(config.listen, config.alternate);
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, rx) = driver::channel(|e| !matches!(e, ServerEvent::Dropped { .. }));
     driver::on_interrupt(tx.clone());
     let now = punch_tokio::now;
     let running = Running::start(a.runtime, &addrs, move |_| Server::new(config, now()), tx)?;
@@ -240,19 +240,11 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
         );
     }
     tracing::info!("punch server listening on {:?}", running.locals);
+    let mut log = output::ServerLog::new(a.json);
     loop {
         match rx.recv() {
-            Ok(Input::Event(e)) => {
-                if a.json {
-                    println!("{}", output::server_event_json(&e));
-                }
-                match e {
-                    ServerEvent::Dropped { from, reason } => {
-                        tracing::debug!(%from, reason, "dropped")
-                    }
-                    e => tracing::info!("{e:?}"),
-                }
-            }
+            Ok(Input::Event(e)) => log.event(&e),
+            Ok(Input::Note(n)) => tracing::warn!("{n}"),
             Ok(Input::Interrupt) | Err(_) => break,
             Ok(Input::DriverStopped(r)) => {
                 r?;

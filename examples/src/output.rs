@@ -59,21 +59,6 @@ pub fn code_json(code: &punch_core::secure::Code) -> Value {
     json!({"event": "code", "nameplate": code.nameplate()})
 }
 
-/// Text from the peer made safe for a terminal: control characters (ESC and the other C0/C1 controls, DEL)
-/// and bidirectional overrides are shown as `\u{..}` escapes; tabs stay.
-pub fn escape(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            let bidi = matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
-            if (c.is_control() && c != '\t') || bidi {
-                c.escape_unicode().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
-
 /// The JSON line for a peer event.
 pub fn peer_event_json(e: &PeerEvent) -> Value {
     match e {
@@ -142,6 +127,110 @@ pub fn server_event_json(e: &ServerEvent) -> Value {
             "event": "moved", "pool": pool, "from": from.to_string(), "to": to.to_string()}),
         ServerEvent::Retry { pool } => json!({"event": "retry", "pool": pool}),
         other => json!({"event": "other", "text": other.to_string()}),
+    }
+}
+
+/// `text` safe to print on a terminal: control characters (C0 but the tab, DEL, C1) become `\xHH` and the
+/// bidirectional overrides and isolates `\u{HHHH}`, so that a peer cannot move the cursor, recolour, retitle
+/// or reorder the terminal. Everything else, backslashes included, is left as it is.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    fn escaped(c: char) -> bool {
+        (c.is_control() && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !text.chars().any(escaped) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if !escaped(c) => out.push(c),
+            c if (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+        }
+    }
+    out.into()
+}
+
+/// Counts the datagrams the server drops, by reason, instead of a line for each (an attacker could
+/// otherwise write the logs full): at most one line per `every`, `{"event": "dropped", "counts": {reason:
+/// n}, "total": n, "seconds": s}` with `--json`, a warning otherwise. Other events pass through as before.
+/// (The interval's line is written with the first event after it, or when the log is dropped.)
+pub struct ServerLog {
+    json: bool,
+    every: Duration,
+    since: std::time::Instant,
+    counts: std::collections::BTreeMap<String, u64>,
+}
+
+impl ServerLog {
+    pub fn new(json: bool) -> Self {
+        Self::every(json, Duration::from_secs(10))
+    }
+
+    pub fn every(json: bool, every: Duration) -> Self {
+        ServerLog {
+            json,
+            every,
+            since: std::time::Instant::now(),
+            counts: Default::default(),
+        }
+    }
+
+    /// Logs `e` (a drop only as a count; the counts once `every` has passed since the last line).
+    pub fn event(&mut self, e: &ServerEvent) {
+        match e {
+            ServerEvent::Dropped { from, reason } => {
+                tracing::trace!(%from, reason, "dropped");
+                *self.counts.entry(reason.to_string()).or_default() += 1;
+            }
+            e => {
+                if self.json {
+                    println!("{}", server_event_json(e));
+                }
+                tracing::info!("{e:?}");
+            }
+        }
+        if self.since.elapsed() >= self.every {
+            self.flush();
+        }
+    }
+
+    /// The summary line, if anything was dropped since the last one.
+    pub fn summary(&self) -> Option<Value> {
+        if self.counts.is_empty() {
+            return None;
+        }
+        Some(json!({
+            "event": "dropped",
+            "counts": self.counts,
+            "total": self.counts.values().sum::<u64>(),
+            "seconds": self.since.elapsed().as_secs_f64().round(),
+        }))
+    }
+
+    /// Prints the summary (if any) and starts a new interval.
+    pub fn flush(&mut self) {
+        if let Some(v) = self.summary() {
+            if self.json {
+                println!("{v}");
+            } else {
+                tracing::warn!(
+                    "dropped {} datagram(s) in {} s: {:?}",
+                    v["total"],
+                    v["seconds"],
+                    self.counts
+                );
+            }
+        }
+        self.counts.clear();
+        self.since = std::time::Instant::now();
+    }
+}
+
+impl Drop for ServerLog {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -248,14 +337,7 @@ mod tests {
     use punch_core::NatReport;
     use punch_core::{Path, PeerError, PeerEvent};
 
-    use super::{escape, peer_event_text};
-
-    #[test]
-    fn terminal_escapes_from_the_peer_are_defused() {
-        assert_eq!(escape("\u{1b}[31mred\ttab"), "\\u{1b}[31mred\ttab");
-        assert_eq!(escape("a\u{202e}b\u{7f}"), "a\\u{202e}b\\u{7f}");
-        assert_eq!(escape("héllo, 世界"), "héllo, 世界");
-    }
+    use super::peer_event_text;
 
     /// The CLI's status lines, word for word as `punch chat` always printed them.
     #[test]
@@ -332,6 +414,33 @@ mod tests {
         for (e, want) in cases {
             assert_eq!(peer_event_text(&e).as_deref(), want, "{e:?}");
         }
+    }
+
+    #[test]
+    fn peer_text_is_escaped_for_the_terminal() {
+        use super::escape_controls as esc;
+        assert_eq!(
+            esc("plain\ttext, ünïcode \\ too"),
+            "plain\ttext, ünïcode \\ too"
+        );
+        assert_eq!(esc("\u{1b}[31mred"), "\\x1b[31mred");
+        assert_eq!(esc("a\nb\rc\u{7f}\u{9b}2J"), "a\\x0ab\\x0dc\\x7f\\x9b2J");
+        assert_eq!(esc("abc\u{202e}fed\u{2066}"), "abc\\u{202e}fed\\u{2066}");
+    }
+
+    #[test]
+    fn server_drops_are_counted_by_reason() {
+        use punch_core::ServerEvent;
+        let mut log = super::ServerLog::every(true, Duration::from_secs(3600));
+        let from = "192.0.2.1:9".parse().unwrap();
+        for reason in ["rate", "rate", "bad cookie"] {
+            log.event(&ServerEvent::Dropped { from, reason });
+        }
+        let v = log.summary().unwrap();
+        assert_eq!(v["total"], 3);
+        assert_eq!(v["counts"], serde_json::json!({"rate": 2, "bad cookie": 1}));
+        log.flush();
+        assert!(log.summary().is_none());
     }
 
     #[test]

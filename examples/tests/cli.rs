@@ -373,29 +373,6 @@ fn strategy_gives_the_labs_expected_paths() {
     );
 }
 
-/// A stdin line that is not UTF-8 is reported with its number and skipped (the rest still goes out), and a
-/// line that was never sent makes the exit code 1.
-#[test]
-fn invalid_stdin_lines_are_skipped_and_make_the_exit_code_1() {
-    let s = server("tokio");
-    let (a, mut stdin) = spawn_chat(&s.1, "alice", &[], Stdio::piped);
-    stdin.write_all(b"first\n\xff\xfe broken\nthird\n").unwrap();
-    drop(stdin);
-    let b = chat("tokio", &s.1, "bob", &[], &[]);
-    let (ao, bo) = (
-        wait(a, Duration::from_secs(30)),
-        wait(b, Duration::from_secs(30)),
-    );
-    assert_eq!(texts(&events(&bo)), ["first", "third"]);
-    let ae = events(&ao);
-    assert!(
-        ae.iter()
-            .any(|e| e["event"] == "error" && e["error"] == "line 2 is not UTF-8: skipped"),
-        "{ae:?}"
-    );
-    assert_eq!(ao.status.code(), Some(1), "alice: {:?}", ao.status);
-}
-
 /// `punch chat` with no code gets a nameplate from the server and prints the code; the partner joins with it.
 #[test]
 fn chat_without_a_code_gets_one_from_the_server() {
@@ -444,4 +421,183 @@ fn chat_without_a_code_gets_one_from_the_server() {
         .collect();
     assert!(rest.contains("hello creator"), "{rest}");
     let _ = a.wait();
+}
+
+/// Two `--json` chats on tokio; alice's stdin is `alice` (raw bytes), bob's is empty. Both outputs.
+fn alice_to_bob(alice: &[u8], bob_args: &[&str]) -> (Output, Output) {
+    let s = server("tokio");
+    let (a, mut a_in) = spawn_chat(&s.1, "alice", &[], Stdio::piped);
+    a_in.write_all(alice).unwrap();
+    drop(a_in);
+    let mut b = punch()
+        .args(["chat", "5-test-secret", "--server", &s.1, "--name", "bob"])
+        .args(bob_args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = b.stdin.take();
+    (
+        wait(a, Duration::from_secs(30)),
+        wait(b, Duration::from_secs(30)),
+    )
+}
+
+fn errors(evs: &[Value]) -> Vec<String> {
+    evs.iter()
+        .filter(|e| e["event"] == "error")
+        .map(|e| e["error"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_line_that_is_not_utf8_is_skipped_by_number_and_reading_goes_on() {
+    let (ao, bo) = alice_to_bob(b"one\n\xff\xfe two\nthree\n", &["--json"]);
+    let ae = events(&ao);
+    assert_eq!(errors(&ae), ["line 2 is not UTF-8: skipped"]);
+    assert_eq!(texts(&events(&bo)), ["one", "three"]);
+    assert_eq!(ao.status.code(), Some(1), "a line was not delivered");
+}
+
+#[test]
+fn a_refused_line_makes_the_exit_code_1() {
+    let long = "x".repeat(2000);
+    let (ao, bo) = alice_to_bob(format!("{long}\nok\n").as_bytes(), &["--json"]);
+    let ae = events(&ao);
+    let errs = errors(&ae);
+    assert!(
+        errs.len() == 1 && errs[0].starts_with("not sent"),
+        "{errs:?}"
+    );
+    assert_eq!(texts(&events(&bo)), ["ok"]);
+    assert_eq!(ao.status.code(), Some(1));
+    assert_eq!(bo.status.code(), Some(0));
+}
+
+#[test]
+fn a_peers_control_characters_are_escaped_in_text_mode() {
+    let (ao, bo) = alice_to_bob("\u{1b}[31mred\tok\u{202e}\n".as_bytes(), &[]);
+    assert!(ao.status.success(), "{ao:?}");
+    let out = String::from_utf8_lossy(&bo.stdout);
+    assert_eq!(out, "<alice> \\x1b[31mred\tok\\u{202e}\n");
+    assert!(!bo.stderr.contains(&0x1b), "no raw ESC on stderr either");
+}
+
+/// The JSON lines of a running chat's stdout, as they come.
+fn json_lines(c: &mut Child) -> std::sync::mpsc::Receiver<Value> {
+    use std::io::BufRead;
+    let out = c.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(out).lines() {
+            let Ok(l) = l else { return };
+            if tx.send(serde_json::from_str(&l).unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (at most `limit`) for an event of `kind` on `rx`.
+fn wait_for(rx: &std::sync::mpsc::Receiver<Value>, kind: &str, limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    while let Ok(e) = rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+        if e["event"] == kind {
+            return true;
+        }
+    }
+    false
+}
+
+/// Alice and bob chat; alice leaves by `leave`; bob must hear it within about a second. With `reuse`, a new
+/// pair then chats with the same code at once.
+fn leaving_tells_the_peer(
+    alice_args: &[&str],
+    leave: impl FnOnce(&mut Child, ChildStdin),
+    alice_code: Option<i32>,
+    reuse: bool,
+) {
+    let s = server("tokio");
+    let (mut a, a_in) = spawn_chat(&s.1, "alice", alice_args, Stdio::piped);
+    let (mut b, b_in) = spawn_chat(&s.1, "bob", &[], Stdio::piped);
+    let (ae, be) = (json_lines(&mut a), json_lines(&mut b));
+    assert!(
+        wait_for(&ae, "path", Duration::from_secs(15)),
+        "alice has a path"
+    );
+    assert!(
+        wait_for(&be, "path", Duration::from_secs(15)),
+        "bob has a path"
+    );
+    let left = Instant::now();
+    leave(&mut a, a_in);
+    assert!(
+        wait_for(&be, "disconnected", Duration::from_secs(2)),
+        "bob learns that alice left"
+    );
+    assert!(
+        left.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        left.elapsed()
+    );
+    let (ao, bo) = (
+        wait(a, Duration::from_secs(10)),
+        wait(b, Duration::from_secs(10)),
+    );
+    assert_eq!(ao.status.code(), alice_code);
+    assert_eq!(bo.status.code(), Some(1), "bob's peer went early");
+    drop(b_in);
+    if !reuse {
+        return;
+    }
+    // Both left the pool: a new pair can use the same code at once.
+    let c = chat("tokio", &s.1, "carol", &["hi"], &[]);
+    let d = chat("tokio", &s.1, "dave", &["yo"], &[]);
+    let (co, d_o) = (
+        wait(c, Duration::from_secs(30)),
+        wait(d, Duration::from_secs(30)),
+    );
+    assert!(co.status.success(), "carol: {:?}", events(&co));
+    assert!(d_o.status.success(), "dave: {:?}", events(&d_o));
+    assert_eq!(texts(&events(&co)), ["yo"]);
+    assert_eq!(texts(&events(&d_o)), ["hi"]);
+}
+
+#[test]
+fn ctrl_c_tells_the_peer_at_once() {
+    leaving_tells_the_peer(
+        &[],
+        |a, _stdin| {
+            let st = Command::new("kill")
+                .args(["-INT", &a.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(st.success());
+        },
+        Some(130),
+        false,
+    );
+}
+
+#[test]
+fn wait_running_out_tells_the_peer_at_once() {
+    // Alice's stdin ends and bob never finishes: with --wait 0 alice leaves at once (exit 0: all delivered).
+    leaving_tells_the_peer(&["--wait", "0"], |_, stdin| drop(stdin), Some(0), false);
+}
+
+/// After PeerLeft the partner leaves too (a signed Leave from its link), so the server frees the nameplate
+/// at once and the next pair on the same code is not paired with a ghost.
+#[test]
+fn the_code_is_free_again_right_after_a_pair_leaves() {
+    let interrupt = |a: &mut Child, _| {
+        let st = Command::new("kill")
+            .args(["-INT", &a.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    leaving_tells_the_peer(&[], interrupt, Some(130), true);
 }
