@@ -192,27 +192,25 @@ impl Net {
         self.drain(addr(at));
     }
 
+    /// What `pick` takes from the events of the peer at `at`, in order.
+    fn picked<T>(&self, at: &str, pick: impl FnMut(&PeerEvent) -> Option<T>) -> Vec<T> {
+        let events = self.events.get(&addr(at));
+        events.into_iter().flatten().filter_map(pick).collect()
+    }
+
     fn messages(&self, at: &str) -> Vec<String> {
-        self.events
-            .get(&addr(at))
-            .into_iter()
-            .flatten()
-            .filter_map(|e| match e {
-                PeerEvent::Message { text, .. } => Some(text.clone()),
-                _ => None,
-            })
-            .collect()
+        self.picked(at, |e| match e {
+            PeerEvent::Message { text, .. } => Some(text.clone()),
+            _ => None,
+        })
     }
 
     fn last_path(&self, at: &str) -> Option<Path> {
-        self.events
-            .get(&addr(at))?
-            .iter()
-            .rev()
-            .find_map(|e| match e {
-                PeerEvent::Path { path, .. } => Some(*path),
-                _ => None,
-            })
+        self.picked(at, |e| match e {
+            PeerEvent::Path { path, .. } => Some(*path),
+            _ => None,
+        })
+        .pop()
     }
 }
 
@@ -409,15 +407,10 @@ impl Net {
     }
 
     fn errors(&self, at: &str) -> Vec<PeerError> {
-        self.events
-            .get(&addr(at))
-            .into_iter()
-            .flatten()
-            .filter_map(|e| match e {
-                PeerEvent::Error(err) => Some(err.clone()),
-                _ => None,
-            })
-            .collect()
+        self.picked(at, |e| match e {
+            PeerEvent::Error(err) => Some(err.clone()),
+            _ => None,
+        })
     }
 }
 

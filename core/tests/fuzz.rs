@@ -172,6 +172,28 @@ struct Recorded {
     at: Duration,
 }
 
+impl Recorded {
+    /// A datagram delivered to the machine: always a corpus entry, a replay step while still recording.
+    fn input(
+        &mut self,
+        recording: bool,
+        at: Duration,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) {
+        self.corpus.push(data.to_vec());
+        if recording {
+            self.steps.push(Step::Input {
+                at,
+                local,
+                remote,
+                data: data.to_vec(),
+            });
+        }
+    }
+}
+
 struct Scenarios {
     server: Recorded,
     peer: Recorded,
@@ -244,27 +266,11 @@ fn record() -> Scenarios {
         flight = later;
         for (_, from, to, data) in ready {
             if srv_addrs.contains(&to) {
-                rec_server.corpus.push(data.clone());
-                if recording {
-                    rec_server.steps.push(Step::Input {
-                        at: off,
-                        local: to,
-                        remote: from,
-                        data: data.clone(),
-                    });
-                }
+                rec_server.input(recording, off, to, from, &data);
                 server.handle_input(now, to, from, &data);
                 push(&mut flight, off, drain_to(&mut server, addr(SRV)));
             } else if to == addr(A) {
-                rec_peer.corpus.push(data.clone());
-                if recording {
-                    rec_peer.steps.push(Step::Input {
-                        at: off,
-                        local: to,
-                        remote: from,
-                        data: data.clone(),
-                    });
-                }
+                rec_peer.input(recording, off, to, from, &data);
                 a.handle_input(now, to, from, &data);
                 push(&mut flight, off, drain_to(&mut a, addr(A)));
             } else if to == addr(B) {

@@ -373,19 +373,26 @@ fn strategy_gives_the_labs_expected_paths() {
     );
 }
 
-/// `punch chat` with no code gets a nameplate from the server and prints the code; the partner joins with it.
-#[test]
-fn chat_without_a_code_gets_one_from_the_server() {
-    let s = server("tokio");
-    let mut a = punch()
-        .args(["chat", "--server", &s.1, "--name", "alice", "--json"])
+/// Spawns `punch ARGS --json` with piped stdin and stdout (stderr discarded).
+fn json_chat(args: &[&str]) -> (Child, ChildStdin) {
+    let mut c = punch()
+        .args(args)
+        .arg("--json")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut a_in = a.stdin.take().unwrap();
+    let stdin = c.stdin.take().unwrap();
+    (c, stdin)
+}
+
+/// `punch chat` with no code gets a nameplate from the server and prints the code; the partner joins with it.
+#[test]
+fn chat_without_a_code_gets_one_from_the_server() {
+    let s = server("tokio");
+    let (mut a, mut a_in) = json_chat(&["chat", "--server", &s.1, "--name", "alice"]);
     let mut out = std::io::BufReader::new(a.stdout.take().unwrap());
     let code = loop {
         let mut line = String::new();
@@ -399,16 +406,7 @@ fn chat_without_a_code_gets_one_from_the_server() {
         }
     };
     assert!(code.starts_with("1-"), "{code}");
-    let b = punch()
-        .args(["chat", &code, "--server", &s.1, "--json"])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut b = b;
-    let mut b_in = b.stdin.take().unwrap();
+    let (b, mut b_in) = json_chat(&["chat", &code, "--server", &s.1]);
     writeln!(b_in, "hello creator").unwrap();
     drop(b_in);
     writeln!(a_in, "hello joiner").unwrap();

@@ -223,12 +223,12 @@ impl ServerLink {
                 tid,
                 mapped,
                 cookie,
-                pool,
+                pool: allocated,
             } => {
                 if cookie.is_some() {
                     self.cookie = cookie;
                 }
-                let allocated = pool.filter(|_| self.config.pool.is_empty());
+                let allocated = allocated.filter(|_| self.config.pool.is_empty());
                 self.on_register_ok(tid, mapped);
                 if let Some(nameplate) = allocated {
                     self.config.pool = nameplate.clone();

@@ -24,7 +24,7 @@ pub const MAX_POOL_BYTES: usize = 64;
 pub const MAX_NAME_BYTES: usize = 64;
 /// Most local addresses a peer announces (and a PeerInfo carries).
 pub const MAX_LOCAL_ADDRS: usize = 8;
-/// Bytes before the chat frame in a direct data datagram: [`DATA_TAG`] and the pair id.
+/// Bytes before the chat frame in a direct data datagram: [`DATA_TAG`](super::DATA_TAG) and the pair id.
 pub const DIRECT_HEADER: usize = 9;
 
 /// A STUN transaction id.
