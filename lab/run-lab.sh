@@ -41,7 +41,9 @@ JOBS=${PUNCH_LAB_JOBS:-4}
 BUDGET=${PUNCH_LAB_BUDGET:-400} # seconds since the start (build included) after which no chat scenario starts
 want() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 T0=$(date +%s)
-export PUNCHLAB_PREFIX=punchlab-rl-
+# PUNCH_LAB_RUN: a short name so that several runs can share a machine (namespaces punchlab-NAME-...).
+RUNP=punchlab-${PUNCH_LAB_RUN:-rl}-
+export PUNCHLAB_PREFIX=$RUNP
 LOGDIR=$(mktemp -d /tmp/punchlab-run.XXXXXX)
 BUILD_PID=
 SPID=
@@ -63,10 +65,10 @@ cleanup() {
   local j
   for j in $(jobs -p); do kill "$j" 2>/dev/null; done
   stop_pid $SPID
-  PUNCHLAB_PREFIX=punchlab-rl- "$NETNS" down >/dev/null 2>&1
+  PUNCHLAB_PREFIX=$RUNP "$NETNS" down >/dev/null 2>&1
   wait 2>/dev/null
   # A scenario that was between two steps may have built its lab again: once more.
-  PUNCHLAB_PREFIX=punchlab-rl- "$NETNS" down >/dev/null 2>&1
+  PUNCHLAB_PREFIX=$RUNP "$NETNS" down >/dev/null 2>&1
   if [ "$FAILED" = 0 ] && [ "${PUNCH_LAB_KEEP_LOGS:-0}" != 1 ]; then rm -rf "$LOGDIR"; fi
   exit $rc
 }
@@ -266,7 +268,7 @@ chat_scenario() {
   local id=$1 ka=$2 kb=$3 fa=$4 fb=$5 delay=$6 stay=${7:-0}
   local d="$LOGDIR/chat-$id" pa pb ra rb t0 v
   mkdir -p "$d"
-  export PUNCHLAB_PREFIX="punchlab-rl-j$id-"
+  export PUNCHLAB_PREFIX="${RUNP}j$id-"
   local label="chat $ka <-> $kb fw=$fa/$fb $([ "$delay" = 0 ] && echo together || echo "B +${delay}s")"
   [ "$stay" -gt 0 ] && label="$label, stays ${stay}s"
   if ! "$NETNS" up "$ka" "$kb" --firewall-a "$fa" --firewall-b "$fb" >"$d/up.log" 2>&1; then
