@@ -14,6 +14,15 @@ pub enum Mapping {
     AddressAndPortDependent,
 }
 
+impl Mapping {
+    /// Every mapping behaviour, from the most to the least permissive (also their wire order).
+    pub const ALL: [Mapping; 3] = [
+        Mapping::EndpointIndependent,
+        Mapping::AddressDependent,
+        Mapping::AddressAndPortDependent,
+    ];
+}
+
 /// Which inbound packets the NAT lets through to an existing mapping (RFC 4787 s5, RFC 5780 s4.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Filtering {
@@ -23,6 +32,15 @@ pub enum Filtering {
     AddressDependent,
     /// Only IP:port pairs the inside host has sent to ("port-restricted cone").
     AddressAndPortDependent,
+}
+
+impl Filtering {
+    /// Every filtering behaviour, from the most to the least permissive (also their wire order).
+    pub const ALL: [Filtering; 3] = [
+        Filtering::EndpointIndependent,
+        Filtering::AddressDependent,
+        Filtering::AddressAndPortDependent,
+    ];
 }
 
 /// How the NAT picks public ports (RFC 4787 s4.2).
@@ -128,67 +146,31 @@ impl NatBehaviour {
 
     /// A behaviour for a classic kind (used by tests, the simulator's `--knowledge assume` and `punch strategy`).
     pub fn from_kind(kind: NatKind) -> NatBehaviour {
-        let (behind, m, f) = match kind {
-            NatKind::Open => (
-                Some(false),
-                Some(Mapping::EndpointIndependent),
-                Some(Filtering::EndpointIndependent),
-            ),
-            NatKind::FullCone => (
-                Some(true),
-                Some(Mapping::EndpointIndependent),
-                Some(Filtering::EndpointIndependent),
-            ),
-            NatKind::RestrictedCone => (
-                Some(true),
-                Some(Mapping::EndpointIndependent),
-                Some(Filtering::AddressDependent),
-            ),
-            NatKind::PortRestrictedCone => (
-                Some(true),
-                Some(Mapping::EndpointIndependent),
-                Some(Filtering::AddressAndPortDependent),
-            ),
-            NatKind::Symmetric => (
-                Some(true),
-                Some(Mapping::AddressAndPortDependent),
-                Some(Filtering::AddressAndPortDependent),
-            ),
-            NatKind::SymmetricUdpFirewall => (
-                Some(false),
-                Some(Mapping::EndpointIndependent),
-                Some(Filtering::AddressAndPortDependent),
-            ),
-            NatKind::Blocked | NatKind::Unknown => (None, None, None),
+        use NatKind::*;
+        if matches!(kind, Blocked | Unknown) {
+            return NatBehaviour::UNKNOWN;
+        }
+        let filtering = match kind {
+            Open | FullCone => Filtering::EndpointIndependent,
+            RestrictedCone => Filtering::AddressDependent,
+            _ => Filtering::AddressAndPortDependent,
+        };
+        let mapping = if kind == Symmetric {
+            Mapping::AddressAndPortDependent
+        } else {
+            Mapping::EndpointIndependent
         };
         NatBehaviour {
-            behind_nat: behind,
-            mapping: m,
-            filtering: f,
+            behind_nat: Some(!matches!(kind, Open | SymmetricUdpFirewall)),
+            mapping: Some(mapping),
+            filtering: Some(filtering),
             allocation: None,
         }
     }
 
-    /// Four bytes on the wire: behind_nat, mapping, filtering, allocation kind; plus the sequential step as i16
-    /// folded into bytes 4..6. 0 means unknown in every position.
+    /// Six bytes on the wire: behind_nat, mapping, filtering, allocation kind, then the sequential step as a
+    /// big-endian i16 in bytes 4..6. 0 means unknown in every position.
     pub fn encode(&self) -> [u8; 6] {
-        let b = match self.behind_nat {
-            None => 0,
-            Some(false) => 1,
-            Some(true) => 2,
-        };
-        let m = match self.mapping {
-            None => 0,
-            Some(Mapping::EndpointIndependent) => 1,
-            Some(Mapping::AddressDependent) => 2,
-            Some(Mapping::AddressAndPortDependent) => 3,
-        };
-        let f = match self.filtering {
-            None => 0,
-            Some(Filtering::EndpointIndependent) => 1,
-            Some(Filtering::AddressDependent) => 2,
-            Some(Filtering::AddressAndPortDependent) => 3,
-        };
         let (a, step) = match self.allocation {
             None => (0, 0i16),
             Some(PortAllocation::Preserved) => (1, 0),
@@ -198,7 +180,15 @@ impl NatBehaviour {
             Some(PortAllocation::Random) => (3, 0),
         };
         let s = step.to_be_bytes();
-        [b, m, f, a, s[0], s[1]]
+        let b = code_of(&[false, true], self.behind_nat);
+        [
+            b,
+            code_of(&Mapping::ALL, self.mapping),
+            code_of(&Filtering::ALL, self.filtering),
+            a,
+            s[0],
+            s[1],
+        ]
     }
 
     /// Inverse of [`NatBehaviour::encode`]; unknown codes decode as unknown, short input as `None`.
@@ -206,23 +196,9 @@ impl NatBehaviour {
         if bytes.len() < 6 {
             return None;
         }
-        let behind_nat = match bytes[0] {
-            1 => Some(false),
-            2 => Some(true),
-            _ => None,
-        };
-        let mapping = match bytes[1] {
-            1 => Some(Mapping::EndpointIndependent),
-            2 => Some(Mapping::AddressDependent),
-            3 => Some(Mapping::AddressAndPortDependent),
-            _ => None,
-        };
-        let filtering = match bytes[2] {
-            1 => Some(Filtering::EndpointIndependent),
-            2 => Some(Filtering::AddressDependent),
-            3 => Some(Filtering::AddressAndPortDependent),
-            _ => None,
-        };
+        let behind_nat = from_code(&[false, true], bytes[0]);
+        let mapping = from_code(&Mapping::ALL, bytes[1]);
+        let filtering = from_code(&Filtering::ALL, bytes[2]);
         let step = i16::from_be_bytes([bytes[4], bytes[5]]) as i32;
         let allocation = match bytes[3] {
             1 => Some(PortAllocation::Preserved),
@@ -239,20 +215,22 @@ impl NatBehaviour {
     }
 }
 
+/// The one-byte wire code of `value` in `table` (0: unknown).
+fn code_of<T: PartialEq>(table: &[T], value: Option<T>) -> u8 {
+    value
+        .and_then(|v| table.iter().position(|t| *t == v))
+        .map_or(0, |i| i as u8 + 1)
+}
+
+/// Inverse of [`code_of`]; unknown codes are `None`.
+fn from_code<T: Copy>(table: &[T], code: u8) -> Option<T> {
+    table.get(usize::from(code).checked_sub(1)?).copied()
+}
+
 impl fmt::Display for NatBehaviour {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = match self.mapping {
-            None => "?",
-            Some(Mapping::EndpointIndependent) => "EIM",
-            Some(Mapping::AddressDependent) => "ADM",
-            Some(Mapping::AddressAndPortDependent) => "APDM",
-        };
-        let fl = match self.filtering {
-            None => "?",
-            Some(Filtering::EndpointIndependent) => "EIF",
-            Some(Filtering::AddressDependent) => "ADF",
-            Some(Filtering::AddressAndPortDependent) => "APDF",
-        };
+        let m = ["?", "EIM", "ADM", "APDM"][code_of(&Mapping::ALL, self.mapping) as usize];
+        let fl = ["?", "EIF", "ADF", "APDF"][code_of(&Filtering::ALL, self.filtering) as usize];
         write!(f, "{} ({m}/{fl}", self.kind())?;
         match self.allocation {
             Some(PortAllocation::Preserved) => write!(f, ", port-preserving)"),

@@ -195,17 +195,6 @@ fn run(net: Net, seed: u64) -> Run {
     }
 }
 
-const MAPPINGS: [Mapping; 3] = [
-    Mapping::EndpointIndependent,
-    Mapping::AddressDependent,
-    Mapping::AddressAndPortDependent,
-];
-const FILTERINGS: [Filtering; 3] = [
-    Filtering::EndpointIndependent,
-    Filtering::AddressDependent,
-    Filtering::AddressAndPortDependent,
-];
-
 fn classic(m: Mapping, f: Filtering) -> NatKind {
     match (m, f) {
         (Mapping::EndpointIndependent, Filtering::EndpointIndependent) => NatKind::FullCone,
@@ -258,8 +247,8 @@ fn every_nat_combination_is_detected() {
     let mut slowest = Duration::ZERO;
     let mut n = 0;
     for linux in [false, true] {
-        for m in MAPPINGS {
-            for f in FILTERINGS {
+        for m in Mapping::ALL {
+            for f in Filtering::ALL {
                 for alloc in [PortAlloc::Preserve, seq(1), seq(-2), PortAlloc::Random] {
                     let what = format!("{m:?}/{f:?}/{alloc:?} linux={linux}");
                     let r = run(Net::new(nat(m, f, alloc, linux)), 1);
@@ -284,8 +273,8 @@ fn every_nat_combination_is_detected() {
 fn detection_completes_within_3s_at_50ms_rtt() {
     // Every kind, lossless: well inside the budget; the slowest (non-EIF filtering, symmetric) is the filter
     // window plus two round trips.
-    for m in MAPPINGS {
-        for f in FILTERINGS {
+    for m in Mapping::ALL {
+        for f in Filtering::ALL {
             let r = run(Net::new(nat(m, f, seq(1), true)), 2);
             assert!(r.elapsed <= ms(1200), "{m:?}/{f:?}: {:?}", r.elapsed);
         }
@@ -472,8 +461,8 @@ fn random_loss_never_hangs_and_rarely_misleads() {
 fn lossy_matrix(p: f64, seeds: u64) -> (usize, usize) {
     let mut wrong = 0;
     let mut total = 0;
-    for m in MAPPINGS {
-        for f in FILTERINGS {
+    for m in Mapping::ALL {
+        for f in Filtering::ALL {
             for seed in 0..seeds {
                 let mut net = Net::new(nat(m, f, seq(1), true));
                 net.loss = p;
@@ -498,7 +487,7 @@ fn lossy_matrix(p: f64, seeds: u64) -> (usize, usize) {
 #[test]
 fn slow_path_stretches_the_windows() {
     // 600 ms RTT: the filtering windows grow with the RTT, so late answers are not taken for filtering.
-    for f in FILTERINGS {
+    for f in Filtering::ALL {
         let mut net = Net::new(nat(Mapping::AddressAndPortDependent, f, seq(1), true));
         net.delay = ms(300);
         let r = run(net, 12);
