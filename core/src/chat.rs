@@ -31,9 +31,12 @@ pub const MAX_QUEUED: usize = 4096;
 /// Received messages held while waiting for an earlier one.
 pub const MAX_REORDER: u64 = 256;
 
-const FRAME_DATA: u8 = 0;
-const FRAME_ACK: u8 = 1;
-const FRAME_FIN: u8 = 2;
+/// The first byte of a chat frame.
+mod frame {
+    pub const DATA: u8 = 0;
+    pub const ACK: u8 = 1;
+    pub const FIN: u8 = 2;
+}
 /// Retransmissions double up to this.
 const MAX_RTO: Duration = Duration::from_secs(3);
 
@@ -125,9 +128,9 @@ impl crate::Machine for ChatSession {
     ) {
         self.now = Some(now);
         match frame.split_first() {
-            Some((&kind @ (FRAME_DATA | FRAME_FIN), rest)) if rest.len() >= 8 => {
+            Some((&kind @ (frame::DATA | frame::FIN), rest)) if rest.len() >= 8 => {
                 let seq = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
-                let text = if kind == FRAME_FIN {
+                let text = if kind == frame::FIN {
                     None
                 } else {
                     let Ok(text) = std::str::from_utf8(&rest[8..]) else {
@@ -155,12 +158,12 @@ impl crate::Machine for ChatSession {
                     }
                 }
                 // Always acknowledge, duplicates too: the earlier ack may have been lost.
-                let mut ack = vec![FRAME_ACK];
+                let mut ack = vec![frame::ACK];
                 ack.extend(self.recv_next.to_be_bytes());
                 ack.extend(seq.to_be_bytes());
                 self.out.push_back(ack);
             }
-            Some((&FRAME_ACK, rest)) if rest.len() >= 16 => {
+            Some((&frame::ACK, rest)) if rest.len() >= 16 => {
                 let cumulative = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
                 let seq = u64::from_be_bytes(rest[8..16].try_into().expect("8 bytes"));
                 let mut acked: Vec<u64> = self
@@ -196,9 +199,9 @@ impl crate::Machine for ChatSession {
                 break;
             };
             let mut frame = vec![if text.is_some() {
-                FRAME_DATA
+                frame::DATA
             } else {
-                FRAME_FIN
+                frame::FIN
             }];
             frame.extend(seq.to_be_bytes());
             frame.extend(text.unwrap_or_default().as_bytes());
@@ -330,16 +333,16 @@ impl Default for ChatSession {
 /// One line describing a chat frame, for traces.
 pub fn describe_frame(frame: &[u8]) -> String {
     match frame.split_first() {
-        Some((&FRAME_DATA, rest)) if rest.len() >= 8 => {
+        Some((&frame::DATA, rest)) if rest.len() >= 8 => {
             let seq = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
             format!("DATA #{seq} {:?}", String::from_utf8_lossy(&rest[8..]))
         }
-        Some((&FRAME_ACK, rest)) if rest.len() >= 16 => {
+        Some((&frame::ACK, rest)) if rest.len() >= 16 => {
             let cum = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
             let seq = u64::from_be_bytes(rest[8..16].try_into().expect("8 bytes"));
             format!("ACK #{seq} (next {cum})")
         }
-        Some((&FRAME_FIN, rest)) if rest.len() >= 8 => {
+        Some((&frame::FIN, rest)) if rest.len() >= 8 => {
             let seq = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
             format!("FIN #{seq}")
         }
