@@ -69,13 +69,7 @@ impl ChangeRequest {
         self.flags().to_be_bytes().to_vec()
     }
 }
-value_attribute!(
-    ChangeRequest,
-    ChangeRequestDecoder,
-    ChangeRequestEncoder,
-    |b: Vec<u8>| ChangeRequest::from_value(&b),
-    |a: ChangeRequest| a.to_value()
-);
+value_attribute!(ChangeRequest, ChangeRequestDecoder, ChangeRequestEncoder);
 
 /// RESPONSE-PORT (0x0027, RFC 5780 s7.5): send the response to this port (same IP as the request's source).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,13 +91,7 @@ impl ResponsePort {
         vec![p[0], p[1], 0, 0]
     }
 }
-value_attribute!(
-    ResponsePort,
-    ResponsePortDecoder,
-    ResponsePortEncoder,
-    |b: Vec<u8>| ResponsePort::from_value(&b),
-    |a: ResponsePort| a.to_value()
-);
+value_attribute!(ResponsePort, ResponsePortDecoder, ResponsePortEncoder);
 
 macro_rules! address_attribute {
     ($name:ident, $decoder:ident, $encoder:ident, $codepoint:expr, $doc:expr) => {
@@ -122,13 +110,7 @@ macro_rules! address_attribute {
                 encode_plain_addr(self.0)
             }
         }
-        value_attribute!(
-            $name,
-            $decoder,
-            $encoder,
-            |b: Vec<u8>| $name::from_value(&b),
-            |a: $name| a.to_value()
-        );
+        value_attribute!($name, $decoder, $encoder);
     };
 }
 
@@ -450,13 +432,13 @@ mod tests {
         assert_eq!(binding_request([9; 12], ChangeRequest::default()).len(), 20);
     }
 
+    fn message(class: MessageClass) -> BindingMessage {
+        Message::new(class, methods::binding(), TransactionId::new([1; 12]))
+    }
+
     #[test]
     fn response_port_encodes_the_port() {
-        let mut m: BindingMessage = Message::new(
-            MessageClass::Request,
-            methods::binding(),
-            TransactionId::new([1; 12]),
-        );
+        let mut m = message(MessageClass::Request);
         m.add_attribute(ResponsePort(40_001));
         let b = encode(m);
         assert_eq!(&b[20..28], &[0x00, 0x27, 0x00, 0x04, 0x9C, 0x41, 0, 0]);
@@ -468,11 +450,7 @@ mod tests {
 
     #[test]
     fn classic_addresses_round_trip() {
-        let mut m: BindingMessage = Message::new(
-            MessageClass::SuccessResponse,
-            methods::binding(),
-            TransactionId::new([1; 12]),
-        );
+        let mut m = message(MessageClass::SuccessResponse);
         let a: SocketAddr = "192.0.2.1:3478".parse().unwrap();
         let b: SocketAddr = "[2001:db8::2]:3479".parse().unwrap();
         m.add_attribute(SourceAddress(a));

@@ -66,6 +66,16 @@ pub mod methods {
 /// a `CODEPOINT` constant. Shared by punch's attributes here and the RFC 3489/5780 ones in `rfc5780.rs`
 /// (stun_codec 0.4.0 gets CHANGE-REQUEST and RESPONSE-PORT wrong).
 macro_rules! value_attribute {
+    // A type with `from_value(&[u8]) -> Option<Self>` and `to_value(&self) -> Vec<u8>`.
+    ($name:ident, $decoder:ident, $encoder:ident) => {
+        value_attribute!(
+            $name,
+            $decoder,
+            $encoder,
+            |b: Vec<u8>| $name::from_value(&b),
+            |a: $name| a.to_value()
+        );
+    };
     ($name:ident, $decoder:ident, $encoder:ident, $from:expr, $into:expr) => {
         impl ::stun_codec::Attribute for $name {
             type Decoder = $decoder;
