@@ -206,20 +206,39 @@ mod tests {
     use crate::rfc5780::{ChangedAddress, SourceAddress};
     use stun_codec::TransactionId;
 
-    fn a(s: &str) -> SocketAddr {
-        s.parse().unwrap()
-    }
+    const CLIENT: &str = "203.0.113.9:40000";
     const P: &str = "192.0.2.1:3478";
     const PA: &str = "192.0.2.1:3479";
     const AP: &str = "192.0.2.2:3478";
     const AA: &str = "192.0.2.2:3479";
-    const CLIENT: &str = "203.0.113.9:40000";
+
+    /// The address in attribute `$t` of message `$m` (which must have it).
+    macro_rules! addr {
+        ($m:expr, $t:ty) => {
+            rfc5780::get::<$t>(&$m).unwrap().address()
+        };
+    }
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
 
     fn with_alt() -> ServerConfig {
         ServerConfig {
             alternate: Some(a(AA)),
             ..ServerConfig::new(a(P))
         }
+    }
+
+    /// The answer of `cfg` on socket `on` to a Binding request from CLIENT.
+    fn answer(
+        cfg: &ServerConfig,
+        on: &str,
+        change: Option<(bool, bool)>,
+        response_port: Option<u16>,
+    ) -> Transmit {
+        let req = request(change, response_port);
+        answer_binding(cfg, a(on), a(CLIENT), &req, None).unwrap()
     }
 
     fn request(change: Option<(bool, bool)>, response_port: Option<u16>) -> Vec<u8> {
@@ -252,22 +271,16 @@ mod tests {
 
     #[test]
     fn plain_binding_carries_all_addresses() {
-        let t = answer_binding(&with_alt(), a(P), a(CLIENT), &request(None, None), None).unwrap();
+        let t = answer(&with_alt(), P, None, None);
         assert_eq!(t.source, Some(a(P)));
         assert_eq!(t.destination, a(CLIENT));
         let m = decode(&t);
         assert_eq!(m.class(), MessageClass::SuccessResponse);
         assert_eq!(m.transaction_id(), TransactionId::new([4; 12]));
-        assert_eq!(
-            rfc5780::get::<XorMappedAddress>(&m).unwrap().address(),
-            a(CLIENT)
-        );
-        assert_eq!(
-            rfc5780::get::<MappedAddress>(&m).unwrap().address(),
-            a(CLIENT)
-        );
-        assert_eq!(rfc5780::get::<OtherAddress>(&m).unwrap().address(), a(AA));
-        assert_eq!(rfc5780::get::<ResponseOrigin>(&m).unwrap().address(), a(P));
+        assert_eq!(addr!(m, XorMappedAddress), a(CLIENT));
+        assert_eq!(addr!(m, MappedAddress), a(CLIENT));
+        assert_eq!(addr!(m, OtherAddress), a(AA));
+        assert_eq!(addr!(m, ResponseOrigin), a(P));
     }
 
     #[test]
@@ -293,28 +306,15 @@ mod tests {
             (AA, true, true, P, P),
         ];
         for (on, ip, port, from, other) in cases {
-            let t = answer_binding(
-                &cfg,
-                a(on),
-                a(CLIENT),
-                &request(Some((ip, port)), None),
-                None,
-            )
-            .unwrap();
+            let t = answer(&cfg, on, Some((ip, port)), None);
             assert_eq!(
                 t.source,
                 Some(a(from)),
                 "on {on} change ip {ip} port {port}"
             );
             let m = decode(&t);
-            assert_eq!(
-                rfc5780::get::<ResponseOrigin>(&m).unwrap().address(),
-                a(from)
-            );
-            assert_eq!(
-                rfc5780::get::<OtherAddress>(&m).unwrap().address(),
-                a(other)
-            );
+            assert_eq!(addr!(m, ResponseOrigin), a(from));
+            assert_eq!(addr!(m, OtherAddress), a(other));
             // The same through the classic path.
             let c = answer_classic(&cfg, a(on), a(CLIENT), &classic_request(ip, port)).unwrap();
             assert_eq!(c.source, Some(a(from)));
@@ -326,14 +326,7 @@ mod tests {
 
     #[test]
     fn response_port_redirects_to_that_port_of_the_source_ip() {
-        let t = answer_binding(
-            &with_alt(),
-            a(P),
-            a(CLIENT),
-            &request(Some((false, true)), Some(40_123)),
-            None,
-        )
-        .unwrap();
+        let t = answer(&with_alt(), P, Some((false, true)), Some(40_123));
         assert_eq!(t.destination, a("203.0.113.9:40123"));
         assert_eq!(t.source, Some(a(PA)));
         // The mapped address is still the request's source.
@@ -344,25 +337,20 @@ mod tests {
             a(CLIENT)
         );
         // Port 0 is ignored.
-        let t =
-            answer_binding(&with_alt(), a(P), a(CLIENT), &request(None, Some(0)), None).unwrap();
+        let t = answer(&with_alt(), P, None, Some(0));
         assert_eq!(t.destination, a(CLIENT));
     }
 
     #[test]
     fn without_alternate_change_request_gets_420_and_no_other_address() {
         let cfg = ServerConfig::new(a(P));
-        let t = answer_binding(&cfg, a(P), a(CLIENT), &request(None, None), None).unwrap();
+        let t = answer(&cfg, P, None, None);
         let m = decode(&t);
         assert_eq!(m.class(), MessageClass::SuccessResponse);
         assert!(rfc5780::get::<OtherAddress>(&m).is_none());
-        assert_eq!(
-            rfc5780::get::<XorMappedAddress>(&m).unwrap().address(),
-            a(CLIENT)
-        );
+        assert_eq!(addr!(m, XorMappedAddress), a(CLIENT));
         for change in [(true, true), (false, true), (false, false)] {
-            let t =
-                answer_binding(&cfg, a(P), a(CLIENT), &request(Some(change), None), None).unwrap();
+            let t = answer(&cfg, P, Some(change), None);
             assert_eq!(t.source, Some(a(P)));
             let m = decode(&t);
             assert_eq!(m.class(), MessageClass::ErrorResponse);
@@ -378,14 +366,7 @@ mod tests {
             alternate: Some(a(PA)),
             ..ServerConfig::new(a(P))
         };
-        let t = answer_binding(
-            &same_ip,
-            a(P),
-            a(CLIENT),
-            &request(Some((true, true)), None),
-            None,
-        )
-        .unwrap();
+        let t = answer(&same_ip, P, Some((true, true)), None);
         assert_eq!(decode(&t).class(), MessageClass::ErrorResponse);
     }
 
@@ -489,7 +470,7 @@ mod tests {
     #[test]
     fn rfc5389_answers_decode_with_the_classic_addresses_too() {
         // A client that reads CHANGED-ADDRESS/SOURCE-ADDRESS from an RFC 5389 answer finds nothing wrong.
-        let t = answer_binding(&with_alt(), a(P), a(CLIENT), &request(None, None), None).unwrap();
+        let t = answer(&with_alt(), P, None, None);
         let m = decode(&t);
         assert!(rfc5780::get::<ChangedAddress>(&m).is_none());
         assert!(rfc5780::get::<SourceAddress>(&m).is_none());
