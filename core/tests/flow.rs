@@ -33,6 +33,8 @@ struct Net {
 const SERVER: &str = "203.0.113.1:3478";
 const A: &str = "198.51.100.10:40000";
 const B: &str = "198.51.100.20:50000";
+/// The code both peers type unless a test says otherwise.
+const CODE: &str = "42-lobby-secret";
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -61,12 +63,34 @@ impl Net {
     fn add_peer(&mut self, at: &str, code: &str, relay_only: bool, seed: u8) {
         let mut c = PeerConfig::new(addr(SERVER), code.parse().expect("a valid code"));
         c.name = at.to_string();
-        c.local_addrs = vec![addr(at)];
         c.relay_only = relay_only;
+        self.start_peer(at, c, seed);
+    }
+
+    /// Starts a peer with config `c` on socket `at`.
+    fn start_peer(&mut self, at: &str, mut c: PeerConfig, seed: u8) {
+        c.local_addrs = vec![addr(at)];
         c.seed = [seed; 32];
         let p = Peer::new(c, self.now);
         self.nodes.insert(addr(at), Node::Peer(Box::new(p)));
         self.drain(addr(at));
+    }
+
+    /// A and B with the same code (seeds 1 and 2), both relay-only or both not.
+    fn add_pair(&mut self, relay_only: bool) {
+        self.add_peer(A, CODE, relay_only, 1);
+        self.add_peer(B, CODE, relay_only, 2);
+    }
+
+    /// A with the right code, B with a wrong guess.
+    fn add_mismatched_pair(&mut self) {
+        self.add_peer(A, CODE, false, 1);
+        self.add_peer(B, "42-lobby-guess", false, 2);
+    }
+
+    /// Whether the peer at `at` has had an event matching `pred`.
+    fn saw(&self, at: &str, pred: impl Fn(&PeerEvent) -> bool) -> bool {
+        self.events.get(&addr(at)).into_iter().flatten().any(pred)
     }
 
     fn peer(&mut self, at: &str) -> &mut Peer {
@@ -205,12 +229,15 @@ impl Net {
         })
     }
 
-    fn last_path(&self, at: &str) -> Option<Path> {
+    fn paths(&self, at: &str) -> Vec<Path> {
         self.picked(at, |e| match e {
             PeerEvent::Path { path, .. } => Some(*path),
             _ => None,
         })
-        .pop()
+    }
+
+    fn last_path(&self, at: &str) -> Option<Path> {
+        self.paths(at).pop()
     }
 }
 
@@ -226,9 +253,9 @@ fn chat(net: &mut Net) {
 #[test]
 fn two_peers_pair_punch_and_chat_directly() {
     let mut net = Net::new(10);
-    net.add_peer(A, "42-lobby-secret", false, 1);
+    net.add_peer(A, CODE, false, 1);
     net.run_for(Duration::from_millis(500));
-    net.add_peer(B, "42-lobby-secret", false, 2);
+    net.add_peer(B, CODE, false, 2);
     chat(&mut net);
     assert_eq!(net.messages(A), vec!["b0", "b1", "b2"]);
     assert_eq!(net.messages(B), vec!["a0", "a1", "a2"]);
@@ -241,8 +268,7 @@ fn two_peers_pair_punch_and_chat_directly() {
 #[test]
 fn relay_only_peers_chat_through_the_server() {
     let mut net = Net::new(10);
-    net.add_peer(A, "42-lobby-secret", true, 1);
-    net.add_peer(B, "42-lobby-secret", true, 2);
+    net.add_pair(true);
     chat(&mut net);
     assert_eq!(net.messages(A), vec!["b0", "b1", "b2"]);
     assert_eq!(net.messages(B), vec!["a0", "a1", "a2"]);
@@ -255,8 +281,7 @@ fn blocked_direct_path_falls_back_to_relay() {
     let mut net = Net::new(10);
     // Drop everything between the peers: only the server is reachable.
     net.drop = Box::new(|from, to, _| from != addr(SERVER) && to != addr(SERVER));
-    net.add_peer(A, "42-lobby-secret", false, 1);
-    net.add_peer(B, "42-lobby-secret", false, 2);
+    net.add_pair(false);
     net.run_for(Duration::from_secs(4));
     for i in 0..3 {
         net.type_line(A, &format!("a{i}"));
@@ -275,8 +300,7 @@ fn lossy_network_delivers_every_message_once_in_order() {
         counter.set(counter.get() + 1);
         counter.get().is_multiple_of(3)
     });
-    net.add_peer(A, "42-lobby-secret", false, 1);
-    net.add_peer(B, "42-lobby-secret", false, 2);
+    net.add_pair(false);
     net.run_for(Duration::from_secs(2));
     let sent: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
     for m in &sent {
@@ -290,9 +314,8 @@ fn lossy_network_delivers_every_message_once_in_order() {
 #[test]
 fn third_client_gets_pool_full_and_silent_server_is_reported() {
     let mut net = Net::new(5);
-    net.add_peer(A, "42-lobby-secret", false, 1);
-    net.add_peer(B, "42-lobby-secret", false, 2);
-    net.add_peer("198.51.100.30:1234", "42-lobby-secret", false, 3);
+    net.add_pair(false);
+    net.add_peer("198.51.100.30:1234", CODE, false, 3);
     net.run_for(Duration::from_secs(1));
     let evs = &net.events[&addr("198.51.100.30:1234")];
     assert!(
@@ -302,27 +325,24 @@ fn third_client_gets_pool_full_and_silent_server_is_reported() {
 
     let mut net = Net::new(5);
     net.drop = Box::new(|_, to, _| to == addr(SERVER));
-    net.add_peer(A, "42-lobby-secret", false, 1);
+    net.add_peer(A, CODE, false, 1);
     net.run_for(Duration::from_secs(9));
     assert!(!net.peer(A).is_finished());
     net.run_for(Duration::from_secs(1));
     assert!(net.peer(A).is_finished());
-    assert!(net.events[&addr(A)].contains(&PeerEvent::Error(PeerError::ServerUnreachable)));
+    assert!(net.errors(A).contains(&PeerError::ServerUnreachable));
 }
 
 #[test]
 fn peer_leaving_disconnects_the_other() {
     let mut net = Net::new(5);
-    net.add_peer(A, "42-lobby-secret", false, 1);
-    net.add_peer(B, "42-lobby-secret", false, 2);
+    net.add_pair(false);
     net.run_for(Duration::from_secs(1));
     let now = net.now;
     net.peer(A).close(now);
     net.drain(addr(A));
     net.run_for(Duration::from_secs(1));
-    assert!(net.events[&addr(B)]
-        .iter()
-        .any(|e| matches!(e, PeerEvent::Disconnected { .. })));
+    assert!(net.saw(B, |e| matches!(e, PeerEvent::Disconnected { .. })));
 }
 
 #[test]
@@ -338,23 +358,13 @@ fn late_partner_upgrades_both_sides_from_relay_to_direct() {
             && wire::describe(payload).contains("PeerInfo request")
             && c.get() < start + Duration::from_secs(4)
     });
-    net.add_peer(A, "42-lobby-secret", false, 1);
-    net.add_peer(B, "42-lobby-secret", false, 2);
+    net.add_pair(false);
     for _ in 0..80 {
         clock.set(net.now);
         net.run_for(Duration::from_millis(100));
     }
-    let paths = |at: &str| -> Vec<Path> {
-        net.events[&addr(at)]
-            .iter()
-            .filter_map(|e| match e {
-                PeerEvent::Path { path, .. } => Some(*path),
-                _ => None,
-            })
-            .collect()
-    };
-    assert_eq!(paths(A), vec![Path::Relay, Path::Direct(addr(B))]);
-    assert_eq!(paths(B), vec![Path::Relay, Path::Direct(addr(A))]);
+    assert_eq!(net.paths(A), vec![Path::Relay, Path::Direct(addr(B))]);
+    assert_eq!(net.paths(B), vec![Path::Relay, Path::Direct(addr(A))]);
 }
 
 /// The server answers the Register that completes a pair and sends PeerInfo at the same instant. When the
@@ -373,18 +383,13 @@ fn peer_info_overtaking_the_register_answer_still_starts_server_keepalives() {
         }
         hit
     });
-    net.add_peer(A, "42-lobby-secret", false, 1);
-    net.add_peer(B, "42-lobby-secret", false, 2);
+    net.add_pair(false);
     net.run_for(Duration::from_secs(180));
     assert!(dropped.get(), "the Register answer to B was never sent");
-    assert!(net.events[&addr(B)]
-        .iter()
-        .any(|e| matches!(e, PeerEvent::Registered { .. })));
+    assert!(net.saw(B, |e| matches!(e, PeerEvent::Registered { .. })));
     for at in [A, B] {
         assert!(
-            !net.events[&addr(at)]
-                .iter()
-                .any(|e| matches!(e, PeerEvent::Disconnected { .. })),
+            !net.saw(at, |e| matches!(e, PeerEvent::Disconnected { .. })),
             "{at} was disconnected:\n{}",
             net.trace.join("\n")
         );
@@ -434,8 +439,7 @@ fn plaintext_never_reaches_the_wire() {
         }
         false
     });
-    net.add_peer(A, "42-lobby-secret", false, 1);
-    net.add_peer(B, "42-lobby-secret", false, 2);
+    net.add_pair(false);
     net.run_for(Duration::from_secs(1));
     net.type_line(A, "4111 1111 1111 1111");
     net.run_for(Duration::from_secs(2));
@@ -446,8 +450,7 @@ fn plaintext_never_reaches_the_wire() {
 #[test]
 fn wrong_code_fails_both_sides_delivers_nothing_and_burns_the_nameplate() {
     let mut net = Net::new(10);
-    net.add_peer(A, "42-lobby-secret", false, 1);
-    net.add_peer(B, "42-lobby-guess", false, 2);
+    net.add_mismatched_pair();
     net.run_for(Duration::from_millis(300));
     net.type_line(A, "for bob only");
     net.run_for(Duration::from_secs(3));
@@ -470,8 +473,7 @@ fn wrong_code_fails_both_sides_delivers_nothing_and_burns_the_nameplate() {
 #[test]
 fn forged_data_with_a_sniffed_pair_id_is_dropped_and_counted() {
     let mut net = Net::new(10);
-    net.add_peer(A, "42-lobby-secret", false, 1);
-    net.add_peer(B, "42-lobby-secret", false, 2);
+    net.add_pair(false);
     net.run_for(Duration::from_secs(1));
     // An eavesdropper copies a real direct datagram's header (the pair id is in the clear) and forges the
     // rest: a chat DATA frame #0 and an ACK, unsealed, and then a replay of a real sealed datagram.
@@ -514,8 +516,7 @@ fn forged_data_with_a_sniffed_pair_id_is_dropped_and_counted() {
 #[test]
 fn forged_server_messages_from_an_off_path_attacker_change_nothing() {
     let mut net = Net::new(10);
-    net.add_peer(A, "42-lobby-secret", false, 1);
-    net.add_peer(B, "42-lobby-secret", false, 2);
+    net.add_pair(false);
     net.run_for(Duration::from_secs(1));
     // The attacker spoofs the server's address but does not know the link key: a PeerLeft (unsigned, and
     // signed under a guessed key), and a PeerInfo that would re-pair A with the attacker.
@@ -544,21 +545,18 @@ fn forged_server_messages_from_an_off_path_attacker_change_nothing() {
     net.run_for(Duration::from_secs(1));
     assert_eq!(net.peer(A).rejected(), before + 3, "all three were counted");
     assert!(net.errors(A).is_empty());
-    assert!(!net.events[&addr(A)]
-        .iter()
-        .any(|e| matches!(e, PeerEvent::Disconnected { .. })));
+    assert!(!net.saw(A, |e| matches!(e, PeerEvent::Disconnected { .. })));
     assert_eq!(net.messages(B), vec!["still here"]);
 }
 
 #[test]
 fn a_burnt_nameplate_is_refused_for_the_next_pair() {
     let mut net = Net::new(10);
-    net.add_peer(A, "42-lobby-secret", false, 1);
-    net.add_peer(B, "42-lobby-guess", false, 2);
+    net.add_mismatched_pair();
     net.run_for(Duration::from_secs(2));
     assert_eq!(net.errors(A), vec![PeerError::WrongCode]);
     let late = "198.51.100.40:7000";
-    net.add_peer(late, "42-lobby-secret", false, 3);
+    net.add_peer(late, CODE, false, 3);
     net.run_for(Duration::from_secs(1));
     assert!(
         matches!(
@@ -575,18 +573,14 @@ fn a_peer_without_a_code_gets_a_nameplate_from_the_server_and_its_partner_joins_
     let mut net = Net::new(10);
     let mut c = PeerConfig::allocating(addr(SERVER));
     c.name = A.into();
-    c.local_addrs = vec![addr(A)];
-    c.seed = [1; 32];
-    let p = Peer::new(c, net.now);
-    net.nodes.insert(addr(A), Node::Peer(Box::new(p)));
-    net.drain(addr(A));
+    net.start_peer(A, c, 1);
     net.run_for(Duration::from_millis(500));
-    let code = net.events[&addr(A)]
-        .iter()
-        .find_map(|e| match e {
+    let code = net
+        .picked(A, |e| match e {
             PeerEvent::CodeAllocated { code } => Some(code.clone()),
             _ => None,
         })
+        .pop()
         .expect("a code");
     assert!(
         code.starts_with("1-"),
@@ -604,14 +598,10 @@ fn a_peer_without_a_code_gets_a_nameplate_from_the_server_and_its_partner_joins_
     assert_eq!(net.messages(A), vec!["found you"]);
     // A second creator gets the next free nameplate.
     let c2 = "198.51.100.50:5000";
-    let mut c = PeerConfig::allocating(addr(SERVER));
-    c.local_addrs = vec![addr(c2)];
-    c.seed = [3; 32];
-    let p = Peer::new(c, net.now);
-    net.nodes.insert(addr(c2), Node::Peer(Box::new(p)));
-    net.drain(addr(c2));
+    net.start_peer(c2, PeerConfig::allocating(addr(SERVER)), 3);
     net.run_for(Duration::from_millis(500));
-    assert!(net.events[&addr(c2)]
-        .iter()
-        .any(|e| matches!(e, PeerEvent::CodeAllocated { code } if code.starts_with("2-"))));
+    assert!(net.saw(
+        c2,
+        |e| matches!(e, PeerEvent::CodeAllocated { code } if code.starts_with("2-"))
+    ));
 }
