@@ -602,16 +602,66 @@ struct Bounds<'a> {
     dests: Option<&'a [SocketAddr]>,
 }
 
-/// Runs a script against a machine in its recorded state.
+/// A machine target: its recorded run, its sockets, who may send to it and what it promises.
+struct Target<'a> {
+    rec: &'a Recorded,
+    locals: &'a [SocketAddr],
+    sources: Vec<Source>,
+    bounds: Bounds<'a>,
+}
+
+impl<'a> Target<'a> {
+    /// Datagrams come from `known` and `strangers`; at most `stranger` bytes go out in answer to a
+    /// stranger's datagram.
+    fn new(
+        rec: &'a Recorded,
+        locals: &'a [SocketAddr],
+        [known, strangers]: [&[&'static str]; 2],
+        stranger: usize,
+    ) -> Self {
+        let source = |stranger| move |&addr: &&'static str| Source { addr, stranger };
+        let known = known.iter().map(source(false));
+        let sources = known.chain(strangers.iter().map(source(true))).collect();
+        let bounds = Bounds {
+            stranger,
+            genuine_exempt: false,
+            dests: None,
+        };
+        Target {
+            rec,
+            locals,
+            sources,
+            bounds,
+        }
+    }
+
+    /// See [`Bounds::genuine_exempt`].
+    fn genuine_exempt(mut self) -> Self {
+        self.bounds.genuine_exempt = true;
+        self
+    }
+
+    /// Sends only to `dests`.
+    fn only_to(mut self, dests: &'a [SocketAddr]) -> Self {
+        self.bounds.dests = Some(dests);
+        self
+    }
+}
+
+/// Runs the fuzzer's `input` as a script against a machine in its recorded state.
 fn run_script<M: Machine>(
     m: &mut M,
-    rec: &Recorded,
-    script: &mut Script,
-    locals: &[SocketAddr],
-    sources: &[Source],
-    bounds: Bounds,
+    target: &Target,
+    input: &[u8],
     mut app: impl FnMut(&mut M, Instant, &mut Script),
 ) {
+    let Target {
+        rec,
+        locals,
+        sources,
+        bounds,
+    } = target;
+    let script = &mut Script { data: input };
     let mut now = base() + rec.at;
     let owned: Vec<SocketAddr> = locals.to_vec();
     let dests = bounds.dests;
@@ -659,32 +709,9 @@ fn run_script<M: Machine>(
 #[test]
 fn fuzz_server_handle_input() {
     let rec = &scenarios().server;
-    let sources = [
-        Source {
-            addr: A,
-            stranger: false,
-        },
-        Source {
-            addr: B,
-            stranger: false,
-        },
-        Source {
-            addr: C,
-            stranger: false,
-        },
-        Source {
-            addr: STRANGER,
-            stranger: true,
-        },
-        Source {
-            addr: "[2001:db8::9]:9999",
-            stranger: true,
-        },
-        Source {
-            addr: A_LOCAL,
-            stranger: true,
-        },
-    ];
+    let sources = [&[A, B, C][..], &[STRANGER, "[2001:db8::9]:9999", A_LOCAL]];
+    let locals = Server::new(server_config(), base()).local_addrs();
+    let target = Target::new(rec, &locals, sources, SERVER_STRANGER_BYTES);
     target!("server").for_each(|input: &[u8]| {
         let mut server = Server::new(server_config(), base());
         replay(&mut server, &rec.steps, |_, _, _| {});
@@ -693,82 +720,33 @@ fn fuzz_server_handle_input() {
             1,
             "the recorded server has paired A and B"
         );
-        let locals = server.local_addrs();
-        run_script(
-            &mut server,
-            rec,
-            &mut Script { data: input },
-            &locals,
-            &sources,
-            Bounds {
-                stranger: SERVER_STRANGER_BYTES,
-                genuine_exempt: false,
-                dests: None,
-            },
-            |_, _, _| {},
-        );
+        run_script(&mut server, &target, input, |_, _, _| {});
     });
 }
 
 #[test]
 fn fuzz_peer_handle_input() {
     let rec = &scenarios().peer;
-    let sources = [
-        Source {
-            addr: SRV,
-            stranger: false,
-        },
-        Source {
-            addr: SRV,
-            stranger: false,
-        },
-        Source {
-            addr: B,
-            stranger: false,
-        },
-        Source {
-            addr: B_LOCAL,
-            stranger: false,
-        },
-        Source {
-            addr: SRV_ALT,
-            stranger: true,
-        },
-        Source {
-            addr: STRANGER,
-            stranger: true,
-        },
-    ];
+    let sources = [&[SRV, SRV, B, B_LOCAL][..], &[SRV_ALT, STRANGER]];
     let locals = [addr(A), addr(A_LOCAL)];
+    let target = Target::new(rec, &locals, sources, PEER_STRANGER_BYTES).genuine_exempt();
     target!("peer").for_each(|input: &[u8]| {
         let mut peer = peer_a();
         replay(&mut peer, &rec.steps, |p, now, text| {
             let _ = p.send_message(now, text);
         });
         assert!(matches!(peer.path(), Some(Path::Direct(_))));
-        run_script(
-            &mut peer,
-            rec,
-            &mut Script { data: input },
-            &locals,
-            &sources,
-            Bounds {
-                stranger: PEER_STRANGER_BYTES,
-                genuine_exempt: true,
-                dests: None,
-            },
-            |p, now, s| match s.u8() % 4 {
-                0 | 1 => {
-                    let n = s.u16() as usize % (MAX_MESSAGE_BYTES + 8);
-                    let text = String::from_utf8_lossy(s.bytes(n)).into_owned();
-                    let _ = p.send_message(now, &text);
-                }
-                2 => {
-                    p.finish(now);
-                }
-                _ => p.close(now),
-            },
-        );
+        run_script(&mut peer, &target, input, |p, now, s| match s.u8() % 4 {
+            0 | 1 => {
+                let n = s.u16() as usize % (MAX_MESSAGE_BYTES + 8);
+                let text = String::from_utf8_lossy(s.bytes(n)).into_owned();
+                let _ = p.send_message(now, &text);
+            }
+            2 => {
+                p.finish(now);
+            }
+            _ => p.close(now),
+        });
     });
 }
 
@@ -776,46 +754,18 @@ fn fuzz_peer_handle_input() {
 fn fuzz_detector_handle_input() {
     let rec = &scenarios().detector;
     let sources = [
-        Source {
-            addr: SRV,
-            stranger: false,
-        },
-        Source {
-            addr: SRV_ALT,
-            stranger: false,
-        },
-        Source {
-            addr: "203.0.113.1:3479",
-            stranger: false,
-        },
-        Source {
-            addr: "203.0.113.2:3478",
-            stranger: false,
-        },
-        Source {
-            addr: STRANGER,
-            stranger: true,
-        },
+        &[SRV, SRV_ALT, "203.0.113.1:3479", "203.0.113.2:3478"][..],
+        &[STRANGER],
     ];
     let locals = [addr(DET)];
     let server_sockets = Server::new(server_config(), base()).local_addrs();
+    let target =
+        Target::new(rec, &locals, sources, DETECTOR_STRANGER_BYTES).only_to(&server_sockets);
     target!("detector").for_each(|input: &[u8]| {
         let mut det = NatDetector::new(detector_config(), base());
         replay(&mut det, &rec.steps, |_, _, _| {});
         assert!(!det.is_done());
-        run_script(
-            &mut det,
-            rec,
-            &mut Script { data: input },
-            &locals,
-            &sources,
-            Bounds {
-                stranger: DETECTOR_STRANGER_BYTES,
-                genuine_exempt: false,
-                dests: Some(&server_sockets),
-            },
-            |_, _, _| {},
-        );
+        run_script(&mut det, &target, input, |_, _, _| {});
     });
 }
 
@@ -935,11 +885,11 @@ fn fuzz_wire_decode() {
 #[test]
 fn fuzz_rfc5780_decode() {
     target!("rfc5780").for_each(|data: &[u8]| {
-        let _ = rfc5780::is_binding_request(data);
-        let _ = rfc5780::transaction_id(data);
         if let Some(m) = rfc5780::decode(data) {
             let _ = rfc5780::decode(&rfc5780::encode(m));
         }
+        let _ = rfc5780::is_binding_request(data);
+        let _ = rfc5780::transaction_id(data);
     });
 }
 

@@ -15,15 +15,17 @@ use punch_sim::nat::{Inbound, NatBox, NatConfig, Outbound, PortAlloc};
 use punch_sim::trace::Kind;
 use punch_sim::{Host, LinkConfig, RealmId, World};
 
-fn a(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
 /// The detector's socket behind a NAT.
 const LOCAL: &str = "10.0.0.2:5000";
 /// Its socket on a host with a public address (behind a UDP firewall at most).
 const OPEN: &str = "198.51.100.50:5000";
 const PUBLIC_IP: &str = "203.0.113.7";
+
+fn a(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+// The server's four sockets (primary and alternate IP, primary and alternate port).
 const P: &str = "198.51.100.1:3478";
 const PA: &str = "198.51.100.1:3479";
 const AP: &str = "198.51.100.2:3478";
