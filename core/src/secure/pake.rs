@@ -46,6 +46,8 @@ pub enum PakeError {
     Reflected,
 }
 
+impl std::error::Error for PakeError {}
+
 impl fmt::Display for PakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -65,8 +67,6 @@ impl fmt::Display for PakeError {
         }
     }
 }
-
-impl std::error::Error for PakeError {}
 
 impl Pake {
     /// Starts the exchange for `code`, drawing the ephemeral secret from the caller's RNG. Returns the state to
