@@ -12,12 +12,12 @@ use punch_core::{secure::Code, Peer, PeerConfig, PeerEvent};
 use rand::RngCore;
 use tokio::sync::mpsc;
 
-/// Pairs at `server` (joining with `code`, or asking for one and handing it to `on_code`), sends `line` once
-/// a path exists, says it has finished, and returns the partner's lines when the conversation is over.
+/// Pairs at `server` (joining with `code`, or asking for one and handing it to `on_code`), sends `line` and
+/// says it has finished, and returns the partner's lines when the conversation is over.
 pub async fn pair_and_send(
     server: SocketAddr,
     code: Option<Code>,
-    line: String,
+    line: &str,
     mut on_code: impl FnMut(&str),
 ) -> io::Result<Vec<String>> {
     let any = if server.is_ipv4() {
@@ -32,22 +32,16 @@ pub async fn pair_and_send(
     );
     config.name = "tokio_peer".into();
     rand::rngs::OsRng.fill_bytes(&mut config.seed); // every secret of the peer derives from this seed
-    let peer = Peer::new(config, punch_tokio::now());
+    let (mut peer, now) = (Peer::new(config, punch_tokio::now()), punch_tokio::now());
+    let _ = peer.send_message(now, line); // queued until the peer has a path
+    peer.finish(now); // "that was all": the FIN follows the line, reliably
     let (commands, command_rx) = mpsc::unbounded_channel::<punch_tokio::Command<Peer>>();
     let (event_tx, mut events) = mpsc::unbounded_channel();
     let driver = tokio::spawn(punch_tokio::run(peer, sockets, command_rx, event_tx));
-    let (mut line, mut got) = (Some(line), Vec::new());
+    let mut got = Vec::new();
     while let Some(event) = events.recv().await {
         match event {
             PeerEvent::CodeAllocated { code } => on_code(&code),
-            PeerEvent::Path { .. } => {
-                if let Some(line) = line.take() {
-                    let _ = commands.send(Box::new(move |peer, now| {
-                        let _ = peer.send_message(now, &line);
-                        peer.finish(now);
-                    }));
-                }
-            }
             PeerEvent::Message { text, .. } => got.push(text),
             PeerEvent::ConversationDone => break,
             PeerEvent::Error(e) => return Err(io::Error::other(e)),
@@ -73,7 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or(usage)?;
     let code = args.next().map(|c| Code::parse(&c)).transpose()?;
     let line = args.next().unwrap_or_else(|| "hello from tokio".into());
-    let got = pair_and_send(server, code, line, |code| {
+    let got = pair_and_send(server, code, &line, |code| {
         println!("code: {code}  (the partner runs: punch chat {code} --server {server})")
     })
     .await?;

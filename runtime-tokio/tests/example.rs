@@ -25,13 +25,13 @@ async fn two_tokio_peers_pair_and_exchange_a_line() {
     let first = tokio::spawn(tokio_peer::pair_and_send(
         addr,
         None,
-        "from 0".into(),
+        "from 0",
         move |code| {
             let _ = code_tx.send(code.to_string());
         },
     ));
     let code = Code::parse(&code_rx.recv().await.expect("a code")).unwrap();
-    let second = tokio_peer::pair_and_send(addr, Some(code), "from 1".into(), |_| {});
+    let second = tokio_peer::pair_and_send(addr, Some(code), "from 1", |_| {});
     let within = std::time::Duration::from_secs(20);
     let second = tokio::time::timeout(within, second).await.expect("in time");
     let first = tokio::time::timeout(within, first).await.expect("in time");
