@@ -40,3 +40,17 @@ async fn two_tokio_peers_pair_and_exchange_a_line() {
     drop(stop);
     server.await.unwrap().unwrap();
 }
+
+#[test]
+fn the_readme_embed_section_shows_this_example_verbatim() {
+    let readme = include_str!("../../README.md");
+    let example = include_str!("../examples/tokio_peer.rs");
+    let section = readme
+        .split("## Embed punch")
+        .nth(1)
+        .expect("README has \"## Embed punch\"");
+    assert!(
+        section.contains(&format!("```rust\n{example}```")),
+        "README's Embed section must hold runtime-tokio/examples/tokio_peer.rs verbatim: copy the file there"
+    );
+}
