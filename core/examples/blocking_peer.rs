@@ -10,6 +10,7 @@ use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
+use punch_core::drive::RECV_BUFFER;
 use punch_core::{secure::Code, Machine, Peer, PeerConfig, PeerEvent};
 use rand::RngCore;
 
@@ -26,7 +27,7 @@ pub fn run<M: Machine>(
     m: &mut M,
     mut app: impl FnMut(&mut M, Instant, Option<M::Event>) -> bool,
 ) -> io::Result<()> {
-    let (local, mut buf) = (socket.local_addr()?, [0u8; 2048]);
+    let (local, mut buf) = (socket.local_addr()?, [0u8; RECV_BUFFER]);
     loop {
         let now = clock();
         if m.poll_timeout().is_some_and(|at| at <= now) {
