@@ -98,6 +98,30 @@ struct InFlight {
 }
 
 /// Reliable ordered message delivery; see the module docs.
+///
+/// Two sessions back to back, in virtual time (a frame handed over is a frame delivered):
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use punch_core::{ChatEvent, ChatSession, Machine};
+///
+/// let (a, b) = ("192.0.2.1:1000".parse().unwrap(), "192.0.2.2:2000".parse().unwrap());
+/// let now = Instant::now();
+/// let (mut alice, mut bob) = (ChatSession::new(), ChatSession::new());
+/// alice.set_path(now, Some(b), Duration::from_millis(20)); // frames go to b
+/// bob.set_path(now, Some(a), Duration::from_millis(20));
+/// assert_eq!(alice.send(now, "hello")?, 0); // its sequence number
+///
+/// let data = alice.poll_transmit().expect("the DATA frame");
+/// assert_eq!(data.destination, b);
+/// bob.handle_input(now, b, a, &data.payload);
+/// assert_eq!(bob.poll_event(), Some(ChatEvent::Message { seq: 0, text: "hello".into() }));
+/// let ack = bob.poll_transmit().expect("the ACK");
+/// alice.handle_input(now, a, b, &ack.payload);
+/// assert_eq!(alice.poll_event(), Some(ChatEvent::Acked { seq: 0 }));
+/// assert!(alice.all_acked());
+/// # Ok::<(), punch_core::SendError>(())
+/// ```
 #[derive(Debug)]
 pub struct ChatSession {
     next_seq: u64,

@@ -108,6 +108,22 @@ enum Armed {
 }
 
 /// The bookkeeping of one driver loop over a fixed set of sockets (see the [module](self) docs).
+///
+/// ```
+/// use std::time::Instant;
+/// use punch_core::drive::{Drive, Output, TimerUpdate};
+/// use punch_core::{secure::Code, Peer, PeerConfig};
+///
+/// let server = "192.0.2.1:3478".parse().unwrap();
+/// let mut peer = Peer::new(PeerConfig::new(server, Code::parse("7-guitar-revenge").unwrap()), Instant::now());
+/// let mut drive = Drive::new(vec!["0.0.0.0:4000".parse().unwrap()]);
+/// let outputs: Vec<_> = drive.drain(&mut peer).collect();
+/// assert!(matches!(&outputs[0], Output::Transmit { socket: 0, transmit } if transmit.destination == server));
+/// assert!(matches!(outputs.last(), Some(Output::Timer(TimerUpdate::Set(_))))); // always last
+/// // Nothing changed since: the timer is left alone.
+/// let again: Vec<_> = drive.drain(&mut peer).collect();
+/// assert!(matches!(again[..], [Output::Timer(TimerUpdate::Keep)]));
+/// ```
 #[derive(Debug)]
 pub struct Drive {
     locals: Vec<SocketAddr>,

@@ -31,6 +31,55 @@
 //! `now` must never go backwards; machines clamp if it does. Instant arithmetic is checked/saturating.
 //!
 //! Time is [`std::time::Instant`]; the simulator and tests create one base instant and step it forward.
+//!
+//! ## Example: a whole chat in memory
+//!
+//! A server and two peers, with a "network" that hands every datagram to the machine that owns its
+//! destination and a clock stepped by hand: the five verbs are all it takes (a real driver does the same
+//! with sockets and a timer; see `core/examples/blocking_peer.rs`).
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use std::time::{Duration, Instant};
+//! use punch_core::{secure::Code, Machine, Peer, PeerConfig, PeerEvent, Server, ServerConfig};
+//!
+//! let server_addr: SocketAddr = "192.0.2.1:3478".parse()?;
+//! let (a, b): (SocketAddr, SocketAddr) = ("198.51.100.7:4000".parse()?, "203.0.113.9:5000".parse()?);
+//! let mut now = Instant::now();
+//! let mut server = Server::new(ServerConfig::new(server_addr), now);
+//! let code = Code::parse("7-guitar-revenge")?;
+//! let mut configs = [PeerConfig::new(server_addr, code.clone()), PeerConfig::new(server_addr, code)];
+//! configs[1].seed = [1; 32]; // in production: 32 bytes from the OS RNG, for every peer
+//! let [ca, cb] = configs;
+//! let (mut alice, mut bob) = (Peer::new(ca, now), Peer::new(cb, now));
+//! alice.send_message(now, "hi bob")?; // queued until there is a path
+//!
+//! for _ in 0..500 {
+//!     now += Duration::from_millis(10);
+//!     let mut air = Vec::new(); // (from, datagram): every machine drained
+//!     air.extend(std::iter::from_fn(|| server.poll_transmit()).map(|t| (server_addr, t)));
+//!     air.extend(std::iter::from_fn(|| alice.poll_transmit()).map(|t| (a, t)));
+//!     air.extend(std::iter::from_fn(|| bob.poll_transmit()).map(|t| (b, t)));
+//!     for (from, t) in air {
+//!         match t.destination {
+//!             to if to == server_addr => server.handle_input(now, to, from, &t.payload),
+//!             to if to == a => alice.handle_input(now, to, from, &t.payload),
+//!             to => bob.handle_input(now, to, from, &t.payload),
+//!         }
+//!     }
+//!     if server.poll_timeout().is_some_and(|at| at <= now) { server.handle_timeout(now) }
+//!     if alice.poll_timeout().is_some_and(|at| at <= now) { alice.handle_timeout(now) }
+//!     if bob.poll_timeout().is_some_and(|at| at <= now) { bob.handle_timeout(now) }
+//!     while let Some(event) = bob.poll_event() {
+//!         if let PeerEvent::Message { text, .. } = event {
+//!             assert_eq!(text, "hi bob");
+//!             return Ok(());
+//!         }
+//!     }
+//! }
+//! panic!("no message");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![warn(clippy::disallowed_methods)]
@@ -107,6 +156,29 @@ impl Deadline {
 /// The five verbs, as a trait, so that drivers and the simulator are written once for every machine.
 ///
 /// `poll_timeout` is provided: it is `poll_deadline` without the reason. Machines implement `poll_deadline`.
+///
+/// A driver is written once for every machine; here, its drain rule (transmits, then events, then the one
+/// deadline to arm):
+///
+/// ```
+/// use std::time::Instant;
+/// use punch_core::{Machine, Server, ServerConfig, Transmit};
+///
+/// fn drain<M: Machine>(m: &mut M, send: &mut impl FnMut(Transmit)) -> Option<Instant> {
+///     while let Some(t) = m.poll_transmit() {
+///         send(t);
+///     }
+///     while let Some(event) = m.poll_event() {
+///         println!("{event:?}");
+///     }
+///     m.poll_timeout()
+/// }
+///
+/// let mut server = Server::new(ServerConfig::new("192.0.2.1:3478".parse().unwrap()), Instant::now());
+/// let mut sent = Vec::new();
+/// drain(&mut server, &mut |t| sent.push(t));
+/// assert!(sent.is_empty()); // a server speaks only when spoken to
+/// ```
 pub trait Machine {
     /// What the machine reports to the application.
     type Event: std::fmt::Debug;

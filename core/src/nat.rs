@@ -268,6 +268,18 @@ impl Strategy {
 /// packets go to an address that reaches it; and if the other side's mapping is unstable (symmetric), the
 /// stable side must let the symmetric side's *new* port in: its filtering must not be port-dependent.
 /// Unknown behaviour is treated as "try": punching costs a few packets and relay remains the fallback.
+///
+/// ```
+/// use punch_core::{nat::strategy, NatBehaviour, NatKind, Strategy};
+///
+/// let symmetric = NatBehaviour::from_kind(NatKind::Symmetric);
+/// let full_cone = NatBehaviour::from_kind(NatKind::FullCone);
+/// let port_restricted = NatBehaviour::from_kind(NatKind::PortRestrictedCone);
+/// assert_eq!(strategy(&symmetric, &full_cone), Strategy::Punch); // the cone lets the new port in
+/// assert_eq!(strategy(&symmetric, &port_restricted), Strategy::Relay); // it would not
+/// assert_eq!(strategy(&symmetric, &NatBehaviour::UNKNOWN), Strategy::Punch); // unknown: try
+/// assert_eq!(strategy(&full_cone, &symmetric), strategy(&symmetric, &full_cone)); // both sides agree
+/// ```
 pub fn strategy(a: &NatBehaviour, b: &NatBehaviour) -> Strategy {
     let unstable = |n: &NatBehaviour| {
         n.behind_nat != Some(false)

@@ -1,6 +1,8 @@
 //! Thin smol (async-io) driver for punch-core machines: sockets + one timer + a loop. No protocol logic, and
 //! no loop logic either: that is [`punch_core::drive`], shared with `punch-tokio`.
 //! Same shape as `punch-tokio`: [`bind`], [`run`] with a command channel in and an event channel out.
+#![warn(missing_docs)]
+
 use std::future::poll_fn;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -40,6 +42,24 @@ pub fn now() -> Instant {
 /// Runs `machine` over `sockets` until `commands` is closed; returns the machine. Events go to `events`
 /// (dropped if nobody listens). A transmit whose `source` is `None` goes out on the first socket; one whose
 /// `source` is not among the sockets is dropped (logged at warn).
+///
+/// The application talks to the machine through commands, which run in the loop with the current time; a whole
+/// peer is in `examples/smol_peer.rs`. A server on loopback:
+///
+/// ```
+/// use punch_core::{Server, ServerConfig};
+///
+/// let sockets = punch_smol::bind(&["127.0.0.1:0".parse().unwrap()])?;
+/// let listen = punch_smol::locals(&sockets)?[0];
+/// let server = Server::new(ServerConfig::new(listen), punch_smol::now());
+/// let (commands, command_rx) = punch_smol::unbounded::<punch_smol::Command<Server>>();
+/// let (events, _events) = punch_smol::unbounded();
+/// commands.try_send(Box::new(|server, _now| assert_eq!(server.members(), 0))).unwrap();
+/// drop(commands); // closing the channel ends the loop (after the queued command), which hands the machine back
+/// let server = async_io::block_on(punch_smol::run(server, sockets, command_rx, events))?;
+/// assert_eq!(server.stats().received, 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub async fn run<M>(
     mut machine: M,
     sockets: Vec<Async<UdpSocket>>,

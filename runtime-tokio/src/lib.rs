@@ -9,6 +9,8 @@
 //! }
 //! ```
 //! The loop ends, returning the machine, when the application drops its command sender.
+#![warn(missing_docs)]
+
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
@@ -48,6 +50,29 @@ pub fn now() -> Instant {
 /// Runs `machine` over `sockets` until `commands` is closed. Events go to `events` (dropped if nobody
 /// listens). A transmit whose `source` is `None` goes out on the first socket; one whose `source` is not
 /// among the sockets is dropped (logged at warn).
+///
+/// The application talks to the machine through commands, which run in the loop with the current time; a whole
+/// peer is in `examples/tokio_peer.rs`. A server on loopback:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// use punch_core::{Server, ServerConfig};
+/// use tokio::sync::mpsc;
+///
+/// let sockets = punch_tokio::bind(&["127.0.0.1:0".parse().unwrap()]).await?;
+/// let listen = punch_tokio::locals(&sockets)?[0];
+/// let server = Server::new(ServerConfig::new(listen), punch_tokio::now());
+/// let (commands, command_rx) = mpsc::unbounded_channel::<punch_tokio::Command<Server>>();
+/// let (events, _events) = mpsc::unbounded_channel();
+/// let running = tokio::spawn(punch_tokio::run(server, sockets, command_rx, events));
+/// commands.send(Box::new(|server, _now| assert_eq!(server.members(), 0))).unwrap();
+/// drop(commands); // closing the channel ends the loop, which hands the machine back
+/// let server = running.await.unwrap()?;
+/// assert_eq!(server.stats().received, 0);
+/// # Ok(())
+/// # }
+/// ```
 pub async fn run<M>(
     mut machine: M,
     sockets: Vec<UdpSocket>,

@@ -22,6 +22,7 @@ pub struct Clock {
 }
 
 impl Clock {
+    /// A clock at `base`, nothing elapsed yet.
     pub fn new(base: Instant) -> Clock {
         Clock {
             base,

@@ -8,7 +8,9 @@ use std::time::Instant;
 /// remembers what it received, and sends whatever is queued with [`EchoNode::send_to`].
 #[derive(Debug, Clone)]
 pub struct EchoNode {
+    /// Its one socket's address.
     pub addr: SocketAddr,
+    /// Whether every datagram received is sent back to its sender (default on).
     pub echo: bool,
     /// `(time, local, remote, payload)` of every datagram received.
     pub received: Vec<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
@@ -19,6 +21,7 @@ pub struct EchoNode {
 }
 
 impl EchoNode {
+    /// An echoing node on `addr` with nothing received or queued.
     pub fn new(addr: SocketAddr) -> EchoNode {
         EchoNode {
             addr,

@@ -96,6 +96,7 @@ impl<M: Machine> Host<M> {
         self.machine.as_ref()
     }
 
+    /// The machine, once started, to call it (e.g. `Peer::send_message`) from a scenario.
     pub fn machine_mut(&mut self) -> Option<&mut M> {
         self.machine.as_mut()
     }

@@ -20,6 +20,7 @@
 //! random draw comes from a generator derived from the scenario seed, and the real clock is read exactly
 //! once ([`clock::base_instant`]) for an arbitrary origin that never shows in results.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 #![warn(clippy::disallowed_methods)]
 
 pub mod clock;

@@ -23,6 +23,7 @@ pub struct LinkConfig {
     pub duplicate: f64,
     /// Probability that a datagram is held back by `reorder_delay` (so later ones overtake it).
     pub reorder: f64,
+    /// How long a datagram chosen by `reorder` is held back.
     pub reorder_delay: Duration,
     /// Windows `[from, until)` of virtual time during which the link is down (everything is dropped).
     pub down: Vec<(Duration, Duration)>,
@@ -61,18 +62,22 @@ impl LinkConfig {
             ..LinkConfig::ideal()
         }
     }
+    /// This link with per-datagram jitter drawn from `[0, jitter]`.
     pub fn with_jitter(mut self, jitter: Duration) -> Self {
         self.jitter = jitter;
         self
     }
+    /// This link with loss probability `loss` (0 to 1).
     pub fn with_loss(mut self, loss: f64) -> Self {
         self.loss = loss;
         self
     }
+    /// This link with duplication probability `p` (0 to 1).
     pub fn with_duplicate(mut self, p: f64) -> Self {
         self.duplicate = p;
         self
     }
+    /// This link holding back a datagram with probability `p` by `delay`, so later ones overtake it.
     pub fn with_reorder(mut self, p: f64, delay: Duration) -> Self {
         self.reorder = p;
         self.reorder_delay = delay;
@@ -104,6 +109,7 @@ pub enum Crossing {
 /// A link with its own random stream.
 #[derive(Debug, Clone)]
 pub struct Link {
+    /// Its properties, in both directions.
     pub config: LinkConfig,
     rng: SmallRng,
     /// Datagrams that entered the link so far, upwards and downwards (for scripted loss).
@@ -111,6 +117,7 @@ pub struct Link {
 }
 
 impl Link {
+    /// A link with `config`, drawing its losses, jitter, duplicates and reordering from `rng`.
     pub fn new(config: LinkConfig, rng: SmallRng) -> Link {
         Link {
             config,

@@ -15,17 +15,24 @@ use std::time::Duration;
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct MatrixConfig {
+    /// The NAT profiles to pair, every one with every other and itself.
     pub profiles: Vec<Profile>,
     /// Seeds `first_seed .. first_seed + seeds`.
     pub first_seed: u64,
+    /// How many seeds each pair runs with.
     pub seeds: u64,
+    /// Round trip between each peer and the server, in milliseconds.
     pub rtt_ms: u64,
     /// Loss per one-way trip. With `loss_varies`, seed `s` uses `loss * (s % 5) / 4` (0, 25, 50, 75, 100 %
     /// of it) so one sweep covers clean and lossy links.
     pub loss: f64,
+    /// Vary the loss with the seed (see `loss`).
     pub loss_varies: bool,
+    /// Messages each peer types.
     pub messages: usize,
+    /// The server has a second IP, so it answers RFC 5780 behaviour tests.
     pub two_ips: bool,
+    /// What the peers know about their own NAT.
     pub knowledge: Knowledge,
     /// Worker threads (0: as many as the machine has).
     pub threads: usize,
@@ -60,6 +67,7 @@ impl MatrixConfig {
         v
     }
 
+    /// The loss per one-way trip for `seed` (see `loss` and `loss_varies`).
     pub fn loss_for(&self, seed: u64) -> f64 {
         if self.loss_varies {
             self.loss * (seed % 5) as f64 / 4.0
@@ -92,10 +100,15 @@ impl MatrixConfig {
 /// One failed run, with what is needed to replay it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
+    /// Profile of peer `a`.
     pub a: Profile,
+    /// Profile of peer `b`.
     pub b: Profile,
+    /// The seed that failed.
     pub seed: u64,
+    /// The loss per one-way trip of that run.
     pub loss: f64,
+    /// What went wrong, in words.
     pub reason: String,
 }
 
@@ -116,12 +129,16 @@ impl std::fmt::Display for Failure {
 /// Nearest-rank percentiles of durations.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Percentiles {
+    /// How many durations there were.
     pub count: usize,
+    /// The median (nearest rank), if any.
     pub p50: Option<Duration>,
+    /// The 99th percentile (nearest rank), if any.
     pub p99: Option<Duration>,
 }
 
 impl Percentiles {
+    /// The percentiles of `v`.
     pub fn of(mut v: Vec<Duration>) -> Percentiles {
         v.sort();
         let pick = |p: usize| -> Option<Duration> {
@@ -143,16 +160,23 @@ impl Percentiles {
 /// Results for one pair of profiles.
 #[derive(Debug, Clone)]
 pub struct PairResult {
+    /// Profile of peer `a`.
     pub a: Profile,
+    /// Profile of peer `b`.
     pub b: Profile,
+    /// Runs (one per seed).
     pub runs: usize,
+    /// Runs that ended on a direct path.
     pub direct: usize,
+    /// Runs that ended on the relay.
     pub relay: usize,
+    /// Runs that failed (see `failures`).
     pub failed: usize,
     /// Pairing to first message delivered.
     pub first_message: Percentiles,
     /// Pairing to direct path (direct runs only).
     pub to_direct: Percentiles,
+    /// Every failed run, for replay.
     pub failures: Vec<Failure>,
 }
 
@@ -172,7 +196,9 @@ impl PairResult {
 /// The whole matrix.
 #[derive(Debug, Clone)]
 pub struct Matrix {
+    /// What was run.
     pub config: MatrixConfig,
+    /// One result per pair of profiles.
     pub pairs: Vec<PairResult>,
 }
 
@@ -302,6 +328,7 @@ pub fn run_matrix(cfg: &MatrixConfig) -> Matrix {
 }
 
 impl Matrix {
+    /// The round trip between each peer and the server (`config.rtt_ms`).
     pub fn rtt(&self) -> Duration {
         Duration::from_millis(self.config.rtt_ms)
     }

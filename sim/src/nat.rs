@@ -43,7 +43,12 @@ pub enum PortAlloc {
     Preserve,
     /// Previous public port plus `step`. Before each new mapping, up to `other_traffic` ports (a uniform
     /// draw in `0..=other_traffic`) are consumed by other hosts' connections.
-    Sequential { step: i32, other_traffic: u16 },
+    Sequential {
+        /// Added to the previous public port.
+        step: i32,
+        /// The most ports other hosts take between two mappings.
+        other_traffic: u16,
+    },
     /// A random free port.
     Random,
 }
@@ -53,8 +58,11 @@ pub enum PortAlloc {
 pub struct NatConfig {
     /// `false` for a pure UDP firewall: addresses pass unchanged, only filtering applies.
     pub translate: bool,
+    /// How the public mapping is chosen for a new destination.
     pub mapping: Mapping,
+    /// Which inbound datagrams pass to an existing mapping.
     pub filtering: Filtering,
+    /// How public ports are picked.
     pub allocation: PortAlloc,
     /// The first port of a sequential allocator; `None`: drawn from the NAT's generator.
     pub first_port: Option<u16>,
@@ -62,6 +70,7 @@ pub struct NatConfig {
     pub mapping_lifetime: Duration,
     /// Whether inbound datagrams refresh the mapping (RFC 4787 REQ-6 says outbound must, inbound may).
     pub inbound_refresh: bool,
+    /// Whether a datagram from inside to the NAT's own public address is turned back inside.
     pub hairpin: bool,
     /// Linux conntrack's unreplied-entry port reservation (see the module docs).
     pub linux_conntrack: bool,
@@ -110,18 +119,22 @@ impl NatConfig {
         self.wan_firewall = true;
         self
     }
+    /// This NAT with hairpinning on or off.
     pub fn with_hairpin(mut self, on: bool) -> Self {
         self.hairpin = on;
         self
     }
+    /// This NAT forgetting idle mappings after `lifetime`.
     pub fn with_lifetime(mut self, lifetime: Duration) -> Self {
         self.mapping_lifetime = lifetime;
         self
     }
+    /// This NAT with inbound datagrams refreshing mappings or not.
     pub fn with_inbound_refresh(mut self, on: bool) -> Self {
         self.inbound_refresh = on;
         self
     }
+    /// This NAT starting a sequential allocator at `port`.
     pub fn with_first_port(mut self, port: u16) -> Self {
         self.first_port = Some(port);
         self
@@ -164,9 +177,17 @@ struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outbound {
     /// Send it on with this source address.
-    Forward { src: SocketAddr },
+    Forward {
+        /// The translated source address.
+        src: SocketAddr,
+    },
     /// Hairpin: deliver it back inside, from `src` (translated) to `dst` (an inside socket).
-    Hairpin { src: SocketAddr, dst: SocketAddr },
+    Hairpin {
+        /// The translated source address.
+        src: SocketAddr,
+        /// The inside socket it goes to.
+        dst: SocketAddr,
+    },
     /// Drop it, for this reason.
     Drop(String),
 }
@@ -176,14 +197,17 @@ pub enum Outbound {
 pub enum Inbound {
     /// Deliver it inside, to this address.
     Forward {
+        /// The inside address.
         dst: SocketAddr,
     },
+    /// Drop it, for this reason.
     Drop(String),
 }
 
 /// One NAT (or UDP firewall) with its state.
 #[derive(Debug, Clone)]
 pub struct NatBox {
+    /// Its behaviour.
     pub config: NatConfig,
     /// The public address (unused by a non-translating firewall).
     pub public_ip: IpAddr,
@@ -199,6 +223,7 @@ pub struct NatBox {
 }
 
 impl NatBox {
+    /// A NAT with `config` on public address `public_ip`, drawing ports from `rng`.
     pub fn new(config: NatConfig, public_ip: IpAddr, rng: SmallRng) -> NatBox {
         NatBox {
             config,

@@ -22,17 +22,26 @@ use std::str::FromStr;
 /// The basic kinds of box in front of a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Nat {
+    /// No box: the host is on the public network.
     Open,
+    /// No translation, only a filter for unsolicited inbound datagrams (address and port dependent).
     UdpFirewall,
+    /// EIM + EIF, ports preserved.
     FullCone,
+    /// EIM + ADF, ports preserved.
     Restricted,
+    /// EIM + APDF, ports preserved (Linux `masquerade`).
     PortRestricted,
+    /// Address-dependent mapping and filtering, random ports.
     SymmetricAdm,
+    /// Address-and-port-dependent mapping and filtering, random ports (`masquerade random`).
     Symmetric,
+    /// Address-and-port-dependent mapping and filtering, sequential ports.
     SymmetricSeq,
 }
 
 impl Nat {
+    /// Every kind, in matrix order.
     pub const ALL: [Nat; 8] = [
         Nat::Open,
         Nat::UdpFirewall,
@@ -44,6 +53,7 @@ impl Nat {
         Nat::SymmetricSeq,
     ];
 
+    /// The profile name (`port-restricted`, `symmetric-seq`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Nat::Open => "open",
@@ -66,8 +76,11 @@ impl Nat {
 /// A NAT kind plus the Linux-conntrack and WAN-firewall flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Profile {
+    /// The kind of box.
     pub nat: Nat,
+    /// The Linux conntrack unreplied-entry port reservation (`-linux`).
     pub linux: bool,
+    /// A WAN input firewall that drops unsolicited inbound datagrams without state (`-fw`).
     pub firewall: bool,
 }
 
@@ -82,12 +95,14 @@ impl From<Nat> for Profile {
 }
 
 impl Profile {
+    /// The same profile with the Linux conntrack behaviour (`-linux`).
     pub fn linux(self) -> Profile {
         Profile {
             linux: true,
             ..self
         }
     }
+    /// The same profile with a WAN input firewall (`-fw`).
     pub fn firewall(self) -> Profile {
         Profile {
             firewall: true,

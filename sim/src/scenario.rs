@@ -249,11 +249,13 @@ impl Scenario {
         self
     }
 
+    /// Records the trace at `detail` (the default records nothing).
     pub fn detail(mut self, detail: Detail) -> Self {
         self.detail = detail;
         self
     }
 
+    /// What the peers know about their own NAT.
     pub fn knowledge(mut self, k: Knowledge) -> Self {
         self.knowledge = Some(k);
         self
@@ -509,7 +511,9 @@ impl Scenario {
 
 /// A built, not yet (fully) run scenario: the world plus which host is which.
 pub struct Built {
+    /// The world, with every host and NAT placed.
     pub world: World,
+    /// The rendezvous server's host.
     pub server: HostId,
     /// `(name, NAT label, host)` per peer.
     pub peers: Vec<(String, String, HostId)>,
@@ -518,8 +522,11 @@ pub struct Built {
 /// The final path of a peer or a pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PathKind {
+    /// A direct path.
     Direct,
+    /// The server's relay.
     Relay,
+    /// No path: the run failed.
     None,
 }
 
@@ -535,6 +542,7 @@ impl PathKind {
         }
     }
 
+    /// Lower-case name for tables: "direct", "relay" or "fail".
     pub fn label(self) -> &'static str {
         match self {
             PathKind::Direct => "direct",
@@ -547,9 +555,11 @@ impl PathKind {
 /// What happened to one peer.
 #[derive(Debug, Clone)]
 pub struct PeerOutcome {
+    /// The host's name.
     pub name: String,
     /// The NAT profile label.
     pub nat: String,
+    /// Every event the peer reported, with its virtual time since the start.
     pub events: Vec<(Duration, PeerEvent)>,
     /// Texts typed, in order.
     pub typed: Vec<String>,
@@ -557,21 +567,28 @@ pub struct PeerOutcome {
     pub received: Vec<String>,
     /// The last path reported.
     pub path: PathKind,
+    /// When the peer learned it was paired.
     pub paired_at: Option<Duration>,
     /// First time any path was chosen.
     pub path_at: Option<Duration>,
     /// First time a direct path was proven.
     pub direct_at: Option<Duration>,
+    /// When the peer got its first chat message.
     pub first_message_at: Option<Duration>,
+    /// The errors the peer reported, in words.
     pub errors: Vec<String>,
 }
 
 /// What happened in a scenario.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// The seed the run used.
     pub seed: u64,
+    /// One outcome per peer.
     pub peers: Vec<PeerOutcome>,
+    /// What was recorded (see `Scenario::detail`).
     pub trace: Trace,
+    /// The world's counters.
     pub stats: Stats,
     /// Set if the simulator stopped the run (runaway machine).
     pub error: Option<SimError>,
@@ -627,6 +644,7 @@ impl Built {
 }
 
 impl Outcome {
+    /// The peer called `name` (panics if there is none: a scenario names its peers).
     pub fn peer(&self, name: &str) -> &PeerOutcome {
         self.peers
             .iter()
@@ -663,10 +681,12 @@ impl Outcome {
             .max()
     }
 
+    /// From the first pairing to the first message delivered.
     pub fn pairing_to_first_message(&self) -> Option<Duration> {
         Some(self.first_delivery_at()?.saturating_sub(self.paired_at()?))
     }
 
+    /// From the first pairing to every peer having proven a direct path.
     pub fn pairing_to_direct(&self) -> Option<Duration> {
         Some(self.direct_at()?.saturating_sub(self.paired_at()?))
     }

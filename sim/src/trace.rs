@@ -43,6 +43,7 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Short lower-case name, the column printed in a trace line ("send", "drop", ...).
     pub fn label(self) -> &'static str {
         match self {
             Kind::Send => "send",
@@ -63,9 +64,11 @@ impl Kind {
 pub struct Line {
     /// Virtual time since the start.
     pub at: Duration,
+    /// What kind of line it is.
     pub kind: Kind,
     /// The host, NAT or link the line is about.
     pub who: String,
+    /// What happened, in words.
     pub text: String,
 }
 
@@ -97,6 +100,7 @@ pub enum Detail {
 /// An append-only list of [`Line`]s.
 #[derive(Debug, Clone)]
 pub struct Trace {
+    /// How much is recorded.
     pub detail: Detail,
     lines: Vec<Line>,
 }
@@ -111,6 +115,7 @@ impl Default for Trace {
 }
 
 impl Trace {
+    /// An empty trace recording at `detail`.
     pub fn new(detail: Detail) -> Trace {
         Trace {
             detail,
@@ -139,6 +144,7 @@ impl Trace {
         }
     }
 
+    /// Every line recorded, oldest first.
     pub fn lines(&self) -> &[Line] {
         &self.lines
     }

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 pub struct RealmId(pub usize);
 
 impl RealmId {
+    /// The public network, where servers and NATs' outsides live.
     pub const PUBLIC: RealmId = RealmId(0);
 }
 
@@ -46,6 +47,7 @@ pub struct NatId(pub usize);
 /// Why a run stopped early.
 #[derive(Debug, Clone)]
 pub struct SimError {
+    /// What went wrong, in words.
     pub message: String,
     /// Virtual time of the failure.
     pub at: Duration,
@@ -70,9 +72,13 @@ impl std::error::Error for SimError {}
 /// Counters for a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Events processed (deliveries and timers).
     pub steps: u64,
+    /// Datagrams sent by machines.
     pub sent: u64,
+    /// Datagrams delivered to machines.
     pub delivered: u64,
+    /// Datagrams dropped (by a link, a NAT, or for want of a route).
     pub dropped: u64,
     /// Transmits whose `source` is not one of the host's sockets (not sent; a trace line of kind error).
     pub unknown_source: u64,
@@ -196,6 +202,7 @@ impl World {
         }
     }
 
+    /// The seed all randomness derives from.
     pub fn seed(&self) -> u64 {
         self.seed
     }
@@ -207,12 +214,15 @@ impl World {
     pub fn instant(&self) -> Instant {
         self.clock.instant()
     }
+    /// The virtual clock.
     pub fn clock(&self) -> &Clock {
         &self.clock
     }
+    /// What was recorded so far.
     pub fn trace(&self) -> &Trace {
         &self.trace
     }
+    /// The counters so far.
     pub fn stats(&self) -> Stats {
         self.stats
     }
@@ -314,6 +324,7 @@ impl World {
             .map(HostId)
     }
 
+    /// The name `host` was given.
     pub fn name(&self, host: HostId) -> &str {
         &self.elems[host.0].name
     }

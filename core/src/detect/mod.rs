@@ -160,6 +160,26 @@ enum Finish {
 const OVERALL_REASON: &str = "detector: overall deadline";
 
 /// The NAT detector. See the module docs for the tests and the crate docs for the call order.
+///
+/// With no answer at all (every request lost), in virtual time, it gives up and says so:
+///
+/// ```
+/// use std::time::Instant;
+/// use punch_core::{DetectorConfig, Machine, NatDetector, NatKind};
+///
+/// let mut now = Instant::now();
+/// let mut detector = NatDetector::new(DetectorConfig::new("192.0.2.1:3478".parse().unwrap()), now);
+/// while !detector.is_done() {
+///     while let Some(request) = detector.poll_transmit() {
+///         assert_eq!(request.destination.port(), 3478); // lost on the way
+///     }
+///     now = detector.poll_timeout().expect("a deadline while it runs");
+///     detector.handle_timeout(now);
+/// }
+/// let report = detector.report().unwrap();
+/// assert!(report.server_unreachable);
+/// assert_eq!(report.kind, NatKind::Blocked);
+/// ```
 #[derive(Debug)]
 pub struct NatDetector {
     config: DetectorConfig,

@@ -45,6 +45,20 @@ const FALLBACK_SERVER_RTT: Duration = Duration::from_millis(100);
 const NO_PATH_RTT: Duration = Duration::from_millis(100);
 
 /// Peer settings; [`PeerConfig::new`] gives the documented defaults.
+///
+/// ```
+/// use punch_core::{secure::Code, PeerConfig};
+///
+/// let server = "192.0.2.1:3478".parse().unwrap();
+/// // Joining with the code the partner shared:
+/// let mut config = PeerConfig::new(server, Code::parse("7-guitar-revenge").unwrap());
+/// config.name = "alice".into();
+/// config.seed = [7; 32]; // in production: 32 bytes from the OS RNG, every secret derives from them
+/// assert_eq!(config.pool, "7"); // the server sees the nameplate, never the words
+/// // Or asking the server for a nameplate: the peer reports the code in `PeerEvent::CodeAllocated`.
+/// let config = PeerConfig::allocating(server);
+/// assert!(config.code.is_none());
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct PeerConfig {
@@ -248,6 +262,22 @@ timers! {
 }
 
 /// The peer state machine. See the module and crate docs.
+///
+/// The crate docs run a whole chat in memory; here, the first thing a new peer does: ask its server.
+///
+/// ```
+/// use std::time::Instant;
+/// use punch_core::{secure::Code, Machine, Peer, PeerConfig};
+///
+/// let server = "192.0.2.1:3478".parse().unwrap();
+/// let now = Instant::now();
+/// let mut peer = Peer::new(PeerConfig::new(server, Code::parse("7-guitar-revenge").unwrap()), now);
+/// let first = peer.poll_transmit().expect("a request to the server");
+/// assert_eq!(first.destination, server);
+/// let wake = peer.poll_deadline().expect("a retransmission is scheduled");
+/// assert!(wake.at > now);
+/// println!("wake at +{:?} for {}", wake.at - now, wake.reason);
+/// ```
 #[derive(Debug)]
 pub struct Peer {
     config: PeerConfig,

@@ -46,6 +46,17 @@ const MAX_BITS_OTHER_WORD: u32 = 10;
 const EXAMPLE: &str = "7-guitar-revenge";
 
 /// A parsed, canonical join code: a nameplate and one or more secret words.
+///
+/// ```
+/// use punch_core::secure::Code;
+///
+/// let code = Code::parse("  7-Guitar-Revenge ")?; // what a person typed
+/// assert_eq!(code.nameplate(), 7);
+/// assert_eq!(code.words(), ["guitar", "revenge"]);
+/// assert_eq!(code.to_string(), "7-guitar-revenge");
+/// assert!(Code::parse("guitar-revenge").is_err()); // no nameplate
+/// # Ok::<(), punch_core::secure::CodeError>(())
+/// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Code {
     nameplate: u32,

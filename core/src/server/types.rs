@@ -5,6 +5,18 @@ use std::time::Duration;
 use crate::nat::NatBehaviour;
 
 /// Server settings; [`ServerConfig::new`] gives the documented defaults.
+///
+/// ```
+/// use punch_core::{Rate, Server, ServerConfig};
+///
+/// let mut config = ServerConfig::new("192.0.2.1:3478".parse().unwrap());
+/// config.alternate = Some("192.0.2.2:3479".parse().unwrap()); // RFC 5780 behaviour tests
+/// config.max_members = 1_000;
+/// config.register_rate = Rate::new(5, 10);
+/// config.secret = Some([42; 32]); // in production: 32 bytes from the OS RNG
+/// let server = Server::new(config, std::time::Instant::now());
+/// assert_eq!(server.local_addrs().len(), 4); // primary/alternate IP x primary/alternate port
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {

@@ -1,0 +1,94 @@
+//! The library example `core/examples/blocking_peer.rs` pairs with the `punch chat` binary: the example
+//! allocates a code through an in-process server (driven by the example's own loop), `punch chat` joins with
+//! it, and each side gets the other's line.
+use std::io::Write;
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use punch_core::{PeerEvent, Server, ServerConfig};
+
+#[allow(dead_code)] // its `main` is the example's, not the test's
+#[path = "../../core/examples/blocking_peer.rs"]
+mod blocking_peer;
+
+#[test]
+fn the_blocking_example_chats_with_punch_chat() {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let stop = stop.clone();
+        let mut server = Server::new(ServerConfig::new(addr), Instant::now());
+        thread::spawn(move || {
+            blocking_peer::run(&socket, &mut server, |_, _, _| {
+                !stop.load(Ordering::Relaxed)
+            })
+        })
+    };
+
+    let (line, lines) = mpsc::channel();
+    line.send("hello from the example".to_string()).unwrap();
+    let (events, seen) = mpsc::channel();
+    let example = thread::spawn(move || {
+        blocking_peer::chat(addr, None, lines, |e| drop(events.send(e.clone())))
+    });
+    let code = loop {
+        match seen.recv_timeout(Duration::from_secs(10)).expect("a code") {
+            PeerEvent::CodeAllocated { code } => break code,
+            e @ PeerEvent::Error(_) => panic!("{e:?}"),
+            _ => {}
+        }
+    };
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_punch"))
+        .args([
+            "chat",
+            &code,
+            "--server",
+            &addr.to_string(),
+            "--name",
+            "cli",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = cli.stdin.take().unwrap();
+    stdin.write_all(b"hello from the cli\n").unwrap();
+    drop(stdin); // the CLI finishes after its line
+    drop(line); // and so does the example
+
+    // The conversation ends with ConversationDone or, when the CLI's linger ends first, with the CLI leaving
+    // after it finished (it leaves only once it has everything; the example stops there too).
+    let (mut got, mut cli_finished) = (Vec::new(), false);
+    loop {
+        match seen
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the example finishes")
+        {
+            PeerEvent::Message { text, .. } => got.push(text),
+            PeerEvent::PeerFinished => cli_finished = true,
+            PeerEvent::ConversationDone => break,
+            PeerEvent::Disconnected { .. } if cli_finished => break,
+            e @ (PeerEvent::Error(_) | PeerEvent::Disconnected { .. }) => panic!("{e:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(got, ["hello from the cli"]);
+    example.join().unwrap().unwrap();
+    let out = cli.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "punch chat: {:?}\n{stdout}",
+        out.status
+    );
+    assert!(stdout.contains("hello from the example"), "{stdout}");
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap().unwrap();
+}
