@@ -346,6 +346,33 @@ fn peer_leaving_disconnects_the_other() {
 }
 
 #[test]
+fn a_partner_leaving_after_both_finished_ends_the_conversation_cleanly() {
+    let mut net = Net::new(10);
+    let mut slow = PeerConfig::new(addr(SERVER), CODE.parse().unwrap());
+    slow.linger = Duration::from_secs(5);
+    net.start_peer(A, slow, 1);
+    net.add_peer(B, CODE, false, 2);
+    net.run_for(Duration::from_secs(1));
+    net.type_line(A, "bye");
+    let now = net.now;
+    net.peer(A).finish(now);
+    net.peer(B).finish(now);
+    net.drain(addr(A));
+    net.drain(addr(B));
+    net.run_for(Duration::from_secs(1));
+    let done = |net: &Net, at| net.saw(at, |e| *e == PeerEvent::ConversationDone);
+    assert!(done(&net, B) && !done(&net, A), "B lingers 300 ms, A 5 s");
+    // B leaves as soon as it is done: A learns it long before its own linger ends.
+    let now = net.now;
+    net.peer(B).close(now);
+    net.drain(addr(B));
+    net.run_for(Duration::from_secs(1));
+    assert!(done(&net, A), "{:?}", net.events[&addr(A)]);
+    assert!(!net.saw(A, |e| matches!(e, PeerEvent::Disconnected { .. })));
+    assert_eq!(net.messages(B), vec!["bye"]);
+}
+
+#[test]
 fn late_partner_upgrades_both_sides_from_relay_to_direct() {
     let mut net = Net::new(10);
     // B's PeerInfo copies are lost for the first 4 s: A punches alone, gives up and uses the relay; when B

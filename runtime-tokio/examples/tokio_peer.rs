@@ -38,15 +38,12 @@ pub async fn pair_and_send(
     let (commands, command_rx) = mpsc::unbounded_channel::<punch_tokio::Command<Peer>>();
     let (event_tx, mut events) = mpsc::unbounded_channel();
     let driver = tokio::spawn(punch_tokio::run(peer, sockets, command_rx, event_tx));
-    let (mut got, mut partner_finished) = (Vec::new(), false);
+    let mut got = Vec::new();
     while let Some(event) = events.recv().await {
         match event {
             PeerEvent::CodeAllocated { code } => on_code(&code),
             PeerEvent::Message { text, .. } => got.push(text),
-            PeerEvent::PeerFinished => partner_finished = true,
             PeerEvent::ConversationDone => break,
-            // The partner's linger ended first: it left once it had everything.
-            PeerEvent::Disconnected { .. } if partner_finished => break,
             PeerEvent::Error(e) => return Err(io::Error::other(e)),
             PeerEvent::Disconnected { reason } => return Err(io::Error::other(reason)),
             _ => {}

@@ -243,8 +243,9 @@ pub enum PeerEvent {
     /// The partner has finished sending (see [`Peer::finish`]); all its messages were delivered before this.
     PeerFinished,
     /// The conversation is over: this side called [`Peer::finish`], every message and the FIN were
-    /// acknowledged, the partner's FIN arrived, and [`PeerConfig::linger`] has passed. The application can
-    /// [`Peer::close`] now without losing anything in either direction.
+    /// acknowledged, the partner's FIN arrived, and [`PeerConfig::linger`] has passed (or the partner left
+    /// first, its own linger over). The application can [`Peer::close`] now without losing anything in
+    /// either direction.
     ConversationDone,
     /// The peer gave up.
     Error(PeerError),
@@ -548,8 +549,16 @@ impl Peer {
                 self.timers.clear();
                 self.path = None;
                 self.chat.set_path(self.now, None, NO_PATH_RTT);
-                let reason = format!("peer {:?} left or timed out", self.partner_name);
-                self.events.push_back(PeerEvent::Disconnected { reason });
+                if self.peer_finished && self.chat.is_finished() && self.chat.all_acked() {
+                    // Its linger ended before ours: nothing is lost, the conversation is simply over.
+                    if !self.conversation_done {
+                        self.conversation_done = true;
+                        self.events.push_back(PeerEvent::ConversationDone);
+                    }
+                } else {
+                    let reason = format!("peer {:?} left or timed out", self.partner_name);
+                    self.events.push_back(PeerEvent::Disconnected { reason });
+                }
             }
             LinkEvent::Relay(sealed) => self.on_relayed(&sealed),
             LinkEvent::Failed(e) => {
