@@ -7,11 +7,14 @@
 //! ```
 use std::io::{self, BufRead};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use punch_core::drive::RECV_BUFFER;
-use punch_core::{secure::Code, Machine, Peer, PeerConfig, PeerEvent};
+use punch_core::{secure::Code, Machine, Peer, PeerConfig, PeerEvent, Server, ServerConfig};
 use rand::RngCore;
 
 /// The clock: core never reads one, a driver does.
@@ -54,6 +57,25 @@ pub fn run<M: Machine>(
         }
     }
 }
+
+/// A rendezvous server on a new socket bound to `at`, in a thread of its own, until the returned flag is set:
+/// the same loop drives a server (the tests pair peers through it). Returns the server's address too.
+pub fn spawn_server(at: &str) -> io::Result<(SocketAddr, Arc<AtomicBool>, ServerThread)> {
+    let socket = UdpSocket::bind(at)?;
+    let addr = socket.local_addr()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = thread::spawn(move || {
+        let mut server = Server::new(ServerConfig::new(addr), clock());
+        run(&socket, &mut server, |_, _, _| {
+            !flag.load(Ordering::Relaxed)
+        })
+    });
+    Ok((addr, stop, handle))
+}
+
+/// What [`spawn_server`]'s thread returns when it stops.
+pub type ServerThread = thread::JoinHandle<io::Result<()>>;
 
 /// Chats until both sides have finished (`lines` closed on this side): `show` sees every event.
 pub fn chat(

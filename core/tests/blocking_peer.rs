@@ -1,15 +1,13 @@
 //! `examples/blocking_peer.rs` over real loopback sockets: its `run` loop drives an in-process server, two of
 //! its `chat` peers pair through it (one allocates the code, the other joins with it), exchange a line each
 //! on a direct path and finish cleanly.
-use std::net::UdpSocket;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use punch_core::secure::Code;
-use punch_core::{Path, PeerEvent, Server, ServerConfig};
+use punch_core::{Path, PeerEvent};
 
 #[allow(dead_code)] // its `main` is the example's, not the test's
 #[path = "../examples/blocking_peer.rs"]
@@ -35,19 +33,7 @@ fn peer(
 
 #[test]
 fn two_blocking_peers_pair_through_a_server_and_chat() {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = socket.local_addr().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let server = {
-        let stop = stop.clone();
-        thread::spawn(move || {
-            #[allow(clippy::disallowed_methods)] // the test is the driver: it owns the clock
-            let mut server = Server::new(ServerConfig::new(addr), std::time::Instant::now());
-            blocking_peer::run(&socket, &mut server, |_, _, _| {
-                !stop.load(Ordering::Relaxed)
-            })
-        })
-    };
+    let (addr, stop, server) = blocking_peer::spawn_server("127.0.0.1:0").unwrap();
 
     let (events, seen) = mpsc::channel();
     let first = peer(addr, None, "hello from 0", events.clone(), 0);

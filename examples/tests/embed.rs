@@ -2,14 +2,13 @@
 //! allocates a code through an in-process server (driven by the example's own loop), `punch chat` joins with
 //! it, and each side gets the other's line.
 use std::io::Write;
-use std::net::UdpSocket;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use punch_core::{PeerEvent, Server, ServerConfig};
+use punch_core::PeerEvent;
 
 #[allow(dead_code)] // its `main` is the example's, not the test's
 #[path = "../../core/examples/blocking_peer.rs"]
@@ -17,18 +16,7 @@ mod blocking_peer;
 
 #[test]
 fn the_blocking_example_chats_with_punch_chat() {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = socket.local_addr().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let server = {
-        let stop = stop.clone();
-        let mut server = Server::new(ServerConfig::new(addr), Instant::now());
-        thread::spawn(move || {
-            blocking_peer::run(&socket, &mut server, |_, _, _| {
-                !stop.load(Ordering::Relaxed)
-            })
-        })
-    };
+    let (addr, stop, server) = blocking_peer::spawn_server("127.0.0.1:0").unwrap();
 
     let (line, lines) = mpsc::channel();
     line.send("hello from the example".to_string()).unwrap();
