@@ -2,11 +2,11 @@
 //! partner says, and finishes. It pairs with `punch chat` and with itself.
 //!
 //! ```text
-//! cargo run -p punch-smol --example smol_peer -- SERVER:PORT                 # prints a code to share
-//! cargo run -p punch-smol --example smol_peer -- SERVER:PORT CODE "a line"   # joins with it
+//! cargo run -p punch-smol --example smol_peer -- SERVER_IP:PORT                 # prints a code to share
+//! cargo run -p punch-smol --example smol_peer -- SERVER_IP:PORT CODE "a line"   # joins with it
 //! ```
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 
 use futures_lite::future;
 use punch_core::{secure::Code, Peer, PeerConfig, PeerEvent};
@@ -60,13 +60,8 @@ pub async fn pair_and_send(
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: smol_peer SERVER:PORT [CODE] [LINE]";
-    let server = args
-        .next()
-        .ok_or(usage)?
-        .to_socket_addrs()?
-        .next()
-        .ok_or(usage)?;
+    let usage = "usage: smol_peer SERVER_IP:PORT [CODE] [LINE]";
+    let server: SocketAddr = args.next().ok_or(usage)?.parse()?; // IP:PORT
     let code = args.next().map(|c| Code::parse(&c)).transpose()?;
     let line = args.next().unwrap_or_else(|| "hello from smol".into());
     let got = async_io::block_on(pair_and_send(server, code, &line, |code| {
