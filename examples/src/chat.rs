@@ -28,8 +28,8 @@ pub struct ChatArgs {
     /// The join code, like 7-guitar-revenge (omit it to make a new one). The number is all the server sees;
     /// the words key the end-to-end encryption and never leave this machine.
     code: Option<String>,
-    /// The punch server.
-    #[arg(long, default_value = "127.0.0.1:3478", value_parser = parse_addr)]
+    /// The punch server, HOST[:PORT] (port 3478 by default).
+    #[arg(long, env = "PUNCH_SERVER", default_value = "127.0.0.1:3478", value_parser = parse_addr)]
     server: SocketAddr,
     /// Your display name.
     #[arg(long, default_value = "")]
@@ -37,6 +37,7 @@ pub struct ChatArgs {
     /// Local address to bind (default: any address, a random port).
     #[arg(long, value_parser = parse_addr)]
     bind: Option<SocketAddr>,
+    /// The async runtime that drives the socket (both run the same core).
     #[arg(long, value_enum, default_value = "tokio")]
     runtime: Runtime,
     /// Never try a direct path: chat through the server's relay.

@@ -16,6 +16,7 @@ use crate::{secure_seed, seed};
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
+    /// The async runtime that drives the sockets (both run the same core).
     #[arg(long, value_enum, default_value = "tokio")]
     runtime: Runtime,
     /// Print one JSON summary object per session instead of text.

@@ -57,6 +57,7 @@ struct ServerArgs {
     /// Print events as JSON lines on stdout.
     #[arg(long)]
     json: bool,
+    /// The async runtime that drives the sockets (both run the same core).
     #[arg(long, value_enum, default_value = "tokio")]
     runtime: Runtime,
     /// Most members registered at once (more get 503 "server full").
@@ -96,8 +97,8 @@ struct ServerArgs {
 
 #[derive(clap::Args)]
 struct NatTypeArgs {
-    /// The punch (or any RFC 5780 STUN) server.
-    #[arg(long, default_value = "127.0.0.1:3478", value_parser = parse_addr)]
+    /// The punch (or any RFC 5780 STUN) server, HOST[:PORT] (port 3478 by default).
+    #[arg(long, env = "PUNCH_SERVER", default_value = "127.0.0.1:3478", value_parser = parse_addr)]
     server: SocketAddr,
     /// Local address to bind (the socket you later use is the one that matters).
     #[arg(long, value_parser = parse_addr)]
@@ -105,20 +106,35 @@ struct NatTypeArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     json: bool,
+    /// The async runtime that drives the socket (both run the same core).
     #[arg(long, value_enum, default_value = "tokio")]
     runtime: Runtime,
 }
 
-/// Parses HOST:PORT (names are resolved, the first address wins).
+/// The port punch servers listen on unless told otherwise (the STUN port).
+pub const DEFAULT_PORT: u16 = 3478;
+
+/// Parses HOST[:PORT] (port 3478 when omitted; names are resolved, the first address wins). IPv6 literals
+/// go in brackets when a port follows: `[2001:db8::1]:3478`.
 pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = s.parse() {
         return Ok(a);
     }
-    match s.to_socket_addrs() {
+    if let Ok(ip) = s.trim_start_matches('[').trim_end_matches(']').parse() {
+        return Ok(SocketAddr::new(ip, DEFAULT_PORT));
+    }
+    let with_port = if s.contains(':') {
+        s.to_string()
+    } else {
+        format!("{s}:{DEFAULT_PORT}")
+    };
+    match with_port.to_socket_addrs() {
         Ok(mut it) => it
             .next()
             .ok_or_else(|| format!("'{s}' resolves to no address")),
-        Err(e) => Err(format!("invalid address '{s}': expected HOST:PORT ({e})")),
+        Err(e) => Err(format!(
+            "invalid address '{s}': expected HOST or HOST:PORT ({e})"
+        )),
     }
 }
 
@@ -240,6 +256,9 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
         );
     }
     tracing::info!("punch server listening on {:?}", running.locals);
+    if !a.json {
+        eprintln!("{}", join_hint(running.locals[0]));
+    }
     let mut log = output::ServerLog::new(a.json);
     loop {
         match rx.recv() {
@@ -282,11 +301,12 @@ fn nat_type(a: NatTypeArgs) -> anyhow::Result<ExitCode> {
             Ok(Input::Event(DetectEvent::Done(r))) => {
                 if a.json {
                     println!("{}", output::report_json(&r));
-                } else {
+                } else if !r.server_unreachable {
                     print!("{r}");
                 }
                 if r.server_unreachable {
-                    eprintln!("punch: server {server} unreachable");
+                    // Not a NAT verdict: nothing at all came back.
+                    eprintln!("punch: no answer from the server {server} (down, wrong address, or UDP blocked)");
                     break ExitCode::from(2);
                 }
                 break ExitCode::SUCCESS;
@@ -307,6 +327,34 @@ fn nat_type(a: NatTypeArgs) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
+/// What a deployer tells the peers: the command that joins this server. A wildcard listen address is shown
+/// as the IP this host uses toward the internet (behind a cloud's 1:1 NAT, use the public IP instead).
+fn join_hint(listen: SocketAddr) -> String {
+    let ip = if listen.ip().is_unspecified() {
+        driver::route_ip(SocketAddr::new(
+            "192.0.2.1".parse().expect("an IP"),
+            DEFAULT_PORT,
+        ))
+        .unwrap_or(listen.ip())
+    } else {
+        listen.ip()
+    };
+    let at = SocketAddr::new(ip, listen.port());
+    let server = if listen.port() == DEFAULT_PORT {
+        match at {
+            SocketAddr::V4(v4) => v4.ip().to_string(),
+            SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+        }
+    } else {
+        at.to_string()
+    };
+    format!(
+        "punch server ready. Peers join with:  punch chat --server {server}   (open UDP port {} to this host; \
+         with PUNCH_SERVER={server} set, just: punch chat)",
+        listen.port()
+    )
+}
+
 /// How long `punch nat-type` waits for the detector: its own hard limit in the worst case, plus a second for
 /// the last answer, in whole seconds. The detector stops at `max_duration`, stretched on slow paths to
 /// `filter_timeout` + 5 server RTTs; the RTT is at most `binding_timeout` (a later answer counts as none).
@@ -323,6 +371,26 @@ fn detection_limit(c: &punch_core::DetectorConfig) -> std::time::Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_addresses_default_to_port_3478() {
+        let p = |s| parse_addr(s).unwrap().to_string();
+        assert_eq!(p("192.0.2.7"), "192.0.2.7:3478");
+        assert_eq!(p("192.0.2.7:4000"), "192.0.2.7:4000");
+        assert_eq!(p("[2001:db8::1]"), "[2001:db8::1]:3478");
+        assert_eq!(p("2001:db8::1"), "[2001:db8::1]:3478");
+        assert_eq!(p("[2001:db8::1]:9"), "[2001:db8::1]:9");
+        assert!(p("localhost").ends_with(":3478"));
+        assert!(parse_addr("no such host.invalid").is_err());
+    }
+
+    #[test]
+    fn the_server_tells_peers_how_to_join() {
+        let h = join_hint("203.0.113.5:3478".parse().unwrap());
+        assert!(h.contains("punch chat --server 203.0.113.5 "), "{h}");
+        let h = join_hint("203.0.113.5:4000".parse().unwrap());
+        assert!(h.contains("punch chat --server 203.0.113.5:4000 "), "{h}");
+    }
 
     #[test]
     fn nat_type_waits_for_the_detectors_worst_case() {
