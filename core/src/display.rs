@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::detect::NatReport;
-use crate::nat::Strategy;
+use crate::nat::{Filtering, Mapping, PortAllocation, Strategy};
 use crate::peer::{Path, PeerEvent};
 use crate::server::ServerEvent;
 
@@ -47,9 +47,10 @@ impl fmt::Display for PeerEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sentence = f.alternate();
         match self {
-            PeerEvent::NatDetected(r) if sentence => {
-                write!(f, "NAT: {} (public {:?})", r.behaviour, r.public_addr)
-            }
+            PeerEvent::NatDetected(r) if sentence => match r.public_addr {
+                Some(a) => write!(f, "NAT: {}; public address {a}", r.behaviour),
+                None => write!(f, "NAT: {}; public address unknown", r.behaviour),
+            },
             PeerEvent::NatDetected(r) => write!(f, "NAT detected: {}", r.behaviour),
             PeerEvent::CodeAllocated { code } => write!(f, "your code is {code}"),
             PeerEvent::Registered {
@@ -76,7 +77,8 @@ impl fmt::Display for PeerEvent {
             } => match sentence {
                 true => write!(
                     f,
-                    "paired with {name:?} at {public_addr}, NAT {nat}; strategy: {strategy}"
+                    "paired with {} at {public_addr}, NAT {nat}; strategy: {strategy}",
+                    if name.is_empty() { "your partner" } else { name }
                 ),
                 false => write!(
                     f,
@@ -128,11 +130,11 @@ impl fmt::Display for NatReport {
         writeln!(f, "NAT type:        {}", self.kind)?;
         let p = self.public_addr.map(|a| a.to_string());
         writeln!(f, "Public address:  {}", or_unknown(p))?;
-        let m = b.mapping.map(|m| format!("{m:?}"));
+        let m = b.mapping.map(|m| m.to_string());
         writeln!(f, "Mapping:         {}", or_unknown(m))?;
-        let fl = b.filtering.map(|x| format!("{x:?}"));
+        let fl = b.filtering.map(|x| x.to_string());
         writeln!(f, "Filtering:       {}", or_unknown(fl))?;
-        let al = b.allocation.map(|a| format!("{a:?}"));
+        let al = b.allocation.map(|a| a.to_string());
         writeln!(f, "Port allocation: {}", or_unknown(al))?;
         let rtt = self.server_rtt.map(|d| format!("{:.2} ms", millis(d)));
         writeln!(f, "Server RTT:      {}", or_unknown(rtt))?;
@@ -146,6 +148,39 @@ impl fmt::Display for NatReport {
     }
 }
 
+/// In words, e.g. "endpoint-independent (EIM)".
+impl fmt::Display for Mapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mapping::EndpointIndependent => "endpoint-independent (EIM)",
+            Mapping::AddressDependent => "address-dependent (ADM)",
+            Mapping::AddressAndPortDependent => "address- and port-dependent (APDM)",
+        })
+    }
+}
+
+/// In words, e.g. "address- and port-dependent (APDF)".
+impl fmt::Display for Filtering {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Filtering::EndpointIndependent => "endpoint-independent (EIF)",
+            Filtering::AddressDependent => "address-dependent (ADF)",
+            Filtering::AddressAndPortDependent => "address- and port-dependent (APDF)",
+        })
+    }
+}
+
+/// In words, e.g. "sequential, step +1".
+impl fmt::Display for PortAllocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortAllocation::Preserved => f.write_str("port-preserving"),
+            PortAllocation::Sequential { step } => write!(f, "sequential, step {step:+}"),
+            PortAllocation::Random => f.write_str("random"),
+        }
+    }
+}
+
 impl fmt::Display for ServerEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -154,7 +189,10 @@ impl fmt::Display for ServerEvent {
                 client,
                 name,
                 nat,
-            } => write!(f, "{pool}: registered {name} at {client}, {nat}"),
+            } => {
+                let who = if name.is_empty() { "a peer" } else { name };
+                write!(f, "{pool}: registered {who} at {client}, {nat}")
+            }
             ServerEvent::Paired { pool, a, b } => write!(f, "{pool}: paired {a} with {b}"),
             ServerEvent::Left { pool, client } => write!(f, "{pool}: {client} left"),
             ServerEvent::Expired { pool, client } => write!(f, "{pool}: {client} expired"),

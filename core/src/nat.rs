@@ -229,6 +229,9 @@ fn from_code<T: Copy>(table: &[T], code: u8) -> Option<T> {
 
 impl fmt::Display for NatBehaviour {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.mapping.is_none() && self.filtering.is_none() {
+            return f.write_str("unknown (not measured)");
+        }
         let m = ["?", "EIM", "ADM", "APDM"][code_of(&Mapping::ALL, self.mapping) as usize];
         let fl = ["?", "EIF", "ADF", "APDF"][code_of(&Filtering::ALL, self.filtering) as usize];
         write!(f, "{} ({m}/{fl}", self.kind())?;

@@ -188,7 +188,7 @@ impl ServerLog {
                 if self.json {
                     println!("{}", server_event_json(e));
                 }
-                tracing::info!("{e:?}");
+                tracing::info!("{e}");
             }
         }
         if self.since.elapsed() >= self.every {
@@ -215,11 +215,16 @@ impl ServerLog {
             if self.json {
                 println!("{v}");
             } else {
+                let why: Vec<String> = self
+                    .counts
+                    .iter()
+                    .map(|(r, n)| format!("{n} {r}"))
+                    .collect();
                 tracing::warn!(
-                    "dropped {} datagram(s) in {} s: {:?}",
+                    "dropped {} datagram(s) in the last {} s: {}",
                     v["total"],
                     v["seconds"],
-                    self.counts
+                    why.join(", ")
                 );
             }
         }
@@ -360,7 +365,7 @@ mod tests {
                     nat,
                     strategy: Strategy::Punch,
                 },
-                Some("paired with \"bob\" at 203.0.113.10:4000, NAT Port-restricted cone (EIM/APDF); strategy: punch"),
+                Some("paired with bob at 203.0.113.10:4000, NAT Port-restricted cone (EIM/APDF); strategy: punch"),
             ),
             (
                 PeerEvent::Path {
@@ -399,7 +404,7 @@ mod tests {
                     notes: vec![],
                     cookie: None,
                 }),
-                Some("NAT: Port-restricted cone (EIM/APDF) (public Some(203.0.113.10:4000))"),
+                Some("NAT: Port-restricted cone (EIM/APDF); public address 203.0.113.10:4000"),
             ),
             (PeerEvent::Acked { seq: 1 }, None),
             (
@@ -461,8 +466,8 @@ mod tests {
         };
         let want = "NAT type:        Symmetric\n\
                     Public address:  203.0.113.10:4000\n\
-                    Mapping:         AddressAndPortDependent\n\
-                    Filtering:       AddressAndPortDependent\n\
+                    Mapping:         address- and port-dependent (APDM)\n\
+                    Filtering:       address- and port-dependent (APDF)\n\
                     Port allocation: unknown\n\
                     Server RTT:      2.35 ms\n  \
                     via 203.0.113.1:3478         mapped to 203.0.113.10:4000\n\

@@ -78,3 +78,17 @@ fn the_server_prints_the_command_peers_join_with() {
         "the bound port, not 0: {line}"
     );
 }
+
+#[test]
+fn logs_have_no_colour_codes_when_not_on_a_terminal() {
+    let line = first_line_with(
+        &["server", "--listen", "127.0.0.1:0"],
+        Some(("RUST_LOG", "info")),
+        "listening",
+    );
+    assert!(line.contains("listening on"), "{line}");
+    assert!(
+        !line.contains('\u{1b}'),
+        "no ANSI escapes in a pipe: {line:?}"
+    );
+}
