@@ -44,7 +44,7 @@ def side(name, out, rc, expected):
     events, junk = load(out)
     got = [e.get("text") for e in events if e.get("event") == "message"]
     paths = [e.get("path") for e in events if e.get("event") == "path"]
-    errors = [e.get("error") or e.get("reason") for e in events if e.get("event") in ("error",)]
+    errors = [e.get("message") or e.get("reason") for e in events if e.get("event") in ("error",)]
     problems = []
     if rc != 0:
         problems.append(f"{name} exit {rc}" + (" (timeout)" if rc == 124 else ""))

@@ -96,10 +96,10 @@ stun_code_class() { # exit status -> a lab kind name
   esac
 }
 
-# The label punch prints for a lab kind.
+# The "kind" punch's JSON reports for a lab kind (docs/JSON.md).
 punch_label() {
   case "$1" in
-    open) echo "Open" ;; full-cone) echo "Full cone" ;; restricted) echo "Restricted cone" ;;
-    port-restricted) echo "Port-restricted cone" ;; symmetric) echo "Symmetric" ;; *) echo "?" ;;
+    open) echo "open" ;; full-cone) echo "full_cone" ;; restricted) echo "restricted_cone" ;;
+    port-restricted) echo "port_restricted_cone" ;; symmetric) echo "symmetric" ;; *) echo "?" ;;
   esac
 }

@@ -78,14 +78,17 @@ impl Outbox {
         match l {
             Local::Queued(seq) => {
                 self.unacked.insert(seq);
+                if json {
+                    output::emit(serde_json::json!({"event": "sent", "seq": seq}));
+                }
             }
-            Local::Refused(why) => self.lose(json, &format!("not sent: {why}")),
+            Local::Refused(why) => self.lose(json, "not_sent", &format!("not sent: {why}")),
         }
     }
     /// A line that will never be delivered: reported, and the exit code is 1.
-    fn lose(&mut self, json: bool, why: &str) {
+    fn lose(&mut self, json: bool, code: &str, why: &str) {
         self.lost += 1;
-        report_error(json, why);
+        report_error(json, code, why);
     }
     /// Every line we read was sent and acknowledged.
     fn delivered(&self) -> bool {
@@ -99,7 +102,7 @@ pub fn run(a: ChatArgs) -> Result<ExitCode> {
     let (tx, rx) = driver::channel(ends_chat);
     let running = start_peer(&a, code.clone(), tx.clone())?;
     match (&code, a.json) {
-        (Some(code), true) => println!("{}", output::code_json(code)),
+        (Some(code), true) => output::emit(output::code_json(code)),
         (Some(code), false) => eprintln!(
             "punch: joining nameplate {} at {} from {}",
             code.nameplate(),
@@ -264,8 +267,11 @@ impl<'a> Chat<'a> {
             }
             Input::BadLine(n) => {
                 if self.deadline.is_none() {
-                    self.outbox
-                        .lose(self.a.json, &format!("line {n} is not UTF-8: skipped"));
+                    self.outbox.lose(
+                        self.a.json,
+                        "not_utf8",
+                        &format!("line {n} is not UTF-8: skipped"),
+                    );
                 }
                 None
             }
@@ -287,7 +293,7 @@ impl<'a> Chat<'a> {
 
     fn event(&mut self, e: PeerEvent) -> Option<ExitCode> {
         if self.a.json {
-            println!("{}", output::peer_event_json(&e));
+            output::emit(output::peer_event_json(&e));
         } else if let Some(line) = output::peer_event_text(&e) {
             eprintln!("punch: {}", output::escape_controls(&line));
         }
@@ -345,7 +351,7 @@ impl<'a> Chat<'a> {
             self.outbox.pending += 1;
         } else {
             let why = "not sent: too many lines waiting for the network loop";
-            self.outbox.lose(self.a.json, why);
+            self.outbox.lose(self.a.json, "queue_full", why);
         }
     }
 
@@ -368,18 +374,23 @@ impl<'a> Chat<'a> {
             }
             return ExitCode::SUCCESS;
         }
-        let why = if self.has_path && self.outbox.unacked.is_empty() {
-            format!("{} line(s) not sent", self.outbox.lost)
+        let (code, why) = if self.has_path && self.outbox.unacked.is_empty() {
+            ("not_sent", format!("{} line(s) not sent", self.outbox.lost))
         } else if self.has_path {
-            format!(
-                "{} message(s) not acknowledged after {} s",
-                self.outbox.unacked.len(),
-                self.a.wait
+            let n = self.outbox.unacked.len();
+            let wait = self.a.wait;
+            (
+                "not_acked",
+                format!("{n} message(s) not acknowledged after {wait} s"),
             )
         } else {
-            format!("nobody joined with this code within {} s", self.a.wait)
+            let wait = self.a.wait;
+            (
+                "nobody_joined",
+                format!("nobody joined with this code within {wait} s"),
+            )
         };
-        report_error(self.a.json, &why);
+        report_error(self.a.json, code, &why);
         ExitCode::from(1)
     }
 
@@ -391,15 +402,15 @@ impl<'a> Chat<'a> {
 
 fn report_note(json: bool, what: &str) {
     if json {
-        println!("{}", serde_json::json!({"event": "note", "note": what}));
+        output::emit(serde_json::json!({"event": "note", "note": what}));
     } else {
         eprintln!("punch: {what}");
     }
 }
 
-fn report_error(json: bool, why: &str) {
+fn report_error(json: bool, code: &str, why: &str) {
     if json {
-        println!("{}", serde_json::json!({"event": "error", "error": why}));
+        output::emit(output::error_json(code, why));
     } else {
         eprintln!("punch: {why}");
     }

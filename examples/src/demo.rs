@@ -91,8 +91,7 @@ fn session(a: &DemoArgs, server: SocketAddr, pool: &str, relay_only: bool) -> Re
                 received: &s.received,
             })
             .collect();
-        let v = demo_session_json(relay_only, ok, start.elapsed(), &peers);
-        println!("{v}");
+        crate::output::emit(demo_session_json(relay_only, ok, start.elapsed(), &peers));
     } else {
         print_session(&sides, pool, relay_only, ok);
     }

@@ -304,7 +304,7 @@ fn nat_type(a: NatTypeArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(Input::Event(DetectEvent::Done(r))) => {
                 if a.json {
-                    println!("{}", output::report_json(&r));
+                    output::emit(output::report_json(&r));
                 } else if !r.server_unreachable {
                     print!("{r}");
                 }

@@ -3,31 +3,90 @@
 use std::time::Duration;
 
 use punch_core::millis as ms;
-use punch_core::nat::{ExpectedPath, NatBehaviour, Strategy};
+use punch_core::nat::{ExpectedPath, NatBehaviour, PortAllocation, Strategy};
 use punch_core::NatReport;
 use punch_core::ServerEvent;
-use punch_core::{Path, PeerEvent};
+use punch_core::{Path, PeerError, PeerEvent};
 use punch_sim::matrix::MatrixConfig;
 use punch_sim::{Outcome, PathKind, Profile};
 use serde_json::{json, Value};
 
+/// The version of the JSON schema in docs/JSON.md: every line carries it as `"v"`. It changes only when a
+/// field changes meaning or goes away (new fields and events do not change it).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Prints one JSON line on stdout, stamped with the schema version (`"v"`) and the time (`"ts"`, Unix
+/// milliseconds).
+pub fn emit(mut v: Value) {
+    if let Some(o) = v.as_object_mut() {
+        o.insert("v".into(), json!(SCHEMA_VERSION));
+        o.insert("ts".into(), json!(unix_ms()));
+    }
+    println!("{v}");
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `CamelCase` or "Words like-this" as a stable `snake_case` string.
+pub fn snake(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 4);
+    let mut prev_lower = false;
+    for c in s.chars() {
+        if c.is_ascii_uppercase() && prev_lower {
+            out.push('_');
+        }
+        prev_lower = c.is_ascii_lowercase();
+        match c {
+            ' ' | '-' if !out.ends_with('_') => out.push('_'),
+            ' ' | '-' => {}
+            c => out.push(c.to_ascii_lowercase()),
+        }
+    }
+    out
+}
+
 pub fn behaviour_json(b: &NatBehaviour) -> Value {
-    let m = b.mapping.map(|m| format!("{m:?}"));
-    let f = b.filtering.map(|f| format!("{f:?}"));
-    let a = b.allocation.map(|a| format!("{a:?}"));
+    let name = |d: String| snake(&d);
+    let (alloc, step) = match b.allocation {
+        Some(PortAllocation::Sequential { step }) => (Some("sequential"), Some(step)),
+        Some(PortAllocation::Preserved) => (Some("preserved"), None),
+        Some(PortAllocation::Random) => (Some("random"), None),
+        None => (None, None),
+    };
     json!({
-        "kind": b.kind().label(),
+        "kind": snake(b.kind().label()),
         "behind_nat": b.behind_nat,
-        "mapping": m,
-        "filtering": f,
-        "port_allocation": a,
+        "mapping": b.mapping.map(|m| name(format!("{m:?}"))),
+        "filtering": b.filtering.map(|f| name(format!("{f:?}"))),
+        "port_allocation": alloc,
+        "port_step": step,
     })
+}
+
+/// A machine-readable code for a peer error (docs/JSON.md lists them).
+pub fn error_code(e: &PeerError) -> &'static str {
+    match e {
+        PeerError::ServerUnreachable => "server_unreachable",
+        PeerError::PoolFull => "pool_full",
+        PeerError::WrongCode => "wrong_code",
+        PeerError::Rejected { .. } => "rejected",
+        _ => "other",
+    }
+}
+
+/// An error line: `{"event": "error", "code": CODE, "message": TEXT}`.
+pub fn error_json(code: &str, message: &str) -> Value {
+    json!({"event": "error", "code": code, "message": message})
 }
 
 pub fn report_json(r: &NatReport) -> Value {
     let mut v = behaviour_json(&r.behaviour);
     let o = v.as_object_mut().expect("object");
-    o.insert("kind".into(), json!(r.kind.label()));
+    o.insert("kind".into(), json!(snake(r.kind.label())));
     o.insert(
         "public_addr".into(),
         json!(r.public_addr.map(|a| a.to_string())),
@@ -91,7 +150,13 @@ pub fn peer_event_json(e: &PeerEvent) -> Value {
         PeerEvent::Acked { seq } => json!({"event": "acked", "seq": seq}),
         PeerEvent::PeerFinished => json!({"event": "peer_finished"}),
         PeerEvent::ConversationDone => json!({"event": "conversation_done"}),
-        PeerEvent::Error(err) => json!({"event": "error", "error": err.to_string()}),
+        PeerEvent::Error(err) => {
+            let mut v = error_json(error_code(err), &err.to_string());
+            if let PeerError::Rejected { code, .. } = err {
+                v["status"] = json!(code);
+            }
+            v
+        }
         PeerEvent::Disconnected { reason } => json!({"event": "disconnected", "reason": reason}),
         PeerEvent::CodeAllocated { code } => json!({"event": "code_allocated", "code": code}),
         // Events a newer punch-core adds (the enum is non-exhaustive) are passed on as text.
@@ -186,7 +251,7 @@ impl ServerLog {
             }
             e => {
                 if self.json {
-                    println!("{}", server_event_json(e));
+                    emit(server_event_json(e));
                 }
                 tracing::info!("{e}");
             }
@@ -213,7 +278,7 @@ impl ServerLog {
     pub fn flush(&mut self) {
         if let Some(v) = self.summary() {
             if self.json {
-                println!("{v}");
+                emit(v);
             } else {
                 let why: Vec<String> = self
                     .counts
@@ -256,11 +321,11 @@ pub fn demo_session_json(
     json!({
         "session": if relay_only { "relay-only" } else { "direct" },
         "ok": ok,
-        "elapsed_ms": elapsed.as_secs_f64() * 1000.0,
+        "elapsed_ms": ms(elapsed),
         "peers": peers.iter().map(|p| json!({
             "name": p.name,
             "path": p.path.map(|(path, _)| path_str(&path).0),
-            "rtt_ms": p.path.map(|(_, r)| r.as_secs_f64() * 1000.0),
+            "rtt_ms": p.path.map(|(_, r)| ms(r)),
             "received": p.received,
         })).collect::<Vec<_>>(),
     })
@@ -473,5 +538,129 @@ mod tests {
                     via 203.0.113.1:3478         mapped to 203.0.113.10:4000\n\
                     note: a note\n";
         assert_eq!(r.to_string(), want);
+    }
+
+    /// Pins the JSON schema of every event the CLI prints (docs/JSON.md documents these shapes; `emit` adds
+    /// `"v"` and `"ts"`). A change here is a schema change: update docs/JSON.md, and SCHEMA_VERSION when a
+    /// field changes meaning or goes away.
+    #[test]
+    fn json_schema_of_every_event() {
+        use super::{code_json, demo_session_json, error_json, peer_event_json, report_json};
+        use super::{server_event_json, strategy_json, DemoPeer};
+        use punch_core::nat::{ExpectedPath, PortAllocation};
+        use punch_core::ServerEvent;
+        let addr: std::net::SocketAddr = "203.0.113.10:4000".parse().unwrap();
+        let nat = NatBehaviour {
+            allocation: Some(PortAllocation::Sequential { step: 1 }),
+            ..NatBehaviour::from_kind(NatKind::PortRestrictedCone)
+        };
+        let report = NatReport {
+            public_addr: Some(addr),
+            behaviour: nat,
+            kind: NatKind::PortRestrictedCone,
+            server_rtt: Some(Duration::from_micros(2_346)),
+            behaviour_tests: true,
+            server_unreachable: false,
+            mapped_addrs: vec![("203.0.113.1:3478".parse().unwrap(), addr)],
+            notes: vec![],
+            cookie: None,
+        };
+        let rtt = Duration::from_micros(20_123);
+        let peer = [
+            PeerEvent::CodeAllocated {
+                code: "7-guitar-revenge".into(),
+            },
+            PeerEvent::NatDetected(report.clone()),
+            PeerEvent::Registered {
+                public_addr: addr,
+                server_rtt: rtt,
+            },
+            PeerEvent::Paired {
+                name: "bob".into(),
+                public_addr: addr,
+                local_addrs: vec!["10.0.0.2:4000".parse().unwrap()],
+                nat,
+                strategy: Strategy::Punch,
+            },
+            PeerEvent::Path {
+                path: Path::Direct(addr),
+                rtt,
+            },
+            PeerEvent::Path {
+                path: Path::Relay,
+                rtt,
+            },
+            PeerEvent::Message {
+                seq: 0,
+                text: "hi".into(),
+            },
+            PeerEvent::Acked { seq: 0 },
+            PeerEvent::PeerFinished,
+            PeerEvent::ConversationDone,
+            PeerEvent::Error(PeerError::WrongCode),
+            PeerEvent::Error(PeerError::Rejected {
+                code: 410,
+                reason: "burnt".into(),
+            }),
+            PeerEvent::Disconnected {
+                reason: "peer left".into(),
+            },
+        ];
+        let server = [
+            ServerEvent::Registered {
+                pool: "7".into(),
+                client: addr,
+                name: "bob".into(),
+                nat,
+            },
+            ServerEvent::Paired {
+                pool: "7".into(),
+                a: addr,
+                b: addr,
+            },
+            ServerEvent::Left {
+                pool: "7".into(),
+                client: addr,
+            },
+            ServerEvent::Expired {
+                pool: "7".into(),
+                client: addr,
+            },
+            ServerEvent::Moved {
+                pool: "7".into(),
+                from: addr,
+                to: addr,
+            },
+            ServerEvent::Retry { pool: "7".into() },
+        ];
+        let mut lines: Vec<String> = peer
+            .iter()
+            .map(|e| peer_event_json(e).to_string())
+            .collect();
+        lines.push(code_json(&"7-guitar-revenge".parse().unwrap()).to_string());
+        lines.push(error_json("not_acked", "1 message(s) not acknowledged after 60 s").to_string());
+        lines.extend(server.iter().map(|e| server_event_json(e).to_string()));
+        lines.push(report_json(&report).to_string());
+        lines.push(strategy_json(Strategy::Punch, ExpectedPath::Direct).to_string());
+        let peers = [DemoPeer {
+            name: "a",
+            path: Some((Path::Direct(addr), rtt)),
+            received: &[],
+        }];
+        lines.push(
+            demo_session_json(false, true, Duration::from_micros(9_001_952), &peers).to_string(),
+        );
+        insta::assert_snapshot!(lines.join("\n"));
+    }
+
+    #[test]
+    fn snake_case_names() {
+        use super::snake;
+        assert_eq!(snake("Port-restricted cone"), "port_restricted_cone");
+        assert_eq!(
+            snake("AddressAndPortDependent"),
+            "address_and_port_dependent"
+        );
+        assert_eq!(snake("Symmetric UDP firewall"), "symmetric_udp_firewall");
     }
 }

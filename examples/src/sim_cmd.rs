@@ -217,7 +217,7 @@ fn one(a: OneArgs) -> anyhow::Result<ExitCode> {
             delivered: &delivered,
             timeline: &timeline,
         });
-        println!("{v}");
+        crate::output::emit(v);
     } else {
         print_one(
             &a, nat_a, nat_b, &cfg, &o, &timeline, outcome, &verdict, &delivered,
@@ -322,7 +322,7 @@ fn matrix(m: MatrixArgs) -> anyhow::Result<ExitCode> {
     let took = start.elapsed();
     let failures = mx.failures();
     if m.json {
-        print!("{}", mx.to_json());
+        crate::output::emit(serde_json::from_str(&mx.to_json()).expect("the matrix is JSON"));
     } else {
         print!("{}", mx.to_table());
         for f in failures.iter().take(20) {

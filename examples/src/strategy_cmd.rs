@@ -79,7 +79,7 @@ pub fn run(a: StrategyArgs) -> anyhow::Result<ExitCode> {
         Duration::from_secs(a.stay),
     );
     if a.json {
-        println!("{}", crate::output::strategy_json(s, path));
+        crate::output::emit(crate::output::strategy_json(s, path));
     } else {
         println!("{}", path.label());
     }

@@ -232,7 +232,7 @@ fn unreachable_server_is_reported_within_ten_seconds() {
     let evs = events(&out);
     assert!(
         evs.iter()
-            .any(|e| e["event"] == "error" && e["error"].as_str().unwrap().contains("unreachable")),
+            .any(|e| e["event"] == "error" && e["code"] == "server_unreachable"),
         "{evs:?}"
     );
 }
@@ -252,9 +252,9 @@ fn third_peer_in_a_pool_is_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(events(&out)
-        .iter()
-        .any(|e| e["event"] == "error" && e["error"].as_str().unwrap().contains("pool full")));
+    assert!(events(&out).iter().any(|e| e["event"] == "error"
+        && e["code"] == "pool_full"
+        && e["message"].as_str().unwrap().contains("pool full")));
     drop((a_in, b_in));
     let _ = wait(a, Duration::from_secs(10));
     let _ = wait(b, Duration::from_secs(10));
@@ -360,7 +360,15 @@ fn strategy_gives_the_labs_expected_paths() {
         .args(["strategy", "symmetric", "port-restricted", "--json"])
         .output()
         .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["v"], 1, "schema version");
+    assert!(
+        v["ts"].as_u64().unwrap() > 1_700_000_000_000,
+        "a Unix time in ms"
+    );
+    let o = v.as_object_mut().unwrap();
+    o.remove("v");
+    o.remove("ts");
     assert_eq!(v, serde_json::json!({"strategy": "relay", "path": "relay"}));
     let out = punch()
         .args(["strategy", "open", "cgnat"])
@@ -446,7 +454,7 @@ fn alice_to_bob(alice: &[u8], bob_args: &[&str]) -> (Output, Output) {
 fn errors(evs: &[Value]) -> Vec<String> {
     evs.iter()
         .filter(|e| e["event"] == "error")
-        .map(|e| e["error"].as_str().unwrap().to_string())
+        .map(|e| e["message"].as_str().unwrap().to_string())
         .collect()
 }
 
