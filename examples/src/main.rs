@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success; 1 messages not delivered / peer gone / runtime failure; 2 bad usage, bad address,
 //! port in use or server unreachable; 3 the server refused us (pool full); 130 interrupted.
+mod bench;
 mod chat;
 mod demo;
 mod driver;
@@ -41,6 +42,8 @@ enum Command {
     Sim(sim_cmd::SimArgs),
     /// The decision table for two NAT kinds: the expected path (direct, relay, either) behind Linux routers.
     Strategy(strategy_cmd::StrategyArgs),
+    /// Benchmarks over loopback sockets: `punch bench relay` (punch vs a plain forwarder).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -208,6 +211,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(a),
         Command::Sim(a) => sim_cmd::run(a),
         Command::Strategy(a) => strategy_cmd::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     match r {
         Ok(code) => code,

@@ -48,7 +48,8 @@ fn readme_usage_matches_help() {
             "demo",
             "sim",
             "sim matrix",
-            "strategy"
+            "strategy",
+            "bench relay"
         ]
     );
     for (cmd, line) in &entries {

@@ -1,0 +1,344 @@
+//! `punch bench`: measurements over real loopback sockets (docs/BENCHMARKS.md, "punch bench").
+//!
+//! `punch bench relay` starts a real punch server (the `Server` machine on the tokio driver, on its own thread,
+//! pinned to CPU 0 when there are two or more), registers two clients with the real protocol (Binding for a
+//! cookie, Register, PeerInfo + ack), and has a load generator send Relay indications carrying `--payload`
+//! bytes of DATA from one client to the server, which forwards them to the other. The same generator then
+//! drives a plain `recvmmsg`/`sendmmsg` forwarder written here, and the two are compared per server CPU-second.
+use std::net::{SocketAddr, UdpSocket};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use punch_core::wire::{Msg, PairIdBytes, Register};
+use punch_core::NatBehaviour;
+
+mod load;
+mod net;
+
+use load::{Flow, Load, Outcome};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(clap::Subcommand)]
+enum What {
+    /// Relay throughput: punch server vs a plain recvmmsg/sendmmsg forwarder, same generator, same run.
+    ///
+    /// JSON (--json), one object: {"payload": DATA bytes, "datagram": bytes on the wire, "duration_s",
+    /// "rate_offered": datagrams/s asked (0 = as fast as possible), "cpus", "pinned": server on CPU 0,
+    /// "rcvbuf": SO_RCVBUF granted, "punch": RESULT, "forwarder": RESULT, "ratio": punch per_cpu_s /
+    /// forwarder per_cpu_s}. RESULT = {"sent", "received", "sent_per_s", "received_per_s", "loss" (0..1),
+    /// "p50_us", "p99_us" (send to receive, through the server), "server_cpu_s", "per_cpu_s" (datagrams
+    /// forwarded per server CPU-second)}.
+    Relay(RelayArgs),
+}
+
+#[derive(clap::Args)]
+struct RelayArgs {
+    /// Seconds of load for each of the two systems.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Datagrams per second to offer (0: as fast as the generator can).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// DATA bytes per relayed datagram (at most the server's 1200).
+    #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u64).range(16..=1200))]
+    payload: u64,
+    /// SO_RCVBUF/SO_SNDBUF asked for on every bench socket, the server's included.
+    #[arg(long, default_value_t = 4 << 20)]
+    buf: usize,
+    /// Do not pin the server to CPU 0 and the generator to the other CPUs.
+    #[arg(long)]
+    no_pin: bool,
+    /// Print one JSON object (fields: see `punch bench relay --help`).
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: BenchArgs) -> Result<ExitCode> {
+    match a.what {
+        What::Relay(r) => relay(r),
+    }
+}
+
+fn relay(a: RelayArgs) -> Result<ExitCode> {
+    let cpus = net::cpus();
+    let pinned = !a.no_pin && cpus >= 2;
+    let duration = Duration::from_secs_f64(a.duration.max(0.1));
+    let server = ServerThread::start(a.buf, pinned)?;
+    let (flow, datagram) = pair_through(server.addr, a.payload as usize, a.buf)?;
+    let load = Load {
+        duration,
+        rate: a.rate,
+        payload: a.payload as usize,
+        pin: pinned.then_some(1),
+    };
+    let punch = load.run(&flow, server.addr, server.cpu)?;
+    drop(server);
+    let fwd = Forwarder::start(flow.receiver_addr()?, a.buf, pinned)?;
+    let forwarder = load.run(&flow, fwd.addr, fwd.cpu)?;
+    drop(fwd);
+    let ratio = punch.per_cpu_s() / forwarder.per_cpu_s().max(f64::MIN_POSITIVE);
+    let report = serde_json::json!({
+        "payload": a.payload,
+        "datagram": datagram,
+        "duration_s": duration.as_secs_f64(),
+        "rate_offered": a.rate,
+        "cpus": cpus,
+        "pinned": pinned,
+        "rcvbuf": flow.rcvbuf,
+        "punch": punch.json(),
+        "forwarder": forwarder.json(),
+        "ratio": ratio,
+    });
+    if a.json {
+        crate::output::emit(report);
+    } else {
+        print_relay(&punch, &forwarder, ratio, datagram);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_relay(punch: &Outcome, fwd: &Outcome, ratio: f64, datagram: usize) {
+    println!("relay bench, {datagram}-byte datagrams over loopback");
+    for (name, o) in [
+        ("punch server", punch),
+        ("recvmmsg/sendmmsg forwarder", fwd),
+    ] {
+        println!(
+            "  {name:28} sent {:>10.0}/s  forwarded {:>10.0}/s  loss {:>5.1}%  p50 {:>6} µs  p99 {:>6} µs  \
+             server CPU {:.2} s  {:.0} datagrams per CPU-second",
+            o.sent_per_s(),
+            o.received_per_s(),
+            o.loss() * 100.0,
+            o.p50_us,
+            o.p99_us,
+            o.cpu.as_secs_f64(),
+            o.per_cpu_s()
+        );
+    }
+    println!("  punch / forwarder per CPU-second: {ratio:.2}x");
+}
+
+/// The punch server on its own thread (pinned to CPU 0 when asked), with its thread CPU clock.
+struct ServerThread {
+    addr: SocketAddr,
+    cpu: net::ThreadCpu,
+    stop: Option<tokio::sync::mpsc::UnboundedSender<punch_tokio::Command<punch_core::Server>>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl ServerThread {
+    fn start(buf: usize, pin: bool) -> Result<Self> {
+        use punch_core::{Rate, Server, ServerConfig};
+        let (sock, _) = net::udp("127.0.0.1:0".parse()?, buf)?;
+        sock.set_nonblocking(true)?;
+        let addr = sock.local_addr()?;
+        let mut config = ServerConfig::new(addr);
+        config.seed = crate::seed();
+        let unlimited = Rate::new(u32::MAX, u32::MAX);
+        config.relay_packet_rate = unlimited;
+        config.relay_byte_rate = unlimited;
+        let (stop, commands) = tokio::sync::mpsc::unbounded_channel();
+        let (ready, ready_rx) = std::sync::mpsc::channel();
+        let thread = thread::spawn(move || {
+            if pin {
+                net::pin(0);
+            }
+            let _ = ready.send(net::ThreadCpu::current());
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let Ok(rt) = rt else { return };
+            let _ = rt.block_on(async move {
+                let sock = tokio::net::UdpSocket::from_std(sock)?;
+                // Nobody reads the events: a send to a closed channel is dropped.
+                let (events, _) = tokio::sync::mpsc::unbounded_channel();
+                let server = Server::new(config, punch_tokio::now());
+                punch_tokio::run(server, vec![sock], commands, events).await
+            });
+        });
+        let cpu = ready_rx.recv().context("server thread died")?;
+        Ok(ServerThread {
+            addr,
+            cpu,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        self.stop = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The baseline: receives batches with `recvmmsg` and sends them on unchanged to one address with `sendmmsg`.
+struct Forwarder {
+    addr: SocketAddr,
+    cpu: net::ThreadCpu,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Forwarder {
+    fn start(to: SocketAddr, buf: usize, pin: bool) -> Result<Self> {
+        let (sock, _) = net::udp("127.0.0.1:0".parse()?, buf)?;
+        sock.set_read_timeout(Some(Duration::from_millis(50)))?;
+        let addr = sock.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = stop.clone();
+        let (ready, ready_rx) = std::sync::mpsc::channel();
+        let thread = thread::spawn(move || {
+            if pin {
+                net::pin(0);
+            }
+            let _ = ready.send(net::ThreadCpu::current());
+            let mut slots = Box::new([[0u8; net::SLOT]; net::BATCH]);
+            let mut lens = [0usize; net::BATCH];
+            while !done.load(Ordering::Relaxed) {
+                let Ok(n) = net::recv_batch(&sock, &mut slots, &mut lens) else {
+                    break;
+                };
+                let bufs: Vec<&[u8]> = (0..n).map(|i| &slots[i][..lens[i]]).collect();
+                let _ = net::send_batch(&sock, to, &bufs);
+            }
+        });
+        let cpu = ready_rx.recv().context("forwarder thread died")?;
+        Ok(Forwarder {
+            addr,
+            cpu,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Registers two clients in one pool with the real protocol and waits for both PeerInfos; returns the flow
+/// (sockets + the relay datagram to send) and the datagram's size.
+fn pair_through(server: SocketAddr, payload: usize, buf: usize) -> Result<(Flow, usize)> {
+    let any: SocketAddr = "127.0.0.1:0".parse()?;
+    let (a, rcvbuf) = net::udp(any, buf)?;
+    let (b, _) = net::udp(any, buf)?;
+    for s in [&a, &b] {
+        s.set_read_timeout(Some(Duration::from_millis(200)))?;
+    }
+    let pool = format!("bench-{}", crate::seed() % 1_000_000);
+    register(&a, server, &pool, "a")?;
+    register(&b, server, &pool, "b")?;
+    let pair_id = peer_info(&a, server)?;
+    if peer_info(&b, server)? != pair_id {
+        bail!("the two clients got different PAIR-IDs");
+    }
+    let template = Msg::Relay {
+        tid: [7; 12],
+        pair_id: Some(pair_id),
+        data: Some(vec![0; payload]),
+    }
+    .encode();
+    let len = template.len();
+    Ok((
+        Flow {
+            sender: a,
+            receiver: b,
+            template,
+            rcvbuf,
+        },
+        len,
+    ))
+}
+
+/// Sends `msg` to `server` and waits (≤ 2 s, re-sending every 200 ms) for an answer `pick` accepts.
+fn ask<T>(
+    s: &UdpSocket,
+    server: SocketAddr,
+    msg: &Msg,
+    pick: impl Fn(Msg) -> Option<T>,
+) -> Result<T> {
+    let bytes = msg.encode();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut buf = [0u8; net::SLOT];
+    while Instant::now() < deadline {
+        s.send_to(&bytes, server)?;
+        let Ok((n, _)) = s.recv_from(&mut buf) else {
+            continue;
+        };
+        if let Some(t) = Msg::decode(&buf[..n]).and_then(&pick) {
+            return Ok(t);
+        }
+    }
+    bail!("no answer from the server at {server}")
+}
+
+fn register(s: &UdpSocket, server: SocketAddr, pool: &str, name: &str) -> Result<()> {
+    let cookie = ask(
+        s,
+        server,
+        &Msg::BindingRequest { tid: tid() },
+        |m| match m {
+            Msg::BindingOk { cookie, .. } => Some(cookie),
+            _ => None,
+        },
+    )?;
+    let register = Msg::Register(Register {
+        tid: tid(),
+        pool: pool.into(),
+        name: name.into(),
+        nat: NatBehaviour::UNKNOWN,
+        client_id: None,
+        locals: Vec::new(),
+        rtt: None,
+        retry: false,
+        pake: None,
+        cookie,
+        link_key: None,
+        allocate: false,
+    });
+    ask(s, server, &register, |m| match m {
+        Msg::RegisterOk { .. } => Some(Ok(())),
+        Msg::RegisterError { code, reason, .. } => Some(Err(anyhow::anyhow!("{code} {reason}"))),
+        _ => None,
+    })?
+}
+
+/// Waits for the server's PeerInfo, acknowledges it, and returns the PAIR-ID.
+fn peer_info(s: &UdpSocket, server: SocketAddr) -> Result<PairIdBytes> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut buf = [0u8; net::SLOT];
+    while Instant::now() < deadline {
+        let Ok((n, _)) = s.recv_from(&mut buf) else {
+            continue;
+        };
+        if let Some(Msg::PeerInfo(p)) = Msg::decode(&buf[..n]) {
+            s.send_to(&Msg::PeerInfoAck { tid: p.tid }.encode(), server)?;
+            return Ok(p.pair_id);
+        }
+    }
+    bail!("no PeerInfo from the server at {server}")
+}
+
+fn tid() -> [u8; 12] {
+    let mut t = [0u8; 12];
+    t[..8].copy_from_slice(&crate::seed().to_le_bytes());
+    t
+}

@@ -1,0 +1,128 @@
+//! The bench's raw socket tools: batched send/receive (`sendmmsg`/`recvmmsg`), socket buffer sizes, per-thread
+//! CPU clocks and CPU pinning. Linux only; everything here is measurement plumbing, no protocol.
+use std::io;
+use std::mem::zeroed;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+/// Datagrams per `sendmmsg`/`recvmmsg` call.
+pub const BATCH: usize = 64;
+/// Receive buffer per datagram.
+pub const SLOT: usize = 2048;
+
+/// A UDP socket bound to `addr` with SO_RCVBUF/SO_SNDBUF asked to be `buf` bytes; returns the socket and the
+/// receive buffer size the kernel granted (it doubles the request, and clamps it to `net.core.rmem_max`).
+pub fn udp(addr: SocketAddr, buf: usize) -> io::Result<(UdpSocket, usize)> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_recv_buffer_size(buf)?;
+    s.set_send_buffer_size(buf)?;
+    s.bind(&addr.into())?;
+    let got = s.recv_buffer_size()?;
+    Ok((s.into(), got))
+}
+
+/// Sends every buffer in `bufs` to `dest` in one `sendmmsg` call; returns how many the kernel took.
+pub fn send_batch(sock: &UdpSocket, dest: SocketAddr, bufs: &[&[u8]]) -> io::Result<usize> {
+    let dest = SockAddr::from(dest);
+    let n = bufs.len().min(BATCH);
+    // SAFETY: zeroed iovec/mmsghdr are valid "empty" values; every pointer set below outlives the call.
+    let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
+    let mut hdr: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+    for i in 0..n {
+        iov[i].iov_base = bufs[i].as_ptr() as *mut libc::c_void;
+        iov[i].iov_len = bufs[i].len();
+        hdr[i].msg_hdr.msg_name = dest.as_ptr() as *mut libc::c_void;
+        hdr[i].msg_hdr.msg_namelen = dest.len();
+        hdr[i].msg_hdr.msg_iov = &mut iov[i];
+        hdr[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: `hdr[..n]` is initialised above and points into live buffers.
+    let r = unsafe { libc::sendmmsg(sock.as_raw_fd(), hdr.as_mut_ptr(), n as u32, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as usize)
+}
+
+/// Receives up to [`BATCH`] datagrams into `slots` (waiting for the first, up to the socket's read timeout);
+/// their lengths go into `lens`. Returns how many arrived (0 on timeout).
+pub fn recv_batch(
+    sock: &UdpSocket,
+    slots: &mut [[u8; SLOT]; BATCH],
+    lens: &mut [usize; BATCH],
+) -> io::Result<usize> {
+    // SAFETY: as in `send_batch`; the slots outlive the call.
+    let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
+    let mut hdr: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+    for i in 0..BATCH {
+        iov[i].iov_base = slots[i].as_mut_ptr() as *mut libc::c_void;
+        iov[i].iov_len = SLOT;
+        hdr[i].msg_hdr.msg_iov = &mut iov[i];
+        hdr[i].msg_hdr.msg_iovlen = 1;
+    }
+    let fd = sock.as_raw_fd();
+    // SAFETY: `hdr` is initialised above and points into live buffers.
+    let r = unsafe {
+        libc::recvmmsg(
+            fd,
+            hdr.as_mut_ptr(),
+            BATCH as u32,
+            libc::MSG_WAITFORONE,
+            std::ptr::null_mut(),
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {
+                Ok(0)
+            }
+            _ => Err(e),
+        };
+    }
+    for i in 0..r as usize {
+        lens[i] = hdr[i].msg_len as usize;
+    }
+    Ok(r as usize)
+}
+
+/// The CPU-time clock of one thread, readable from any thread while it lives.
+#[derive(Clone, Copy)]
+pub struct ThreadCpu(libc::clockid_t);
+
+impl ThreadCpu {
+    /// The calling thread's clock.
+    pub fn current() -> Self {
+        let mut id: libc::clockid_t = 0;
+        // SAFETY: plain FFI call on the current thread with a valid out-pointer.
+        unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut id) };
+        ThreadCpu(id)
+    }
+
+    /// CPU time (user + system) the thread has used so far.
+    pub fn read(self) -> Duration {
+        // SAFETY: a zeroed timespec is valid; clock_gettime fills it.
+        let mut ts: libc::timespec = unsafe { zeroed() };
+        // SAFETY: valid out-pointer.
+        unsafe { libc::clock_gettime(self.0, &mut ts) };
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+}
+
+/// Pins the calling thread to `cpu` (ignored when the system refuses).
+pub fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET and sched_setaffinity only touch it.
+    unsafe {
+        let mut set: libc::cpu_set_t = zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// The number of CPUs this process may run on.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
