@@ -26,6 +26,23 @@ use rand::RngCore;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// More log lines on stderr (-v: debug, -vv: trace); RUST_LOG, when set, wins.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Fewer log lines on stderr (-q: warnings and errors only, -qq: errors only).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    quiet: u8,
+}
+
+/// The log level the -v/-q counts ask for (`info` by default).
+fn log_level(verbose: u8, quiet: u8) -> &'static str {
+    match (verbose, quiet) {
+        (0, 0) => "info",
+        (1, _) => "debug",
+        (v, _) if v > 1 => "trace",
+        (_, 1) => "warn",
+        _ => "error",
+    }
 }
 
 #[derive(Subcommand)]
@@ -194,8 +211,8 @@ where
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| log_level(cli.verbose, cli.quiet).into());
     // Colour only on a terminal, and never with NO_COLOR set (https://no-color.org).
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
@@ -379,6 +396,17 @@ fn detection_limit(c: &punch_core::DetectorConfig) -> std::time::Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verbosity_flags_pick_the_log_level() {
+        assert_eq!(log_level(0, 0), "info");
+        assert_eq!(log_level(1, 0), "debug");
+        assert_eq!(log_level(3, 0), "trace");
+        assert_eq!(log_level(0, 1), "warn");
+        assert_eq!(log_level(0, 2), "error");
+        assert!(Cli::try_parse_from(["punch", "-v", "-q", "demo"]).is_err());
+        assert!(Cli::try_parse_from(["punch", "demo", "-vv"]).is_ok());
+    }
 
     #[test]
     fn server_addresses_default_to_port_3478() {

@@ -2,11 +2,12 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-/// The `--flags` in `text`, without `--help` and `--version`.
+/// The `--flags` in `text`, without `--help`, `--version` and the global `--verbose`/`--quiet` (the README
+/// states those once for every command).
 fn flags(text: &str) -> BTreeSet<String> {
     text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
         .filter(|w| w.starts_with("--") && w.len() > 2)
-        .filter(|w| *w != "--help" && *w != "--version")
+        .filter(|w| !["--help", "--version", "--verbose", "--quiet"].contains(w))
         .map(str::to_string)
         .collect()
 }
@@ -52,6 +53,8 @@ fn readme_usage_matches_help() {
             "bench relay"
         ]
     );
+    let readme = include_str!("../../README.md");
+    assert!(readme.contains("`-v`/`--verbose`") && readme.contains("`-q`/`--quiet`"));
     for (cmd, line) in &entries {
         let help = Command::new(env!("CARGO_BIN_EXE_punch"))
             .args(cmd.split(' '))
