@@ -859,6 +859,52 @@ fn fuzz_chat_handle_input() {
 // ---------------------------------------------------------------------------------------------------------
 // Decoder targets.
 
+/// The server's relay fast path forwards the received bytes as they are: whatever it accepts must be a Relay
+/// the decoder reads the same way and whose canonical re-encoding (the slow path's output) is those bytes.
+#[test]
+fn fuzz_relay_fast_path_agrees_with_the_decoder() {
+    target!("relay").for_each(|input: &[u8]| {
+        let mut s = Script { data: input };
+        let n = s.u16() as usize % 1300;
+        let data = s.bytes(n).to_vec();
+        let (t, p) = (s.u8(), s.u8());
+        let relay = wire::Msg::Relay {
+            tid: [t; 12],
+            pair_id: Some([p; 8]),
+            data: Some(data),
+        };
+        let mut b = relay.encode();
+        assert!(
+            wire::relay_view(&b).is_some(),
+            "the encoder's form is canonical"
+        );
+        for _ in 0..s.u8() % 4 {
+            let i = s.u16() as usize % b.len();
+            b[i] = s.u8();
+        }
+        let Some(view) = wire::relay_view(&b) else {
+            return;
+        };
+        let decoded = wire::Msg::decode(&b);
+        let Some(wire::Msg::Relay {
+            pair_id,
+            data: Some(d),
+            ..
+        }) = &decoded
+        else {
+            panic!("the fast path accepted what the decoder reads as {decoded:?}");
+        };
+        assert_eq!(*pair_id, Some(view.pair_id));
+        assert_eq!(d.len(), view.data_len);
+        let again = decoded.as_ref().map(wire::Msg::encode);
+        assert_eq!(
+            again.as_ref(),
+            Some(&b),
+            "forwarding as-is differs from re-encoding"
+        );
+    });
+}
+
 #[test]
 fn fuzz_wire_msg_decode() {
     target!("msg").for_each(|data: &[u8]| {

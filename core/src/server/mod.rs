@@ -138,6 +138,9 @@ impl crate::Machine for Server {
             }
             _ => return self.drop_packet(remote, "not STUN"),
         }
+        if let Some(view) = wire::relay_view(data) {
+            return self.on_relay_fast(remote, data, view);
+        }
         if crate::rfc5780::is_binding_request(data) {
             if !self.allow(remote, Budget::Binding) {
                 return;
@@ -494,6 +497,20 @@ impl Server {
         }
     }
 
+    /// A canonical Relay indication ([`wire::relay_view`]): the received bytes go to the partner as they are.
+    fn on_relay_fast(&mut self, remote: SocketAddr, data: &[u8], view: wire::RelayView) {
+        if let Some(other) = self.relay_target(remote, Some(view.pair_id), Some(view.data_len)) {
+            let source = Some(self.config.listen);
+            let payload = data.to_vec();
+            self.out.push_back(Transmit {
+                source,
+                destination: other,
+                payload,
+            });
+        }
+    }
+
+    /// Any other Relay indication: decoded, checked the same way and re-encoded canonically.
     fn on_relay(
         &mut self,
         remote: SocketAddr,
@@ -501,43 +518,59 @@ impl Server {
         claimed: Option<wire::PairIdBytes>,
         data: Option<Vec<u8>>,
     ) {
+        let len = data.as_ref().map(Vec::len);
+        if let Some(other) = self.relay_target(remote, claimed, len) {
+            let fwd = Msg::Relay {
+                tid,
+                pair_id: claimed,
+                data,
+            };
+            let listen = self.config.listen;
+            self.reply(listen, other, fwd);
+        }
+    }
+
+    /// Where a relay from `remote` claiming `claimed` with `data_len` bytes of DATA goes: its partner, if
+    /// every check passes (counted and refreshed as relayed), or `None` (dropped, with the reason).
+    fn relay_target(
+        &mut self,
+        remote: SocketAddr,
+        claimed: Option<wire::PairIdBytes>,
+        data_len: Option<usize>,
+    ) -> Option<SocketAddr> {
         let Some(pool) = self.clients.get(&remote) else {
-            return self.drop_packet(remote, "relay from a client that is not registered");
+            self.drop_packet(remote, "relay from a client that is not registered");
+            return None;
         };
         let Some(p) = self.pools.get(pool) else {
-            return self.drop_packet(remote, "relay: pool vanished");
+            self.drop_packet(remote, "relay: pool vanished");
+            return None;
         };
-        let Some(pair_id) = p.pair_id else {
-            return self.drop_packet(remote, "relay before pairing");
+        let (pair_id, other) = (p.pair_id, p.members.iter().find(|m| m.addr != remote));
+        let why = match (pair_id, other, data_len) {
+            (None, _, _) => "relay before pairing",
+            (_, None, _) => "relay: no partner",
+            (_, _, None) => "relay without DATA",
+            (_, _, Some(n)) if n > self.config.max_relay_payload => "relay DATA too large",
+            (Some(id), _, _) if claimed != Some(id) => {
+                self.stats.bad_pair_id += 1;
+                "relay with another pair's PAIR-ID"
+            }
+            (_, Some(m), Some(n)) => {
+                let other = m.addr;
+                if !self.allow(remote, Budget::Relay(n)) {
+                    return None;
+                }
+                let now = self.now;
+                if let Some(m) = self.member_mut(remote) {
+                    m.last_seen = now;
+                }
+                self.stats.relayed += 1;
+                return Some(other);
+            }
         };
-        let Some(other) = p.members.iter().find(|m| m.addr != remote).map(|m| m.addr) else {
-            return self.drop_packet(remote, "relay: no partner");
-        };
-        let Some(data) = data else {
-            return self.drop_packet(remote, "relay without DATA");
-        };
-        if data.len() > self.config.max_relay_payload {
-            return self.drop_packet(remote, "relay DATA too large");
-        }
-        if claimed != Some(pair_id) {
-            self.stats.bad_pair_id += 1;
-            return self.drop_packet(remote, "relay with another pair's PAIR-ID");
-        }
-        if !self.allow(remote, Budget::Relay(data.len())) {
-            return;
-        }
-        let fwd = Msg::Relay {
-            tid,
-            pair_id: Some(pair_id),
-            data: Some(data),
-        };
-        let now = self.now;
-        if let Some(m) = self.member_mut(remote) {
-            m.last_seen = now;
-        }
-        self.stats.relayed += 1;
-        let listen = self.config.listen;
-        self.reply(listen, other, fwd);
+        self.drop_packet(remote, why);
+        None
     }
 
     /// A Leave from a member: accepted only with a valid MESSAGE-INTEGRITY under the member's link key (if it

@@ -6,8 +6,10 @@
 //! bits are always zero; punch data starts with [`DATA_TAG`]).
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+mod fast;
 mod inner;
 mod msg;
+pub use fast::{relay_view, RelayView, RELAY_TYPE};
 pub use inner::*;
 pub use msg::*;
 
