@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use punch_core::wire::{self, Msg, Register};
-use punch_core::{Machine, NatBehaviour, Server, ServerConfig, ServerEvent, Transmit};
+use punch_core::{Machine, Server, ServerConfig, ServerEvent, Transmit};
 
 const SERVER: &str = "203.0.113.1:3478";
 
@@ -36,18 +36,8 @@ fn server() -> (Server, Instant) {
 
 fn register(tid: u8, pool: &str, cookie: Option<Vec<u8>>) -> Vec<u8> {
     Msg::Register(Register {
-        tid: [tid; 12],
-        pool: pool.into(),
-        name: String::new(),
-        nat: NatBehaviour::UNKNOWN,
-        client_id: None,
-        locals: vec![],
-        rtt: None,
-        retry: false,
-        pake: None,
         cookie,
-        link_key: None,
-        allocate: false,
+        ..Register::new([tid; 12], pool)
     })
     .encode()
 }

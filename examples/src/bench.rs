@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use punch_core::wire::{Msg, PairIdBytes, Register};
-use punch_core::NatBehaviour;
 
 mod load;
 mod net;
@@ -301,18 +300,9 @@ fn register(s: &UdpSocket, server: SocketAddr, pool: &str, name: &str) -> Result
         },
     )?;
     let register = Msg::Register(Register {
-        tid: tid(),
-        pool: pool.into(),
         name: name.into(),
-        nat: NatBehaviour::UNKNOWN,
-        client_id: None,
-        locals: Vec::new(),
-        rtt: None,
-        retry: false,
-        pake: None,
         cookie,
-        link_key: None,
-        allocate: false,
+        ..Register::new(tid(), pool)
     });
     ask(s, server, &register, |m| match m {
         Msg::RegisterOk { .. } => Some(Ok(())),

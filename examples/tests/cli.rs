@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn punch() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_punch"))
-}
+mod common;
+use common::{punch, spawn_piped};
 
 fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
@@ -383,17 +382,7 @@ fn strategy_gives_the_labs_expected_paths() {
 
 /// Spawns `punch ARGS --json` with piped stdin and stdout (stderr discarded).
 fn json_chat(args: &[&str]) -> (Child, ChildStdin) {
-    let mut c = punch()
-        .args(args)
-        .arg("--json")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdin = c.stdin.take().unwrap();
-    (c, stdin)
+    spawn_piped(&[args, &["--json"]].concat(), Stdio::null())
 }
 
 /// `punch chat` with no code gets a nameplate from the server and prints the code; the partner joins with it.
@@ -435,16 +424,12 @@ fn alice_to_bob(alice: &[u8], bob_args: &[&str]) -> (Output, Output) {
     let (a, mut a_in) = spawn_chat(&s.1, "alice", &[], Stdio::piped);
     a_in.write_all(alice).unwrap();
     drop(a_in);
-    let mut b = punch()
-        .args(["chat", "5-test-secret", "--server", &s.1, "--name", "bob"])
-        .args(bob_args)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = b.stdin.take();
+    let bob = [
+        &["chat", "5-test-secret", "--server", &s.1, "--name", "bob"][..],
+        bob_args,
+    ];
+    let (b, b_in) = spawn_piped(&bob.concat(), Stdio::piped());
+    drop(b_in); // bob types nothing
     (
         wait(a, Duration::from_secs(30)),
         wait(b, Duration::from_secs(30)),

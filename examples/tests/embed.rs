@@ -2,7 +2,10 @@
 //! allocates a code through an in-process server (driven by the example's own loop), `punch chat` joins with
 //! it, and each side gets the other's line.
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+
+mod common;
+use common::spawn_piped;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::thread;
@@ -31,22 +34,15 @@ fn the_blocking_example_chats_with_punch_chat() {
             _ => {}
         }
     };
-    let mut cli = Command::new(env!("CARGO_BIN_EXE_punch"))
-        .args([
-            "chat",
-            &code,
-            "--server",
-            &addr.to_string(),
-            "--name",
-            "cli",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = cli.stdin.take().unwrap();
+    let args = [
+        "chat",
+        &code,
+        "--server",
+        &addr.to_string(),
+        "--name",
+        "cli",
+    ];
+    let (cli, mut stdin) = spawn_piped(&args, Stdio::piped());
     stdin.write_all(b"hello from the cli\n").unwrap();
     drop(stdin); // the CLI finishes after its line
     drop(line); // and so does the example

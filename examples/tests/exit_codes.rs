@@ -2,11 +2,11 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+mod common;
+
 fn punch(args: &[&str]) -> Option<i32> {
-    Command::new(env!("CARGO_BIN_EXE_punch"))
+    common::punch()
         .args(args)
-        .env("RUST_LOG", "warn")
-        .env_remove("PUNCH_SERVER")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -52,9 +52,8 @@ fn strategy_exits_0() {
 
 #[test]
 fn server_stopped_with_ctrl_c_exits_0() {
-    let mut server = Command::new(env!("CARGO_BIN_EXE_punch"))
+    let mut server = common::punch()
         .args(["server", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

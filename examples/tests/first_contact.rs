@@ -1,6 +1,9 @@
 //! First contact: what a new user sees before any chat (issue 13, item 1).
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+
+mod common;
+use common::punch;
 
 /// Runs punch with `args` (and `env`) until a line of its stderr contains `wanted`, then stops it; returns that
 /// line (or everything it printed, if it never came).
@@ -29,12 +32,6 @@ fn first_line_with(args: &[&str], env: Option<(&str, &str)>, wanted: &str) -> St
     let _ = child.kill();
     let _ = child.wait();
     seen
-}
-
-fn punch() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_punch"));
-    c.env("RUST_LOG", "warn").env_remove("PUNCH_SERVER");
-    c
 }
 
 #[test]

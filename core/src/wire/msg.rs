@@ -356,6 +356,25 @@ fn add_pair_id(m: &mut StunMessage, id: &Option<PairIdBytes>) {
 }
 
 impl Register {
+    /// A plain join of `pool`: no name, unknown NAT, no cookie, key or PAKE message (set the fields you need:
+    /// `Register { cookie, ..Register::new(tid, pool) }`).
+    pub fn new(tid: Tid, pool: impl Into<String>) -> Register {
+        Register {
+            tid,
+            pool: pool.into(),
+            name: String::new(),
+            nat: NatBehaviour::UNKNOWN,
+            client_id: None,
+            locals: Vec::new(),
+            rtt: None,
+            retry: false,
+            pake: None,
+            cookie: None,
+            link_key: None,
+            allocate: false,
+        }
+    }
+
     fn from_stun(m: &StunMessage) -> Register {
         Register {
             tid: *m.transaction_id().as_bytes(),
@@ -586,18 +605,9 @@ mod tests {
     #[test]
     fn limits_and_leniency() {
         let r = Register {
-            tid: [0; 12],
-            pool: "x".repeat(MAX_POOL_BYTES + 1),
             name: "n".into(),
-            nat: NatBehaviour::UNKNOWN,
-            client_id: None,
             locals: (0..12).map(|i| a(&format!("10.0.0.{i}:1"))).collect(),
-            rtt: None,
-            retry: false,
-            pake: None,
-            cookie: None,
-            link_key: None,
-            allocate: false,
+            ..Register::new([0; 12], "x".repeat(MAX_POOL_BYTES + 1))
         };
         let Some(Msg::Register(d)) = Msg::decode(&Msg::Register(r).encode()) else {
             panic!("a register");
