@@ -28,7 +28,7 @@ pub struct ChatArgs {
     /// The join code, like 7-guitar-revenge (omit it to make a new one). The number is all the server sees;
     /// the words key the end-to-end encryption and never leave this machine.
     code: Option<String>,
-    /// The punch server, HOST[:PORT] (port 3478 by default).
+    /// The punch server, `HOST[:PORT]` (port 3478 by default).
     #[arg(long, env = "PUNCH_SERVER", default_value = "127.0.0.1:3478", value_parser = parse_addr)]
     server: SocketAddr,
     /// Your display name.

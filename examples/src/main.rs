@@ -117,7 +117,7 @@ struct ServerArgs {
 
 #[derive(clap::Args)]
 struct NatTypeArgs {
-    /// The punch (or any RFC 5780 STUN) server, HOST[:PORT] (port 3478 by default).
+    /// The punch (or any RFC 5780 STUN) server, `HOST[:PORT]` (port 3478 by default).
     #[arg(long, env = "PUNCH_SERVER", default_value = "127.0.0.1:3478", value_parser = parse_addr)]
     server: SocketAddr,
     /// Local address to bind (the socket you later use is the one that matters).
@@ -134,7 +134,7 @@ struct NatTypeArgs {
 /// The port punch servers listen on unless told otherwise (the STUN port).
 pub const DEFAULT_PORT: u16 = 3478;
 
-/// Parses HOST[:PORT] (port 3478 when omitted; names are resolved, the first address wins). IPv6 literals
+/// Parses `HOST[:PORT]` (port 3478 when omitted; names are resolved, the first address wins). IPv6 literals
 /// go in brackets when a port follows: `[2001:db8::1]:3478`.
 pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = s.parse() {
