@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use punch_core::drive::RECV_BUFFER;
+use punch_core::drive::{any_addr_for, RECV_BUFFER};
 use punch_core::{secure::Code, Machine, Peer, PeerConfig, PeerEvent, Server, ServerConfig};
 use rand::RngCore;
 
@@ -84,15 +84,8 @@ pub fn chat(
     lines: Receiver<String>,
     mut show: impl FnMut(&PeerEvent),
 ) -> io::Result<()> {
-    let socket = UdpSocket::bind(if server.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    })?;
-    let mut config = code.map_or_else(
-        || PeerConfig::allocating(server),
-        |c| PeerConfig::new(server, c),
-    );
+    let socket = UdpSocket::bind(any_addr_for(server))?;
+    let mut config = PeerConfig::joining(server, code);
     config.name = "blocking_peer".into(); // what the partner sees
     rand::rngs::OsRng.fill_bytes(&mut config.seed); // every secret of the peer derives from this seed
     let mut peer = Peer::new(config, clock());

@@ -34,6 +34,15 @@ pub type Command<M> = Box<dyn FnOnce(&mut M, Instant) + Send>;
 /// The receive buffer size drivers use (longer datagrams are truncated by the socket).
 pub const RECV_BUFFER: usize = 4096;
 
+/// The address to bind a peer's socket to for talking to `server`: the unspecified address of its family,
+/// any port (`0.0.0.0:0` or `[::]:0`).
+pub fn any_addr_for(server: SocketAddr) -> SocketAddr {
+    match server {
+        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+    }
+}
+
 /// What woke a driver loop: the driver builds one from whichever of its sources was ready.
 pub enum Wake<M> {
     /// `len` bytes arrived on socket number `socket` (an index into the driver's sockets) from `from`.

@@ -175,10 +175,7 @@ fn start_peer(
     code: Option<Code>,
     inputs: driver::Sender<PeerEvent>,
 ) -> Result<Running<Peer>> {
-    let mut config = match code {
-        Some(code) => PeerConfig::new(a.server, code),
-        None => PeerConfig::allocating(a.server),
-    };
+    let mut config = PeerConfig::joining(a.server, code);
     config.name = a.name.clone();
     config.relay_only = a.relay_only;
     config.detect_nat = !a.no_detect;

@@ -172,13 +172,7 @@ pub fn secure_seed() -> [u8; 32] {
 }
 
 /// The unspecified bind address of the server's family.
-pub fn any_addr(server: SocketAddr) -> SocketAddr {
-    if server.is_ipv4() {
-        "0.0.0.0:0".parse().expect("valid")
-    } else {
-        "[::]:0".parse().expect("valid")
-    }
-}
+pub use punch_core::drive::any_addr_for as any_addr;
 
 /// The addresses to announce for a socket bound to `local`.
 pub fn announce(local: SocketAddr, server: SocketAddr) -> Vec<SocketAddr> {

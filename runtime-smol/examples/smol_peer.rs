@@ -9,6 +9,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use futures_lite::future;
+use punch_core::drive::any_addr_for;
 use punch_core::{secure::Code, Peer, PeerConfig, PeerEvent};
 use rand::RngCore;
 
@@ -20,16 +21,8 @@ pub async fn pair_and_send(
     line: &str,
     mut on_code: impl FnMut(&str),
 ) -> io::Result<Vec<String>> {
-    let any = if server.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    };
-    let sockets = punch_smol::bind(&[any.parse().expect("an address")])?;
-    let mut config = code.map_or_else(
-        || PeerConfig::allocating(server),
-        |c| PeerConfig::new(server, c),
-    );
+    let sockets = punch_smol::bind(&[any_addr_for(server)])?;
+    let mut config = PeerConfig::joining(server, code);
     config.name = "smol_peer".into();
     rand::rngs::OsRng.fill_bytes(&mut config.seed); // every secret of the peer derives from this seed
     let (mut peer, now) = (Peer::new(config, punch_smol::now()), punch_smol::now());
@@ -39,14 +32,14 @@ pub async fn pair_and_send(
     let (event_tx, events) = punch_smol::unbounded();
     let app = async move {
         let mut got = Vec::new();
-        while let Ok(event) = events.recv().await {
-            match event {
-                PeerEvent::CodeAllocated { code } => on_code(&code),
-                PeerEvent::Message { text, .. } => got.push(text),
-                PeerEvent::ConversationDone => break,
-                PeerEvent::Error(e) => return Err(io::Error::other(e)),
-                PeerEvent::Disconnected { reason } => return Err(io::Error::other(reason)),
-                _ => {}
+        loop {
+            match events.recv().await {
+                Ok(PeerEvent::CodeAllocated { code }) => on_code(&code),
+                Ok(PeerEvent::Message { text, .. }) => got.push(text),
+                Ok(PeerEvent::ConversationDone) | Err(_) => break, // done, or the driver stopped
+                Ok(PeerEvent::Error(e)) => return Err(io::Error::other(e)),
+                Ok(PeerEvent::Disconnected { reason }) => return Err(io::Error::other(reason)),
+                Ok(_) => {}
             }
         }
         let _ = commands.try_send(Box::new(|peer, now| peer.close(now))); // leave the nameplate

@@ -8,6 +8,7 @@
 use std::io;
 use std::net::SocketAddr;
 
+use punch_core::drive::any_addr_for;
 use punch_core::{secure::Code, Peer, PeerConfig, PeerEvent};
 use rand::RngCore;
 use tokio::sync::mpsc;
@@ -20,16 +21,8 @@ pub async fn pair_and_send(
     line: &str,
     mut on_code: impl FnMut(&str),
 ) -> io::Result<Vec<String>> {
-    let any = if server.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    };
-    let sockets = punch_tokio::bind(&[any.parse().expect("an address")]).await?;
-    let mut config = code.map_or_else(
-        || PeerConfig::allocating(server),
-        |c| PeerConfig::new(server, c),
-    );
+    let sockets = punch_tokio::bind(&[any_addr_for(server)]).await?;
+    let mut config = PeerConfig::joining(server, code);
     config.name = "tokio_peer".into();
     rand::rngs::OsRng.fill_bytes(&mut config.seed); // every secret of the peer derives from this seed
     let (mut peer, now) = (Peer::new(config, punch_tokio::now()), punch_tokio::now());

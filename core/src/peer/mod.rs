@@ -135,6 +135,15 @@ impl PeerConfig {
 }
 
 impl PeerConfig {
+    /// [`PeerConfig::new`] with `code`, or [`PeerConfig::allocating`] without one: what a chat program does
+    /// with a code the user may or may not have typed.
+    pub fn joining(server: SocketAddr, code: Option<Code>) -> Self {
+        match code {
+            Some(code) => PeerConfig::new(server, code),
+            None => PeerConfig::allocating(server),
+        }
+    }
+
     /// The documented defaults for a peer that asks `server` for a free nameplate and makes its code from it
     /// (two words from the built-in list: 16 bits of secret), to share with the partner.
     pub fn allocating(server: SocketAddr) -> Self {
