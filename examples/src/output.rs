@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use punch_core::millis as ms;
-use punch_core::nat::{ExpectedPath, NatBehaviour, PortAllocation, Strategy};
+use punch_core::nat::{ExpectedPath, Filtering, Mapping, NatBehaviour, PortAllocation, Strategy};
 use punch_core::NatReport;
 use punch_core::ServerEvent;
 use punch_core::{Path, PeerError, PeerEvent};
@@ -49,8 +49,17 @@ pub fn snake(s: &str) -> String {
     out
 }
 
+/// The JSON name of a mapping or filtering behaviour (the same three words for both).
+fn dependence<T: PartialEq>(all: &[T; 3], v: T) -> &'static str {
+    let names = [
+        "endpoint_independent",
+        "address_dependent",
+        "address_and_port_dependent",
+    ];
+    names[all.iter().position(|x| *x == v).expect("one of all")]
+}
+
 pub fn behaviour_json(b: &NatBehaviour) -> Value {
-    let name = |d: String| snake(&d);
     let (alloc, step) = match b.allocation {
         Some(PortAllocation::Sequential { step }) => (Some("sequential"), Some(step)),
         Some(PortAllocation::Preserved) => (Some("preserved"), None),
@@ -60,8 +69,8 @@ pub fn behaviour_json(b: &NatBehaviour) -> Value {
     json!({
         "kind": snake(b.kind().label()),
         "behind_nat": b.behind_nat,
-        "mapping": b.mapping.map(|m| name(format!("{m:?}"))),
-        "filtering": b.filtering.map(|f| name(format!("{f:?}"))),
+        "mapping": b.mapping.map(|m| dependence(&Mapping::ALL, m)),
+        "filtering": b.filtering.map(|f| dependence(&Filtering::ALL, f)),
         "port_allocation": alloc,
         "port_step": step,
     })

@@ -500,12 +500,10 @@ impl Server {
     /// A canonical Relay indication ([`wire::relay_view`]): the received bytes go to the partner as they are.
     fn on_relay_fast(&mut self, remote: SocketAddr, data: &[u8], view: wire::RelayView) {
         if let Some(other) = self.relay_target(remote, Some(view.pair_id), Some(view.data_len)) {
-            let source = Some(self.config.listen);
-            let payload = data.to_vec();
             self.out.push_back(Transmit {
-                source,
+                source: Some(self.config.listen),
                 destination: other,
-                payload,
+                payload: data.to_vec(),
             });
         }
     }
@@ -546,7 +544,8 @@ impl Server {
             self.drop_packet(remote, "relay: pool vanished");
             return None;
         };
-        let (pair_id, other) = (p.pair_id, p.members.iter().find(|m| m.addr != remote));
+        let pair_id = p.pair_id;
+        let other = p.members.iter().find(|m| m.addr != remote).map(|m| m.addr);
         let why = match (pair_id, other, data_len) {
             (None, _, _) => "relay before pairing",
             (_, None, _) => "relay: no partner",
@@ -556,8 +555,7 @@ impl Server {
                 self.stats.bad_pair_id += 1;
                 "relay with another pair's PAIR-ID"
             }
-            (_, Some(m), Some(n)) => {
-                let other = m.addr;
+            (_, Some(other), Some(n)) => {
                 if !self.allow(remote, Budget::Relay(n)) {
                     return None;
                 }
