@@ -45,6 +45,10 @@ pub enum Input<E> {
     DriverStopped(Result<()>),
     /// Something to tell the user (events dropped because the reader was too slow).
     Note(String),
+    /// A key pressed on the interactive screen ([`read_keys`]).
+    Key(crossterm::event::KeyEvent),
+    /// The terminal's new size (columns, rows).
+    Resize(u16, u16),
 }
 
 /// The queue state shared by the ends of a [`channel`].
@@ -131,7 +135,7 @@ impl<E> Sender<E> {
                     st.queue.push_back(Input::Event(e));
                 }
             }
-            Input::Line(_) | Input::BadLine(_) => {
+            Input::Line(_) | Input::BadLine(_) | Input::Key(_) => {
                 while st.receiver && st.queue.len() >= sh.cap {
                     st = sh.space.wait(st).unwrap_or_else(|e| e.into_inner());
                 }
@@ -433,18 +437,26 @@ where
 
     /// Stops the loop after the commands already sent (their datagrams are sent: the loop drains the
     /// machine after each command, and ends only once the command channel is empty) and waits for it.
-    pub fn stop(self) {
-        drop(self);
+    pub fn stop(mut self) {
+        self.join();
+    }
+}
+
+impl<M: Machine> Running<M> {
+    /// [`Running::stop`] in place (for an owner that still has work to do after the loop ended); later
+    /// commands are ignored.
+    pub fn join(&mut self) {
+        self.commands = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
 impl<M: Machine> Drop for Running<M> {
     /// Also on early returns: the loop gets to send what the last commands produced (a Leave, say).
     fn drop(&mut self) {
-        self.commands = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.join();
     }
 }
 
@@ -484,6 +496,27 @@ fn read_lines<E>(mut r: impl io::BufRead, inputs: &Inputs<E>) {
         }
     }
     inputs.send(Input::Eof);
+}
+
+/// Keys and resizes from the terminal (in raw mode: see `screen::Screen`) into `inputs`, then `Eof` if the
+/// terminal goes away.
+pub fn read_keys<E: Send + 'static>(inputs: impl Into<Inputs<E>>) {
+    use crossterm::event::Event;
+    let inputs = inputs.into();
+    thread::spawn(move || loop {
+        let input = match crossterm::event::read() {
+            Ok(Event::Key(k)) => Input::Key(k),
+            Ok(Event::Resize(w, h)) => Input::Resize(w, h),
+            Ok(_) => continue,
+            Err(_) => {
+                inputs.send(Input::Eof);
+                return;
+            }
+        };
+        if !inputs.send(input) {
+            return;
+        }
+    });
 }
 
 /// Sends `Interrupt` on Ctrl-C (once per process; later calls keep the first handler).

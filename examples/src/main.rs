@@ -7,6 +7,7 @@ mod chat;
 mod demo;
 mod driver;
 mod output;
+mod screen;
 mod sim_cmd;
 mod strategy_cmd;
 

@@ -7,53 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::{punch, spawn_piped};
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn server(runtime: &str) -> Server {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let server = Server(
-        punch()
-            .args(["server", "--listen", &addr, "--runtime", runtime])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-        addr.clone(),
-    );
-    // Wait until it answers (a Register for an empty pool name gets an error response).
-    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-    probe
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let req = [
-        0u8, 1, 0, 0, 0x21, 0x12, 0xA4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
-    ];
-    for _ in 0..100 {
-        probe.send_to(&req, &addr).unwrap();
-        if probe.recv_from(&mut [0u8; 512]).is_ok() {
-            return server;
-        }
-    }
-    panic!("server did not start");
-}
+use common::{punch, server, spawn_piped};
 
 /// Spawns `punch chat 5-test-secret --server SERVER --name NAME --json ARGS`, its stdout and stderr going to
 /// `output()`; with its stdin.

@@ -1,6 +1,8 @@
 //! What the CLI tests share: the binary, started the same way.
 #![allow(dead_code)] // each test file uses part of it
+use std::net::UdpSocket;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
 
 /// The `punch` binary, logging only warnings, with no server from the environment.
 pub fn punch() -> Command {
@@ -16,4 +18,52 @@ pub fn spawn_piped(args: &[&str], stderr: Stdio) -> (Child, ChildStdin) {
     let mut child = c.stderr(stderr).spawn().expect("punch starts");
     let stdin = child.stdin.take().expect("piped");
     (child, stdin)
+}
+
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `punch server` (killed on drop) and its address.
+pub struct Server(pub Child, pub String);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `punch server` on a free loopback port with `runtime`, and waits until it answers.
+pub fn server(runtime: &str) -> Server {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let server = Server(
+        punch()
+            .args(["server", "--listen", &addr, "--runtime", runtime])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        addr.clone(),
+    );
+    // Wait until it answers (a Register for an empty pool name gets an error response).
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let req = [
+        0u8, 1, 0, 0, 0x21, 0x12, 0xA4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+    ];
+    for _ in 0..100 {
+        probe.send_to(&req, &addr).unwrap();
+        if probe.recv_from(&mut [0u8; 512]).is_ok() {
+            return server;
+        }
+    }
+    panic!("server did not start");
 }
