@@ -32,6 +32,9 @@
 //!
 //! Time is [`std::time::Instant`]; the simulator and tests create one base instant and step it forward.
 //!
+//! With the feature `serde`, [`PeerEvent`], [`ServerEvent`], [`NatReport`] and the NAT types implement
+//! `serde::Serialize` in the JSON shapes `punch --json` prints (schema version 1, `docs/JSON.md`).
+//!
 //! ## Example: a whole chat in memory
 //!
 //! A server and two peers, with a "network" that hands every datagram to the machine that owns its
@@ -98,6 +101,8 @@ mod peer;
 pub mod rfc5780;
 pub mod secure;
 mod server;
+#[cfg(feature = "serde")]
+mod shapes;
 mod stun_server;
 mod timer;
 pub mod wire;

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 /// How the NAT chooses the public mapping for a new destination (RFC 4787 s4.1, RFC 5780 s4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Mapping {
     /// Same public address and port whatever the destination ("cone").
     EndpointIndependent,
@@ -25,6 +27,8 @@ impl Mapping {
 
 /// Which inbound packets the NAT lets through to an existing mapping (RFC 4787 s5, RFC 5780 s4.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Filtering {
     /// Anyone may send to the mapping ("full cone").
     EndpointIndependent,
@@ -59,6 +63,8 @@ pub enum PortAllocation {
 
 /// The classic (RFC 3489) name, derived from mapping and filtering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum NatKind {
     /// No NAT: the public address is the local one and unsolicited traffic arrives.
     Open,
@@ -103,6 +109,8 @@ impl fmt::Display for NatKind {
 /// What is known about one side's NAT. Every field is optional: a peer whose server cannot run behaviour
 /// tests still registers, with `Unknown` behaviour, and the strategy plans for the worst case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(into = "crate::shapes::BehaviourShape"))]
 pub struct NatBehaviour {
     /// Whether the public address differs from every local address. `None`: unknown.
     pub behind_nat: Option<bool>,
@@ -247,6 +255,8 @@ impl fmt::Display for NatBehaviour {
 /// What the two peers do once paired. Both sides compute it from the same two behaviours, so they agree
 /// without negotiating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Strategy {
     /// Both punch at once (ping/pong to each other's public and local addresses); pongs to peer-reflexive
     /// addresses are answered, so a symmetric side facing a cone side still gets through.

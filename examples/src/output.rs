@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use punch_core::millis as ms;
-use punch_core::nat::{ExpectedPath, Filtering, Mapping, NatBehaviour, PortAllocation, Strategy};
+use punch_core::nat::{ExpectedPath, Strategy};
 use punch_core::NatReport;
 use punch_core::ServerEvent;
-use punch_core::{Path, PeerError, PeerEvent};
+use punch_core::{Path, PeerEvent};
 use punch_sim::matrix::MatrixConfig;
 use punch_sim::{Outcome, PathKind, Profile};
 use serde_json::{json, Value};
@@ -31,88 +31,20 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// `CamelCase` or "Words like-this" as a stable `snake_case` string.
-pub fn snake(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 4);
-    let mut prev_lower = false;
-    for c in s.chars() {
-        if c.is_ascii_uppercase() && prev_lower {
-            out.push('_');
-        }
-        prev_lower = c.is_ascii_lowercase();
-        match c {
-            ' ' | '-' if !out.ends_with('_') => out.push('_'),
-            ' ' | '-' => {}
-            c => out.push(c.to_ascii_lowercase()),
-        }
-    }
-    out
-}
-
-/// The JSON name of a mapping or filtering behaviour (the same three words for both).
-fn dependence<T: PartialEq>(all: &[T; 3], v: T) -> &'static str {
-    let names = [
-        "endpoint_independent",
-        "address_dependent",
-        "address_and_port_dependent",
-    ];
-    names[all.iter().position(|x| *x == v).expect("one of all")]
-}
-
-pub fn behaviour_json(b: &NatBehaviour) -> Value {
-    let (alloc, step) = match b.allocation {
-        Some(PortAllocation::Sequential { step }) => (Some("sequential"), Some(step)),
-        Some(PortAllocation::Preserved) => (Some("preserved"), None),
-        Some(PortAllocation::Random) => (Some("random"), None),
-        None => (None, None),
-    };
-    json!({
-        "kind": snake(b.kind().label()),
-        "behind_nat": b.behind_nat,
-        "mapping": b.mapping.map(|m| dependence(&Mapping::ALL, m)),
-        "filtering": b.filtering.map(|f| dependence(&Filtering::ALL, f)),
-        "port_allocation": alloc,
-        "port_step": step,
-    })
-}
-
-/// A machine-readable code for a peer error (docs/JSON.md lists them).
-pub fn error_code(e: &PeerError) -> &'static str {
-    match e {
-        PeerError::ServerUnreachable => "server_unreachable",
-        PeerError::PoolFull => "pool_full",
-        PeerError::WrongCode => "wrong_code",
-        PeerError::Rejected { .. } => "rejected",
-        _ => "other",
-    }
-}
-
 /// An error line: `{"event": "error", "code": CODE, "message": TEXT}`.
 pub fn error_json(code: &str, message: &str) -> Value {
     json!({"event": "error", "code": code, "message": message})
 }
 
+/// A value of one of core's serializable types (feature `serde`) as JSON. Core's shapes cannot fail to
+/// serialize (string keys, finite numbers), so a failure is a bug.
+fn value(v: impl serde::Serialize) -> Value {
+    serde_json::to_value(v).expect("core's shapes serialize")
+}
+
+/// A NAT detection report (`punch nat-type --json`; the `nat` of a chat's `nat` event).
 pub fn report_json(r: &NatReport) -> Value {
-    let mut v = behaviour_json(&r.behaviour);
-    let o = v.as_object_mut().expect("object");
-    o.insert("kind".into(), json!(snake(r.kind.label())));
-    o.insert(
-        "public_addr".into(),
-        json!(r.public_addr.map(|a| a.to_string())),
-    );
-    o.insert("server_rtt_ms".into(), json!(r.server_rtt.map(ms)));
-    o.insert("behaviour_tests".into(), json!(r.behaviour_tests));
-    o.insert("server_unreachable".into(), json!(r.server_unreachable));
-    o.insert(
-        "mappings".into(),
-        json!(r
-            .mapped_addrs
-            .iter()
-            .map(|(s, m)| json!({"server": s.to_string(), "mapped": m.to_string()}))
-            .collect::<Vec<_>>()),
-    );
-    o.insert("notes".into(), json!(r.notes));
-    v
+    value(r)
 }
 
 fn path_str(p: &Path) -> (&'static str, Option<String>) {
@@ -127,50 +59,9 @@ pub fn code_json(code: &punch_core::secure::Code) -> Value {
     json!({"event": "code", "nameplate": code.nameplate()})
 }
 
-/// The JSON line for a peer event.
+/// The JSON line for a peer event: core's serde shape (docs/JSON.md).
 pub fn peer_event_json(e: &PeerEvent) -> Value {
-    match e {
-        PeerEvent::NatDetected(r) => json!({"event": "nat", "nat": report_json(r)}),
-        PeerEvent::Registered {
-            public_addr,
-            server_rtt,
-        } => {
-            json!({"event": "registered", "public_addr": public_addr.to_string(), "server_rtt_ms": ms(*server_rtt)})
-        }
-        PeerEvent::Paired {
-            name,
-            public_addr,
-            local_addrs,
-            nat,
-            strategy,
-        } => json!({
-            "event": "paired",
-            "peer_name": name,
-            "peer_public_addr": public_addr.to_string(),
-            "peer_local_addrs": local_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-            "peer_nat": behaviour_json(nat),
-            "strategy": strategy.label(),
-        }),
-        PeerEvent::Path { path, rtt } => {
-            let (kind, addr) = path_str(path);
-            json!({"event": "path", "path": kind, "addr": addr, "rtt_ms": ms(*rtt)})
-        }
-        PeerEvent::Message { seq, text } => json!({"event": "message", "seq": seq, "text": text}),
-        PeerEvent::Acked { seq } => json!({"event": "acked", "seq": seq}),
-        PeerEvent::PeerFinished => json!({"event": "peer_finished"}),
-        PeerEvent::ConversationDone => json!({"event": "conversation_done"}),
-        PeerEvent::Error(err) => {
-            let mut v = error_json(error_code(err), &err.to_string());
-            if let PeerError::Rejected { code, .. } = err {
-                v["status"] = json!(code);
-            }
-            v
-        }
-        PeerEvent::Disconnected { reason } => json!({"event": "disconnected", "reason": reason}),
-        PeerEvent::CodeAllocated { code } => json!({"event": "code_allocated", "code": code}),
-        // Events a newer punch-core adds (the enum is non-exhaustive) are passed on as text.
-        other => json!({"event": "other", "text": other.to_string()}),
-    }
+    value(e)
 }
 
 /// The human line for a peer status event (`None` for events that are not status).
@@ -178,30 +69,9 @@ pub fn peer_event_text(e: &PeerEvent) -> Option<String> {
     e.is_status().then(|| format!("{e:#}"))
 }
 
-/// The JSON line for a server event (`punch server --json`).
+/// The JSON line for a server event (`punch server --json`): core's serde shape.
 pub fn server_event_json(e: &ServerEvent) -> Value {
-    match e {
-        ServerEvent::Registered {
-            pool,
-            client,
-            name,
-            nat,
-        } => json!({
-            "event": "registered", "pool": pool, "client": client.to_string(), "name": name,
-            "nat": behaviour_json(nat)}),
-        ServerEvent::Paired { pool, a, b } => json!({
-            "event": "paired", "pool": pool, "a": a.to_string(), "b": b.to_string()}),
-        ServerEvent::Left { pool, client } => json!({
-            "event": "left", "pool": pool, "client": client.to_string()}),
-        ServerEvent::Expired { pool, client } => json!({
-            "event": "expired", "pool": pool, "client": client.to_string()}),
-        ServerEvent::Dropped { from, reason } => json!({
-            "event": "dropped", "from": from.to_string(), "reason": reason}),
-        ServerEvent::Moved { pool, from, to } => json!({
-            "event": "moved", "pool": pool, "from": from.to_string(), "to": to.to_string()}),
-        ServerEvent::Retry { pool } => json!({"event": "retry", "pool": pool}),
-        other => json!({"event": "other", "text": other.to_string()}),
-    }
+    value(e)
 }
 
 /// `text` safe to print on a terminal: control characters (C0 but the tab, DEL, C1) become `\xHH` and the
@@ -663,13 +533,19 @@ mod tests {
     }
 
     #[test]
-    fn snake_case_names() {
-        use super::snake;
-        assert_eq!(snake("Port-restricted cone"), "port_restricted_cone");
+    fn enum_values_are_stable_snake_case() {
+        use punch_core::nat::{Mapping, NatKind};
+        let names = |v: &[serde_json::Value]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let kinds = [NatKind::PortRestrictedCone, NatKind::SymmetricUdpFirewall];
+        let kinds: Vec<_> = kinds
+            .iter()
+            .map(|k| serde_json::to_value(k).unwrap())
+            .collect();
         assert_eq!(
-            snake("AddressAndPortDependent"),
-            "address_and_port_dependent"
+            names(&kinds),
+            ["\"port_restricted_cone\"", "\"symmetric_udp_firewall\""]
         );
-        assert_eq!(snake("Symmetric UDP firewall"), "symmetric_udp_firewall");
+        let m = serde_json::to_value(Mapping::AddressAndPortDependent).unwrap();
+        assert_eq!(m, "address_and_port_dependent");
     }
 }

@@ -114,6 +114,8 @@ impl DetectorConfig {
 
 /// The result of a detection.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(into = "crate::shapes::ReportShape"))]
 pub struct NatReport {
     /// The public (server-reflexive) address of the socket.
     pub public_addr: Option<SocketAddr>,

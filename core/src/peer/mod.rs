@@ -156,6 +156,8 @@ impl PeerConfig {
 
 /// Which way chat data goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Path {
     /// Straight to the partner at this address.
     Direct(SocketAddr),
@@ -198,11 +200,30 @@ impl std::fmt::Display for PeerError {
 
 impl std::error::Error for PeerError {}
 
+impl PeerError {
+    /// A stable machine-readable name: `server_unreachable`, `pool_full`, `wrong_code`, `rejected` (the JSON
+    /// `code` of an error event, docs/JSON.md).
+    pub fn code(&self) -> &'static str {
+        match self {
+            PeerError::ServerUnreachable => "server_unreachable",
+            PeerError::PoolFull => "pool_full",
+            PeerError::WrongCode => "wrong_code",
+            PeerError::Rejected { .. } => "rejected",
+        }
+    }
+}
+
 /// What the peer reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "event", rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum PeerEvent {
     /// NAT detection finished (only with [`PeerConfig::detect_nat`]).
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "nat", serialize_with = "crate::shapes::nat_event")
+    )]
     NatDetected(NatReport),
     /// The server allocated a nameplate and the peer made its code: show it to the user, who shares it with the
     /// partner (only with [`PeerConfig::allocating`]).
@@ -215,22 +236,31 @@ pub enum PeerEvent {
         /// How the server sees this socket.
         public_addr: SocketAddr,
         /// The measured round trip to the server.
+        #[cfg_attr(
+            feature = "serde",
+            serde(rename = "server_rtt_ms", serialize_with = "crate::shapes::ms")
+        )]
         server_rtt: Duration,
     },
     /// The server paired us with a partner.
     Paired {
         /// The partner's display name.
+        #[cfg_attr(feature = "serde", serde(rename = "peer_name"))]
         name: String,
         /// The partner's public address as the server sees it.
+        #[cfg_attr(feature = "serde", serde(rename = "peer_public_addr"))]
         public_addr: SocketAddr,
         /// The partner's local addresses.
+        #[cfg_attr(feature = "serde", serde(rename = "peer_local_addrs"))]
         local_addrs: Vec<SocketAddr>,
         /// The partner's NAT behaviour.
+        #[cfg_attr(feature = "serde", serde(rename = "peer_nat"))]
         nat: NatBehaviour,
         /// What the decision table says for this pair.
         strategy: Strategy,
     },
     /// The path was chosen or changed.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::shapes::path_event"))]
     Path {
         /// The new path.
         path: Path,
@@ -257,6 +287,10 @@ pub enum PeerEvent {
     /// either direction.
     ConversationDone,
     /// The peer gave up.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::shapes::error_event")
+    )]
     Error(PeerError),
     /// The partner left or the server expired it.
     Disconnected {

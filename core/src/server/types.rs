@@ -118,6 +118,8 @@ pub struct ServerStats {
 
 /// What the server reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "event", rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum ServerEvent {
     /// A new client joined a pool.
