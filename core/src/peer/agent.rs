@@ -10,6 +10,14 @@
 //! for a new round (the server starts it for both sides at once). On the direct path a ping every
 //! [`PeerConfig::path_keepalive`] keeps it alive; after [`PeerConfig::path_timeout`] of silence the path is lost:
 //! back to the relay and punch again.
+//!
+//! Liveness is counted per address: only what arrives from the direct path's own address keeps it alive. When
+//! the partner's NAT gives it a new public port (a reboot, a conntrack flush, a mapping that timed out), its
+//! authenticated datagrams arrive from the new address while ours still go to the old one. The agent then
+//! pings the new address (at most every [`REBIND_PROBE_EVERY`]), and a pong from it moves the direct path there
+//! once the current address has been silent for [`SWITCH_AFTER`]. A keepalive that finds the path silent
+//! for a keepalive interval also pings every other candidate, so either side's rebinding is followed within
+//! about a keepalive interval, without a round through the server.
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -32,6 +40,11 @@ pub const FAST_PHASE: Duration = Duration::from_millis(500);
 const MAX_PINGS: usize = 256;
 /// The server RTT assumed for the first-ping hold when none was measured.
 const HOLD_FALLBACK_RTT: Duration = Duration::from_millis(40);
+/// A pong from another address moves the direct path there once the current address has been silent this long
+/// (shorter silences are normal between keepalives; a proven, fresh address is never a bad choice).
+pub const SWITCH_AFTER: Duration = Duration::from_secs(1);
+/// Data from the partner at an address other than the direct path's is answered with a ping at most this often.
+pub const REBIND_PROBE_EVERY: Duration = Duration::from_millis(500);
 
 timers! {
     enum AgentTimer {
@@ -72,7 +85,10 @@ struct Pair {
     strategy: Strategy,
     candidates: BTreeSet<SocketAddr>,
     phase: Phase,
-    last_direct_rx: Instant,
+    /// The last authenticated datagram from the direct path's address (pairing time before there is one).
+    path_rx: Instant,
+    /// The last ping sent because the partner spoke from another address (rate limit).
+    rebind_probe: Option<Instant>,
     /// The server says the partner pings first in the next round (see `start_round`).
     hold_first_ping: bool,
 }
@@ -153,7 +169,8 @@ impl PathAgent {
             strategy: p.strategy,
             candidates,
             phase: Phase::Relay,
-            last_direct_rx: self.now,
+            path_rx: self.now,
+            rebind_probe: None,
             hold_first_ping: p.hold,
         });
         let rtt = self.relay_rtt();
@@ -215,12 +232,29 @@ impl PathAgent {
         }
     }
 
-    /// An authenticated datagram arrived straight from the partner: the direct path is alive.
-    pub fn note_direct_rx(&mut self, now: Instant) {
+    /// An authenticated datagram arrived straight from the partner at `remote`: the direct path is alive if
+    /// that is its address; if not, the partner may have a new mapping: ping it (a pong moves the path).
+    pub fn note_direct_rx(&mut self, now: Instant, remote: SocketAddr) {
         self.advance(now);
         let now = self.now;
-        if let Some(p) = self.pair.as_mut() {
-            p.last_direct_rx = now;
+        let Some(p) = self.pair.as_mut() else {
+            return;
+        };
+        match p.phase {
+            Phase::Direct(addr) if addr == remote => p.path_rx = now,
+            Phase::Direct(_) => {
+                let due = p
+                    .rebind_probe
+                    .is_none_or(|t| now.saturating_duration_since(t) >= REBIND_PROBE_EVERY);
+                if due {
+                    p.rebind_probe = Some(now);
+                    if p.candidates.len() < MAX_CANDIDATES {
+                        p.candidates.insert(remote);
+                    }
+                    self.ping(remote);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -346,7 +380,9 @@ impl PathAgent {
         let Some(pair) = self.pair.as_mut() else {
             return;
         };
-        pair.last_direct_rx = now;
+        if pair.phase == Phase::Direct(remote) {
+            pair.path_rx = now;
+        }
         let new = !pair.candidates.contains(&remote);
         if new && pair.candidates.len() < MAX_CANDIDATES {
             pair.candidates.insert(remote);
@@ -377,11 +413,19 @@ impl PathAgent {
         if to != remote {
             return;
         }
-        pair.last_direct_rx = now;
         pair.candidates.insert(remote);
-        if matches!(pair.phase, Phase::Direct(_)) {
-            return; // keep the first proven path
+        match pair.phase {
+            Phase::Direct(addr) if addr == remote => {
+                pair.path_rx = now;
+                return;
+            }
+            // Keep the proven path while it is alive; move when it went quiet and this one answers.
+            Phase::Direct(_) if now.saturating_duration_since(pair.path_rx) < SWITCH_AFTER => {
+                return
+            }
+            _ => {}
         }
+        pair.path_rx = now;
         pair.phase = Phase::Direct(remote);
         self.timers.stop(AgentTimer::Ping);
         self.timers.stop(AgentTimer::PunchDeadline);
@@ -419,7 +463,8 @@ impl PathAgent {
         let Phase::Direct(addr) = pair.phase else {
             return;
         };
-        if now.saturating_duration_since(pair.last_direct_rx) >= self.config.path_timeout {
+        let silent = now.saturating_duration_since(pair.path_rx);
+        if silent >= self.config.path_timeout {
             // The direct path went silent (e.g. a NAT mapping expired): relay, and punch again; ask the server
             // at once whether our public address changed.
             pair.phase = Phase::Relay;
@@ -431,7 +476,21 @@ impl PathAgent {
             self.start_round();
             return;
         }
+        // A keepalive interval without a word from the path: maybe our own mapping changed, or the partner's;
+        // ask every other candidate too (a pong moves the path: see on_pong).
+        let others: Vec<SocketAddr> = if silent >= self.config.path_keepalive {
+            pair.candidates
+                .iter()
+                .copied()
+                .filter(|c| *c != addr)
+                .collect()
+        } else {
+            Vec::new()
+        };
         self.ping(addr);
+        for c in others {
+            self.ping(c);
+        }
         self.timers.set(
             AgentTimer::Keepalive,
             after(now, self.config.path_keepalive),

@@ -364,7 +364,7 @@ impl crate::Machine for Peer {
             wire::Kind::Data => {
                 if let Some((id, sealed)) = wire::decode_direct(data) {
                     if let Ok(inner) = self.open(id, sealed) {
-                        self.agent.note_direct_rx(self.now);
+                        self.agent.note_direct_rx(self.now, remote);
                         self.dispatch(local, remote, inner);
                     }
                 }
