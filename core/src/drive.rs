@@ -194,6 +194,7 @@ impl Drive {
             Wake::Datagram { socket, from, len } => {
                 self.served(socket);
                 if let Some(&local) = self.locals.get(socket) {
+                    let from = canonical(from);
                     machine.handle_input(now, local, from, &buf[..len.min(buf.len())]);
                 }
             }
@@ -242,6 +243,30 @@ impl Drive {
     }
 }
 
+/// `addr` with an IPv4-mapped IPv6 address (`[::ffff:192.0.2.1]:5`, what a dual-stack socket reports for an
+/// IPv4 sender) written as the IPv4 address it is. Machines only ever see canonical addresses: the drivers
+/// pass every sender through this.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::from((v4, v6.port())),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}
+
+/// `destination` in the form a socket bound to `local` can send to: an IPv4 destination from an IPv6
+/// (dual-stack) socket becomes IPv4-mapped; everything else is unchanged.
+pub fn for_socket(local: SocketAddr, destination: SocketAddr) -> SocketAddr {
+    match (local, destination) {
+        (SocketAddr::V6(_), SocketAddr::V4(v4)) => {
+            SocketAddr::from((v4.ip().to_ipv6_mapped(), v4.port()))
+        }
+        _ => destination,
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     Transmits,
@@ -276,7 +301,12 @@ impl<M: Machine> Iterator for Drain<'_, M> {
                 break;
             };
             match self.drive.socket_for(transmit.source) {
-                Some(socket) => return Some(Output::Transmit { socket, transmit }),
+                Some(socket) => {
+                    let mut transmit = transmit;
+                    let local = self.drive.locals[socket];
+                    transmit.destination = for_socket(local, transmit.destination);
+                    return Some(Output::Transmit { socket, transmit });
+                }
                 None => {
                     self.drive.dropped += 1;
                     self.dropped += 1;
@@ -301,6 +331,41 @@ mod tests {
     use super::*;
     use crate::{Deadline, Duration};
     use std::collections::VecDeque;
+
+    #[test]
+    fn ipv4_mapped_senders_are_seen_as_ipv4_and_answered_through_the_v6_socket() {
+        let mapped: SocketAddr = "[::ffff:192.0.2.1]:5000".parse().unwrap();
+        let v4: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::1]:5000".parse().unwrap();
+        assert_eq!(canonical(mapped), v4);
+        assert_eq!(canonical(v6), v6);
+        assert_eq!(canonical(v4), v4);
+        let dual: SocketAddr = "[::]:3478".parse().unwrap();
+        assert_eq!(for_socket(dual, v4), mapped);
+        assert_eq!(for_socket(dual, v6), v6);
+        assert_eq!(for_socket(addr(1), v4), v4);
+
+        let mut d = Drive::new(vec![dual]);
+        let mut m = Script::default();
+        let wake = Wake::Datagram {
+            socket: 0,
+            from: mapped,
+            len: 2,
+        };
+        let _ = d.apply(&mut m, crate::test_epoch(), wake, b"hi");
+        assert!(m.events[0].contains("192.0.2.1:5000"), "{:?}", m.events);
+        assert!(!m.events[0].contains("ffff"), "{:?}", m.events);
+        m.transmits.push_back(Transmit {
+            source: None,
+            destination: v4,
+            payload: vec![1],
+        });
+        let sent = d.drain(&mut m).find_map(|o| match o {
+            Output::Transmit { transmit, .. } => Some(transmit.destination),
+            _ => None,
+        });
+        assert_eq!(sent, Some(mapped));
+    }
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))

@@ -41,17 +41,28 @@ impl Drop for Server {
 /// Starts `punch server` on a free loopback port with `runtime`, and waits until it answers.
 pub fn server(runtime: &str) -> Server {
     let addr = format!("127.0.0.1:{}", free_port());
+    server_on(&addr, &addr, runtime)
+}
+
+/// Starts `punch server --listen LISTEN` with `runtime` and waits until it answers at `reach` (the address
+/// clients use, kept in the returned [`Server`]).
+pub fn server_on(listen: &str, reach: &str, runtime: &str) -> Server {
     let server = Server(
         punch()
-            .args(["server", "--listen", &addr, "--runtime", runtime])
+            .args(["server", "--listen", listen, "--runtime", runtime])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-        addr.clone(),
+        reach.to_string(),
     );
-    // Wait until it answers (a Register for an empty pool name gets an error response).
+    wait_answering(reach);
+    server
+}
+
+/// Waits until a server at `addr` answers (a Register for an empty pool name gets an error response).
+pub fn wait_answering(addr: &str) {
     let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
     probe
         .set_read_timeout(Some(Duration::from_millis(100)))
@@ -60,9 +71,9 @@ pub fn server(runtime: &str) -> Server {
         0u8, 1, 0, 0, 0x21, 0x12, 0xA4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
     ];
     for _ in 0..100 {
-        probe.send_to(&req, &addr).unwrap();
+        probe.send_to(&req, addr).unwrap();
         if probe.recv_from(&mut [0u8; 512]).is_ok() {
-            return server;
+            return;
         }
     }
     panic!("server did not start");
