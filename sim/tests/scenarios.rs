@@ -168,6 +168,26 @@ fn two_hosts_behind_one_nat() {
     assert_delivered(&o, PathKind::Direct);
 }
 
+/// Behind one symmetric NAT the decision table says relay (symmetric x symmetric), but the same public IP
+/// says "neighbours": their LAN addresses are tried anyway, and answer.
+#[test]
+fn two_hosts_behind_one_symmetric_nat_go_direct_over_the_lan() {
+    for nat in [Nat::Symmetric, Nat::SymmetricSeq, Nat::SymmetricAdm] {
+        let o = Scenario::new(1)
+            .host("a", Profile::from(nat))
+            .host_behind("b", "a")
+            .type_at("a", ms(0), "hello neighbour")
+            .detail(Detail::Events)
+            .run();
+        assert_delivered(&o, PathKind::Direct);
+        assert!(
+            o.trace.to_string().contains("direct to 192.168."),
+            "{nat:?}: {}",
+            o.trace
+        );
+    }
+}
+
 #[test]
 fn relay_only_peers_never_go_direct() {
     let o = pair(Nat::FullCone, Nat::FullCone)

@@ -153,10 +153,19 @@ impl PathAgent {
     }
 
     /// A new partner: the relay carries chat from this moment, and a punch round starts if the strategy says
-    /// direct is possible.
+    /// direct is possible, or if the partner is behind our own NAT (the same public IP): then its LAN
+    /// addresses may be reachable whatever the NAT kinds (two hosts behind one symmetric NAT), at the cost of
+    /// one round of pings.
     pub fn pair(&mut self, now: Instant, p: NewPair) {
         self.advance(now);
         self.server_rtt = p.server_rtt;
+        let same_nat = p.own_public.is_some_and(|o| o.ip() == p.public.ip());
+        let strategy = match p.strategy {
+            Strategy::Relay if same_nat && !self.config.relay_only && !p.locals.is_empty() => {
+                Strategy::Punch
+            }
+            s => s,
+        };
         let mut candidates = BTreeSet::from([p.public]);
         for l in &p.locals {
             if *l != p.public && Some(*l) != p.own_public {
@@ -166,7 +175,7 @@ impl PathAgent {
         self.pair = Some(Pair {
             id: p.id,
             public: p.public,
-            strategy: p.strategy,
+            strategy,
             candidates,
             phase: Phase::Relay,
             path_rx: self.now,
@@ -178,7 +187,7 @@ impl PathAgent {
             path: Path::Relay,
             rtt,
         });
-        if p.strategy == Strategy::Punch {
+        if strategy == Strategy::Punch {
             self.start_round();
         }
     }
