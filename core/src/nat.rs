@@ -309,12 +309,52 @@ pub fn strategy(a: &NatBehaviour, b: &NatBehaviour) -> Strategy {
             None | Some(Filtering::EndpointIndependent | Filtering::AddressDependent)
         )
     };
+    // A symmetric side whose ports come in sequence: the stable side predicts its next ports and opens
+    // its own filter toward a window of them (see `predicted_ports`).
+    let predictable =
+        |n: &NatBehaviour| matches!(n.allocation, Some(PortAllocation::Sequential { .. }));
     match (unstable(a), unstable(b)) {
         (false, false) => Strategy::Punch,
-        (true, false) if admits_new_port(b) => Strategy::Punch,
-        (false, true) if admits_new_port(a) => Strategy::Punch,
+        (true, false) if admits_new_port(b) || predictable(a) => Strategy::Punch,
+        (false, true) if admits_new_port(a) || predictable(b) => Strategy::Punch,
         _ => Strategy::Relay,
     }
+}
+
+/// How many of a sequential symmetric NAT's next ports the stable side pings ([`predicted_ports`]).
+pub const PREDICTION_WINDOW: i32 = 8;
+
+/// Port prediction: the partner's next public addresses if its NAT is symmetric with sequential ports
+/// (`public` is where the server saw it; each new destination it sends to gets the next port, `step` apart,
+/// other hosts' traffic permitting), for the stable side to ping. Empty for any other NAT.
+///
+/// ```
+/// use punch_core::nat::{predicted_ports, NatBehaviour, NatKind, PortAllocation};
+/// let mut seq = NatBehaviour::from_kind(NatKind::Symmetric);
+/// seq.allocation = Some(PortAllocation::Sequential { step: 2 });
+/// let next = predicted_ports(&seq, "203.0.113.10:40000".parse().unwrap());
+/// assert_eq!(next[..2], ["203.0.113.10:40002".parse().unwrap(), "203.0.113.10:40004".parse().unwrap()]);
+/// assert!(predicted_ports(&NatBehaviour::from_kind(NatKind::FullCone), "203.0.113.10:1".parse().unwrap()).is_empty());
+/// ```
+pub fn predicted_ports(
+    nat: &NatBehaviour,
+    public: std::net::SocketAddr,
+) -> Vec<std::net::SocketAddr> {
+    let symmetric = matches!(
+        nat.mapping,
+        Some(Mapping::AddressDependent | Mapping::AddressAndPortDependent)
+    );
+    let Some(PortAllocation::Sequential { step }) = nat.allocation else {
+        return Vec::new();
+    };
+    if !symmetric || step == 0 {
+        return Vec::new();
+    }
+    (1..=PREDICTION_WINDOW)
+        .filter_map(|k| u16::try_from(i32::from(public.port()) + step * k).ok())
+        .filter(|p| *p != 0)
+        .map(|p| std::net::SocketAddr::new(public.ip(), p))
+        .collect()
 }
 
 /// The path a pair of peers ends on behind real Linux routers, where the strategy alone does not decide it

@@ -27,7 +27,7 @@ use rand::{Rng, SeedableRng};
 use super::PeerRng;
 
 use super::{Path, PeerConfig, FALLBACK_SERVER_RTT};
-use crate::nat::Strategy;
+use crate::nat::{predicted_ports, NatBehaviour, Strategy};
 use crate::timer::{after, timers, Timers};
 use crate::wire::{Inner, PairIdBytes, Tid};
 use crate::{Deadline, Transmit};
@@ -115,6 +115,8 @@ pub(crate) struct NewPair {
     pub public: SocketAddr,
     pub locals: Vec<SocketAddr>,
     pub strategy: Strategy,
+    /// The partner's NAT behaviour (a sequential symmetric NAT's next ports are candidates too).
+    pub nat: NatBehaviour,
     pub hold: bool,
     /// Our own public address (never a candidate).
     pub own_public: Option<SocketAddr>,
@@ -171,6 +173,9 @@ impl PathAgent {
             if *l != p.public && Some(*l) != p.own_public {
                 candidates.insert(*l);
             }
+        }
+        if !same_nat {
+            candidates.extend(predicted_ports(&p.nat, p.public));
         }
         self.pair = Some(Pair {
             id: p.id,

@@ -579,6 +579,7 @@ impl Peer {
                     public: info.public,
                     locals: info.locals,
                     strategy,
+                    nat: info.nat,
                     hold: info.hold,
                     own_public: self.link.public_addr(),
                     server_rtt: self.link.server_rtt(),
