@@ -245,6 +245,7 @@ impl crate::Machine for ChatSession {
         let destination = self.next_hop?;
         let payload = self.out.pop_front()?;
         Some(Transmit {
+            ttl: None,
             source: None,
             destination,
             payload,

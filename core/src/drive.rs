@@ -356,6 +356,7 @@ mod tests {
         assert!(m.events[0].contains("192.0.2.1:5000"), "{:?}", m.events);
         assert!(!m.events[0].contains("ffff"), "{:?}", m.events);
         m.transmits.push_back(Transmit {
+            ttl: None,
             source: None,
             destination: v4,
             payload: vec![1],
@@ -382,6 +383,7 @@ mod tests {
     impl Script {
         fn send(&mut self, source: Option<SocketAddr>, payload: &str) {
             self.transmits.push_back(Transmit {
+                ttl: None,
                 source,
                 destination: addr(9),
                 payload: payload.as_bytes().to_vec(),

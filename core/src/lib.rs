@@ -133,6 +133,10 @@ pub struct Transmit {
     pub destination: SocketAddr,
     /// The datagram.
     pub payload: Vec<u8>,
+    /// The IPv4 TTL / IPv6 hop limit for this datagram only; `None` is the socket's default. A small value
+    /// makes a packet that opens our own NAT's mapping but expires before it reaches the partner's NAT (the
+    /// peer's punch opener, [`PeerConfig::opener_ttl`]).
+    pub ttl: Option<u8>,
 }
 
 pub use std::time::{Duration, Instant};

@@ -120,6 +120,7 @@ pub fn answer_binding(
                 ChangeRequest::CODEPOINT,
             )]));
             return Some(Transmit {
+                ttl: None,
                 source: Some(local),
                 destination: remote,
                 payload: rfc5780::encode(e),
@@ -145,6 +146,7 @@ pub fn answer_binding(
         res.add_attribute(Cookie(c.to_vec()));
     }
     Some(Transmit {
+        ttl: None,
         source: Some(source),
         destination,
         payload: rfc5780::encode(res),
@@ -175,6 +177,7 @@ pub fn answer_classic(
             classic::unknown_attributes_value(&[classic::CHANGE_REQUEST]),
         );
         return Some(Transmit {
+            ttl: None,
             source: Some(local),
             destination: remote,
             payload: classic::encode(&e),
@@ -194,6 +197,7 @@ pub fn answer_classic(
         }
     };
     Some(Transmit {
+        ttl: None,
         source: Some(source),
         destination: remote,
         payload: classic::encode(&res),

@@ -39,6 +39,25 @@ pub fn now() -> Instant {
     Instant::now()
 }
 
+/// Sends `t` on `s`; with `t.ttl`, as the IPv4 TTL and IPv6 hop limit of this datagram only (restored after).
+async fn send(s: &Async<UdpSocket>, t: &punch_core::Transmit) -> io::Result<usize> {
+    let Some(hops) = t.ttl.map(u32::from) else {
+        return s.send_to(&t.payload, t.destination).await;
+    };
+    let sock = socket2::SockRef::from(s.get_ref());
+    let before = (sock.ttl_v4(), sock.unicast_hops_v6());
+    let _ = sock.set_ttl_v4(hops);
+    let _ = sock.set_unicast_hops_v6(hops);
+    let result = s.send_to(&t.payload, t.destination).await;
+    if let Ok(v4) = before.0 {
+        let _ = sock.set_ttl_v4(v4);
+    }
+    if let Ok(v6) = before.1 {
+        let _ = sock.set_unicast_hops_v6(v6);
+    }
+    result
+}
+
 /// Runs `machine` over `sockets` until `commands` is closed; returns the machine. Events go to `events`
 /// (dropped if nobody listens). A transmit whose `source` is `None` goes out on the first socket; one whose
 /// `source` is not among the sockets is dropped (logged at warn).
@@ -85,7 +104,7 @@ where
                     socket,
                     transmit: t,
                 } => {
-                    sent(&t, sockets[socket].send_to(&t.payload, t.destination).await);
+                    sent(&t, send(&sockets[socket], &t).await);
                 }
             }
         }

@@ -42,6 +42,20 @@ pub fn locals(sockets: &[UdpSocket]) -> io::Result<Vec<SocketAddr>> {
     sockets.iter().map(UdpSocket::local_addr).collect()
 }
 
+/// Sends `t` on `s`; with `t.ttl`, as the IPv4 TTL and IPv6 hop limit of this datagram only.
+async fn send(s: &UdpSocket, t: &punch_core::Transmit) -> io::Result<usize> {
+    let Some(ttl) = t.ttl.map(u32::from) else {
+        return s.send_to(&t.payload, t.destination).await;
+    };
+    let sock = socket2::SockRef::from(s);
+    let (v4, v6) = (sock.ttl_v4().ok(), sock.unicast_hops_v6().ok());
+    let _ = (sock.set_ttl_v4(ttl), sock.set_unicast_hops_v6(ttl));
+    let sent = s.send_to(&t.payload, t.destination).await;
+    let _ = v4.map(|v| sock.set_ttl_v4(v));
+    let _ = v6.map(|v| sock.set_unicast_hops_v6(v));
+    sent
+}
+
 /// The clock the drivers read: the only place time enters a machine.
 pub fn now() -> Instant {
     Instant::now()
@@ -103,7 +117,7 @@ where
                     socket,
                     transmit: t,
                 } => {
-                    sent(&t, sockets[socket].send_to(&t.payload, t.destination).await);
+                    sent(&t, send(&sockets[socket], &t).await);
                 }
             }
         }

@@ -42,6 +42,7 @@ impl EchoNode {
     /// Queues a datagram (call from a scheduled action; the world drains it afterwards).
     pub fn send_to(&mut self, destination: SocketAddr, payload: &[u8]) {
         self.outbox.push(Transmit {
+            ttl: None,
             source: None,
             destination,
             payload: payload.to_vec(),
@@ -50,6 +51,7 @@ impl EchoNode {
     /// Queues a datagram from the local socket `source` (which may be one the host does not own).
     pub fn send_from(&mut self, source: SocketAddr, destination: SocketAddr, payload: &[u8]) {
         self.outbox.push(Transmit {
+            ttl: None,
             source: Some(source),
             destination,
             payload: payload.to_vec(),
@@ -83,6 +85,7 @@ impl Machine for EchoNode {
             .push(format!("got {} B from {remote}", data.len()));
         if self.echo {
             self.outbox.push(Transmit {
+                ttl: None,
                 source: Some(local),
                 destination: remote,
                 payload: data.to_vec(),
@@ -93,6 +96,7 @@ impl Machine for EchoNode {
         if let Some((every, dst, payload, next)) = &mut self.periodic {
             if now >= *next {
                 self.outbox.push(Transmit {
+                    ttl: None,
                     source: None,
                     destination: *dst,
                     payload: payload.clone(),

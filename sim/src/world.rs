@@ -89,6 +89,21 @@ struct Packet {
     src: SocketAddr,
     dst: SocketAddr,
     payload: Vec<u8>,
+    /// IPv4 TTL / IPv6 hop limit: every NAT and the internet's router between them take one; at the last
+    /// one the packet is dropped (a NAT drops it before translating, as Linux does: no mapping is made).
+    ttl: u8,
+}
+
+/// The TTL a host's datagram leaves with unless the transmit sets one (`Transmit::ttl`).
+pub const DEFAULT_TTL: u8 = 64;
+
+/// Takes one hop off `pkt`'s TTL; `false` if it expires here (TTL 1 or 0 on arrival).
+fn hop(pkt: &mut Packet) -> bool {
+    if pkt.ttl <= 1 {
+        return false;
+    }
+    pkt.ttl -= 1;
+    true
 }
 
 impl Packet {
@@ -98,6 +113,7 @@ impl Packet {
             src: self.src,
             dst: self.dst,
             payload: self.payload.clone(),
+            ttl: self.ttl,
         }
     }
 }
@@ -485,8 +501,17 @@ impl World {
         }
     }
 
-    fn route(&mut self, realm: usize, from: usize, pkt: Packet) {
+    fn route(&mut self, realm: usize, from: usize, mut pkt: Packet) {
         let now = self.now();
+        // The internet (the realm with no gateway) is one router between the NATs.
+        if self.realms[realm].gateway.is_none() && !hop(&mut pkt) {
+            self.stats.dropped += 1;
+            let (name, id) = (self.realms[realm].name.clone(), pkt.id);
+            self.trace.push(now, Kind::Drop, &name, || {
+                format!("#{id} TTL expired in transit")
+            });
+            return;
+        }
         if let Some(&to) = self.routes.get(&(realm, pkt.dst.ip())) {
             if self.partitioned(from, to, now) {
                 let (a, b) = (self.elems[from].name.clone(), self.elems[to].name.clone());
@@ -508,6 +533,10 @@ impl World {
 
     fn outbound(&mut self, g: usize, mut pkt: Packet) {
         let now = self.now();
+        if !hop(&mut pkt) {
+            self.drop_packet(g, pkt.id, || "TTL expired (before translation)".into());
+            return;
+        }
         let (verdict, inside) = match &mut self.elems[g].body {
             Body::Nat { nat, inside } => (nat.outbound(now, pkt.src, pkt.dst), *inside),
             Body::Host { .. } => unreachable!("gateways are NATs"),
@@ -537,6 +566,10 @@ impl World {
                 let verdict = nat.inbound(now, pkt.src, pkt.dst);
                 self.nat_notes(elem);
                 match verdict {
+                    Inbound::Forward { dst } if !hop(&mut pkt) => {
+                        let _ = dst;
+                        self.drop_packet(elem, pkt.id, || "TTL expired (after translation)".into());
+                    }
                     Inbound::Forward { dst } => {
                         pkt.dst = dst;
                         self.route(inside, elem, pkt);
@@ -599,6 +632,7 @@ impl World {
                 src,
                 dst: t.destination,
                 payload: t.payload,
+                ttl: t.ttl.unwrap_or(DEFAULT_TTL),
             };
             self.trace
                 .push(now, Kind::Send, &self.elems[elem].name, || {

@@ -505,6 +505,7 @@ impl NatDetector {
         };
         t.retx.on_send(now);
         self.out.push_back(Transmit {
+            ttl: None,
             source: None,
             destination: t.dest,
             payload: rfc5780::binding_request(t.tid, probe.change()),

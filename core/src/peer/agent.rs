@@ -27,7 +27,7 @@ use rand::{Rng, SeedableRng};
 use super::PeerRng;
 
 use super::{Path, PeerConfig, FALLBACK_SERVER_RTT};
-use crate::nat::{predicted_ports, NatBehaviour, Strategy};
+use crate::nat::{predicted_ports, Filtering, NatBehaviour, Strategy};
 use crate::timer::{after, timers, Timers};
 use crate::wire::{Inner, PairIdBytes, Tid};
 use crate::{Deadline, Transmit};
@@ -91,6 +91,16 @@ struct Pair {
     rebind_probe: Option<Instant>,
     /// The server says the partner pings first in the next round (see `start_round`).
     hold_first_ping: bool,
+    /// Both NATs drop what they have not sent to (port-dependent or unknown filtering): our first ping must
+    /// not arrive before the partner's opener left.
+    both_filter_ports: bool,
+}
+
+/// Whether a NAT with this behaviour drops a packet from a port it has not sent to (port-dependent
+/// filtering, or unknown: assume the worst).
+fn drops_strangers(n: &NatBehaviour) -> bool {
+    n.behind_nat != Some(false)
+        && matches!(n.filtering, None | Some(Filtering::AddressAndPortDependent))
 }
 
 /// See the module docs.
@@ -117,6 +127,8 @@ pub(crate) struct NewPair {
     pub strategy: Strategy,
     /// The partner's NAT behaviour (a sequential symmetric NAT's next ports are candidates too).
     pub nat: NatBehaviour,
+    /// Ours, as registered.
+    pub own_nat: NatBehaviour,
     pub hold: bool,
     /// Our own public address (never a candidate).
     pub own_public: Option<SocketAddr>,
@@ -186,6 +198,9 @@ impl PathAgent {
             path_rx: self.now,
             rebind_probe: None,
             hold_first_ping: p.hold,
+            // Only when both sides filter by port can the order of first pings lose the pair (a side that
+            // lets any port of the partner's IP in answers whatever port the partner ends up on).
+            both_filter_ports: drops_strangers(&p.nat) && drops_strangers(&p.own_nat),
         });
         let rtt = self.relay_rtt();
         self.events.push_back(AgentEvent::Path {
@@ -312,19 +327,28 @@ impl PathAgent {
             return;
         }
         let hold = std::mem::take(&mut pair.hold_first_ping);
+        let public = pair.public;
+        if let Some(ttl) = self.config.opener_ttl {
+            self.open_toward(public, ttl);
+        }
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
         tracing::debug!(
             candidates = pair.candidates.len(),
             hold,
             "punch round starts"
         );
+        // With openers, hold the first ping back on both sides when the partner's NAT would drop it (and a Linux
+        // one reserve the tuple): the partner's opener then leaves before our ping arrives, whatever the order.
+        let hold = hold || (self.config.opener_ttl.is_some() && pair.both_filter_ports);
         if hold {
-            // The server chose the partner to ping first this round (rounds alternate the order, see
-            // `server::round_holder`): its ping must leave its NAT before ours arrives there, or a Linux NAT
+            // The partner's opener (or, without openers, its first ping: the server chose it to ping first this
+            // round, see `server::round_holder`) must leave its NAT before our ping arrives there, or a Linux NAT
             // without a WAN firewall reserves the tuple. A partner's ping that reaches us meanwhile is answered
-            // at once (`on_ping`). The hold covers the start skew on fast paths (a LAN-fast lab: skew of a few
-            // ms, one-way delay of microseconds) and stays under the one-way delay on slow ones (a quarter of
-            // the server RTT), where both first pings still cross between the NATs as in a "together" round.
-            let hold = (hold_rtt / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
+            // at once (`on_ping`). Half the server RTT, at least 30 ms: it covers the start skew (the two
+            // PeerInfo copies' arrival difference plus jitter; sim/tests/opener.rs measures it).
+            let hold = (hold_rtt / 2).clamp(Duration::from_millis(30), Duration::from_millis(250));
             pair.phase = Phase::Punching {
                 round_start: after(now, hold),
             };
@@ -367,6 +391,14 @@ impl PathAgent {
         self.timers.set(AgentTimer::Ping, after(self.now, interval));
     }
 
+    /// The round's opener: a ping to `to` that expires after `ttl` hops (see [`PeerConfig::opener_ttl`]).
+    fn open_toward(&mut self, to: SocketAddr, ttl: u8) {
+        self.ping(to);
+        if let Some(t) = self.out.back_mut() {
+            t.ttl = Some(ttl);
+        }
+    }
+
     fn ping(&mut self, to: SocketAddr) {
         if self.pair.is_none() {
             return;
@@ -383,6 +415,7 @@ impl PathAgent {
     /// Queues an inner frame for `destination`; the peer seals it with the pair's key.
     fn send(&mut self, destination: SocketAddr, inner: Inner) {
         self.out.push_back(Transmit {
+            ttl: None,
             source: None,
             destination,
             payload: inner.encode(),

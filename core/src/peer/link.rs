@@ -363,6 +363,7 @@ impl ServerLink {
             data: Some(frame),
         };
         Some(Transmit {
+            ttl: None,
             source: None,
             destination: self.config.server,
             payload: msg.encode(),
@@ -377,6 +378,7 @@ impl ServerLink {
 
     fn send(&mut self, payload: Vec<u8>) {
         self.out.push_back(Transmit {
+            ttl: None,
             source: None,
             destination: self.config.server,
             payload,

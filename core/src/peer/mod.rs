@@ -102,6 +102,14 @@ pub struct PeerConfig {
     pub reregister_interval: Duration,
     /// Between punch rounds while on relay (default 35 s).
     pub retry_interval: Duration,
+    /// The TTL of the opener: at the start of every punch round, before any ping that may be held back, one
+    /// ping to the partner's public address leaves with this TTL (default `Some(2)`; `None`: no opener). It
+    /// passes our own NAT, so our mapping and filter toward the partner open, and expires in the internet
+    /// before the partner's NAT, so that NAT sees nothing unsolicited. The partner's first ping then arrives as
+    /// a reply: no Linux conntrack reservation, no race (docs/STRATEGY.md). Two hops: the host's router, then
+    /// the first router past it. Behind two NATs (CGNAT) the outer one is not opened; if the partner's NAT is
+    /// within two hops the opener arrives and counts as an ordinary ping.
+    pub opener_ttl: Option<u8>,
     /// After both sides finished and everything is acknowledged, how long to keep answering (so that a
     /// retransmitted FIN still gets its ACK) before [`PeerEvent::ConversationDone`] (default 300 ms).
     pub linger: Duration,
@@ -129,6 +137,7 @@ impl PeerConfig {
             rebind_keepalive: Duration::from_secs(1),
             reregister_interval: Duration::from_secs(10),
             retry_interval: Duration::from_secs(35),
+            opener_ttl: Some(2),
             linger: Duration::from_millis(300),
         }
     }
@@ -580,6 +589,7 @@ impl Peer {
                     locals: info.locals,
                     strategy,
                     nat: info.nat,
+                    own_nat: self.link.nat(),
                     hold: info.hold,
                     own_public: self.link.public_addr(),
                     server_rtt: self.link.server_rtt(),

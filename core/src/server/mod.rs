@@ -359,6 +359,7 @@ impl Server {
 
     fn reply(&mut self, local: SocketAddr, remote: SocketAddr, msg: Msg) {
         self.out.push_back(Transmit {
+            ttl: None,
             source: Some(local),
             destination: remote,
             payload: msg.encode(),
@@ -501,6 +502,7 @@ impl Server {
     fn on_relay_fast(&mut self, remote: SocketAddr, data: &[u8], view: wire::RelayView) {
         if let Some(other) = self.relay_target(remote, Some(view.pair_id), Some(view.data_len)) {
             self.out.push_back(Transmit {
+                ttl: None,
                 source: Some(self.config.listen),
                 destination: other,
                 payload: data.to_vec(),
@@ -610,6 +612,7 @@ impl Server {
             None => msg.encode(),
         };
         self.out.push_back(Transmit {
+            ttl: None,
             source: Some(local),
             destination: member,
             payload,

@@ -46,6 +46,7 @@ impl Server {
             }
             let source = Some(local);
             self.out.push_back(Transmit {
+                ttl: None,
                 source,
                 destination: remote,
                 payload,
