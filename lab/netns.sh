@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# punch real-NAT lab: network namespaces, veth pairs, a bridge and nftables NATs.
+# punch real-NAT lab: network namespaces, veth pairs, a router and nftables NATs.
 #
 #   lab/netns.sh up <kindA> <kindB> [--firewall-a yes|no] [--firewall-b yes|no] [--firewall yes|no]
 #                                          # firewall default: no (unsolicited inbound leaves conntrack entries)
@@ -30,6 +30,7 @@ SRV_IP1=203.0.113.1
 SRV_IP2=203.0.113.2
 RA_WAN=203.0.113.10
 RB_WAN=203.0.113.20
+PUB_IP=203.0.113.254 # the router between the NATs (on each of its three links)
 OPEN_A_NET=198.51.100.0/28
 OPEN_B_NET=198.51.100.16/28
 
@@ -212,16 +213,25 @@ up() {
   : >"$STATE"
   local n
   for n in pub srv ra rb ha hb; do ip netns add "$PREFIX$n"; done
-  sysctls pub 0; sysctls srv 0; sysctls ha 0; sysctls hb 0
-  sysctls ra 1; sysctls rb 1
+  sysctls srv 0; sysctls ha 0; sysctls hb 0
+  sysctls pub 1; sysctls ra 1; sysctls rb 1
 
-  # The public segment: a bridge inside punchlab-pub.
-  nsx pub ip link add br0 type bridge
-  nsx pub ip link set br0 up
+  # The public segment: punchlab-pub is a router (the internet's hop between the NATs, as on the real
+  # internet: a packet from a host with TTL 2 opens its own NAT's mapping and dies here, before the other
+  # NAT). Every public address keeps its /24, and pub answers ARP for the others (proxy ARP) and forwards.
   link srv eth0 pub srv
   link ra wan0 pub ra
   link rb wan0 pub rb
-  for n in srv ra rb; do nsx pub ip link set "$n" master br0; done
+  for n in srv ra rb; do
+    nsx pub ip addr add "$PUB_IP/32" dev "$n"
+    nsx pub sysctl -qw "net.ipv4.conf.$n.proxy_arp=1" "net.ipv4.neigh.$n.proxy_delay=0" >/dev/null
+  done
+  nsx pub ip route add "$SRV_IP1/32" dev srv
+  nsx pub ip route add "$SRV_IP2/32" dev srv
+  nsx pub ip route add "$RA_WAN/32" dev ra
+  nsx pub ip route add "$RB_WAN/32" dev rb
+  nsx pub ip route add "$OPEN_A_NET" via "$RA_WAN" dev ra
+  nsx pub ip route add "$OPEN_B_NET" via "$RB_WAN" dev rb
   link ha eth0 ra lan0
   link hb eth0 rb lan0
 

@@ -15,7 +15,7 @@
 #
 # Env:
 #   PUNCH_LAB_SKIP_OK=1   not root: print why and exit 0 instead of 1
-#   PUNCH_LAB_ONLY=...    space-separated subset of: stun nat-type classic third-party chat (default: all)
+#   PUNCH_LAB_ONLY=...    space-separated subset of: topology stun nat-type classic third-party chat (default: all)
 #   PUNCH_LAB_JOBS=N      chat scenarios run N at a time, each in its own lab (default 4)
 #   PUNCH_LAB_BUDGET=S    no chat scenario starts after S seconds (default 400; the rest FAIL as not run)
 #   PUNCH_LAB_FULL=1      also the whole chat matrix behind firewalls (longer)
@@ -36,7 +36,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-ONLY=${PUNCH_LAB_ONLY:-"stun nat-type classic third-party chat"}
+ONLY=${PUNCH_LAB_ONLY:-"topology stun nat-type classic third-party chat"}
 JOBS=${PUNCH_LAB_JOBS:-4}
 BUDGET=${PUNCH_LAB_BUDGET:-400} # seconds since the start (build included) after which no chat scenario starts
 want() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
@@ -145,6 +145,21 @@ lab_up() {
 
 printf "$ROWFMT" STATUS CHECK DETAIL
 printf "$ROWFMT" ------ ----- ------
+
+# ------------------------------------------------------------------------------ 0. the routed hop
+# A packet from a host with TTL 2 passes its own NAT and dies at the router between the NATs (so punch's
+# TTL-limited opener never reaches the partner's NAT); TTL 3 gets through.
+if want topology; then
+  if lab_up port-restricted; then
+    t2=$(lx ha ping -n -c1 -W1 -t 2 "$SRV_IP1" 2>&1 | grep -m1 -E 'exceeded|bytes from' || true)
+    t3=$(lx ha ping -n -c1 -W1 -t 3 "$SRV_IP1" 2>&1 | grep -m1 -E 'exceeded|bytes from' || true)
+    if [[ "$t2" == *"Time to live exceeded"* && "$t3" == *"bytes from"* ]]; then st=PASS; else st=FAIL; fi
+    row $st "routed hop between the NATs" "TTL 2: ${t2:-no answer}; TTL 3: ${t3:-no answer}"
+    "$NETNS" down >/dev/null
+  else
+    row FAIL "lab up port-restricted (topology)" "$(grep -v "tearing down" "$LOGDIR/up.log" | tail -1)"
+  fi
+fi
 
 # --------------------------------------------------------------------------------- 1. stun vs stund
 declare -A STUND_CLASS

@@ -387,26 +387,21 @@ pub const RETRY_ROUNDS_SETTLE: Duration = Duration::from_secs(80);
 /// The path [`strategy`] leads to between two Linux routers. `firewall_*`: the router drops unsolicited WAN
 /// input (else an unsolicited punch packet reserves a conntrack tuple); `stay`: how long both peers stay.
 ///
-/// Relay where the strategy says so. Two port-restricted (masquerade) routers, one of them without a
-/// firewall: the first punch round is a race (direct only if the first pings cross within one one-way delay),
-/// so either path is right; but with exactly one unfirewalled router and peers staying
-/// [`RETRY_ROUNDS_SETTLE`], the alternating retry rounds end direct. Everything else: direct.
+/// Relay where the strategy says so; everything else direct in the first round, with or without WAN
+/// firewalls, however long the peers stay. Two port-restricted (masquerade) routers without a firewall used to
+/// race (an unsolicited first ping reserves a conntrack tuple): the round's TTL-limited opener
+/// ([`crate::PeerConfig::opener_ttl`]) and the held first pings settle it, given at least one router between
+/// the NATs, as on the internet and in the lab. ([`ExpectedPath::Either`] remains for callers that model
+/// peers without openers; `firewall_*` and `stay` no longer change the answer.)
 pub fn expected_path(
     a: &NatBehaviour,
     b: &NatBehaviour,
-    firewall_a: bool,
-    firewall_b: bool,
-    stay: Duration,
+    _firewall_a: bool,
+    _firewall_b: bool,
+    _stay: Duration,
 ) -> ExpectedPath {
     if strategy(a, b) == Strategy::Relay {
         return ExpectedPath::Relay;
-    }
-    let masquerade = |n: &NatBehaviour| n.kind() == NatKind::PortRestrictedCone;
-    if masquerade(a) && masquerade(b) && !(firewall_a && firewall_b) {
-        if stay >= RETRY_ROUNDS_SETTLE && firewall_a != firewall_b {
-            return ExpectedPath::Direct;
-        }
-        return ExpectedPath::Either;
     }
     ExpectedPath::Direct
 }
