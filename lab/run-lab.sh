@@ -277,15 +277,19 @@ expected_path() { # KIND_A KIND_B FW_A FW_B [STAY]
   "$PUNCH" strategy "$1" "$2" --fw-a "$3" --fw-b "$4" --stay "${5:-0}" 2>/dev/null || echo "unknown (punch strategy failed)"
 }
 
-# One scenario in its own lab: chat_scenario ID KIND_A KIND_B FW_A FW_B DELAY_B [STAY]
+# One scenario in its own lab: chat_scenario ID KIND_A KIND_B FW_A FW_B DELAY_B [STAY [FLUSH]]
 # STAY: seconds both sides keep stdin open after their lines (default 0: leave when done).
+# FLUSH: if > 0, each side types six lines, one a second, and both routers lose every conntrack entry (and the
+# restricted-cone set) FLUSH seconds in: a router reboot mid-chat. The pair must deliver every line once and
+# end on the path it should have (recovered, not stuck on a dead mapping).
 chat_scenario() {
-  local id=$1 ka=$2 kb=$3 fa=$4 fb=$5 delay=$6 stay=${7:-0}
+  local id=$1 ka=$2 kb=$3 fa=$4 fb=$5 delay=$6 stay=${7:-0} flush=${8:-0}
   local d="$LOGDIR/chat-$id" pa pb ra rb t0 v
   mkdir -p "$d"
   export PUNCHLAB_PREFIX="${RUNP}j$id-"
   local label="chat $ka <-> $kb fw=$fa/$fb $([ "$delay" = 0 ] && echo together || echo "B +${delay}s")"
   [ "$stay" -gt 0 ] && label="$label, stays ${stay}s"
+  [ "$flush" -gt 0 ] && label="chat $ka <-> $kb fw=$fa/$fb, conntrack flushed at ${flush}s"
   if ! "$NETNS" up "$ka" "$kb" --firewall-a "$fa" --firewall-b "$fb" >"$d/up.log" 2>&1; then
     printf 'FAIL\t%s\t%s\n' "$label" "lab up: $(tail -1 "$d/up.log")" >"$d/row"
     return
@@ -296,15 +300,18 @@ chat_scenario() {
     stop_pid $spid; "$NETNS" down >/dev/null 2>&1
     return
   fi
-  printf 'A%s-1\nA%s-2\nA%s-3\n' "$id" "$id" "$id" >"$d/a.sent"
-  printf 'B%s-1\nB%s-2\nB%s-3\n' "$id" "$id" "$id" >"$d/b.sent"
+  local n=3 gap=0
+  [ "$flush" -gt 0 ] && n=6 gap=1
+  for ((k = 1; k <= n; k++)); do echo "A$id-$k"; done >"$d/a.sent"
+  for ((k = 1; k <= n; k++)); do echo "B$id-$k"; done >"$d/b.sent"
   t0=$(date +%s.%N)
-  local limit=$((30 + stay))
-  { cat "$d/a.sent"; sleep "$stay"; } | lx ha timeout $limit "$PUNCH" chat "$((id + 1))-lab-secret" --server "$SRV_IP1:3478" \
+  local limit=$((30 + stay + n * gap))
+  [ "$flush" -gt 0 ] && { sleep "$flush"; "$NETNS" flush; } >/dev/null 2>&1 &
+  { while read -r l; do echo "$l"; sleep $gap; done <"$d/a.sent"; sleep "$stay"; } | lx ha timeout $limit "$PUNCH" chat "$((id + 1))-lab-secret" --server "$SRV_IP1:3478" \
     --name alice --json --wait 20 >"$d/a.out" 2>"$d/a.err" &
   pa=$!
   [ "$delay" != 0 ] && sleep "$delay"
-  { cat "$d/b.sent"; sleep "$stay"; } | lx hb timeout $limit "$PUNCH" chat "$((id + 1))-lab-secret" --server "$SRV_IP1:3478" \
+  { while read -r l; do echo "$l"; sleep $gap; done <"$d/b.sent"; sleep "$stay"; } | lx hb timeout $limit "$PUNCH" chat "$((id + 1))-lab-secret" --server "$SRV_IP1:3478" \
     --name bob --json --wait 20 >"$d/b.out" 2>"$d/b.err" &
   pb=$!
   wait $pa; ra=$?
@@ -318,6 +325,10 @@ chat_scenario() {
   IFS=$'\t' read -r st patha pathb detail <<<"$v"
   local want
   want=$(expected_path "$ka" "$kb" "$fa" "$fb" "$stay")
+  # After a flush, two unfirewalled masquerade routers each see the other's ongoing packets as new inbound
+  # flows and reserve their tuples (unreplied conntrack entries, 30 s): no direct path can form until those
+  # expire, so the relay carries the chat and a later retry round goes direct (docs/STRATEGY.md).
+  if [ "$flush" -gt 0 ] && [ "$ka $kb $fa $fb" = "port-restricted port-restricted no no" ]; then want=either; fi
   if [ "$st" = PASS ] && [ "$want" != either ] && { [ "$patha" != "$want" ] || [ "$pathb" != "$want" ]; }; then
     st=FAIL
     detail="expected path $want; $detail"
@@ -345,6 +356,12 @@ if want chat; then
     scen+=("port-restricted port-restricted yes yes 0" "port-restricted port-restricted yes yes 1.5")
     scen+=("port-restricted port-restricted yes no 0" "port-restricted port-restricted no yes 1.5")
     scen+=("symmetric port-restricted yes yes 0" "restricted symmetric yes yes 1.5")
+    # A router reboot mid-chat (conntrack flushed on both routers 3 s in), every pair kind.
+    for ((i = 0; i < ${#kinds[@]}; i++)); do
+      for ((j = i; j < ${#kinds[@]}; j++)); do
+        scen+=("${kinds[i]} ${kinds[j]} no no 0 0 3")
+      done
+    done
     if [ "${PUNCH_LAB_FULL:-0}" = 1 ]; then
       for ((i = 0; i < ${#kinds[@]}; i++)); do
         for ((j = i; j < ${#kinds[@]}; j++)); do
