@@ -321,6 +321,45 @@ pub fn strategy(a: &NatBehaviour, b: &NatBehaviour) -> Strategy {
     }
 }
 
+/// How a pair gets its direct path, in words for tables (`punch sim matrix`, docs/STRATEGY.md): `relay` (no
+/// direct path is tried), `prediction` (the stable side pings the sequential symmetric side's next ports),
+/// `opener+hold` (both NATs filter by port: TTL-limited openers and held first pings), or `punch` (plain
+/// simultaneous pings; every round also sends an opener).
+///
+/// ```
+/// use punch_core::nat::{technique, NatBehaviour, NatKind};
+/// let pr = NatBehaviour::from_kind(NatKind::PortRestrictedCone);
+/// assert_eq!(technique(&pr, &pr), "opener+hold");
+/// assert_eq!(technique(&pr, &NatBehaviour::from_kind(NatKind::Symmetric)), "relay");
+/// assert_eq!(technique(&pr, &NatBehaviour::from_kind(NatKind::FullCone)), "punch");
+/// ```
+pub fn technique(a: &NatBehaviour, b: &NatBehaviour) -> &'static str {
+    if strategy(a, b) == Strategy::Relay {
+        return "relay";
+    }
+    let filters_ports = |n: &NatBehaviour| {
+        n.behind_nat != Some(false)
+            && matches!(n.filtering, None | Some(Filtering::AddressAndPortDependent))
+    };
+    let probe = "203.0.113.1:40000".parse().expect("a socket address");
+    if !predicted_ports(a, probe).is_empty() || !predicted_ports(b, probe).is_empty() {
+        let other_admits = |n: &NatBehaviour| {
+            matches!(
+                n.filtering,
+                Some(Filtering::EndpointIndependent | Filtering::AddressDependent)
+            )
+        };
+        if !(other_admits(a) || other_admits(b)) {
+            return "prediction";
+        }
+    }
+    if filters_ports(a) && filters_ports(b) {
+        "opener+hold"
+    } else {
+        "punch"
+    }
+}
+
 /// How many of a sequential symmetric NAT's next ports the stable side pings ([`predicted_ports`]).
 pub const PREDICTION_WINDOW: i32 = 8;
 

@@ -181,6 +181,13 @@ pub struct PairResult {
 }
 
 impl PairResult {
+    /// How this pair goes direct, from the two profiles' real behaviours ([`punch_core::nat::technique`]).
+    pub fn technique(&self) -> &'static str {
+        let a = crate::scenario::behaviour_of(self.a.config().as_ref());
+        let b = crate::scenario::behaviour_of(self.b.config().as_ref());
+        punch_core::nat::technique(&a, &b)
+    }
+
     /// The typical outcome: fail if any run failed, else direct if most runs ended direct, else relay.
     pub fn outcome(&self) -> PathKind {
         if self.failed > 0 {
@@ -354,16 +361,17 @@ impl Matrix {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{:<22} {:<22} {:>7} {:>6} {:>5} {:>4}  {:>11} {:>11} {:>6} {:>6}  {:>11} {:>11} {:>6} {:>6}",
-            "A", "B", "outcome", "direct", "relay", "fail", "msg p50", "msg p99", "RTTs", "RTTs", "direct p50", "direct p99", "RTTs", "RTTs"
+            "{:<22} {:<22} {:>7} {:<11} {:>6} {:>5} {:>4}  {:>11} {:>11} {:>6} {:>6}  {:>11} {:>11} {:>6} {:>6}",
+            "A", "B", "outcome", "technique", "direct", "relay", "fail", "msg p50", "msg p99", "RTTs", "RTTs", "direct p50", "direct p99", "RTTs", "RTTs"
         );
         for p in &self.pairs {
             let _ = writeln!(
                 s,
-                "{:<22} {:<22} {:>7} {:>6} {:>5} {:>4}  {:>11} {:>11} {:>6} {:>6}  {:>11} {:>11} {:>6} {:>6}",
+                "{:<22} {:<22} {:>7} {:<11} {:>6} {:>5} {:>4}  {:>11} {:>11} {:>6} {:>6}  {:>11} {:>11} {:>6} {:>6}",
                 p.a.to_string(),
                 p.b.to_string(),
                 p.outcome().label(),
+                p.technique(),
                 p.direct,
                 p.relay,
                 p.failed,
@@ -426,12 +434,13 @@ impl Matrix {
             let seeds: Vec<String> = p.failures.iter().map(|f| f.seed.to_string()).collect();
             let _ = write!(
                 s,
-                "    {{\"a\": \"{}\", \"b\": \"{}\", \"outcome\": \"{}\", \"runs\": {}, \"direct\": {}, \"relay\": {}, \"failed\": {}, \
+                "    {{\"a\": \"{}\", \"b\": \"{}\", \"outcome\": \"{}\", \"technique\": \"{}\", \"runs\": {}, \"direct\": {}, \"relay\": {}, \"failed\": {}, \
 \"first_message_ms\": {{\"p50\": {}, \"p99\": {}}}, \"first_message_rtts\": {{\"p50\": {}, \"p99\": {}}}, \
 \"direct_ms\": {{\"p50\": {}, \"p99\": {}}}, \"direct_rtts\": {{\"p50\": {}, \"p99\": {}}}, \"failing_seeds\": [{}]}}",
                 p.a,
                 p.b,
                 p.outcome().label(),
+                p.technique(),
                 p.runs,
                 p.direct,
                 p.relay,
