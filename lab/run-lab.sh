@@ -277,19 +277,33 @@ expected_path() { # KIND_A KIND_B FW_A FW_B [STAY]
   "$PUNCH" strategy "$1" "$2" --fw-a "$3" --fw-b "$4" --stay "${5:-0}" 2>/dev/null || echo "unknown (punch strategy failed)"
 }
 
-# One scenario in its own lab: chat_scenario ID KIND_A KIND_B FW_A FW_B DELAY_B [STAY [FLUSH]]
+# The lines of FILE on stdout, GAP seconds apart, with IDLE seconds of silence before the fourth.
+feed() { # FILE GAP IDLE
+  local l k=0
+  while read -r l; do
+    k=$((k + 1))
+    [ "$3" -gt 0 ] && [ "$k" = 4 ] && sleep "$3"
+    echo "$l"
+    sleep "$2"
+  done <"$1"
+}
+
+# One scenario in its own lab: chat_scenario ID KIND_A KIND_B FW_A FW_B DELAY_B [STAY [FLUSH [IDLE]]]
 # STAY: seconds both sides keep stdin open after their lines (default 0: leave when done).
 # FLUSH: if > 0, each side types six lines, one a second, and both routers lose every conntrack entry (and the
 # restricted-cone set) FLUSH seconds in: a router reboot mid-chat. The pair must deliver every line once and
 # end on the path it should have (recovered, not stuck on a dead mapping).
+# IDLE: if > 0, the routers forget idle UDP flows after 20 s (conntrack timeouts), each side sends three
+# lines, says nothing for IDLE seconds, then sends a fourth: punch's keepalives must keep the direct path.
 chat_scenario() {
-  local id=$1 ka=$2 kb=$3 fa=$4 fb=$5 delay=$6 stay=${7:-0} flush=${8:-0}
+  local id=$1 ka=$2 kb=$3 fa=$4 fb=$5 delay=$6 stay=${7:-0} flush=${8:-0} idle=${9:-0}
   local d="$LOGDIR/chat-$id" pa pb ra rb t0 v
   mkdir -p "$d"
   export PUNCHLAB_PREFIX="${RUNP}j$id-"
   local label="chat $ka <-> $kb fw=$fa/$fb $([ "$delay" = 0 ] && echo together || echo "B +${delay}s")"
   [ "$stay" -gt 0 ] && label="$label, stays ${stay}s"
   [ "$flush" -gt 0 ] && label="chat $ka <-> $kb fw=$fa/$fb, conntrack flushed at ${flush}s"
+  [ "$idle" -gt 0 ] && label="chat $ka <-> $kb fw=$fa/$fb, idle ${idle}s, UDP timeouts 20s"
   if ! "$NETNS" up "$ka" "$kb" --firewall-a "$fa" --firewall-b "$fb" >"$d/up.log" 2>&1; then
     printf 'FAIL\t%s\t%s\n' "$label" "lab up: $(tail -1 "$d/up.log")" >"$d/row"
     return
@@ -300,18 +314,24 @@ chat_scenario() {
     stop_pid $spid; "$NETNS" down >/dev/null 2>&1
     return
   fi
-  local n=3 gap=0
+  local n=3 gap=0 r
   [ "$flush" -gt 0 ] && n=6 gap=1
+  if [ "$idle" -gt 0 ]; then
+    n=4
+    for r in ra rb; do
+      lx "$r" sysctl -qw net.netfilter.nf_conntrack_udp_timeout=20 net.netfilter.nf_conntrack_udp_timeout_stream=20
+    done
+  fi
   for ((k = 1; k <= n; k++)); do echo "A$id-$k"; done >"$d/a.sent"
   for ((k = 1; k <= n; k++)); do echo "B$id-$k"; done >"$d/b.sent"
   t0=$(date +%s.%N)
-  local limit=$((30 + stay + n * gap))
+  local limit=$((30 + stay + n * gap + idle))
   [ "$flush" -gt 0 ] && { sleep "$flush"; "$NETNS" flush; } >/dev/null 2>&1 &
-  { while read -r l; do echo "$l"; sleep $gap; done <"$d/a.sent"; sleep "$stay"; } | lx ha timeout $limit "$PUNCH" chat "$((id + 1))-lab-secret" --server "$SRV_IP1:3478" \
+  { feed "$d/a.sent" "$gap" "$idle"; sleep "$stay"; } | lx ha timeout $limit "$PUNCH" chat "$((id + 1))-lab-secret" --server "$SRV_IP1:3478" \
     --name alice --json --wait 20 >"$d/a.out" 2>"$d/a.err" &
   pa=$!
   [ "$delay" != 0 ] && sleep "$delay"
-  { while read -r l; do echo "$l"; sleep $gap; done <"$d/b.sent"; sleep "$stay"; } | lx hb timeout $limit "$PUNCH" chat "$((id + 1))-lab-secret" --server "$SRV_IP1:3478" \
+  { feed "$d/b.sent" "$gap" "$idle"; sleep "$stay"; } | lx hb timeout $limit "$PUNCH" chat "$((id + 1))-lab-secret" --server "$SRV_IP1:3478" \
     --name bob --json --wait 20 >"$d/b.out" 2>"$d/b.err" &
   pb=$!
   wait $pa; ra=$?
@@ -341,6 +361,8 @@ if want chat; then
     # The two long runs first, so that they overlap the rest: one unfirewalled router, direct after the
     # retry rounds (docs/STRATEGY.md).
     scen=("port-restricted port-restricted yes no 0 95" "port-restricted port-restricted no yes 0 95")
+    # Idle for 50 s behind routers that forget idle UDP flows after 20 s: still direct, the late line arrives.
+    scen+=("port-restricted port-restricted no no 0 0 0 50" "symmetric full-cone yes yes 0 0 0 50")
     set -- $KINDS
     kinds=("$@")
     for ((i = 0; i < ${#kinds[@]}; i++)); do
