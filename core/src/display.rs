@@ -138,6 +138,12 @@ impl fmt::Display for NatReport {
         writeln!(f, "Port allocation: {}", or_unknown(al))?;
         let rtt = self.server_rtt.map(|d| format!("{:.2} ms", millis(d)));
         writeln!(f, "Server RTT:      {}", or_unknown(rtt))?;
+        let hairpin = match self.hairpin {
+            Some(true) => "yes (a packet to our public address comes back)",
+            Some(false) => "no",
+            None => "not tested",
+        };
+        writeln!(f, "Hairpinning:     {hairpin}")?;
         for (srv, mapped) in &self.mapped_addrs {
             writeln!(f, "  via {:<24} mapped to {mapped}", srv.to_string())?;
         }

@@ -97,6 +97,7 @@ pub(crate) struct ReportShape {
     server_unreachable: bool,
     mappings: Vec<MappedShape>,
     notes: Vec<String>,
+    hairpin: Option<bool>,
 }
 
 impl From<NatReport> for ReportShape {
@@ -114,6 +115,7 @@ impl From<NatReport> for ReportShape {
                 .map(|&(server, mapped)| MappedShape { server, mapped })
                 .collect(),
             notes: r.notes,
+            hairpin: r.hairpin,
         }
     }
 }

@@ -347,6 +347,7 @@ mod tests {
                     mapped_addrs: vec![],
                     notes: vec![],
                     cookie: None,
+                    hairpin: None,
                 }),
                 Some("NAT: Port-restricted cone (EIM/APDF); public address 203.0.113.10:4000"),
             ),
@@ -407,13 +408,15 @@ mod tests {
             )],
             notes: vec!["a note".into()],
             cookie: None,
+            hairpin: Some(false),
         };
         let want = "NAT type:        Symmetric\n\
                     Public address:  203.0.113.10:4000\n\
                     Mapping:         address- and port-dependent (APDM)\n\
                     Filtering:       address- and port-dependent (APDF)\n\
                     Port allocation: unknown\n\
-                    Server RTT:      2.35 ms\n  \
+                    Server RTT:      2.35 ms\n\
+                    Hairpinning:     no\n  \
                     via 203.0.113.1:3478         mapped to 203.0.113.10:4000\n\
                     note: a note\n";
         assert_eq!(r.to_string(), want);
@@ -443,6 +446,7 @@ mod tests {
             mapped_addrs: vec![("203.0.113.1:3478".parse().unwrap(), addr)],
             notes: vec![],
             cookie: None,
+            hairpin: Some(true),
         };
         let rtt = Duration::from_micros(20_123);
         let peer = [

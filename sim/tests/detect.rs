@@ -444,8 +444,9 @@ fn server_without_alternate_reports_what_it_can() {
         "{:?}",
         rep.notes
     );
-    // Answered as soon as the first Binding is: one round trip.
-    assert_eq!(r.elapsed, ms(50));
+    // Answered as soon as the first Binding is (one round trip), plus the hairpin test's reply window.
+    assert_eq!(r.elapsed, ms(150));
+    assert_eq!(rep.hairpin, Some(false));
 }
 
 #[test]
@@ -534,7 +535,8 @@ fn shorter_timeouts_are_honoured() {
     }));
     let r = run(net, 14);
     assert_eq!(r.report.kind, NatKind::PortRestrictedCone);
-    assert!(r.elapsed <= ms(500), "{:?}", r.elapsed);
+    // The filter window, the mapping test after it, and the hairpin test's 100 ms reply window.
+    assert!(r.elapsed <= ms(600), "{:?}", r.elapsed);
 }
 
 #[test]
@@ -564,4 +566,27 @@ fn the_server_answers_classic_and_rfc5780_clients_from_the_selected_socket() {
     assert_eq!(t.source, Some(a(AA)));
     assert_eq!(server.stats().bindings, 2);
     assert!(server.poll_transmit().is_none());
+}
+
+/// Hairpinning (RFC 5780 section 4.5): a Binding request to our own public address comes back through a NAT
+/// that hairpins, and is reported; a NAT that does not is reported as such; an open host is not tested.
+#[test]
+fn hairpinning_is_detected_and_reported() {
+    for hairpin in [true, false] {
+        let r = run(Net::new(port_restricted(false).with_hairpin(hairpin)), 1);
+        assert_eq!(r.report.hairpin, Some(hairpin), "{:?}", r.progress);
+        assert!(r.progress.iter().any(|p| p.starts_with("hairpin test")));
+        assert_eq!(r.report.kind, NatKind::PortRestrictedCone);
+    }
+    let open = run(Net::new(firewall(Filtering::EndpointIndependent)), 1);
+    assert_eq!(open.report.hairpin, None, "no NAT: nothing to hairpin");
+    let no_alt = Net {
+        alternate: false,
+        ..Net::new(port_restricted(false).with_hairpin(true))
+    };
+    assert_eq!(
+        run(no_alt, 1).report.hairpin,
+        Some(true),
+        "also without behaviour tests"
+    );
 }

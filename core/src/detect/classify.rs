@@ -81,13 +81,17 @@ impl NatDetector {
             mapped_addrs,
             notes: self.notes.clone(),
             cookie: self.cookie.clone(),
+            hairpin: match self.hairpin {
+                super::Hairpin::Decided(h) => Some(h),
+                _ => None,
+            },
         }
     }
 }
 
 /// Whether `public` is none of the local addresses (`local_addrs` and the socket the driver reported);
 /// `None` if the local addresses are unknown.
-fn behind_nat(
+pub(super) fn behind_nat(
     local_addrs: &[SocketAddr],
     local: Option<SocketAddr>,
     public: SocketAddr,

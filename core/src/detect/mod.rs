@@ -137,6 +137,21 @@ pub struct NatReport {
     /// The server's COOKIE from an answer to a test sent to its primary address (punch servers only): the
     /// peer echoes it in its first Register.
     pub cookie: Option<Vec<u8>>,
+    /// Hairpinning (RFC 5780 section 4.5): a Binding request sent to our own public address came back to us
+    /// through the NAT (`Some(true)`), or did not within the reply window (`Some(false)`); `None` when not
+    /// tested (no NAT, no public address, or the detection ended first).
+    pub hairpin: Option<bool>,
+}
+
+/// The hairpin test's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hairpin {
+    /// Not started (no public address yet, or none to test).
+    Idle,
+    /// A Binding request with this transaction id went to our public address at this instant.
+    Sent([u8; 12], Instant),
+    /// Decided: it came back (true) or not (false).
+    Decided(bool),
 }
 
 /// What the detector reports.
@@ -201,6 +216,7 @@ pub struct NatDetector {
     report: Option<NatReport>,
     /// The latest COOKIE the server's primary address sent.
     cookie: Option<Vec<u8>>,
+    hairpin: Hairpin,
 }
 
 impl crate::Machine for NatDetector {
@@ -209,6 +225,14 @@ impl crate::Machine for NatDetector {
     /// A datagram arrived on local socket `local` from `remote`. Anything the detector does not
     /// [own](NatDetector::owns) is ignored.
     fn handle_input(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        if self.is_hairpin(data) {
+            self.clamp(now);
+            self.hairpin = Hairpin::Decided(true);
+            self.progress("hairpin test: our request came back through the NAT".into());
+            let now = self.now;
+            self.advance(now);
+            return;
+        }
         let Some(tid) = self.own_tid(data) else {
             return;
         };
@@ -276,6 +300,13 @@ impl crate::Machine for NatDetector {
             });
             next = Deadline::earliest(Deadline::earliest(next, retransmit), decide);
         }
+        if let Hairpin::Sent(_, at) = self.hairpin {
+            let decide = Deadline {
+                at: after(at, wait),
+                reason: "detector: decide the hairpin test",
+            };
+            next = Deadline::earliest(next, Some(decide));
+        }
         let overall = Deadline {
             at: self.deadline(),
             reason: OVERALL_REASON,
@@ -306,6 +337,7 @@ impl NatDetector {
             notes: Vec::new(),
             report: None,
             cookie: None,
+            hairpin: Hairpin::Idle,
         };
         let server = d.config.server;
         d.begin(Probe::Binding, server);
@@ -328,7 +360,57 @@ impl NatDetector {
     /// the detection finished). A caller sharing the socket hands only these to [`NatDetector::handle_input`](crate::Machine::handle_input);
     /// the detector ignores anything else.
     pub fn owns(&self, data: &[u8]) -> bool {
-        self.own_tid(data).is_some()
+        self.own_tid(data).is_some() || self.is_hairpin(data)
+    }
+
+    /// Whether `data` is our own hairpin test request, come back through the NAT.
+    fn is_hairpin(&self, data: &[u8]) -> bool {
+        let Hairpin::Sent(tid, _) = self.hairpin else {
+            return false;
+        };
+        // A request (class bits clear in the first byte) with the hairpin test's transaction id.
+        rfc5780::transaction_id(data) == Some(tid) && data.first().is_some_and(|b| b & 0x01 == 0)
+    }
+
+    /// Starts the hairpin test once our public address is known and differs from the local one (behind a
+    /// NAT); decides it when its reply window is over. True once it is decided (or not to be run).
+    fn hairpin_over(&mut self, now: Instant) -> bool {
+        match self.hairpin {
+            Hairpin::Decided(_) => true,
+            Hairpin::Sent(_, at) => {
+                if now >= after(at, self.reply_wait()) {
+                    self.hairpin = Hairpin::Decided(false);
+                    self.progress("hairpin test: no answer: the NAT does not hairpin".into());
+                    return true;
+                }
+                false
+            }
+            Hairpin::Idle => {
+                let Some(public) = self.primary_mapped() else {
+                    return true; // nothing to test
+                };
+                if classify::behind_nat(&self.config.local_addrs, self.local, public) == Some(false)
+                {
+                    return true; // no NAT: nothing to hairpin
+                }
+                let mut tid: [u8; 12] = self.rng.gen();
+                while self.tids.contains(&tid) {
+                    tid = self.rng.gen();
+                }
+                self.hairpin = Hairpin::Sent(tid, now);
+                self.progress(format!("hairpin test: to our public address {public}"));
+                self.out.push_back(Transmit {
+                    ttl: None,
+                    source: None,
+                    destination: public,
+                    payload: rfc5780::binding_request(
+                        tid,
+                        crate::rfc5780::ChangeRequest::default(),
+                    ),
+                });
+                false
+            }
+        }
     }
 
     // ---- internals ----
@@ -588,7 +670,7 @@ impl NatDetector {
             return true;
         }
         let Some(other) = self.other_address() else {
-            return self.check_no_behaviour_tests();
+            return self.hairpin_over(self.now) && self.check_no_behaviour_tests();
         };
         // EIF decided: the change-port test no longer matters.
         if self.filter_ip_port_passed() && self.started(Probe::FilterPort) {
@@ -616,7 +698,10 @@ impl NatDetector {
             && (m2.is_none_or(|m2| m2 == m1) || self.decided(Probe::MapAltBoth));
         let filtering_over = self.decided(Probe::FilterIpPort)
             && (self.filter_ip_port_passed() || self.decided(Probe::FilterPort));
-        if mapping_over && filtering_over {
+        // The hairpin test waits for the mapping tests (its request is one more destination: a symmetric NAT
+        // would spend a port on it and spoil the allocation measurement), then runs beside the filtering ones.
+        let hairpin_over = mapping_over && self.hairpin_over(self.now);
+        if mapping_over && filtering_over && hairpin_over {
             self.finish(Finish::Complete);
             return true;
         }
