@@ -214,7 +214,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)
-        .with_writer(std::io::stderr)
+        .with_writer(|| screen::LogWriter)
         .init();
     let r = match cli.command {
         Command::Server(a) => server(a),

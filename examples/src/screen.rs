@@ -14,6 +14,7 @@
 //! and comes back) while the line is still on the screen.
 use std::collections::VecDeque;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossterm::cursor::{MoveDown, MoveToColumn, MoveUp};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -188,6 +189,42 @@ pub struct Screen<W: Write> {
     raw: bool,
 }
 
+/// Set while a [`Screen`] holds the terminal in raw mode: log lines ([`LogWriter`]) must then start on a
+/// clean line and end with CR LF.
+static RAW: AtomicBool = AtomicBool::new(false);
+
+/// Where log lines go (stderr). While the interactive screen holds the terminal, each is printed on a
+/// cleared line with CR LF line ends, so that it neither mixes with the prompt nor staircases in raw mode (the
+/// prompt comes back with the next screen update).
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut err = io::stderr().lock();
+        if RAW.load(Ordering::Relaxed) {
+            err.write_all(&for_raw_terminal(buf))?;
+        } else {
+            err.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
+
+/// `buf` for a terminal in raw mode: on a cleared line, every LF as CR LF.
+fn for_raw_terminal(buf: &[u8]) -> Vec<u8> {
+    let mut out = b"\r\x1b[2K".to_vec();
+    for &b in buf {
+        if b == b'\n' {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
 /// The mark column: after `HH:MM `.
 const MARK_COLUMN: u16 = 6;
 
@@ -196,6 +233,7 @@ impl<W: Write> Screen<W> {
     pub fn new(out: W, width: u16, height: u16, colour: bool, raw: bool) -> io::Result<Self> {
         if raw {
             terminal::enable_raw_mode()?;
+            RAW.store(true, Ordering::Relaxed);
         }
         let mut s = Screen {
             out,
@@ -342,6 +380,7 @@ impl<W: Write> Screen<W> {
         let _ = self.out.flush();
         if self.raw {
             let _ = terminal::disable_raw_mode();
+            RAW.store(false, Ordering::Relaxed);
             self.raw = false;
         }
     }
@@ -495,6 +534,12 @@ mod tests {
         let before = out_len(&s);
         s.mark(7, Mark::Delivered).unwrap();
         assert_eq!(out_len(&s), before, "nothing drawn for a line that is gone");
+    }
+
+    #[test]
+    fn log_lines_on_a_raw_terminal_start_clean_and_end_with_cr_lf() {
+        let got = for_raw_terminal(b"WARN one\nWARN two\n");
+        assert_eq!(got, b"\r\x1b[2KWARN one\r\nWARN two\r\n");
     }
 
     fn out_len(s: &Screen<&mut Vec<u8>>) -> usize {
