@@ -112,7 +112,7 @@ pub use chat::{ChatEvent, ChatSession, SendError};
 pub use detect::{port_allocation, DetectEvent, DetectorConfig, NatDetector, NatReport};
 pub use display::{millis, Ms};
 pub use nat::{NatBehaviour, NatKind, Strategy};
-pub use peer::{Path, Peer, PeerConfig, PeerError, PeerEvent};
+pub use peer::{Path, Peer, PeerConfig, PeerError, PeerEvent, PunchCost};
 pub use server::{
     round_holder, Rate, Server, ServerConfig, ServerEvent, ServerStats, BURN_TIME,
     RETRY_MIN_INTERVAL,
@@ -140,6 +140,22 @@ pub struct Transmit {
 }
 
 pub use std::time::{Duration, Instant};
+
+/// A change to the set of sockets a machine sends from, asked of its driver through
+/// [`Machine::poll_socket_request`]. Only birthday probing asks (a peer behind a random-port symmetric NAT opens
+/// many sockets toward an easy partner, keeps the one that gets through and closes the rest); every other
+/// machine uses the sockets it was started with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocketRequest {
+    /// Bind `count` more UDP sockets like the first one (same family and IP, any free port) and report them with
+    /// [`Machine::handle_sockets`] (fewer, or none, if the system refuses some: the machine copes).
+    Open {
+        /// How many sockets.
+        count: usize,
+    },
+    /// Close these sockets (ones opened on request; the machine never names its first socket).
+    Close(Vec<SocketAddr>),
+}
 
 /// When a machine wants [`Machine::handle_timeout`] called next, and why (the snownet pattern: every deadline
 /// carries a reason, so a trace can say what a timer was for).
@@ -205,6 +221,16 @@ pub trait Machine {
     }
     /// Next event.
     fn poll_event(&mut self) -> Option<Self::Event>;
+    /// Next change to the machine's socket set (drained with the transmits; none for most machines). A driver
+    /// that cannot open sockets may ignore `Open`: the machine then simply never hears back.
+    fn poll_socket_request(&mut self) -> Option<SocketRequest> {
+        None
+    }
+    /// The sockets opened for a [`SocketRequest::Open`], with their local addresses (datagrams to them arrive
+    /// through `handle_input` with that `local`; a [`Transmit::source`] names one to send from).
+    fn handle_sockets(&mut self, now: Instant, opened: &[SocketAddr]) {
+        let _ = (now, opened);
+    }
 }
 
 /// The one clock read in core's unit tests: a base instant that virtual time is stepped from.

@@ -261,15 +261,23 @@ pub enum Strategy {
     /// Both punch at once (ping/pong to each other's public and local addresses); pongs to peer-reflexive
     /// addresses are answered, so a symmetric side facing a cone side still gets through.
     Punch,
+    /// Birthday probing: one side's NAT gives every destination a new random port and the other side drops
+    /// what comes from ports it has not sent to, so neither can simply ping the other. The hard (symmetric)
+    /// side opens many extra sockets ([`crate::PeerConfig::birthday_sockets`]) and sends a TTL-limited opener
+    /// from each toward the easy side's public address; the easy side pings random ports of the hard side's IP
+    /// at a bounded rate until one lands on an open mapping ([`birthday_role`], docs/STRATEGY.md). The relay
+    /// carries the chat meanwhile.
+    Birthday,
     /// No direct path is possible for the strategy implemented: use the server's relay from the start.
     Relay,
 }
 
 impl Strategy {
-    /// Lower-case name for logs and the UI: "punch" or "relay".
+    /// Lower-case name for logs and the UI: "punch", "birthday" or "relay".
     pub fn label(self) -> &'static str {
         match self {
             Strategy::Punch => "punch",
+            Strategy::Birthday => "birthday",
             Strategy::Relay => "relay",
         }
     }
@@ -289,7 +297,8 @@ impl Strategy {
 /// let full_cone = NatBehaviour::from_kind(NatKind::FullCone);
 /// let port_restricted = NatBehaviour::from_kind(NatKind::PortRestrictedCone);
 /// assert_eq!(strategy(&symmetric, &full_cone), Strategy::Punch); // the cone lets the new port in
-/// assert_eq!(strategy(&symmetric, &port_restricted), Strategy::Relay); // it would not
+/// assert_eq!(strategy(&symmetric, &port_restricted), Strategy::Birthday); // it would not: probe for the port
+/// assert_eq!(strategy(&symmetric, &symmetric), Strategy::Relay);
 /// assert_eq!(strategy(&symmetric, &NatBehaviour::UNKNOWN), Strategy::Punch); // unknown: try
 /// assert_eq!(strategy(&full_cone, &symmetric), strategy(&symmetric, &full_cone)); // both sides agree
 /// ```
@@ -317,12 +326,69 @@ pub fn strategy(a: &NatBehaviour, b: &NatBehaviour) -> Strategy {
         (false, false) => Strategy::Punch,
         (true, false) if admits_new_port(b) || predictable(a) => Strategy::Punch,
         (false, true) if admits_new_port(a) || predictable(b) => Strategy::Punch,
-        _ => Strategy::Relay,
+        // The stable side drops the unstable side's new ports and they cannot be predicted: birthday probing.
+        (true, false) | (false, true) => Strategy::Birthday,
+        (true, true) => Strategy::Relay,
     }
 }
 
+/// A peer's part in birthday probing ([`Strategy::Birthday`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BirthdayRole {
+    /// Behind the symmetric NAT: open many sockets, send an opener from each, answer the probe that lands.
+    Hard,
+    /// Behind the stable NAT (or firewall): probe random ports of the hard side's IP.
+    Easy,
+}
+
+/// This side's role when [`strategy`] says [`Strategy::Birthday`] (`None` for any other strategy): the side
+/// whose mapping changes per destination is the hard one.
+///
+/// ```
+/// use punch_core::nat::{birthday_role, BirthdayRole, NatBehaviour, NatKind};
+/// let symmetric = NatBehaviour::from_kind(NatKind::Symmetric);
+/// let firewall = NatBehaviour::from_kind(NatKind::SymmetricUdpFirewall);
+/// assert_eq!(birthday_role(&symmetric, &firewall), Some(BirthdayRole::Hard));
+/// assert_eq!(birthday_role(&firewall, &symmetric), Some(BirthdayRole::Easy));
+/// assert_eq!(birthday_role(&firewall, &firewall), None);
+/// ```
+pub fn birthday_role(own: &NatBehaviour, partner: &NatBehaviour) -> Option<BirthdayRole> {
+    if strategy(own, partner) != Strategy::Birthday {
+        return None;
+    }
+    let unstable = own.behind_nat != Some(false)
+        && matches!(
+            own.mapping,
+            Some(Mapping::AddressDependent | Mapping::AddressAndPortDependent)
+        );
+    Some(if unstable {
+        BirthdayRole::Hard
+    } else {
+        BirthdayRole::Easy
+    })
+}
+
+/// The chance that `probes` distinct random ports of a NAT with `open` mappings among `range` ports hit at
+/// least one (the birthday bound of docs/STRATEGY.md): `1 - C(range - open, probes) / C(range, probes)`.
+///
+/// ```
+/// use punch_core::nat::birthday_success;
+/// let p = |probes| birthday_success(256, probes, 64_512);
+/// assert!((p(174) - 0.50).abs() < 0.01);
+/// assert!((p(1_024) - 0.98).abs() < 0.01);
+/// ```
+pub fn birthday_success(open: u32, probes: u32, range: u32) -> f64 {
+    let mut miss = 1.0_f64;
+    for k in 0..probes.min(range) {
+        let left = f64::from(range - k);
+        miss *= (left - f64::from(open)).max(0.0) / left;
+    }
+    1.0 - miss
+}
+
 /// How a pair gets its direct path, in words for tables (`punch sim matrix`, docs/STRATEGY.md): `relay` (no
-/// direct path is tried), `prediction` (the stable side pings the sequential symmetric side's next ports),
+/// direct path is tried), `birthday` (the hard side opens many sockets, the easy side probes random ports),
+/// `prediction` (the stable side pings the sequential symmetric side's next ports),
 /// `opener+hold` (both NATs filter by port: TTL-limited openers and held first pings), or `punch` (plain
 /// simultaneous pings; every round also sends an opener).
 ///
@@ -330,12 +396,16 @@ pub fn strategy(a: &NatBehaviour, b: &NatBehaviour) -> Strategy {
 /// use punch_core::nat::{technique, NatBehaviour, NatKind};
 /// let pr = NatBehaviour::from_kind(NatKind::PortRestrictedCone);
 /// assert_eq!(technique(&pr, &pr), "opener+hold");
-/// assert_eq!(technique(&pr, &NatBehaviour::from_kind(NatKind::Symmetric)), "relay");
+/// assert_eq!(technique(&pr, &NatBehaviour::from_kind(NatKind::Symmetric)), "birthday");
+/// let sym = NatBehaviour::from_kind(NatKind::Symmetric);
+/// assert_eq!(technique(&sym, &sym), "relay");
 /// assert_eq!(technique(&pr, &NatBehaviour::from_kind(NatKind::FullCone)), "punch");
 /// ```
 pub fn technique(a: &NatBehaviour, b: &NatBehaviour) -> &'static str {
-    if strategy(a, b) == Strategy::Relay {
-        return "relay";
+    match strategy(a, b) {
+        Strategy::Relay => return "relay",
+        Strategy::Birthday => return "birthday",
+        Strategy::Punch => {}
     }
     let filters_ports = |n: &NatBehaviour| {
         n.behind_nat != Some(false)
@@ -474,11 +544,12 @@ mod tests {
         let s = |a, b| strategy(&NatBehaviour::from_kind(a), &NatBehaviour::from_kind(b));
         assert_eq!(s(Symmetric, FullCone), Strategy::Punch);
         assert_eq!(s(RestrictedCone, Symmetric), Strategy::Punch);
-        assert_eq!(s(Symmetric, PortRestrictedCone), Strategy::Relay);
+        assert_eq!(s(Symmetric, PortRestrictedCone), Strategy::Birthday);
+        assert_eq!(s(PortRestrictedCone, Symmetric), Strategy::Birthday);
         assert_eq!(s(Symmetric, Symmetric), Strategy::Relay);
         assert_eq!(s(PortRestrictedCone, PortRestrictedCone), Strategy::Punch);
         assert_eq!(s(Open, Symmetric), Strategy::Punch);
-        assert_eq!(s(SymmetricUdpFirewall, Symmetric), Strategy::Relay);
+        assert_eq!(s(SymmetricUdpFirewall, Symmetric), Strategy::Birthday);
         assert_eq!(s(Unknown, Unknown), Strategy::Punch);
         assert_eq!(s(Unknown, Symmetric), Strategy::Punch);
         assert_eq!(s(SymmetricUdpFirewall, PortRestrictedCone), Strategy::Punch);

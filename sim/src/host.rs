@@ -6,12 +6,19 @@
 //! event to the world rendered as one trace line (through `Display`, or a render function for event types
 //! that have none). A host can start late (start skew): until [`Host::start`] it owns its sockets but
 //! ignores datagrams and has no deadline.
-use punch_core::{Deadline, Machine, Transmit};
+//!
+//! A host also serves the machine's socket requests ([`punch_core::SocketRequest`], birthday probing) the way
+//! a driver does: it opens sockets on its first address's IP at free ports from [`EXTRA_PORT_BASE`] up, in
+//! order, and closes them on request.
+use punch_core::{Deadline, Machine, SocketRequest, Transmit};
 use punch_core::{Peer, PeerEvent};
 use std::any::Any;
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+/// Where a host's extra sockets start (the first free port from here up, deterministically).
+pub const EXTRA_PORT_BASE: u16 = 50_000;
 
 /// A [`Machine`] on a simulated host. It is itself a machine, whose events are the trace lines.
 pub struct Host<M: Machine> {
@@ -115,6 +122,39 @@ impl<M: Machine> Host<M> {
         Some(r)
     }
 
+    /// Opens and closes sockets as the machine asks (see the module docs).
+    fn serve_socket_requests(&mut self) {
+        let (Some(m), Some(now)) = (self.machine.as_mut(), self.now) else {
+            return;
+        };
+        while let Some(request) = m.poll_socket_request() {
+            match request {
+                SocketRequest::Open { count } => {
+                    let Some(first) = self.addrs.first().copied() else {
+                        m.handle_sockets(now, &[]);
+                        continue;
+                    };
+                    let mut opened = Vec::with_capacity(count);
+                    let mut port = EXTRA_PORT_BASE;
+                    while opened.len() < count && port < u16::MAX {
+                        let a = SocketAddr::new(first.ip(), port);
+                        if !self.addrs.contains(&a) {
+                            opened.push(a);
+                            self.addrs.push(a);
+                        }
+                        port += 1;
+                    }
+                    m.handle_sockets(now, &opened);
+                }
+                SocketRequest::Close(list) => {
+                    let first = self.addrs.first().copied();
+                    self.addrs
+                        .retain(|a| Some(*a) == first || !list.contains(a));
+                }
+            }
+        }
+    }
+
     /// Virtual time of the latest `now` the machine was given.
     fn elapsed(&self) -> Duration {
         match (self.base, self.now) {
@@ -139,6 +179,7 @@ impl<M: Machine> Machine for Host<M> {
         }
     }
     fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.serve_socket_requests();
         self.machine.as_mut()?.poll_transmit()
     }
     fn poll_deadline(&self) -> Option<Deadline> {

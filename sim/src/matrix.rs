@@ -36,6 +36,8 @@ pub struct MatrixConfig {
     pub knowledge: Knowledge,
     /// Worker threads (0: as many as the machine has).
     pub threads: usize,
+    /// Run only the pairs this keeps (`None`: every pair), e.g. by [`technique_of`].
+    pub only: Option<fn(Profile, Profile) -> bool>,
 }
 
 impl Default for MatrixConfig {
@@ -51,6 +53,7 @@ impl Default for MatrixConfig {
             two_ips: true,
             knowledge: Knowledge::Assume,
             threads: 0,
+            only: None,
         }
     }
 }
@@ -61,7 +64,9 @@ impl MatrixConfig {
         let mut v = Vec::new();
         for (i, &a) in self.profiles.iter().enumerate() {
             for &b in &self.profiles[i..] {
-                v.push((a, b));
+                if self.only.is_none_or(|keep| keep(a, b)) {
+                    v.push((a, b));
+                }
             }
         }
         v
@@ -176,6 +181,14 @@ pub struct PairResult {
     pub first_message: Percentiles,
     /// Pairing to direct path (direct runs only).
     pub to_direct: Percentiles,
+    /// Runs direct within 10 s of pairing (the birthday-probing target of docs/STRATEGY.md).
+    pub direct_within_10s: usize,
+    /// Punch cost per run, both peers together, averaged: pings (openers, round pings, keepalives, probes).
+    pub pings_per_run: f64,
+    /// Of those, birthday probes.
+    pub probes_per_run: f64,
+    /// Extra sockets opened per run (birthday probing's hard side).
+    pub sockets_per_run: f64,
     /// Every failed run, for replay.
     pub failures: Vec<Failure>,
 }
@@ -183,9 +196,7 @@ pub struct PairResult {
 impl PairResult {
     /// How this pair goes direct, from the two profiles' real behaviours ([`punch_core::nat::technique`]).
     pub fn technique(&self) -> &'static str {
-        let a = crate::scenario::behaviour_of(self.a.config().as_ref());
-        let b = crate::scenario::behaviour_of(self.b.config().as_ref());
-        punch_core::nat::technique(&a, &b)
+        technique_of(self.a, self.b)
     }
 
     /// The typical outcome: fail if any run failed, else direct if most runs ended direct, else relay.
@@ -235,6 +246,7 @@ struct Run {
     result: Result<PathKind, String>,
     first_message: Option<Duration>,
     to_direct: Option<Duration>,
+    cost: punch_core::PunchCost,
 }
 
 fn run_one(cfg: &MatrixConfig, pair: usize, a: Profile, b: Profile, seed: u64) -> Run {
@@ -245,8 +257,32 @@ fn run_one(cfg: &MatrixConfig, pair: usize, a: Profile, b: Profile, seed: u64) -
         seed,
         first_message: o.pairing_to_first_message(),
         to_direct: o.pairing_to_direct(),
+        cost: o
+            .peers
+            .iter()
+            .fold(punch_core::PunchCost::default(), |mut c, p| {
+                c.pings += p.cost.pings;
+                c.probes += p.cost.probes;
+                c.sockets += p.cost.sockets;
+                c
+            }),
         result,
     }
+}
+
+/// How a pair of profiles goes direct, from their real behaviours ([`punch_core::nat::technique`]).
+pub fn technique_of(a: Profile, b: Profile) -> &'static str {
+    let a = crate::scenario::behaviour_of(a.config().as_ref());
+    let b = crate::scenario::behaviour_of(b.config().as_ref());
+    punch_core::nat::technique(&a, &b)
+}
+
+/// The mean of one cost counter over `runs`.
+fn average(runs: &[&Run], f: impl Fn(&punch_core::PunchCost) -> u64) -> f64 {
+    if runs.is_empty() {
+        return 0.0;
+    }
+    runs.iter().map(|r| f(&r.cost) as f64).sum::<f64>() / runs.len() as f64
 }
 
 /// How many worker threads a [`MatrixConfig::threads`] of `requested` means: that many, or with 0 as many
@@ -325,6 +361,14 @@ pub fn run_matrix(cfg: &MatrixConfig) -> Matrix {
                     .filter_map(|r| r.to_direct)
                     .collect(),
             ),
+            direct_within_10s: mine
+                .iter()
+                .filter(|r| r.result == Ok(PathKind::Direct))
+                .filter(|r| r.to_direct.is_some_and(|d| d <= Duration::from_secs(10)))
+                .count(),
+            pings_per_run: average(&mine, |c| c.pings),
+            probes_per_run: average(&mine, |c| c.probes),
+            sockets_per_run: average(&mine, |c| c.sockets),
             failures,
         });
     }
@@ -436,7 +480,7 @@ impl Matrix {
                 s,
                 "    {{\"a\": \"{}\", \"b\": \"{}\", \"outcome\": \"{}\", \"technique\": \"{}\", \"runs\": {}, \"direct\": {}, \"relay\": {}, \"failed\": {}, \
 \"first_message_ms\": {{\"p50\": {}, \"p99\": {}}}, \"first_message_rtts\": {{\"p50\": {}, \"p99\": {}}}, \
-\"direct_ms\": {{\"p50\": {}, \"p99\": {}}}, \"direct_rtts\": {{\"p50\": {}, \"p99\": {}}}, \"failing_seeds\": [{}]}}",
+\"direct_ms\": {{\"p50\": {}, \"p99\": {}}}, \"direct_rtts\": {{\"p50\": {}, \"p99\": {}}}, \"direct_within_10s\": {}, \"cost_per_run\": {{\"pings\": {:.1}, \"probes\": {:.1}, \"sockets\": {:.1}}}, \"failing_seeds\": [{}]}}",
                 p.a,
                 p.b,
                 p.outcome().label(),
@@ -453,6 +497,10 @@ impl Matrix {
                 num(p.to_direct.p99),
                 rtts(p.to_direct.p50),
                 rtts(p.to_direct.p99),
+                p.direct_within_10s,
+                p.pings_per_run,
+                p.probes_per_run,
+                p.sockets_per_run,
                 seeds.join(", ")
             );
             s.push_str(if i + 1 < self.pairs.len() {

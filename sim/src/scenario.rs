@@ -577,6 +577,8 @@ pub struct PeerOutcome {
     pub first_message_at: Option<Duration>,
     /// The errors the peer reported, in words.
     pub errors: Vec<String>,
+    /// What punching cost this peer (pings, birthday probes, extra sockets).
+    pub cost: punch_core::PunchCost,
 }
 
 /// What happened in a scenario.
@@ -630,6 +632,7 @@ impl Built {
                     })
                     .collect(),
                 events: p.events.clone(),
+                cost: p.machine().map(Peer::punch_cost).unwrap_or_default(),
             });
         }
         Outcome {

@@ -67,10 +67,11 @@ fn port_restricted_linux_without_skew_goes_direct() {
     assert_delivered(&o, PathKind::Direct);
 }
 
-/// A symmetric NAT goes direct to a full cone (which accepts pings from any port) and falls back to the
-/// relay against a port-restricted cone (which filters the symmetric side's new ports).
+/// A symmetric NAT goes direct to a full cone (which accepts pings from any port); against a port-restricted
+/// cone (which filters the symmetric side's new ports) it goes direct by birthday probing (256 extra sockets on
+/// the symmetric side, random-port probes from the cone side); two symmetric NATs stay on the relay.
 #[test]
-fn symmetric_to_full_cone_goes_direct_and_to_port_restricted_falls_back_to_relay() {
+fn symmetric_to_full_cone_punches_to_port_restricted_probes_and_to_symmetric_relays() {
     let cases = [
         (
             Nat::FullCone,
@@ -79,8 +80,13 @@ fn symmetric_to_full_cone_goes_direct_and_to_port_restricted_falls_back_to_relay
         ),
         (
             Nat::PortRestricted,
+            PathKind::Direct,
+            "symmetric_to_port_restricted_birthday_probing",
+        ),
+        (
+            Nat::Symmetric,
             PathKind::Relay,
-            "symmetric_to_port_restricted_falls_back_to_relay",
+            "symmetric_to_symmetric_stays_on_the_relay",
         ),
     ];
     for (other, path, snapshot) in cases {

@@ -18,6 +18,17 @@
 //! once the current address has been silent for [`SWITCH_AFTER`]. A keepalive that finds the path silent
 //! for a keepalive interval also pings every other candidate, so either side's rebinding is followed within
 //! about a keepalive interval, without a round through the server.
+//!
+//! Birthday probing ([`Strategy::Birthday`]: a random-port symmetric NAT facing a port-filtering one) is a round
+//! of its own. The hard side asks its driver for [`PeerConfig::birthday_sockets`] extra sockets
+//! ([`SocketRequest::Open`]) and sends a TTL-limited opener from each (and from its main socket) to the easy
+//! side's public address: every one opens a mapping on its NAT that admits the easy side, and none reaches
+//! the easy side's NAT. The easy side, after the same hold as a held first ping, pings random ports of the hard
+//! side's IP at [`PeerConfig::birthday_rate`]; a ping that lands is answered from the socket that owns the
+//! mapping, and the first pong makes the path direct on both sides. The hard side keeps that socket (its
+//! direct traffic leaves from it, [`PathAgent::path_source`]) and closes the others; after
+//! [`PeerConfig::birthday_timeout`] without a pong both give up and stay on the relay (no retry rounds: the
+//! cost is bounded), until a direct path that was found is lost again.
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -27,10 +38,10 @@ use rand::{Rng, SeedableRng};
 use super::PeerRng;
 
 use super::{Path, PeerConfig, FALLBACK_SERVER_RTT};
-use crate::nat::{predicted_ports, Filtering, NatBehaviour, Strategy};
+use crate::nat::{birthday_role, predicted_ports, BirthdayRole, Filtering, NatBehaviour, Strategy};
 use crate::timer::{after, timers, Timers};
 use crate::wire::{Inner, PairIdBytes, Tid};
-use crate::{Deadline, Transmit};
+use crate::{Deadline, SocketRequest, Transmit};
 
 /// Most candidate addresses per partner.
 const MAX_CANDIDATES: usize = 16;
@@ -45,6 +56,13 @@ const HOLD_FALLBACK_RTT: Duration = Duration::from_millis(40);
 pub const SWITCH_AFTER: Duration = Duration::from_secs(1);
 /// Data from the partner at an address other than the direct path's is answered with a ping at most this often.
 pub const REBIND_PROBE_EVERY: Duration = Duration::from_millis(500);
+/// The lowest port birthday probes aim at (NATs allocate from 1024 up: Linux `masquerade random` uses
+/// 1024-65535 for sources above 1023).
+pub const PROBE_MIN_PORT: u16 = 1024;
+/// Shortest interval between two birthday probe bursts.
+const PROBE_TICK: Duration = Duration::from_millis(10);
+/// What the hard side's sockets need before the first probe can land: time to bind them and send the openers.
+const BIND_MARGIN: Duration = Duration::from_millis(20);
 
 timers! {
     enum AgentTimer {
@@ -52,6 +70,7 @@ timers! {
         PunchDeadline => "punch round ends",
         Keepalive => "direct path keepalive",
         Retry => "ask for a new punch round",
+        Probe => "birthday probe burst",
     }
 }
 
@@ -94,6 +113,24 @@ struct Pair {
     /// Both NATs drop what they have not sent to (port-dependent or unknown filtering): our first ping must
     /// not arrive before the partner's opener left.
     both_filter_ports: bool,
+    /// Our part when the strategy is [`Strategy::Birthday`].
+    role: Option<BirthdayRole>,
+    /// The local socket the direct path uses (`None`: the main socket; `Some`: a birthday socket).
+    path_local: Option<SocketAddr>,
+    /// Easy side: the ports probed this round (one bit per port).
+    probed: Vec<u64>,
+}
+
+/// What punching has cost so far (all rounds of the current and earlier pairs): the sealed pings sent
+/// (openers, round pings, keepalives and birthday probes) and the extra sockets opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PunchCost {
+    /// Pings sent directly to the partner (not counting pongs).
+    pub pings: u64,
+    /// Of those, birthday probes to random ports.
+    pub probes: u64,
+    /// Extra sockets opened for birthday probing.
+    pub sockets: u64,
 }
 
 /// Whether a NAT with this behaviour drops a packet from a port it has not sent to (port-dependent
@@ -112,8 +149,14 @@ pub(crate) struct PathAgent {
     rng: PeerRng,
     now: Instant,
     timers: Timers<AgentTimer>,
-    /// Outstanding pings: transaction id -> (sent at, destination).
-    pings: BTreeMap<Tid, (Instant, SocketAddr)>,
+    /// Outstanding pings: transaction id -> (sent at, destination, our socket: `None` = main).
+    pings: BTreeMap<Tid, (Instant, SocketAddr, Option<SocketAddr>)>,
+    /// Extra sockets the driver opened for us and we have not closed.
+    sockets: BTreeSet<SocketAddr>,
+    /// Extra sockets asked for and not reported yet.
+    sockets_pending: bool,
+    requests: VecDeque<SocketRequest>,
+    cost: PunchCost,
     out: VecDeque<Transmit>,
     events: VecDeque<AgentEvent>,
 }
@@ -145,6 +188,10 @@ impl PathAgent {
             now,
             timers: Timers::default(),
             pings: BTreeMap::new(),
+            sockets: BTreeSet::new(),
+            sockets_pending: false,
+            requests: VecDeque::new(),
+            cost: PunchCost::default(),
             out: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -174,12 +221,21 @@ impl PathAgent {
         self.advance(now);
         self.server_rtt = p.server_rtt;
         let same_nat = p.own_public.is_some_and(|o| o.ip() == p.public.ip());
+        let birthday_off = self.config.birthday_sockets == 0 || self.config.birthday_rate == 0;
         let strategy = match p.strategy {
-            Strategy::Relay if same_nat && !self.config.relay_only && !p.locals.is_empty() => {
+            Strategy::Relay | Strategy::Birthday
+                if same_nat && !self.config.relay_only && !p.locals.is_empty() =>
+            {
                 Strategy::Punch
             }
+            Strategy::Birthday if birthday_off => Strategy::Relay,
             s => s,
         };
+        let role = match strategy {
+            Strategy::Birthday => birthday_role(&p.own_nat, &p.nat),
+            _ => None,
+        };
+        self.close_sockets(None);
         let mut candidates = BTreeSet::from([p.public]);
         for l in &p.locals {
             if *l != p.public && Some(*l) != p.own_public {
@@ -201,21 +257,97 @@ impl PathAgent {
             // Only when both sides filter by port can the order of first pings lose the pair (a side that
             // lets any port of the partner's IP in answers whatever port the partner ends up on).
             both_filter_ports: drops_strangers(&p.nat) && drops_strangers(&p.own_nat),
+            role,
+            path_local: None,
+            probed: Vec::new(),
         });
         let rtt = self.relay_rtt();
         self.events.push_back(AgentEvent::Path {
             path: Path::Relay,
             rtt,
         });
-        if strategy == Strategy::Punch {
+        if strategy != Strategy::Relay {
             self.start_round();
         }
     }
 
-    /// The partner is gone: forget it and stop every timer.
+    /// The partner is gone: forget it, stop every timer, close the extra sockets.
     pub fn unpair(&mut self) {
         self.pair = None;
         self.timers.clear();
+        self.close_sockets(None);
+    }
+
+    /// Where a datagram to the partner on the current path leaves from: `None` for the main socket, or the
+    /// birthday socket that won.
+    pub fn path_source(&self) -> Option<SocketAddr> {
+        self.pair.as_ref().and_then(|p| p.path_local)
+    }
+
+    /// Whether `local` is one of the extra sockets (only the partner's pings, pongs and data count there).
+    pub fn is_extra_socket(&self, local: SocketAddr) -> bool {
+        self.sockets.contains(&local)
+    }
+
+    /// What punching has cost so far.
+    pub fn cost(&self) -> PunchCost {
+        self.cost
+    }
+
+    /// Next change to the socket set for the driver.
+    pub fn poll_socket_request(&mut self) -> Option<SocketRequest> {
+        self.requests.pop_front()
+    }
+
+    /// The driver opened `opened` for our request: send an opener from each toward the partner (birthday
+    /// probing, hard side), or close them at once if the attempt is over.
+    pub fn handle_sockets(&mut self, now: Instant, opened: &[SocketAddr]) {
+        self.advance(now);
+        let wanted = std::mem::take(&mut self.sockets_pending)
+            && self.pair.as_ref().is_some_and(|p| {
+                p.role == Some(BirthdayRole::Hard) && matches!(p.phase, Phase::Punching { .. })
+            });
+        if !wanted {
+            if !opened.is_empty() {
+                self.requests
+                    .push_back(SocketRequest::Close(opened.to_vec()));
+            }
+            return;
+        }
+        let Some(public) = self.pair.as_ref().map(|p| p.public) else {
+            return;
+        };
+        self.cost.sockets += opened.len() as u64;
+        tracing::debug!(
+            sockets = opened.len(),
+            "birthday probing: openers from every socket"
+        );
+        for &local in opened {
+            self.sockets.insert(local);
+            self.open_toward(Some(local), public, self.config.opener_ttl);
+        }
+    }
+
+    /// Closes every extra socket but `keep`.
+    fn close_sockets(&mut self, keep: Option<SocketAddr>) {
+        let close: Vec<SocketAddr> = self
+            .sockets
+            .iter()
+            .copied()
+            .filter(|s| Some(*s) != keep)
+            .collect();
+        if close.is_empty() {
+            return;
+        }
+        self.sockets.retain(|s| Some(*s) == keep);
+        self.pings
+            .retain(|_, (_, _, from)| from.is_none_or(|f| Some(f) == keep));
+        self.requests.push_back(SocketRequest::Close(close));
+    }
+
+    /// The socket a datagram arrived on, as a transmit's source: `None` for the main socket.
+    fn source_of(&self, local: SocketAddr) -> Option<SocketAddr> {
+        self.sockets.contains(&local).then_some(local)
     }
 
     /// A fresh PeerInfo for the current pair: a new round (retry) or the partner moved.
@@ -249,28 +381,38 @@ impl PathAgent {
 
     /// An authenticated ping or pong from `remote` (the peer opened it with the pair's key, so it is the
     /// partner's); anything else is not the agent's.
-    pub fn handle_inner(&mut self, now: Instant, remote: SocketAddr, inner: Inner) {
+    /// `local` is the socket it arrived on.
+    pub fn handle_inner(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        inner: Inner,
+    ) {
         self.advance(now);
         if self.config.relay_only {
             return; // never let a direct path form
         }
+        let from = self.source_of(local);
         match inner {
-            Inner::Ping { tid } => self.on_ping(remote, tid),
-            Inner::Pong { tid, .. } => self.on_pong(remote, tid),
+            Inner::Ping { tid } => self.on_ping(from, remote, tid),
+            Inner::Pong { tid, .. } => self.on_pong(from, remote, tid),
             _ => {}
         }
     }
 
     /// An authenticated datagram arrived straight from the partner at `remote`: the direct path is alive if
     /// that is its address; if not, the partner may have a new mapping: ping it (a pong moves the path).
-    pub fn note_direct_rx(&mut self, now: Instant, remote: SocketAddr) {
+    pub fn note_direct_rx(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr) {
         self.advance(now);
         let now = self.now;
+        let from = self.source_of(local);
         let Some(p) = self.pair.as_mut() else {
             return;
         };
         match p.phase {
-            Phase::Direct(addr) if addr == remote => p.path_rx = now,
+            Phase::Direct(addr) if addr == remote && from == p.path_local => p.path_rx = now,
+            Phase::Direct(addr) if addr == remote => {}
             Phase::Direct(_) => {
                 let due = p
                     .rebind_probe
@@ -280,7 +422,8 @@ impl PathAgent {
                     if p.candidates.len() < MAX_CANDIDATES {
                         p.candidates.insert(remote);
                     }
-                    self.ping(remote);
+                    let own = p.path_local;
+                    self.ping(own, remote);
                 }
             }
             _ => {}
@@ -295,6 +438,7 @@ impl PathAgent {
                 AgentTimer::PunchDeadline => self.on_punch_deadline(),
                 AgentTimer::Keepalive => self.on_keepalive(),
                 AgentTimer::Retry => self.on_retry(),
+                AgentTimer::Probe => self.send_probes(),
             }
         }
     }
@@ -326,10 +470,13 @@ impl PathAgent {
         if pair.strategy == Strategy::Relay || matches!(pair.phase, Phase::Direct(_)) {
             return;
         }
+        if pair.strategy == Strategy::Birthday {
+            return self.start_birthday();
+        }
         let hold = std::mem::take(&mut pair.hold_first_ping);
         let public = pair.public;
         if let Some(ttl) = self.config.opener_ttl {
-            self.open_toward(public, ttl);
+            self.open_toward(None, public, Some(ttl));
         }
         let Some(pair) = self.pair.as_mut() else {
             return;
@@ -348,7 +495,7 @@ impl PathAgent {
             // without a WAN firewall reserves the tuple. A partner's ping that reaches us meanwhile is answered
             // at once (`on_ping`). Half the server RTT, at least 30 ms: it covers the start skew (the two
             // PeerInfo copies' arrival difference plus jitter; sim/tests/opener.rs measures it).
-            let hold = (hold_rtt / 2).clamp(Duration::from_millis(30), Duration::from_millis(250));
+            let hold = hold_time(hold_rtt);
             pair.phase = Phase::Punching {
                 round_start: after(now, hold),
             };
@@ -367,7 +514,58 @@ impl PathAgent {
         self.send_pings();
     }
 
-    /// One ping to every candidate while punching; re-armed every ping interval.
+    /// A birthday round (see the module docs): the hard side asks for its sockets and opens its main
+    /// socket's mapping at once; the easy side starts probing after the hold.
+    fn start_birthday(&mut self) {
+        let now = self.now;
+        let hold = hold_time(self.server_rtt.unwrap_or(HOLD_FALLBACK_RTT)) + BIND_MARGIN;
+        self.close_sockets(None);
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        pair.hold_first_ping = false;
+        pair.path_local = None;
+        match pair.role {
+            Some(BirthdayRole::Hard) => {
+                let public = pair.public;
+                pair.phase = Phase::Punching { round_start: now };
+                tracing::debug!(
+                    sockets = self.config.birthday_sockets,
+                    "birthday probing: hard side, asking for sockets"
+                );
+                self.sockets_pending = true;
+                self.requests.push_back(SocketRequest::Open {
+                    count: usize::from(self.config.birthday_sockets),
+                });
+                self.open_toward(None, public, self.config.opener_ttl);
+                self.timers.set(
+                    AgentTimer::PunchDeadline,
+                    after(now, self.config.birthday_timeout),
+                );
+            }
+            Some(BirthdayRole::Easy) => {
+                pair.probed = vec![0; 1 << 10];
+                pair.phase = Phase::Punching {
+                    round_start: after(now, hold),
+                };
+                tracing::debug!(
+                    rate = self.config.birthday_rate,
+                    "birthday probing: easy side, probing after the hold"
+                );
+                // The first burst also pings every candidate once (a LAN address, the partner's public one).
+                self.timers.set(AgentTimer::Ping, after(now, hold));
+                self.timers.set(AgentTimer::Probe, after(now, hold));
+                self.timers.set(
+                    AgentTimer::PunchDeadline,
+                    after(now, hold + self.config.birthday_timeout),
+                );
+            }
+            None => {}
+        }
+    }
+
+    /// One ping to every candidate while punching; re-armed every ping interval (a birthday round pings the
+    /// candidates once: its probes do the rest).
     fn send_pings(&mut self) {
         let Some(pair) = self.pair.as_ref() else {
             return;
@@ -376,6 +574,7 @@ impl PathAgent {
             return;
         };
         let targets: Vec<SocketAddr> = pair.candidates.iter().copied().collect();
+        let birthday = pair.strategy == Strategy::Birthday;
         // Fast at first (half the server RTT, 10..=ping_interval), so that a lost ping or pong costs half a
         // round trip, not a whole ping interval; after FAST_PHASE, the configured interval.
         let fast = self.now.saturating_duration_since(round_start) < FAST_PHASE;
@@ -386,48 +585,100 @@ impl PathAgent {
             _ => self.config.ping_interval,
         };
         for t in targets {
-            self.ping(t);
+            self.ping(None, t);
         }
-        self.timers.set(AgentTimer::Ping, after(self.now, interval));
+        if !birthday {
+            self.timers.set(AgentTimer::Ping, after(self.now, interval));
+        }
     }
 
-    /// The round's opener: a ping to `to` that expires after `ttl` hops (see [`PeerConfig::opener_ttl`]).
-    fn open_toward(&mut self, to: SocketAddr, ttl: u8) {
-        self.ping(to);
+    /// Easy side of a birthday round: the probes due since the last burst, each to a port of the partner's IP
+    /// not probed yet this round, at [`PeerConfig::birthday_rate`].
+    fn send_probes(&mut self) {
+        let rate = self.config.birthday_rate.max(1);
+        let tick = (Duration::from_secs(1) / rate).max(PROBE_TICK);
+        let burst = (u64::from(rate) * tick.as_nanos() as u64)
+            .div_ceil(1_000_000_000)
+            .max(1);
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        if !matches!(pair.phase, Phase::Punching { .. }) || pair.role != Some(BirthdayRole::Easy) {
+            return;
+        }
+        let ip = pair.public.ip();
+        let range = u32::from(u16::MAX - PROBE_MIN_PORT) + 1;
+        let mut targets = Vec::with_capacity(burst as usize);
+        for _ in 0..burst {
+            // A random port not probed yet: draw, then walk up to the next free one (the set fills slowly: a
+            // round probes at most rate x timeout ports of 64 512).
+            let start = self.rng.gen_range(0..range);
+            let free = (0..range)
+                .map(|k| (start + k) % range)
+                .find(|&i| pair.probed[(i / 64) as usize] & (1 << (i % 64)) == 0);
+            let Some(i) = free else { break };
+            pair.probed[(i / 64) as usize] |= 1 << (i % 64);
+            let port = PROBE_MIN_PORT + i as u16;
+            targets.push(SocketAddr::new(ip, port));
+        }
+        if targets.is_empty() {
+            return;
+        }
+        for t in targets {
+            self.cost.probes += 1;
+            self.ping(None, t);
+        }
+        self.timers.set(AgentTimer::Probe, after(self.now, tick));
+    }
+
+    /// The round's opener: a ping from `from` to `to` that expires after `ttl` hops (see
+    /// [`PeerConfig::opener_ttl`]; `None`: an ordinary ping).
+    fn open_toward(&mut self, from: Option<SocketAddr>, to: SocketAddr, ttl: Option<u8>) {
+        self.ping(from, to);
         if let Some(t) = self.out.back_mut() {
-            t.ttl = Some(ttl);
+            t.ttl = ttl;
         }
     }
 
-    fn ping(&mut self, to: SocketAddr) {
+    fn ping(&mut self, from: Option<SocketAddr>, to: SocketAddr) {
         if self.pair.is_none() {
             return;
         }
         let tid: Tid = self.rng.gen();
         if self.pings.len() >= MAX_PINGS {
-            self.pings.pop_first();
+            // Forget the oldest (by send time: the map is ordered by the random tid).
+            let oldest = self
+                .pings
+                .iter()
+                .min_by_key(|(_, (sent, ..))| *sent)
+                .map(|(t, _)| *t);
+            if let Some(t) = oldest {
+                self.pings.remove(&t);
+            }
         }
-        self.pings.insert(tid, (self.now, to));
+        self.pings.insert(tid, (self.now, to, from));
+        self.cost.pings += 1;
         tracing::trace!(%to, "ping");
-        self.send(to, Inner::Ping { tid });
+        self.send(from, to, Inner::Ping { tid });
     }
 
-    /// Queues an inner frame for `destination`; the peer seals it with the pair's key.
-    fn send(&mut self, destination: SocketAddr, inner: Inner) {
+    /// Queues an inner frame for `destination` from socket `source` (`None`: the main one); the peer seals it
+    /// with the pair's key.
+    fn send(&mut self, source: Option<SocketAddr>, destination: SocketAddr, inner: Inner) {
         self.out.push_back(Transmit {
             ttl: None,
-            source: None,
+            source,
             destination,
             payload: inner.encode(),
         });
     }
 
-    fn on_ping(&mut self, remote: SocketAddr, tid: Tid) {
+    fn on_ping(&mut self, from: Option<SocketAddr>, remote: SocketAddr, tid: Tid) {
         let now = self.now;
         let Some(pair) = self.pair.as_mut() else {
             return;
         };
-        if pair.phase == Phase::Direct(remote) {
+        if pair.phase == Phase::Direct(remote) && pair.path_local == from {
             pair.path_rx = now;
         }
         let new = !pair.candidates.contains(&remote);
@@ -436,6 +687,7 @@ impl PathAgent {
         }
         let on_relay = !matches!(pair.phase, Phase::Direct(_));
         self.send(
+            from,
             remote,
             Inner::Pong {
                 tid,
@@ -445,24 +697,26 @@ impl PathAgent {
         // A triggered check: ping back at once, so the path is proven in both directions (also when our own
         // punch round already ended and we are on the relay: the partner's round may have started later).
         if new || on_relay {
-            self.ping(remote);
+            self.ping(from, remote);
         }
     }
 
-    fn on_pong(&mut self, remote: SocketAddr, tid: Tid) {
+    fn on_pong(&mut self, from: Option<SocketAddr>, remote: SocketAddr, tid: Tid) {
         let now = self.now;
-        let Some((sent, to)) = self.pings.remove(&tid) else {
+        let Some((sent, to, sent_from)) = self.pings.remove(&tid) else {
             return;
         };
+        if to != remote || sent_from != from {
+            return;
+        }
         let Some(pair) = self.pair.as_mut() else {
             return;
         };
-        if to != remote {
-            return;
+        if pair.candidates.len() < MAX_CANDIDATES {
+            pair.candidates.insert(remote);
         }
-        pair.candidates.insert(remote);
         match pair.phase {
-            Phase::Direct(addr) if addr == remote => {
+            Phase::Direct(addr) if addr == remote && pair.path_local == from => {
                 pair.path_rx = now;
                 return;
             }
@@ -474,9 +728,17 @@ impl PathAgent {
         }
         pair.path_rx = now;
         pair.phase = Phase::Direct(remote);
+        pair.path_local = from;
+        let birthday = pair.strategy == Strategy::Birthday;
         self.timers.stop(AgentTimer::Ping);
+        self.timers.stop(AgentTimer::Probe);
         self.timers.stop(AgentTimer::PunchDeadline);
         self.timers.stop(AgentTimer::Retry);
+        if birthday {
+            // The winning socket stays (the path leaves from it); the others go.
+            self.close_sockets(from);
+            self.sockets_pending = false;
+        }
         let rtt = now.saturating_duration_since(sent);
         self.events.push_back(AgentEvent::Path {
             path: Path::Direct(remote),
@@ -494,7 +756,16 @@ impl PathAgent {
         };
         // The path was the relay all along (a direct pong stops this timer).
         pair.phase = Phase::Relay;
+        let birthday = pair.strategy == Strategy::Birthday;
         self.timers.stop(AgentTimer::Ping);
+        self.timers.stop(AgentTimer::Probe);
+        if birthday {
+            // Bounded cost: a birthday attempt that found nothing is not retried (a lost direct path is).
+            tracing::debug!("birthday probing found no path: staying on the relay");
+            self.close_sockets(None);
+            self.sockets_pending = false;
+            return;
+        }
         self.timers.set(
             AgentTimer::Retry,
             after(self.now, self.config.retry_interval),
@@ -510,6 +781,7 @@ impl PathAgent {
         let Phase::Direct(addr) = pair.phase else {
             return;
         };
+        let own = pair.path_local;
         let silent = now.saturating_duration_since(pair.path_rx);
         if silent >= self.config.path_timeout {
             // The direct path went silent (e.g. a NAT mapping expired): relay, and punch again; ask the server
@@ -534,9 +806,9 @@ impl PathAgent {
         } else {
             Vec::new()
         };
-        self.ping(addr);
+        self.ping(own, addr);
         for c in others {
-            self.ping(c);
+            self.ping(own, c);
         }
         self.timers.set(
             AgentTimer::Keepalive,
@@ -559,4 +831,10 @@ impl PathAgent {
             after(self.now, self.config.retry_interval),
         );
     }
+}
+
+/// How long a held first ping (or the easy side's first birthday probe) waits: half the server RTT, 30 to
+/// 250 ms (see `start_round`).
+fn hold_time(server_rtt: Duration) -> Duration {
+    (server_rtt / 2).clamp(Duration::from_millis(30), Duration::from_millis(250))
 }

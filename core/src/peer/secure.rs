@@ -152,7 +152,8 @@ impl Peer {
             Inner::Confirm(_) => {} // it authenticated: that is the confirmation
             ping_or_pong => {
                 if remote != self.config.server {
-                    self.agent.handle_inner(self.now, remote, ping_or_pong);
+                    self.agent
+                        .handle_inner(self.now, local, remote, ping_or_pong);
                 }
             }
         }
