@@ -670,6 +670,22 @@ mod tests {
             "{runtime:?}: b read after {position} datagrams on a"
         );
 
+        // A run of same-size datagrams and a shorter last one (one GSO send where the system has it) arrives
+        // as separate datagrams, whole and in order; then a datagram to another destination.
+        running.command(move |m: &mut EchoNode, _| {
+            for i in 0..10u8 {
+                m.send_to(to, &[b'0' + i; 40]);
+            }
+            m.send_to(to, b"short");
+            m.send_from(b, to, b"after");
+        });
+        for i in 0..10u8 {
+            let want = String::from_utf8(vec![b'0' + i; 40]).unwrap();
+            assert_eq!(recv(), (a, want), "{runtime:?}: datagram {i} of the run");
+        }
+        assert_eq!(recv(), (a, "short".into()));
+        assert_eq!(recv(), (b, "after".into()));
+
         // The timer fires (once: the next send would be an hour later), sending from the first socket.
         running.command(move |m: &mut EchoNode, now| {
             m.send_every(
