@@ -8,13 +8,16 @@
 //! loop {
 //!     for out in drive.drain(&mut machine) {          // poll_transmit*, poll_event*, then the deadline
 //!         match out {
-//!             Output::Transmit { socket, transmit } => sockets[socket].send_to(..).await,
+//!             Output::Transmit { socket, transmit } => if let Some(run) = gso.push(socket, transmit) {
+//!                 send run (one GSO send) on sockets[run.socket]
+//!             },
 //!             Output::Event(e) => events.send(e),
 //!             Output::Timer(update) => reset the one timer if update says so,
 //!         }
 //!     }
-//!     let wake = select(recv on drive.poll_order(), timer, command).await;
-//!     if drive.apply(&mut machine, now(), wake, &buf).is_break() { return machine }
+//!     if let Some(run) = gso.flush() { send it }
+//!     let wake = select(batched recv into `batch` on drive.poll_order(), timer, command).await;
+//!     if drive.apply(&mut machine, now(), wake, &batch).is_break() { return machine }
 //! }
 //! ```
 //!
@@ -22,6 +25,10 @@
 //! own is an error: the datagram is dropped, counted and logged, never sent from another socket), rotates
 //! the socket poll order so that a busy socket cannot starve the others, and tracks the deadline the timer
 //! is armed for so that the timer is reset only when it changes.
+//!
+//! Batched I/O is sans-IO too: [`RecvBatch`] holds the slots one `recvmmsg` fills and splits GRO-coalesced
+//! slots back into datagrams; [`Gso`] groups consecutive transmits into [`Run`]s that one GSO send can carry
+//! (same socket, same destination, same size but a shorter last one, no TTL). The drivers only move bytes.
 use std::io;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
@@ -45,14 +52,13 @@ pub fn any_addr_for(server: SocketAddr) -> SocketAddr {
 
 /// What woke a driver loop: the driver builds one from whichever of its sources was ready.
 pub enum Wake<M> {
-    /// `len` bytes arrived on socket number `socket` (an index into the driver's sockets) from `from`.
-    Datagram {
-        /// Index of the socket it arrived on.
+    /// The first `count` slots of the driver's [`RecvBatch`] were filled by one batched receive on socket
+    /// number `socket` (an index into the driver's sockets).
+    Received {
+        /// Index of the socket they arrived on.
         socket: usize,
-        /// Who sent it.
-        from: SocketAddr,
-        /// Its length, at the start of the receive buffer.
-        len: usize,
+        /// How many slots were filled (each may hold several GRO-coalesced datagrams).
+        count: usize,
     },
     /// Receiving on socket `socket` failed. ICMP errors surface this way on some platforms; it is not fatal
     /// for UDP, so it is logged and the loop goes on.
@@ -103,6 +109,224 @@ pub enum Output<E> {
 pub fn sent(transmit: &Transmit, result: io::Result<usize>) {
     if let Err(e) = result {
         tracing::debug!(to = %transmit.destination, "send error: {e}");
+    }
+}
+
+/// Logs a failed send of a [`Run`] at debug, like [`sent`].
+pub fn sent_run(run: &Run, result: io::Result<()>) {
+    if let Err(e) = result {
+        tracing::debug!(to = %run.destination, datagrams = run.count, "send error: {e}");
+    }
+}
+
+/// Slots a batched receive fills at most per wake-up (one `recvmmsg`): also the most datagrams a socket is
+/// served before the others get their turn, unless GRO coalesced several into one slot.
+pub const RECV_BATCH: usize = 32;
+
+/// Most segments one GSO send carries (Linux's `UDP_MAX_SEGMENTS`).
+pub const GSO_MAX_SEGMENTS: usize = 64;
+
+/// Most payload bytes one GSO send carries: a UDP datagram's limit (65,507 over IPv4), with room to spare.
+pub const GSO_MAX_BYTES: usize = 64_000;
+
+/// What one receive slot got: `len` bytes from `from`; with GRO, `len / stride` datagrams of `stride` bytes
+/// and a shorter last one when `stride` does not divide `len` (`stride >= len` or 0: one datagram).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// Who sent it.
+    pub from: SocketAddr,
+    /// Bytes in the slot.
+    pub len: usize,
+    /// The size of each coalesced datagram (the last may be shorter).
+    pub stride: usize,
+}
+
+/// The buffers of one batched receive: `slots` slots of `slot_len` bytes each, in one allocation, and what
+/// each got. A driver lends [`RecvBatch::buffers_mut`] to `recvmmsg` (with GRO, a slot must be large enough
+/// for a coalesced run, 64 KiB), records each filled slot with [`RecvBatch::set`], and hands the batch to
+/// [`Drive::apply`] with [`Wake::Received`].
+///
+/// ```
+/// use punch_core::drive::{Received, RecvBatch};
+///
+/// let from = "192.0.2.1:5000".parse().unwrap();
+/// let mut batch = RecvBatch::new(2, 16);
+/// batch.buffers_mut().next().unwrap()[..7].copy_from_slice(b"aaabbbc"); // GRO: 3 + 3 + 1 bytes
+/// batch.set(0, Received { from, len: 7, stride: 3 });
+/// let got: Vec<&[u8]> = batch.datagrams(1).map(|(_, d)| d).collect();
+/// assert_eq!(got, [&b"aaa"[..], b"bbb", b"c"]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct RecvBatch {
+    buf: Vec<u8>,
+    slot_len: usize,
+    got: Vec<Received>,
+}
+
+impl RecvBatch {
+    /// `slots` slots (at least one) of `slot_len` bytes (at least one).
+    pub fn new(slots: usize, slot_len: usize) -> RecvBatch {
+        let (slots, slot_len) = (slots.max(1), slot_len.max(1));
+        let nobody = Received {
+            from: SocketAddr::from(([0, 0, 0, 0], 0)),
+            len: 0,
+            stride: 0,
+        };
+        RecvBatch {
+            buf: vec![0; slots * slot_len],
+            slot_len,
+            got: vec![nobody; slots],
+        }
+    }
+
+    /// One filled slot, for tests and single-datagram receivers: `data` from `from` in slot 0.
+    pub fn one(from: SocketAddr, data: &[u8]) -> RecvBatch {
+        let mut b = RecvBatch::new(1, data.len());
+        b.buf[..data.len()].copy_from_slice(data);
+        b.set(
+            0,
+            Received {
+                from,
+                len: data.len(),
+                stride: 0,
+            },
+        );
+        b
+    }
+
+    /// How many slots there are.
+    pub fn slots(&self) -> usize {
+        self.got.len()
+    }
+
+    /// The bytes of each slot, in order, to receive into.
+    pub fn buffers_mut(&mut self) -> std::slice::ChunksExactMut<'_, u8> {
+        self.buf.chunks_exact_mut(self.slot_len)
+    }
+
+    /// Records what slot `i` got (ignored past the last slot; `len` is clamped to the slot).
+    pub fn set(&mut self, i: usize, got: Received) {
+        let len = got.len.min(self.slot_len);
+        if let Some(g) = self.got.get_mut(i) {
+            *g = Received { len, ..got };
+        }
+    }
+
+    /// The datagrams in the first `count` slots, in order: each slot split into its GRO segments.
+    pub fn datagrams(&self, count: usize) -> impl Iterator<Item = (SocketAddr, &[u8])> {
+        self.got
+            .iter()
+            .zip(self.buf.chunks_exact(self.slot_len))
+            .take(count)
+            .flat_map(|(g, slot)| segments(&slot[..g.len], g.stride).map(move |d| (g.from, d)))
+    }
+}
+
+/// `data` split into datagrams of `stride` bytes, the last possibly shorter (a GRO-coalesced receive, or a
+/// GSO run); `stride` 0 means one datagram. Empty `data` is one empty datagram.
+pub fn segments(data: &[u8], stride: usize) -> impl Iterator<Item = &[u8]> {
+    let stride = if stride == 0 {
+        data.len().max(1)
+    } else {
+        stride
+    };
+    let empty = data.is_empty().then_some(data);
+    data.chunks(stride).chain(empty)
+}
+
+/// Consecutive transmits that one GSO send carries: the same socket and destination, `count` datagrams
+/// of `segment` bytes back to back in `payload`, the last possibly shorter. A transmit with a TTL is always a
+/// run of its own (`count` 1), sent with that TTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// Index of the socket to send from.
+    pub socket: usize,
+    /// Where every datagram of the run goes.
+    pub destination: SocketAddr,
+    /// The TTL / hop limit of a run of one ([`Transmit::ttl`]); always `None` when `count > 1`.
+    pub ttl: Option<u8>,
+    /// The size of each datagram but the last (the GSO segment size).
+    pub segment: usize,
+    /// How many datagrams.
+    pub count: usize,
+    /// The datagrams, back to back.
+    pub payload: Vec<u8>,
+}
+
+impl Run {
+    /// The run's datagrams, one by one (to send without GSO).
+    pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
+        segments(&self.payload, self.segment)
+    }
+}
+
+/// Groups the transmits of a drain into [`Run`]s: feed every [`Output::Transmit`] to [`Gso::push`] and send
+/// what it returns, then send [`Gso::flush`]'s last run. Order is kept: a run is returned as soon as a
+/// transmit cannot join it.
+///
+/// ```
+/// use punch_core::drive::Gso;
+/// use punch_core::Transmit;
+///
+/// let to = "192.0.2.1:5000".parse().unwrap();
+/// let t = |n: usize| Transmit { source: None, destination: to, payload: vec![0; n], ttl: None };
+/// let mut gso = Gso::new(64);
+/// assert_eq!(gso.push(0, t(1200)), None);
+/// assert_eq!(gso.push(0, t(1200)), None);
+/// assert_eq!(gso.push(0, t(500)), None); // a shorter one ends the run...
+/// let run = gso.push(0, t(1200)).unwrap(); // ...so the next starts a new one
+/// assert_eq!((run.count, run.segment, run.payload.len()), (3, 1200, 2900));
+/// assert_eq!(gso.flush().unwrap().count, 1);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Gso {
+    max_segments: usize,
+    run: Option<Run>,
+}
+
+impl Gso {
+    /// Runs of at most `max_segments` datagrams (clamped to 1..=[`GSO_MAX_SEGMENTS`]; 1 turns GSO off) and
+    /// [`GSO_MAX_BYTES`].
+    pub fn new(max_segments: usize) -> Gso {
+        Gso {
+            max_segments: max_segments.clamp(1, GSO_MAX_SEGMENTS),
+            run: None,
+        }
+    }
+
+    /// Adds `transmit`, to go out on socket `socket`: returns the previous run if it cannot join it.
+    pub fn push(&mut self, socket: usize, transmit: Transmit) -> Option<Run> {
+        if let Some(run) = &mut self.run {
+            let len = transmit.payload.len();
+            let joins = run.socket == socket
+                && run.destination == transmit.destination
+                && run.ttl.is_none()
+                && transmit.ttl.is_none()
+                && len > 0
+                && len <= run.segment
+                && run.payload.len() == run.count * run.segment // no shorter last datagram yet
+                && run.count < self.max_segments
+                && run.payload.len() + len <= GSO_MAX_BYTES;
+            if joins {
+                run.payload.extend_from_slice(&transmit.payload);
+                run.count += 1;
+                return None;
+            }
+        }
+        let next = Run {
+            socket,
+            destination: transmit.destination,
+            ttl: transmit.ttl,
+            segment: transmit.payload.len(),
+            count: 1,
+            payload: transmit.payload,
+        };
+        self.run.replace(next)
+    }
+
+    /// The run in progress, if any (call after the drain's last transmit).
+    pub fn flush(&mut self) -> Option<Run> {
+        self.run.take()
     }
 }
 
@@ -180,22 +404,23 @@ impl Drive {
         self.dropped
     }
 
-    /// Feeds what woke the loop to `machine` at `now` (`buf` is the receive buffer a [`Wake::Datagram`] was
-    /// read into). Returns `Break` on [`Wake::Stop`]: the loop ends (the machine was drained after its last
+    /// Feeds what woke the loop to `machine` at `now` (`batch` is the receive batch a [`Wake::Received`] was
+    /// read into: every datagram in it goes to [`Machine::handle_input`], GRO-coalesced ones one by one). Returns `Break` on [`Wake::Stop`]: the loop ends (the machine was drained after its last
     /// mutation, so there is nothing left to drain). After `Continue` the driver must [`drain`](Self::drain).
     pub fn apply<M: Machine>(
         &mut self,
         machine: &mut M,
         now: Instant,
         wake: Wake<M>,
-        buf: &[u8],
+        batch: &RecvBatch,
     ) -> ControlFlow<()> {
         match wake {
-            Wake::Datagram { socket, from, len } => {
+            Wake::Received { socket, count } => {
                 self.served(socket);
                 if let Some(&local) = self.locals.get(socket) {
-                    let from = canonical(from);
-                    machine.handle_input(now, local, from, &buf[..len.min(buf.len())]);
+                    for (from, datagram) in batch.datagrams(count) {
+                        machine.handle_input(now, local, canonical(from), datagram);
+                    }
                 }
             }
             Wake::RecvError { socket, error } => {
@@ -347,12 +572,16 @@ mod tests {
 
         let mut d = Drive::new(vec![dual]);
         let mut m = Script::default();
-        let wake = Wake::Datagram {
+        let wake = Wake::Received {
             socket: 0,
-            from: mapped,
-            len: 2,
+            count: 1,
         };
-        let _ = d.apply(&mut m, crate::test_epoch(), wake, b"hi");
+        let _ = d.apply(
+            &mut m,
+            crate::test_epoch(),
+            wake,
+            &RecvBatch::one(mapped, b"hi"),
+        );
         assert!(m.events[0].contains("192.0.2.1:5000"), "{:?}", m.events);
         assert!(!m.events[0].contains("ffff"), "{:?}", m.events);
         m.transmits.push_back(Transmit {
@@ -366,6 +595,10 @@ mod tests {
             _ => None,
         });
         assert_eq!(sent, Some(mapped));
+    }
+
+    fn nothing() -> RecvBatch {
+        RecvBatch::one(addr(9), b"")
     }
 
     fn addr(port: u16) -> SocketAddr {
@@ -481,20 +714,17 @@ mod tests {
         let mut m = Script::default();
         let order = |d: &Drive| d.poll_order().collect::<Vec<_>>();
         assert_eq!(order(&drive), [0, 1, 2]);
-        let datagram = |socket| Wake::Datagram {
-            socket,
-            from: addr(9),
-            len: 2,
-        };
-        assert!(drive.apply(&mut m, t0, datagram(0), b"hi").is_continue());
+        let datagram = |socket| Wake::Received { socket, count: 1 };
+        let hi = RecvBatch::one(addr(9), b"hi");
+        assert!(drive.apply(&mut m, t0, datagram(0), &hi).is_continue());
         assert_eq!(order(&drive), [1, 2, 0]);
-        assert!(drive.apply(&mut m, t0, datagram(2), b"hi").is_continue());
+        assert!(drive.apply(&mut m, t0, datagram(2), &hi).is_continue());
         assert_eq!(order(&drive), [0, 1, 2]);
         let error = Wake::RecvError {
             socket: 1,
             error: io::ErrorKind::ConnectionRefused.into(),
         };
-        assert!(drive.apply(&mut m, t0, error, b"").is_continue());
+        assert!(drive.apply(&mut m, t0, error, &nothing()).is_continue());
         assert_eq!(order(&drive), [2, 0, 1]);
         let (_, events, _) = drain(&mut drive, &mut m);
         assert_eq!(
@@ -517,12 +747,8 @@ mod tests {
         for _ in 0..4 {
             let socket = drive.poll_order().next().unwrap();
             served.push(socket);
-            let wake = Wake::Datagram {
-                socket,
-                from: addr(9),
-                len: 0,
-            };
-            assert!(drive.apply(&mut m, t0, wake, b"").is_continue());
+            let wake = Wake::Received { socket, count: 1 };
+            assert!(drive.apply(&mut m, t0, wake, &nothing()).is_continue());
         }
         assert_eq!(served, [0, 1, 0, 1]);
     }
@@ -539,7 +765,7 @@ mod tests {
         assert_eq!(drain(&mut drive, &mut m).2, TimerUpdate::Keep);
         let cmd: Command<Script> = Box::new(|m, now| m.send(None, &format!("{:?}", now - now)));
         assert!(drive
-            .apply(&mut m, t0, Wake::Command(cmd), b"")
+            .apply(&mut m, t0, Wake::Command(cmd), &nothing())
             .is_continue());
         let (sent, _, timer) = drain(&mut drive, &mut m);
         assert_eq!(sent, [(0, "0ns".into())]);
@@ -553,12 +779,16 @@ mod tests {
         // A fired timer is spent: even an unchanged deadline (or none) must be set (cleared) again.
         m.deadline = Some(d2);
         assert_eq!(drain(&mut drive, &mut m).2, TimerUpdate::Set(d2));
-        assert!(drive.apply(&mut m, d2, Wake::Timeout, b"").is_continue());
+        assert!(drive
+            .apply(&mut m, d2, Wake::Timeout, &nothing())
+            .is_continue());
         let (_, events, timer) = drain(&mut drive, &mut m);
         assert_eq!(events, ["timeout"]);
         assert_eq!(timer, TimerUpdate::Clear);
         m.deadline = Some(d2);
-        assert!(drive.apply(&mut m, d2, Wake::Timeout, b"").is_continue());
+        assert!(drive
+            .apply(&mut m, d2, Wake::Timeout, &nothing())
+            .is_continue());
         m.deadline = Some(d2);
         assert_eq!(drain(&mut drive, &mut m).2, TimerUpdate::Set(d2));
     }
@@ -568,7 +798,169 @@ mod tests {
         let t0 = crate::test_epoch();
         let mut drive = Drive::new(vec![addr(1)]);
         let mut m = Script::default();
-        assert!(drive.apply(&mut m, t0, Wake::Stop, b"").is_break());
+        assert!(drive.apply(&mut m, t0, Wake::Stop, &nothing()).is_break());
         assert!(m.events.is_empty());
+    }
+
+    fn to(port: u16, n: usize, ttl: Option<u8>) -> Transmit {
+        Transmit {
+            source: None,
+            destination: addr(port),
+            payload: vec![n as u8; n],
+            ttl,
+        }
+    }
+
+    /// Every run a sequence of (socket, transmit) makes, flushed at the end.
+    fn runs(max: usize, ts: Vec<(usize, Transmit)>) -> Vec<Run> {
+        let mut gso = Gso::new(max);
+        let mut out: Vec<Run> = ts.into_iter().filter_map(|(s, t)| gso.push(s, t)).collect();
+        out.extend(gso.flush());
+        out
+    }
+
+    /// A run as (socket, destination port, count, segment, bytes).
+    fn shape(r: &Run) -> (usize, u16, usize, usize, usize) {
+        (
+            r.socket,
+            r.destination.port(),
+            r.count,
+            r.segment,
+            r.payload.len(),
+        )
+    }
+
+    #[test]
+    fn gso_groups_same_socket_destination_and_size_and_ends_a_run_at_a_shorter_datagram() {
+        let got = runs(
+            64,
+            vec![
+                (0, to(1, 100, None)),
+                (0, to(1, 100, None)),
+                (0, to(1, 40, None)), // shorter: joins as the last one
+                (0, to(1, 40, None)), // a run ends at its shorter datagram
+                (0, to(2, 40, None)), // another destination
+                (1, to(2, 40, None)), // another socket
+                (1, to(2, 80, None)), // longer than the segment
+            ],
+        );
+        let shapes: Vec<_> = got.iter().map(shape).collect();
+        assert_eq!(
+            shapes,
+            [
+                (0, 1, 3, 100, 240),
+                (0, 1, 1, 40, 40),
+                (0, 2, 1, 40, 40),
+                (1, 2, 1, 40, 40),
+                (1, 2, 1, 80, 80)
+            ]
+        );
+        let sizes: Vec<usize> = got[0].datagrams().map(<[u8]>::len).collect();
+        assert_eq!(sizes, [100, 100, 40]);
+    }
+
+    #[test]
+    fn gso_sends_a_transmit_with_a_ttl_alone_and_keeps_its_ttl() {
+        let got = runs(
+            64,
+            vec![
+                (0, to(1, 10, None)),
+                (0, to(1, 10, Some(3))),
+                (0, to(1, 10, None)),
+                (0, to(1, 10, None)),
+            ],
+        );
+        let shapes: Vec<_> = got.iter().map(|r| (r.count, r.ttl)).collect();
+        assert_eq!(shapes, [(1, None), (1, Some(3)), (2, None)]);
+    }
+
+    #[test]
+    fn gso_runs_are_bounded_by_segments_and_bytes_and_one_segment_turns_it_off() {
+        let many = |n, size| (0..n).map(|_| (0, to(1, size, None))).collect::<Vec<_>>();
+        let counts = |rs: Vec<Run>| rs.iter().map(|r| r.count).collect::<Vec<_>>();
+        assert_eq!(counts(runs(64, many(130, 10))), [64, 64, 2]);
+        assert_eq!(counts(runs(5, many(12, 10))), [5, 5, 2]);
+        assert_eq!(counts(runs(1, many(3, 10))), [1, 1, 1]);
+        assert_eq!(counts(runs(1000, many(65, 10))), [64, 1]); // clamped to GSO_MAX_SEGMENTS
+                                                               // 1236-byte datagrams: 51 fit in GSO_MAX_BYTES.
+        let big = runs(64, many(60, 1236));
+        assert_eq!(counts(big.clone()), [51, 9]);
+        assert!(big.iter().all(|r| r.payload.len() <= GSO_MAX_BYTES));
+        // Empty datagrams never join (a zero segment size means nothing to the kernel).
+        assert_eq!(counts(runs(64, many(2, 0))), [1, 1]);
+        assert_eq!(runs(64, many(1, 0))[0].datagrams().count(), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn gso_runs_carry_every_transmit_in_order_and_within_the_limits(
+            ts in proptest::collection::vec((0usize..2, 0u16..2, 0usize..40, proptest::option::weighted(0.1, 1u8..3)), 0..200),
+            max in 1usize..10,
+        ) {
+            let input: Vec<(usize, Transmit)> = ts
+                .iter()
+                .map(|&(s, port, n, ttl)| (s, to(port, if n < 30 { 1000 } else { n }, ttl)))
+                .collect();
+            let expect: Vec<_> = input
+                .iter()
+                .map(|(s, t)| (*s, t.destination, t.ttl, t.payload.clone()))
+                .collect();
+            let got = runs(max, input);
+            let mut flat = Vec::new();
+            for r in &got {
+                proptest::prop_assert!(r.count >= 1 && r.count <= max);
+                proptest::prop_assert!(r.count == 1 || r.ttl.is_none());
+                proptest::prop_assert!(r.payload.len() <= GSO_MAX_BYTES.max(r.segment));
+                let ds: Vec<&[u8]> = r.datagrams().collect();
+                proptest::prop_assert_eq!(ds.len(), r.count);
+                for d in ds {
+                    flat.push((r.socket, r.destination, r.ttl, d.to_vec()));
+                }
+            }
+            proptest::prop_assert_eq!(flat, expect);
+        }
+    }
+
+    #[test]
+    fn a_gro_batch_is_fed_datagram_by_datagram_in_order_with_canonical_senders() {
+        let t0 = crate::test_epoch();
+        let mapped: SocketAddr = "[::ffff:192.0.2.1]:5000".parse().unwrap();
+        let mut drive = Drive::new(vec!["[::]:3478".parse().unwrap(), addr(2)]);
+        let mut m = Script::default();
+        let mut batch = RecvBatch::new(3, 8);
+        for (slot, data) in batch.buffers_mut().zip([&b"aabbc"[..], b"xyz", b"unused"]) {
+            slot[..data.len()].copy_from_slice(data);
+        }
+        let got = |from, len, stride| Received { from, len, stride };
+        batch.set(0, got(mapped, 5, 2)); // GRO: "aa" "bb" "c"
+        batch.set(1, got(addr(9), 3, 0));
+        batch.set(2, got(addr(9), 6, 0)); // not counted below
+        batch.set(3, got(addr(9), 1, 0)); // past the last slot: ignored
+        let wake = Wake::Received {
+            socket: 0,
+            count: 2,
+        };
+        assert!(drive.apply(&mut m, t0, wake, &batch).is_continue());
+        assert_eq!(
+            Vec::from(m.events.clone()),
+            [
+                "[::]:3478 <- 192.0.2.1:5000: aa",
+                "[::]:3478 <- 192.0.2.1:5000: bb",
+                "[::]:3478 <- 192.0.2.1:5000: c",
+                "[::]:3478 <- 127.0.0.1:9: xyz"
+            ]
+        );
+        assert_eq!(
+            drive.poll_order().next(),
+            Some(1),
+            "one batch, then the next socket"
+        );
+        // A length past the slot is clamped to it; stride 0 or >= len is one datagram.
+        batch.set(0, got(addr(9), 100, 0));
+        assert_eq!(batch.datagrams(1).next().unwrap().1.len(), 8);
+        assert_eq!(segments(b"abc", 3).count(), 1);
+        assert_eq!(segments(b"abc", 7).count(), 1);
+        assert_eq!(segments(b"", 0).collect::<Vec<_>>(), [b""]);
+        assert_eq!(RecvBatch::new(0, 0).slots(), 1);
     }
 }

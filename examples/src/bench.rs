@@ -17,6 +17,7 @@ use punch_core::wire::{Msg, PairIdBytes, Register};
 
 mod load;
 mod net;
+mod turn;
 
 use load::{Flow, Load, Outcome};
 
@@ -35,7 +36,8 @@ enum What {
     /// "rcvbuf": SO_RCVBUF granted, "punch": RESULT, "forwarder": RESULT, "ratio": punch per_cpu_s /
     /// forwarder per_cpu_s}. RESULT = {"sent", "received", "sent_per_s", "received_per_s", "loss" (0..1),
     /// "p50_us", "p99_us" (send to receive, through the server), "server_cpu_s", "per_cpu_s" (datagrams
-    /// forwarded per server CPU-second)}.
+    /// forwarded per server CPU-second)}; with --coturn, also "coturn": RESULT and "ratio_coturn" (punch
+    /// per_cpu_s / coturn per_cpu_s), else both null.
     Relay(RelayArgs),
 }
 
@@ -59,6 +61,13 @@ struct RelayArgs {
     /// Print one JSON object (fields: see `punch bench relay --help`).
     #[arg(long)]
     json: bool,
+    /// Also load a TURN server at this address (coturn without authentication: lab/bench-coturn.sh): Allocate,
+    /// CreatePermission and ChannelBind to the receiver, then ChannelData through it (one hop).
+    #[arg(long, requires = "coturn_pid")]
+    coturn: Option<SocketAddr>,
+    /// The TURN server's process id: its CPU clock (every thread) is the one measured.
+    #[arg(long, requires = "coturn")]
+    coturn_pid: Option<i32>,
 }
 
 pub fn run(a: BenchArgs) -> Result<ExitCode> {
@@ -84,7 +93,16 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
     let fwd = Forwarder::start(flow.receiver_addr()?, a.buf, pinned)?;
     let forwarder = load.run(&flow, fwd.addr, fwd.cpu)?;
     drop(fwd);
-    let ratio = punch.per_cpu_s() / forwarder.per_cpu_s().max(f64::MIN_POSITIVE);
+    let coturn = match (a.coturn, a.coturn_pid) {
+        (Some(addr), Some(pid)) => {
+            let turn = turn::channel_flow(addr, &flow, a.payload as usize, a.buf)?;
+            Some(load.run(&turn, addr, net::ThreadCpu::process(pid)?)?)
+        }
+        _ => None,
+    };
+    let per = |o: &Outcome| o.per_cpu_s().max(f64::MIN_POSITIVE);
+    let ratio = punch.per_cpu_s() / per(&forwarder);
+    let ratio_coturn = coturn.as_ref().map(|c| punch.per_cpu_s() / per(c));
     let report = serde_json::json!({
         "payload": a.payload,
         "datagram": datagram,
@@ -96,21 +114,31 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
         "punch": punch.json(),
         "forwarder": forwarder.json(),
         "ratio": ratio,
+        "coturn": coturn.as_ref().map(Outcome::json),
+        "ratio_coturn": ratio_coturn,
     });
     if a.json {
         crate::output::emit(report);
     } else {
-        print_relay(&punch, &forwarder, ratio, datagram);
+        print_relay(&punch, &forwarder, coturn.as_ref(), ratio, datagram);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_relay(punch: &Outcome, fwd: &Outcome, ratio: f64, datagram: usize) {
+fn print_relay(
+    punch: &Outcome,
+    fwd: &Outcome,
+    coturn: Option<&Outcome>,
+    ratio: f64,
+    datagram: usize,
+) {
     println!("relay bench, {datagram}-byte datagrams over loopback");
-    for (name, o) in [
+    let turn = coturn.map(|c| ("coturn (ChannelData)", c));
+    let rows = [
         ("punch server", punch),
         ("recvmmsg/sendmmsg forwarder", fwd),
-    ] {
+    ];
+    for (name, o) in rows.into_iter().chain(turn) {
         println!(
             "  {name:28} sent {:>10.0}/s  forwarded {:>10.0}/s  loss {:>5.1}%  p50 {:>6} µs  p99 {:>6} µs  \
              server CPU {:.2} s  {:.0} datagrams per CPU-second",
@@ -124,6 +152,10 @@ fn print_relay(punch: &Outcome, fwd: &Outcome, ratio: f64, datagram: usize) {
         );
     }
     println!("  punch / forwarder per CPU-second: {ratio:.2}x");
+    if let Some(c) = coturn {
+        let r = punch.per_cpu_s() / c.per_cpu_s().max(f64::MIN_POSITIVE);
+        println!("  punch / coturn per CPU-second: {r:.2}x");
+    }
 }
 
 /// The punch server on its own thread (pinned to CPU 0 when asked), with its thread CPU clock.
@@ -260,6 +292,7 @@ fn pair_through(server: SocketAddr, payload: usize, buf: usize) -> Result<(Flow,
         Flow {
             sender: a,
             receiver: b,
+            overhead: len - payload,
             template,
             rcvbuf,
         },

@@ -114,6 +114,11 @@ struct ServerArgs {
     /// Most source IPs whose rate-limit state is kept (least recently seen IPs without members go first).
     #[arg(long, default_value_t = 65_536)]
     max_ip_entries: usize,
+    /// SO_RCVBUF and SO_SNDBUF to ask for on every socket, in bytes (`K`/`M` suffixes: KiB/MiB); 0 keeps the
+    /// system default. The kernel doubles the request and caps it at net.core.rmem_max/wmem_max; what it
+    /// granted is logged at start.
+    #[arg(long, default_value = "4M", value_parser = parse_bytes)]
+    socket_buffer: usize,
 }
 
 #[derive(clap::Args)]
@@ -130,6 +135,32 @@ struct NatTypeArgs {
     /// The async runtime that drives the socket (both run the same core).
     #[arg(long, value_enum, default_value = "tokio")]
     runtime: Runtime,
+}
+
+/// Most a `--socket-buffer` may ask for (1 GiB): beyond that it is surely a typo.
+const MAX_SOCKET_BUFFER: usize = 1 << 30;
+
+/// A byte count: digits with an optional `K` (KiB) or `M` (MiB) suffix, 0 or 4096..=1 GiB.
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        None => (t, 1),
+        Some((i, _)) => match t[i..].to_ascii_uppercase().as_str() {
+            "K" | "KB" | "KIB" => (&t[..i], 1 << 10),
+            "M" | "MB" | "MIB" => (&t[..i], 1 << 20),
+            _ => return Err(format!("'{s}': expected bytes, e.g. 4194304, 512K or 4M")),
+        },
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("'{s}': expected bytes, e.g. 4194304, 512K or 4M"))?;
+    match n.checked_mul(unit) {
+        Some(0) => Ok(0),
+        Some(b) if (4096..=MAX_SOCKET_BUFFER).contains(&b) => Ok(b),
+        _ => Err(format!(
+            "'{s}': a socket buffer is 0 (system default) or 4096 bytes to 1G"
+        )),
+    }
 }
 
 /// The port punch servers listen on unless told otherwise (the STUN port).
@@ -269,7 +300,9 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
     let (tx, rx) = driver::channel(|e| !matches!(e, ServerEvent::Dropped { .. }));
     driver::on_interrupt(tx.clone());
     let now = punch_tokio::now;
-    let running = Running::start(a.runtime, &addrs, move |_| Server::new(config, now()), tx)?;
+    let make = move |_: &[SocketAddr]| Server::new(config, now());
+    let buffer = (a.socket_buffer > 0).then_some(a.socket_buffer);
+    let running = Running::start_with_buffers(a.runtime, &addrs, buffer, make, tx)?;
     if a.alt_ip.is_none() {
         tracing::info!(
             "no --alt-ip: answering Binding requests, but clients cannot run NAT behaviour tests"
@@ -401,6 +434,21 @@ mod tests {
         assert_eq!(log_level(0, 2), "error");
         assert!(Cli::try_parse_from(["punch", "-v", "-q", "demo"]).is_err());
         assert!(Cli::try_parse_from(["punch", "demo", "-vv"]).is_ok());
+    }
+
+    #[test]
+    fn socket_buffer_sizes_parse_with_suffixes_and_bad_ones_are_refused() {
+        assert_eq!(parse_bytes("4M"), Ok(4 << 20));
+        assert_eq!(parse_bytes("512k"), Ok(512 << 10));
+        assert_eq!(parse_bytes("65536"), Ok(65536));
+        assert_eq!(parse_bytes("0"), Ok(0));
+        for bad in ["", "abc", "4X", "-1", "100", "2G", "99999999999999999999M"] {
+            let e = parse_bytes(bad).unwrap_err();
+            assert!(
+                e.contains("bytes") || e.contains("socket buffer"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Thin smol (async-io) driver for punch-core machines: sockets + one timer + a loop. No protocol logic, and
 //! no loop logic either: that is [`punch_core::drive`], shared with `punch-tokio`.
-//! Same shape as `punch-tokio`: [`bind`], [`run`] with a command channel in and an event channel out.
+//! Same shape as `punch-tokio`: [`bind`], [`run`] with a command channel in and an event channel out, and the
+//! same batched I/O (`quinn-udp`: one `recvmmsg` of up to 32 datagrams per socket per wake-up with GRO, GSO
+//! sends of the runs [`punch_core::drive::Gso`] groups).
 #![warn(missing_docs)]
 
 use std::future::poll_fn;
@@ -12,8 +14,14 @@ use std::time::Instant;
 
 use async_io::{Async, Timer};
 use futures_lite::future;
-use punch_core::drive::{sent, Drive, Output, TimerUpdate, Wake, RECV_BUFFER};
+use std::io::IoSliceMut;
+
+use punch_core::drive::{
+    sent_run, Drive, Gso, Output, Received, RecvBatch, Run, TimerUpdate, Wake, RECV_BATCH,
+    RECV_BUFFER,
+};
 use punch_core::Machine;
+use quinn_udp::{RecvMeta, UdpSocketState};
 
 pub use async_channel::{unbounded, Receiver, Sender};
 pub use punch_core::drive::Command;
@@ -39,23 +47,53 @@ pub fn now() -> Instant {
     Instant::now()
 }
 
-/// Sends `t` on `s`; with `t.ttl`, as the IPv4 TTL and IPv6 hop limit of this datagram only (restored after).
-async fn send(s: &Async<UdpSocket>, t: &punch_core::Transmit) -> io::Result<usize> {
-    let Some(hops) = t.ttl.map(u32::from) else {
-        return s.send_to(&t.payload, t.destination).await;
-    };
+/// Asks for `bytes` of SO_RCVBUF and SO_SNDBUF on `s`; returns what the kernel granted (receive, send): Linux
+/// doubles the request and caps it at `net.core.rmem_max` / `wmem_max`.
+pub fn socket_buffers(s: &Async<UdpSocket>, bytes: usize) -> io::Result<(usize, usize)> {
     let sock = socket2::SockRef::from(s.get_ref());
-    let before = (sock.ttl_v4(), sock.unicast_hops_v6());
-    let _ = sock.set_ttl_v4(hops);
-    let _ = sock.set_unicast_hops_v6(hops);
-    let result = s.send_to(&t.payload, t.destination).await;
-    if let Ok(v4) = before.0 {
-        let _ = sock.set_ttl_v4(v4);
+    sock.set_recv_buffer_size(bytes)?;
+    sock.set_send_buffer_size(bytes)?;
+    Ok((sock.recv_buffer_size()?, sock.send_buffer_size()?))
+}
+
+/// Sends `run` on `s`: one GSO `sendmsg` for a run of several datagrams (one at a time if that fails), and a
+/// run with a TTL as one datagram with that IPv4 TTL / IPv6 hop limit (the socket's own is restored after).
+async fn send(s: &Async<UdpSocket>, state: &UdpSocketState, run: &Run) -> io::Result<()> {
+    if let Some(hops) = run.ttl.map(u32::from) {
+        let sock = socket2::SockRef::from(s.get_ref());
+        let before = (sock.ttl_v4(), sock.unicast_hops_v6());
+        let _ = sock.set_ttl_v4(hops);
+        let _ = sock.set_unicast_hops_v6(hops);
+        let result = s.send_to(&run.payload, run.destination).await;
+        if let Ok(v4) = before.0 {
+            let _ = sock.set_ttl_v4(v4);
+        }
+        if let Ok(v6) = before.1 {
+            let _ = sock.set_unicast_hops_v6(v6);
+        }
+        return result.map(drop);
     }
-    if let Ok(v6) = before.1 {
-        let _ = sock.set_unicast_hops_v6(v6);
+    let transmit = quinn_udp::Transmit {
+        destination: run.destination,
+        ecn: None,
+        contents: &run.payload,
+        segment_size: (run.count > 1).then_some(run.segment),
+        src_ip: None,
+    };
+    match s.write_with(|u| state.try_send(u.into(), &transmit)).await {
+        Err(e) if run.count > 1 => {
+            tracing::debug!(
+                "GSO send of {} datagrams failed ({e}): one at a time",
+                run.count
+            );
+            let mut last = Ok(());
+            for d in run.datagrams() {
+                last = s.send_to(d, run.destination).await.map(drop);
+            }
+            last
+        }
+        r => r,
     }
-    result
 }
 
 /// Runs `machine` over `sockets` until `commands` is closed; returns the machine. Events go to `events`
@@ -89,9 +127,18 @@ where
     M: Machine,
 {
     let mut drive = Drive::new(locals(&sockets)?);
-    let mut buf = vec![0u8; RECV_BUFFER];
+    let states = sockets
+        .iter()
+        .map(|s| UdpSocketState::new(s.get_ref().into()))
+        .collect::<io::Result<Vec<_>>>()?;
+    let gro = states.iter().map(UdpSocketState::gro_segments).max();
+    let mut batch = RecvBatch::new(RECV_BATCH, slot_len(gro.unwrap_or(1)));
+    let mut meta = [RecvMeta::default(); RECV_BATCH];
     let mut timer = Timer::never();
     loop {
+        // Per drain: a GSO failure lowers quinn-udp's segment limit for the next ones.
+        let max_segments = states.iter().map(UdpSocketState::max_gso_segments).min();
+        let mut gso = Gso::new(max_segments.unwrap_or(1));
         for out in drive.drain(&mut machine) {
             match out {
                 Output::Timer(TimerUpdate::Set(at)) => timer.set_at(at),
@@ -100,21 +147,32 @@ where
                 Output::Event(e) => {
                     let _ = events.try_send(e);
                 }
-                Output::Transmit {
-                    socket,
-                    transmit: t,
-                } => {
-                    sent(&t, send(&sockets[socket], &t).await);
+                Output::Transmit { socket, transmit } => {
+                    if let Some(run) = gso.push(socket, transmit) {
+                        let (s, state) = (&sockets[run.socket], &states[run.socket]);
+                        sent_run(&run, send(s, state, &run).await);
+                    }
                 }
             }
+        }
+        if let Some(run) = gso.flush() {
+            let (s, state) = (&sockets[run.socket], &states[run.socket]);
+            sent_run(&run, send(s, state, &run).await);
         }
         let recv = poll_fn(|cx| {
             for socket in drive.poll_order() {
                 let s = &sockets[socket];
                 loop {
-                    match s.get_ref().recv_from(&mut buf) {
-                        Ok((len, from)) => {
-                            return Poll::Ready(Wake::Datagram { socket, from, len })
+                    let mut bufs = batch.buffers_mut();
+                    let mut iov: [IoSliceMut; RECV_BATCH] =
+                        std::array::from_fn(|_| IoSliceMut::new(bufs.next().unwrap_or_default()));
+                    match states[socket].recv(s.get_ref().into(), &mut iov, &mut meta) {
+                        Ok(count) => {
+                            for (i, m) in meta[..count].iter().enumerate() {
+                                let (from, len, stride) = (m.addr, m.len, m.stride);
+                                batch.set(i, Received { from, len, stride });
+                            }
+                            return Poll::Ready(Wake::Received { socket, count });
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             match s.poll_readable(cx) {
@@ -143,8 +201,17 @@ where
         };
         // `race` polls in a random order, so that no source (a flooded socket, say) starves the others.
         let wake = future::race(recv, future::race(fired, command)).await;
-        if let ControlFlow::Break(()) = drive.apply(&mut machine, now(), wake, &buf) {
+        if let ControlFlow::Break(()) = drive.apply(&mut machine, now(), wake, &batch) {
             return Ok(machine);
         }
+    }
+}
+
+/// The receive slot size: room for a whole GRO run (64 KiB) when the sockets coalesce, else one datagram.
+fn slot_len(gro_segments: usize) -> usize {
+    if gro_segments > 1 {
+        u16::MAX as usize
+    } else {
+        RECV_BUFFER
     }
 }

@@ -3,11 +3,14 @@
 //!
 //! ```text
 //! loop {
-//!     drain: poll_transmit -> send_to, poll_event -> events channel, deadline -> reset the timer if it changed
-//!     wait for: a datagram on any socket (fair order) | the timer | a command from the application
-//!     feed it to the machine (handle_input / handle_timeout / the command closure)
+//!     drain: poll_transmit -> GSO runs -> sendmsg, poll_event -> events channel, deadline -> reset the timer
+//!            only if it changed
+//!     wait for: datagrams on any socket (fair order; one recvmmsg of up to 32, GRO) | the timer | a command
+//!     feed them to the machine (handle_input per datagram / handle_timeout / the command closure)
 //! }
 //! ```
+//! Batched I/O is `quinn-udp` (`recvmmsg`, GRO, GSO); the grouping and splitting is sans-IO in
+//! [`punch_core::drive`] ([`Gso`], [`RecvBatch`]).
 //! The loop ends, returning the machine, when the application drops its command sender.
 #![warn(missing_docs)]
 
@@ -18,8 +21,15 @@ use std::ops::ControlFlow;
 use std::task::Poll;
 use std::time::Instant;
 
-use punch_core::drive::{sent, Drive, Output, TimerUpdate, Wake, RECV_BUFFER};
+use std::io::IoSliceMut;
+
+use punch_core::drive::{
+    sent_run, Drive, Gso, Output, Received, RecvBatch, Run, TimerUpdate, Wake, RECV_BATCH,
+    RECV_BUFFER,
+};
 use punch_core::Machine;
+use quinn_udp::{RecvMeta, UdpSocketState};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -42,18 +52,51 @@ pub fn locals(sockets: &[UdpSocket]) -> io::Result<Vec<SocketAddr>> {
     sockets.iter().map(UdpSocket::local_addr).collect()
 }
 
-/// Sends `t` on `s`; with `t.ttl`, as the IPv4 TTL and IPv6 hop limit of this datagram only.
-async fn send(s: &UdpSocket, t: &punch_core::Transmit) -> io::Result<usize> {
-    let Some(ttl) = t.ttl.map(u32::from) else {
-        return s.send_to(&t.payload, t.destination).await;
-    };
+/// Asks for `bytes` of SO_RCVBUF and SO_SNDBUF on `s`; returns what the kernel granted (receive, send): Linux
+/// doubles the request and caps it at `net.core.rmem_max` / `wmem_max`.
+pub fn socket_buffers(s: &UdpSocket, bytes: usize) -> io::Result<(usize, usize)> {
     let sock = socket2::SockRef::from(s);
-    let (v4, v6) = (sock.ttl_v4().ok(), sock.unicast_hops_v6().ok());
-    let _ = (sock.set_ttl_v4(ttl), sock.set_unicast_hops_v6(ttl));
-    let sent = s.send_to(&t.payload, t.destination).await;
-    let _ = v4.map(|v| sock.set_ttl_v4(v));
-    let _ = v6.map(|v| sock.set_unicast_hops_v6(v));
-    sent
+    sock.set_recv_buffer_size(bytes)?;
+    sock.set_send_buffer_size(bytes)?;
+    Ok((sock.recv_buffer_size()?, sock.send_buffer_size()?))
+}
+
+/// Sends `run` on `s`: one GSO `sendmsg` for a run of several datagrams (one at a time if that fails), and a
+/// run with a TTL as one datagram with that IPv4 TTL / IPv6 hop limit (the socket's own is restored after).
+async fn send(s: &UdpSocket, state: &UdpSocketState, run: &Run) -> io::Result<()> {
+    if let Some(ttl) = run.ttl.map(u32::from) {
+        let sock = socket2::SockRef::from(s);
+        let (v4, v6) = (sock.ttl_v4().ok(), sock.unicast_hops_v6().ok());
+        let _ = (sock.set_ttl_v4(ttl), sock.set_unicast_hops_v6(ttl));
+        let sent = s.send_to(&run.payload, run.destination).await;
+        let _ = v4.map(|v| sock.set_ttl_v4(v));
+        let _ = v6.map(|v| sock.set_unicast_hops_v6(v));
+        return sent.map(drop);
+    }
+    let transmit = quinn_udp::Transmit {
+        destination: run.destination,
+        ecn: None,
+        contents: &run.payload,
+        segment_size: (run.count > 1).then_some(run.segment),
+        src_ip: None,
+    };
+    let gso = s
+        .async_io(Interest::WRITABLE, || state.try_send(s.into(), &transmit))
+        .await;
+    match gso {
+        Err(e) if run.count > 1 => {
+            tracing::debug!(
+                "GSO send of {} datagrams failed ({e}): one at a time",
+                run.count
+            );
+            let mut last = Ok(());
+            for d in run.datagrams() {
+                last = s.send_to(d, run.destination).await.map(drop);
+            }
+            last
+        }
+        r => r,
+    }
 }
 
 /// The clock the drivers read: the only place time enters a machine.
@@ -97,11 +140,25 @@ where
     M: Machine,
 {
     let mut drive = Drive::new(locals(&sockets)?);
-    let mut buf = vec![0u8; RECV_BUFFER];
+    let states = sockets
+        .iter()
+        .map(|s| UdpSocketState::new(s.into()))
+        .collect::<io::Result<Vec<_>>>()?;
+    let gro = states.iter().map(UdpSocketState::gro_segments).max();
+    let mut batch = RecvBatch::new(RECV_BATCH, slot_len(gro.unwrap_or(1)));
+    let mut meta = [RecvMeta::default(); RECV_BATCH];
     let timer = tokio::time::sleep_until(tokio::time::Instant::now());
     tokio::pin!(timer);
     let mut armed = false;
     loop {
+        // Per drain: a GSO failure lowers quinn-udp's segment limit for the next ones.
+        let mut gso = Gso::new(
+            states
+                .iter()
+                .map(UdpSocketState::max_gso_segments)
+                .min()
+                .unwrap_or(1),
+        );
         for out in drive.drain(&mut machine) {
             match out {
                 Output::Timer(TimerUpdate::Set(at)) => {
@@ -113,26 +170,46 @@ where
                 Output::Event(e) => {
                     let _ = events.send(e);
                 }
-                Output::Transmit {
-                    socket,
-                    transmit: t,
-                } => {
-                    sent(&t, send(&sockets[socket], &t).await);
+                Output::Transmit { socket, transmit } => {
+                    if let Some(run) = gso.push(socket, transmit) {
+                        let (s, state) = (&sockets[run.socket], &states[run.socket]);
+                        sent_run(&run, send(s, state, &run).await);
+                    }
                 }
             }
         }
+        if let Some(run) = gso.flush() {
+            let (s, state) = (&sockets[run.socket], &states[run.socket]);
+            sent_run(&run, send(s, state, &run).await);
+        }
         let recv = poll_fn(|cx| {
             for socket in drive.poll_order() {
-                let mut rb = tokio::io::ReadBuf::new(&mut buf);
-                if let Poll::Ready(r) = sockets[socket].poll_recv_from(cx, &mut rb) {
-                    return Poll::Ready(match r {
-                        Ok(from) => Wake::Datagram {
-                            socket,
-                            from,
-                            len: rb.filled().len(),
-                        },
-                        Err(error) => Wake::RecvError { socket, error },
+                let s = &sockets[socket];
+                loop {
+                    match s.poll_recv_ready(cx) {
+                        Poll::Pending => break,
+                        Poll::Ready(Err(error)) => {
+                            return Poll::Ready(Wake::RecvError { socket, error })
+                        }
+                        Poll::Ready(Ok(())) => {}
+                    }
+                    let mut bufs = batch.buffers_mut();
+                    let mut iov: [IoSliceMut; RECV_BATCH] =
+                        std::array::from_fn(|_| IoSliceMut::new(bufs.next().unwrap_or_default()));
+                    let got = s.try_io(Interest::READABLE, || {
+                        states[socket].recv(s.into(), &mut iov, &mut meta)
                     });
+                    match got {
+                        Ok(count) => {
+                            for (i, m) in meta[..count].iter().enumerate() {
+                                let (from, len, stride) = (m.addr, m.len, m.stride);
+                                batch.set(i, Received { from, len, stride });
+                            }
+                            return Poll::Ready(Wake::Received { socket, count });
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        Err(error) => return Poll::Ready(Wake::RecvError { socket, error }),
+                    }
                 }
             }
             Poll::Pending
@@ -142,8 +219,17 @@ where
             () = &mut timer, if armed => Wake::Timeout,
             c = commands.recv() => c.map_or(Wake::Stop, Wake::Command),
         };
-        if let ControlFlow::Break(()) = drive.apply(&mut machine, now(), wake, &buf) {
+        if let ControlFlow::Break(()) = drive.apply(&mut machine, now(), wake, &batch) {
             return Ok(machine);
         }
+    }
+}
+
+/// The receive slot size: room for a whole GRO run (64 KiB) when the sockets coalesce, else one datagram.
+fn slot_len(gro_segments: usize) -> usize {
+    if gro_segments > 1 {
+        u16::MAX as usize
+    } else {
+        RECV_BUFFER
     }
 }

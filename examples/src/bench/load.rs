@@ -17,8 +17,11 @@ pub struct Flow {
     pub sender: UdpSocket,
     /// Receives what the system under test forwards.
     pub receiver: UdpSocket,
-    /// A Relay indication; DATA is its last `payload` bytes.
+    /// What the sender sends (a Relay indication, a TURN ChannelData); DATA is its last `payload` bytes.
     pub template: Vec<u8>,
+    /// Bytes before DATA in what the receiver gets (the Relay indication's header and attributes when the
+    /// server forwards it as received; 0 when the server strips its framing, as TURN does).
+    pub overhead: usize,
     /// SO_RCVBUF the kernel granted the clients.
     pub rcvbuf: usize,
 }
@@ -102,13 +105,13 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let receiver = flow.receiver.try_clone()?;
         receiver.set_read_timeout(Some(Duration::from_millis(50)))?;
-        let (payload, pin) = (self.payload, self.pin);
+        let (payload, pin, overhead) = (self.payload, self.pin, flow.overhead);
         let done = stop.clone();
         let rx = thread::spawn(move || {
             if let Some(c) = pin {
                 net::pin(c);
             }
-            receive(&receiver, payload, origin, &done)
+            receive(&receiver, payload, overhead, origin, &done)
         });
         let cpu0 = cpu.read();
         let start = Instant::now();
@@ -173,10 +176,12 @@ impl Load {
     }
 }
 
-/// The receiver: counts datagrams of the relay size and records their latency in µs until `stop`.
+/// The receiver: counts datagrams of at least `overhead + payload` bytes (the relayed size) and records their
+/// latency in µs (from the stamp in their last `payload` bytes) until `stop`.
 fn receive(
     sock: &UdpSocket,
     payload: usize,
+    overhead: usize,
     origin: Instant,
     stop: &AtomicBool,
 ) -> (u64, Vec<u32>) {
@@ -190,12 +195,10 @@ fn receive(
         };
         let now = (Instant::now() - origin).as_nanos() as u64;
         for i in 0..n {
-            let Some(off) = lens[i].checked_sub(payload) else {
-                continue;
-            };
-            if lens[i] < 20 + payload {
+            if lens[i] < overhead + payload {
                 continue; // not a relay datagram (a late PeerInfo, say)
             }
+            let off = lens[i] - payload;
             received += 1;
             let sent =
                 u64::from_le_bytes(slots[i][off + 8..off + 16].try_into().unwrap_or_default());

@@ -102,6 +102,16 @@ impl ThreadCpu {
         ThreadCpu(id)
     }
 
+    /// The CPU-time clock of process `pid` (all its threads).
+    pub fn process(pid: i32) -> io::Result<Self> {
+        let mut id: libc::clockid_t = 0;
+        // SAFETY: plain FFI call with a valid out-pointer.
+        match unsafe { libc::clock_getcpuclockid(pid, &mut id) } {
+            0 => Ok(ThreadCpu(id)),
+            e => Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+
     /// CPU time (user + system) the thread has used so far.
     pub fn read(self) -> Duration {
         // SAFETY: a zeroed timespec is valid; clock_gettime fills it.
