@@ -33,7 +33,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 
-use crate::{Instant, Machine, Transmit};
+use crate::{Instant, Machine, SocketRequest, Transmit};
 
 /// Something the application does to the machine, in the driver loop, with the current time.
 pub type Command<M> = Box<dyn FnOnce(&mut M, Instant) + Send>;
@@ -98,6 +98,11 @@ pub enum Output<E> {
         /// The datagram.
         transmit: Transmit,
     },
+    /// Open or close sockets as the machine asks ([`Machine::poll_socket_request`], birthday probing). The
+    /// driver serves it after the drain: for `Open`, it binds that many sockets like socket 0 (same IP, port 0)
+    /// and reports their addresses with [`Drive::opened`]; for `Close`, [`Drive::close`] says which of its
+    /// sockets to drop.
+    Sockets(SocketRequest),
     /// Hand this event to the application.
     Event(E),
     /// What to do with the timer; always the last output of a drain.
@@ -382,6 +387,72 @@ impl Drive {
         &self.locals
     }
 
+    /// The driver bound these sockets for a [`SocketRequest::Open`] (appended to its socket list, in this
+    /// order): tells the machine. Drain afterwards.
+    pub fn opened<M: Machine>(&mut self, machine: &mut M, now: Instant, locals: &[SocketAddr]) {
+        self.locals.extend_from_slice(locals);
+        machine.handle_sockets(now, locals);
+    }
+
+    /// Serves a socket request of the machine (birthday probing) over the driver's socket list `sockets`
+    /// (index = socket number, in [`locals`](Self::locals) order): `Open` calls `bind` with the address to bind
+    /// (socket 0's IP, port 0) up to `count` times, stopping at the first error (out of file descriptors, say),
+    /// appends what it returns and tells the machine; `Close` removes the named sockets. Drain afterwards.
+    pub fn serve<M: Machine, S>(
+        &mut self,
+        machine: &mut M,
+        now: Instant,
+        request: SocketRequest,
+        sockets: &mut Vec<S>,
+        mut bind: impl FnMut(SocketAddr) -> io::Result<(SocketAddr, S)>,
+    ) {
+        match request {
+            SocketRequest::Open { count } => {
+                let Some(&first) = self.locals.first() else {
+                    return self.opened(machine, now, &[]);
+                };
+                let mut opened = Vec::with_capacity(count);
+                for _ in 0..count {
+                    match bind(SocketAddr::new(first.ip(), 0)) {
+                        Ok((local, socket)) => {
+                            sockets.push(socket);
+                            opened.push(local);
+                        }
+                        Err(e) => {
+                            tracing::warn!("opened {} of {count} sockets: {e}", opened.len());
+                            break;
+                        }
+                    }
+                }
+                self.opened(machine, now, &opened);
+            }
+            SocketRequest::Close(addrs) => {
+                for i in self.close(&addrs) {
+                    if i < sockets.len() {
+                        sockets.remove(i);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A [`SocketRequest::Close`] for `addrs`: forgets them and returns the indices the driver must remove
+    /// from its socket list, highest first (so that removing them in order keeps the others' indices right).
+    /// Socket 0 is never closed.
+    pub fn close(&mut self, addrs: &[SocketAddr]) -> Vec<usize> {
+        let mut gone: Vec<usize> = (1..self.locals.len())
+            .filter(|&i| addrs.contains(&self.locals[i]))
+            .collect();
+        gone.reverse();
+        for &i in &gone {
+            self.locals.remove(i);
+        }
+        if self.start >= self.locals.len() {
+            self.start = 0;
+        }
+        gone
+    }
+
     /// The index of the socket a transmit with this `source` goes out on: `None` is socket 0, `Some(a)` the
     /// socket bound to `a`. `None` is returned when there is no such socket (the transmit must be dropped).
     pub fn socket_for(&self, source: Option<SocketAddr>) -> Option<usize> {
@@ -438,8 +509,8 @@ impl Drive {
     }
 
     /// Drains `machine`: every transmit (routed to a socket; those with an unknown source are dropped,
-    /// counted in [`dropped`](Self::dropped) and logged at warn, once per drain), then every event, then one
-    /// [`TimerUpdate`] for its deadline.
+    /// counted in [`dropped`](Self::dropped) and logged at warn, once per drain), then every socket request,
+    /// then every event, then one [`TimerUpdate`] for its deadline.
     pub fn drain<'a, M: Machine>(&'a mut self, machine: &'a mut M) -> Drain<'a, M> {
         Drain {
             drive: self,
@@ -495,6 +566,7 @@ pub fn for_socket(local: SocketAddr, destination: SocketAddr) -> SocketAddr {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     Transmits,
+    Sockets,
     Events,
     Done,
 }
@@ -514,7 +586,7 @@ impl<M: Machine> Iterator for Drain<'_, M> {
     fn next(&mut self) -> Option<Output<M::Event>> {
         while self.stage == Stage::Transmits {
             let Some(transmit) = self.machine.poll_transmit() else {
-                self.stage = Stage::Events;
+                self.stage = Stage::Sockets;
                 if self.dropped > 0 {
                     tracing::warn!(
                         dropped = self.dropped,
@@ -538,6 +610,12 @@ impl<M: Machine> Iterator for Drain<'_, M> {
                     self.first_dropped = self.first_dropped.or(transmit.source);
                 }
             }
+        }
+        if self.stage == Stage::Sockets {
+            if let Some(r) = self.machine.poll_socket_request() {
+                return Some(Output::Sockets(r));
+            }
+            self.stage = Stage::Events;
         }
         if self.stage == Stage::Events {
             if let Some(e) = self.machine.poll_event() {
@@ -661,6 +739,7 @@ mod tests {
                 }
                 Output::Event(e) => events.push(e),
                 Output::Timer(t) => timer = Some(t),
+                Output::Sockets(r) => panic!("the script asks for no sockets: {r:?}"),
             }
         }
         (
@@ -962,5 +1041,52 @@ mod tests {
         assert_eq!(segments(b"abc", 7).count(), 1);
         assert_eq!(segments(b"", 0).collect::<Vec<_>>(), [b""]);
         assert_eq!(RecvBatch::new(0, 0).slots(), 1);
+    }
+
+    #[test]
+    fn opened_sockets_are_told_to_the_machine_and_closed_ones_leave_the_index_order_right() {
+        struct Asks {
+            requests: VecDeque<SocketRequest>,
+            told: Vec<SocketAddr>,
+        }
+        impl Machine for Asks {
+            type Event = ();
+            fn handle_input(&mut self, _: Instant, _: SocketAddr, _: SocketAddr, _: &[u8]) {}
+            fn handle_timeout(&mut self, _: Instant) {}
+            fn poll_transmit(&mut self) -> Option<Transmit> {
+                None
+            }
+            fn poll_deadline(&self) -> Option<Deadline> {
+                None
+            }
+            fn poll_event(&mut self) -> Option<()> {
+                None
+            }
+            fn poll_socket_request(&mut self) -> Option<SocketRequest> {
+                self.requests.pop_front()
+            }
+            fn handle_sockets(&mut self, _: Instant, opened: &[SocketAddr]) {
+                self.told.extend_from_slice(opened);
+            }
+        }
+        let mut m = Asks {
+            requests: VecDeque::from([SocketRequest::Open { count: 3 }]),
+            told: Vec::new(),
+        };
+        let mut drive = Drive::new(vec![addr(1)]);
+        let outs: Vec<_> = drive.drain(&mut m).collect();
+        assert!(matches!(
+            outs[0],
+            Output::Sockets(SocketRequest::Open { count: 3 })
+        ));
+        assert!(matches!(outs.last(), Some(Output::Timer(_))));
+        drive.opened(&mut m, crate::test_epoch(), &[addr(2), addr(3), addr(4)]);
+        assert_eq!(m.told, [addr(2), addr(3), addr(4)]);
+        assert_eq!(drive.locals(), [addr(1), addr(2), addr(3), addr(4)]);
+        assert_eq!(drive.socket_for(Some(addr(3))), Some(2));
+        // Socket 0 is never closed; the others go highest index first.
+        assert_eq!(drive.close(&[addr(1), addr(2), addr(4)]), [3, 1]);
+        assert_eq!(drive.locals(), [addr(1), addr(3)]);
+        assert_eq!(drive.poll_order().collect::<Vec<_>>(), [0, 1]);
     }
 }

@@ -686,6 +686,38 @@ mod tests {
         assert_eq!(recv(), (a, "short".into()));
         assert_eq!(recv(), (b, "after".into()));
 
+        // Extra sockets on request (birthday probing): opened like socket 0, usable as sources, closed again.
+        running.command(|m: &mut EchoNode, _| m.ask(punch_core::SocketRequest::Open { count: 3 }));
+        assert_eq!(next_event(&inputs), "opened 3 sockets");
+        let (opened_tx, opened) = mpsc::channel();
+        running.command(move |m: &mut EchoNode, _| {
+            let _ = opened_tx.send(m.opened.clone());
+        });
+        let extra: Vec<SocketAddr> = opened.recv_timeout(WAIT).unwrap();
+        assert_eq!(extra.len(), 3);
+        assert!(extra
+            .iter()
+            .all(|e| e.ip() == a.ip() && ![a, b].contains(e)));
+        let (e0, e2) = (extra[0], extra[2]);
+        running.command(move |m: &mut EchoNode, _| m.send_from(e2, to, b"from an extra socket"));
+        assert_eq!(recv(), (e2, "from an extra socket".into()));
+        client.send_to(b"to an extra socket", e0).unwrap();
+        assert_eq!(
+            next_event(&inputs),
+            "got 18 B from ".to_string() + &to.to_string()
+        );
+        let close = vec![e0, extra[1]];
+        running.command(move |m: &mut EchoNode, _| {
+            m.ask(punch_core::SocketRequest::Close(close));
+            m.send_from(e2, to, b"still open");
+        });
+        assert_eq!(recv(), (e2, "still open".into()));
+        running.command(move |m: &mut EchoNode, _| {
+            m.send_from(e0, to, b"closed: not sent");
+            m.send_from(b, to, b"b still there");
+        });
+        assert_eq!(recv(), (b, "b still there".into()));
+
         // The timer fires (once: the next send would be an hour later), sending from the first socket.
         running.command(move |m: &mut EchoNode, now| {
             m.send_every(

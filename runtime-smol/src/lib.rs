@@ -127,20 +127,23 @@ where
     M: Machine,
 {
     let mut drive = Drive::new(locals(&sockets)?);
-    let states = sockets
-        .iter()
-        .map(|s| UdpSocketState::new(s.get_ref().into()))
+    // Each socket with its quinn-udp state, by socket number (birthday probing adds and removes some).
+    let mut socks = sockets
+        .into_iter()
+        .map(|s| Ok((UdpSocketState::new(s.get_ref().into())?, s)))
         .collect::<io::Result<Vec<_>>>()?;
-    let gro = states.iter().map(UdpSocketState::gro_segments).max();
+    let gro = socks.iter().map(|(st, _)| st.gro_segments()).max();
     let mut batch = RecvBatch::new(RECV_BATCH, slot_len(gro.unwrap_or(1)));
     let mut meta = [RecvMeta::default(); RECV_BATCH];
     let mut timer = Timer::never();
     loop {
         // Per drain: a GSO failure lowers quinn-udp's segment limit for the next ones.
-        let max_segments = states.iter().map(UdpSocketState::max_gso_segments).min();
+        let max_segments = socks.iter().map(|(st, _)| st.max_gso_segments()).min();
         let mut gso = Gso::new(max_segments.unwrap_or(1));
+        let mut requests = Vec::new();
         for out in drive.drain(&mut machine) {
             match out {
+                Output::Sockets(r) => requests.push(r),
                 Output::Timer(TimerUpdate::Set(at)) => timer.set_at(at),
                 Output::Timer(TimerUpdate::Clear) => timer = Timer::never(),
                 Output::Timer(TimerUpdate::Keep) => {}
@@ -149,24 +152,34 @@ where
                 }
                 Output::Transmit { socket, transmit } => {
                     if let Some(run) = gso.push(socket, transmit) {
-                        let (s, state) = (&sockets[run.socket], &states[run.socket]);
+                        let (state, s) = &socks[run.socket];
                         sent_run(&run, send(s, state, &run).await);
                     }
                 }
             }
         }
         if let Some(run) = gso.flush() {
-            let (s, state) = (&sockets[run.socket], &states[run.socket]);
+            let (state, s) = &socks[run.socket];
             sent_run(&run, send(s, state, &run).await);
+        }
+        if !requests.is_empty() {
+            for r in requests {
+                drive.serve(&mut machine, now(), r, &mut socks, |at| {
+                    let s = Async::<UdpSocket>::bind(at)?;
+                    let state = UdpSocketState::new(s.get_ref().into())?;
+                    Ok((s.get_ref().local_addr()?, (state, s)))
+                });
+            }
+            continue; // drain what the machine does with its new sockets
         }
         let recv = poll_fn(|cx| {
             for socket in drive.poll_order() {
-                let s = &sockets[socket];
+                let (state, s) = &socks[socket];
                 loop {
                     let mut bufs = batch.buffers_mut();
                     let mut iov: [IoSliceMut; RECV_BATCH] =
                         std::array::from_fn(|_| IoSliceMut::new(bufs.next().unwrap_or_default()));
-                    match states[socket].recv(s.get_ref().into(), &mut iov, &mut meta) {
+                    match state.recv(s.get_ref().into(), &mut iov, &mut meta) {
                         Ok(count) => {
                             for (i, m) in meta[..count].iter().enumerate() {
                                 let (from, len, stride) = (m.addr, m.len, m.stride);

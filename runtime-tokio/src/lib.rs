@@ -140,11 +140,12 @@ where
     M: Machine,
 {
     let mut drive = Drive::new(locals(&sockets)?);
-    let states = sockets
-        .iter()
-        .map(|s| UdpSocketState::new(s.into()))
+    // Each socket with its quinn-udp state, by socket number (birthday probing adds and removes some).
+    let mut socks = sockets
+        .into_iter()
+        .map(|s| Ok((UdpSocketState::new((&s).into())?, s)))
         .collect::<io::Result<Vec<_>>>()?;
-    let gro = states.iter().map(UdpSocketState::gro_segments).max();
+    let gro = socks.iter().map(|(st, _)| st.gro_segments()).max();
     let mut batch = RecvBatch::new(RECV_BATCH, slot_len(gro.unwrap_or(1)));
     let mut meta = [RecvMeta::default(); RECV_BATCH];
     let timer = tokio::time::sleep_until(tokio::time::Instant::now());
@@ -153,14 +154,16 @@ where
     loop {
         // Per drain: a GSO failure lowers quinn-udp's segment limit for the next ones.
         let mut gso = Gso::new(
-            states
+            socks
                 .iter()
-                .map(UdpSocketState::max_gso_segments)
+                .map(|(st, _)| st.max_gso_segments())
                 .min()
                 .unwrap_or(1),
         );
+        let mut requests = Vec::new();
         for out in drive.drain(&mut machine) {
             match out {
+                Output::Sockets(r) => requests.push(r),
                 Output::Timer(TimerUpdate::Set(at)) => {
                     timer.as_mut().reset(at.into());
                     armed = true;
@@ -172,19 +175,30 @@ where
                 }
                 Output::Transmit { socket, transmit } => {
                     if let Some(run) = gso.push(socket, transmit) {
-                        let (s, state) = (&sockets[run.socket], &states[run.socket]);
+                        let (state, s) = &socks[run.socket];
                         sent_run(&run, send(s, state, &run).await);
                     }
                 }
             }
         }
         if let Some(run) = gso.flush() {
-            let (s, state) = (&sockets[run.socket], &states[run.socket]);
+            let (state, s) = &socks[run.socket];
             sent_run(&run, send(s, state, &run).await);
+        }
+        if !requests.is_empty() {
+            for r in requests {
+                drive.serve(&mut machine, now(), r, &mut socks, |at| {
+                    let s = std::net::UdpSocket::bind(at)?;
+                    s.set_nonblocking(true)?;
+                    let s = UdpSocket::from_std(s)?;
+                    Ok((s.local_addr()?, (UdpSocketState::new((&s).into())?, s)))
+                });
+            }
+            continue; // drain what the machine does with its new sockets
         }
         let recv = poll_fn(|cx| {
             for socket in drive.poll_order() {
-                let s = &sockets[socket];
+                let (state, s) = &socks[socket];
                 loop {
                     match s.poll_recv_ready(cx) {
                         Poll::Pending => break,
@@ -197,7 +211,7 @@ where
                     let mut iov: [IoSliceMut; RECV_BATCH] =
                         std::array::from_fn(|_| IoSliceMut::new(bufs.next().unwrap_or_default()));
                     let got = s.try_io(Interest::READABLE, || {
-                        states[socket].recv(s.into(), &mut iov, &mut meta)
+                        state.recv(s.into(), &mut iov, &mut meta)
                     });
                     match got {
                         Ok(count) => {

@@ -18,6 +18,10 @@ pub struct EchoNode {
     events: Vec<String>,
     /// Optional periodic send: `(every, destination, payload, next)`.
     periodic: Option<(std::time::Duration, SocketAddr, Vec<u8>, Instant)>,
+    /// Socket requests not yet handed to the driver ([`EchoNode::ask`]).
+    requests: Vec<punch_core::SocketRequest>,
+    /// Every socket the driver opened for it, in order.
+    pub opened: Vec<SocketAddr>,
 }
 
 impl EchoNode {
@@ -30,7 +34,14 @@ impl EchoNode {
             outbox: Vec::new(),
             events: Vec::new(),
             periodic: None,
+            requests: Vec::new(),
+            opened: Vec::new(),
         }
+    }
+
+    /// Asks the driver to open or close sockets (a driver test of [`Machine::poll_socket_request`]).
+    pub fn ask(&mut self, request: punch_core::SocketRequest) {
+        self.requests.push(request);
     }
     /// A node that only records (never answers).
     pub fn silent(addr: SocketAddr) -> EchoNode {
@@ -111,6 +122,13 @@ impl Machine for EchoNode {
         } else {
             Some(self.outbox.remove(0))
         }
+    }
+    fn poll_socket_request(&mut self) -> Option<punch_core::SocketRequest> {
+        (!self.requests.is_empty()).then(|| self.requests.remove(0))
+    }
+    fn handle_sockets(&mut self, _: Instant, opened: &[SocketAddr]) {
+        self.events.push(format!("opened {} sockets", opened.len()));
+        self.opened.extend_from_slice(opened);
     }
     fn poll_deadline(&self) -> Option<Deadline> {
         self.periodic.as_ref().map(|p| Deadline {
