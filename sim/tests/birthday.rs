@@ -136,3 +136,37 @@ fn the_bound_in_docs_strategy() {
     assert!(p(1_000) > 0.98);
     assert!((0.97..0.99).contains(&p(1_024)) || p(1_024) > 0.98);
 }
+
+/// The measured curve of docs/STRATEGY.md: fraction of runs direct by time after pairing, against the bound
+/// for the probes sent by then (100/s). `cargo test --release -p punch-sim --test birthday -- --ignored
+/// --nocapture curve`.
+#[test]
+#[ignore = "prints the curve for docs/STRATEGY.md (1 000 runs)"]
+fn curve() {
+    const RUNS: u64 = 1_000;
+    let mut times = Vec::new();
+    for seed in 1..=RUNS {
+        let o = Scenario::new(seed)
+            .host("a", Profile::from(Nat::Symmetric).linux())
+            .host("b", Profile::from(Nat::PortRestricted).linux())
+            .type_at("a", ms(0), "hello")
+            .run();
+        o.exactly_once_in_order().unwrap();
+        times.push(o.pairing_to_direct());
+    }
+    println!("| time after pairing | probes sent by then | bound | measured direct |");
+    println!("|---|---|---|---|");
+    for t in [1u64, 2, 3, 5, 7, 10, 15] {
+        // The first probe leaves after the hold (half the server RTT, here 20 ms, + 20 ms), then 100 a second.
+        let probes = (t * 100).saturating_sub(4) as u32;
+        let got = times
+            .iter()
+            .filter(|d| d.is_some_and(|d| d <= secs(t)))
+            .count();
+        println!(
+            "| {t} s | {probes} | {:.1} % | {:.1} % |",
+            100.0 * birthday_success(257, probes, 64_512),
+            100.0 * got as f64 / RUNS as f64
+        );
+    }
+}
