@@ -449,7 +449,7 @@ fi
 V6_SRV=2001:db8:0:1::1 V6_HA=2001:db8:a::2
 
 # One chat between two lab hosts: v6_chat ID NS_A NS_B; leaves d/{a,b}.{out,sent} and sets V6_VERDICT, V6_ADDR_A,
-# V6_ADDR_B (the last direct address each side reported) and V6_SECS.
+# V6_ADDR_B (the last direct address each side reported), V6_MS_A, V6_MS_B (pairing to direct, ms) and V6_SECS.
 v6_chat() {
   local id=$1 na=$2 nb=$3 d="$LOGDIR/v6-chat-$1" pa ra rb t0
   mkdir -p "$d"
@@ -465,15 +465,20 @@ v6_chat() {
   wait $pa; ra=$?
   V6_SECS=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
   V6_VERDICT=$(python3 "$LAB_DIR/chat_verdict.py" "$d/a.out" "$ra" "$d/a.sent" "$d/b.out" "$rb" "$d/b.sent" 2>/dev/null)
+  # The last path's address, and how long after pairing the first direct path came (ms, "-" if none).
   local last='import json,sys
-addr="none"
+addr, paired, direct = "none", None, None
 for l in open(sys.argv[1], errors="replace"):
     try: v=json.loads(l)
     except ValueError: continue
-    if isinstance(v, dict) and v.get("event")=="path": addr=v.get("addr") or v.get("path")
-print(addr)'
-  V6_ADDR_A=$(python3 -c "$last" "$d/a.out")
-  V6_ADDR_B=$(python3 -c "$last" "$d/b.out")
+    if not isinstance(v, dict): continue
+    if v.get("event")=="paired" and paired is None: paired=v.get("ts")
+    if v.get("event")=="path":
+        addr=v.get("addr") or v.get("path")
+        if v.get("path")=="direct" and direct is None: direct=v.get("ts")
+print(addr, direct - paired if paired is not None and direct is not None else "-")'
+  read -r V6_ADDR_A V6_MS_A <<<"$(python3 -c "$last" "$d/a.out")"
+  read -r V6_ADDR_B V6_MS_B <<<"$(python3 -c "$last" "$d/b.out")"
 }
 
 if want ipv6; then
@@ -511,7 +516,7 @@ print(a.get("kind"), a.get("public_addr"), b.get("behind_nat"), b.get("public_ad
           else
             st=FAIL
           fi
-          row $st "IPv6: chat ha <-> hb direct over IPv6" "run $((r + 1))/$runs: A -> $V6_ADDR_A, B -> $V6_ADDR_B; ${V6_SECS}s; ${detail:-no verdict}"
+          row $st "IPv6: chat ha <-> hb direct over IPv6" "run $((r + 1))/$runs: A -> $V6_ADDR_A (+$V6_MS_A ms), B -> $V6_ADDR_B (+$V6_MS_B ms); ${V6_SECS}s; ${detail:-no verdict}"
         done
         echo "IPv6 direct rate: $direct/$runs runs direct over IPv6 (symmetric IPv4 NATs on both sides)"
 
