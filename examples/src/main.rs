@@ -312,6 +312,9 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
     tracing::info!("punch server listening on {:?}", running.locals);
     if !a.json {
         eprintln!("{}", join_hint(running.locals[0]));
+        if let Some(v6) = ipv6_hint(&running.locals) {
+            eprintln!("{v6}");
+        }
     }
     let mut log = output::ServerLog::new(a.json);
     loop {
@@ -534,6 +537,29 @@ fn join_hint(listen: SocketAddr) -> String {
          with PUNCH_SERVER={server} set, just: punch chat)",
         listen.port()
     )
+}
+
+/// The IPv6 way in, when the server also listens on IPv6 (a dual-stack `[::]` or a specific IPv6 socket) and
+/// the host has an IPv6 address worth telling; `None` too when the first hint already names an IPv6 address.
+fn ipv6_hint(locals: &[SocketAddr]) -> Option<String> {
+    if locals
+        .first()
+        .is_some_and(|l| l.is_ipv6() && !l.ip().is_unspecified())
+    {
+        return None;
+    }
+    let l = locals.iter().find(|l| l.is_ipv6())?;
+    let ip = if l.ip().is_unspecified() {
+        driver::route_ip("[2001:db8::1]:3478".parse().expect("an address"))
+            .filter(|ip| worth_announcing(*ip))?
+    } else {
+        l.ip()
+    };
+    let server = match l.port() {
+        DEFAULT_PORT => format!("[{ip}]"),
+        port => format!("[{ip}]:{port}"),
+    };
+    Some(format!("over IPv6:  punch chat --server {server}"))
 }
 
 /// How long `punch nat-type` waits for the detector: its own hard limit in the worst case, plus a second for
