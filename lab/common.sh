@@ -17,7 +17,7 @@ wait_udp() {
   for _ in $(seq 50); do
     out=$(lx "$ns" ss -Hunl 2>/dev/null || true)
     ok=1
-    for a in "$@"; do grep -q " $a " <<<"$out" || ok=0; done
+    for a in "$@"; do grep -qF " $a " <<<"$out" || ok=0; done
     [ "$ok" = 1 ] && return 0
     sleep 0.1
   done

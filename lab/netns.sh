@@ -3,8 +3,10 @@
 #
 #   lab/netns.sh up <kindA> <kindB> [--firewall-a yes|no] [--firewall-b yes|no] [--firewall yes|no]
 #                                          # firewall default: no (unsolicited inbound leaves conntrack entries)
+#   lab/netns.sh up6                       # the dual-stack lab (lab/README.md, "IPv6 lab"): global IPv6 behind
+#                                          # stateful firewalls + symmetric IPv4 NATs, and an IPv4-only host
 #   lab/netns.sh down                      # idempotent: removes every punchlab-* namespace and its processes
-#   lab/netns.sh exec <ns> <cmd...>        # ns: pub srv ra rb ha hb (or the full punchlab-NAME)
+#   lab/netns.sh exec <ns> <cmd...>        # ns: pub srv ra rb ha hb (hc in the IPv6 lab), or punchlab-NAME
 #   lab/netns.sh info                      # KEY=VALUE lines describing the running lab
 #   lab/netns.sh rules <ra|rb>             # the router's nft ruleset
 #   lab/netns.sh flush                     # flush conntrack and the restricted-cone sets in both routers
@@ -63,13 +65,17 @@ del_ns() {
 
 # This lab only (used by `up`, so parallel labs with other prefixes survive).
 down_own() {
-  del_ns "${PREFIX}pub" "${PREFIX}srv" "${PREFIX}ra" "${PREFIX}rb" "${PREFIX}ha" "${PREFIX}hb"
-  rm -rf "$STATE_DIR"
+  del_ns "${PREFIX}pub" "${PREFIX}srv" "${PREFIX}ra" "${PREFIX}rb" "${PREFIX}ha" "${PREFIX}hb" "${PREFIX}hc"
+  rm -rf "$STATE_DIR" /etc/netns/"${PREFIX}"ha /etc/netns/"${PREFIX}"hb /etc/netns/"${PREFIX}"hc
 }
 
 # `down`: every namespace whose name starts with the prefix (plain punchlab-: every lab).
 down() {
-  del_ns $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$PREFIX" || true)
+  local n
+  for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$PREFIX" || true); do
+    del_ns "$n"
+    rm -rf "/etc/netns/$n" # the IPv6 lab's hosts files (`up6`)
+  done
   if [ "$PREFIX" = punchlab- ]; then rm -rf "$STATE_ROOT"; else rm -rf "$STATE_DIR"; fi
 }
 
@@ -263,6 +269,140 @@ up() {
   echo "lab up: A=$ka (firewall $fa) B=$kb (firewall $fb)"
 }
 
+# ------------------------------------------------------------------------------------------- IPv6 lab
+# Addresses of the dual-stack lab (`up6`). Every link is its own subnet, routed by pub (no proxy ARP).
+V6_SRV=2001:db8:0:1::1        # the server's IPv6 address (next to SRV_IP1 and SRV_IP2)
+V6_HA=2001:db8:a::2           # host A's global address (LAN A: 2001:db8:a::/64, behind ra's firewall)
+V6_HB=2001:db8:b::2           # host B's global address (LAN B: 2001:db8:b::/64, behind rb's firewall)
+
+# The ruleset of a dual-stack router: symmetric IPv4 NAT (masquerade random) and, for IPv6 (no NAT), a
+# stateful firewall: only what belongs to a flow the inside started comes in.
+router6_rules() {
+  cat <<EOF
+flush ruleset
+table ip punchlab {
+  chain post { type nat hook postrouting priority srcnat; policy accept;
+    oifname "wan0" masquerade random
+  }
+}
+table ip6 punchlab6 {
+  chain filt { type filter hook forward priority filter; policy accept;
+    iifname "wan0" ct state established,related accept
+    iifname "wan0" drop
+  }
+}
+EOF
+}
+
+v6_sysctls() { # ns forwarding(0|1)
+  nsx "$1" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 >/dev/null
+  nsx "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 >/dev/null
+  nsx "$1" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 >/dev/null 2>&1 || true
+  nsx "$1" sysctl -qw net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0 >/dev/null 2>&1 || true
+  nsx "$1" sysctl -qw net.ipv4.ip_forward="$2" net.ipv6.conf.all.forwarding="$2" >/dev/null
+  nsx "$1" ip link set lo up
+}
+
+# up6: the dual-stack lab.
+#
+#   srv -------- pub (router) ----- ra: symmetric IPv4 NAT + IPv6 firewall ----- ha (dual stack)
+#                   |
+#                   +-------------- rb: symmetric IPv4 NAT + IPv6 firewall --+-- hb (dual stack)
+#                                                                            +-- hc (IPv4 only, lan1)
+#
+#   srv 203.0.113.1 .2/28, 2001:db8:0:1::1/64     ha 10.0.1.2/24, 2001:db8:a::2/64 (ra lan0: .1, ::1)
+#   ra wan0 203.0.113.17/28, 2001:db8:0:a0::1/64  hb 10.0.2.2/24, 2001:db8:b::2/64 (rb lan0: .1, ::1)
+#   rb wan0 203.0.113.33/28, 2001:db8:0:b0::1/64  hc 10.0.3.2/24 (rb lan1: 10.0.3.1), IPv6 disabled
+#
+# The hosts resolve server.lab to both server addresses (/etc/netns/NS/hosts, which `ip netns exec` mounts
+# over /etc/hosts).
+up6() {
+  command -v nft >/dev/null || die "nft not found (apt-get install nftables)"
+  down_own
+  trap 'rc=$?; if [ $rc -ne 0 ]; then echo "netns.sh: up6 failed, tearing down" >&2; down_own; fi' EXIT
+  mkdir -p "$STATE_DIR"
+  : >"$STATE"
+  local n
+  for n in pub srv ra rb ha hb hc; do ip netns add "$PREFIX$n"; done
+  for n in srv ha hb hc; do v6_sysctls $n 0; done
+  for n in pub ra rb; do v6_sysctls $n 1; done
+  nsx hc sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 >/dev/null
+  link srv eth0 pub srv
+  link ra wan0 pub ra
+  link rb wan0 pub rb
+  link ha eth0 ra lan0
+  link hb eth0 rb lan0
+  link hc eth0 rb lan1
+  nsx hc sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1 >/dev/null
+
+  nsx pub ip addr add 203.0.113.14/28 dev srv
+  nsx pub ip addr add 2001:db8:0:1::ff/64 dev srv nodad
+  nsx pub ip addr add 203.0.113.30/28 dev ra
+  nsx pub ip addr add 2001:db8:0:a0::ff/64 dev ra nodad
+  nsx pub ip addr add 203.0.113.46/28 dev rb
+  nsx pub ip addr add 2001:db8:0:b0::ff/64 dev rb nodad
+  nsx pub ip -6 route add 2001:db8:a::/64 via 2001:db8:0:a0::1
+  nsx pub ip -6 route add 2001:db8:b::/64 via 2001:db8:0:b0::1
+
+  nsx srv ip addr add "$SRV_IP1/28" dev eth0
+  nsx srv ip addr add "$SRV_IP2/28" dev eth0
+  nsx srv ip addr add "$V6_SRV/64" dev eth0 nodad
+  nsx srv ip route add default via 203.0.113.14
+  nsx srv ip -6 route add default via 2001:db8:0:1::ff
+
+  nsx ra ip addr add 203.0.113.17/28 dev wan0
+  nsx ra ip addr add 2001:db8:0:a0::1/64 dev wan0 nodad
+  nsx ra ip route add default via 203.0.113.30
+  nsx ra ip -6 route add default via 2001:db8:0:a0::ff
+  nsx ra ip addr add 10.0.1.1/24 dev lan0
+  nsx ra ip addr add 2001:db8:a::1/64 dev lan0 nodad
+  nsx rb ip addr add 203.0.113.33/28 dev wan0
+  nsx rb ip addr add 2001:db8:0:b0::1/64 dev wan0 nodad
+  nsx rb ip route add default via 203.0.113.46
+  nsx rb ip -6 route add default via 2001:db8:0:b0::ff
+  nsx rb ip addr add 10.0.2.1/24 dev lan0
+  nsx rb ip addr add 2001:db8:b::1/64 dev lan0 nodad
+  nsx rb ip addr add 10.0.3.1/24 dev lan1
+
+  nsx ha ip addr add 10.0.1.2/24 dev eth0
+  nsx ha ip addr add "$V6_HA/64" dev eth0 nodad
+  nsx ha ip route add default via 10.0.1.1
+  nsx ha ip -6 route add default via 2001:db8:a::1
+  nsx hb ip addr add 10.0.2.2/24 dev eth0
+  nsx hb ip addr add "$V6_HB/64" dev eth0 nodad
+  nsx hb ip route add default via 10.0.2.1
+  nsx hb ip -6 route add default via 2001:db8:b::1
+  nsx hc ip addr add 10.0.3.2/24 dev eth0
+  nsx hc ip route add default via 10.0.3.1
+
+  for n in ra rb; do router6_rules | nsx $n nft -f -; done
+  for n in ha hb hc; do
+    mkdir -p "/etc/netns/$PREFIX$n"
+    printf '127.0.0.1 localhost\n%s server.lab\n%s server.lab\n' "$V6_SRV" "$SRV_IP1" >"/etc/netns/$PREFIX$n/hosts"
+  done
+  {
+    echo "SRV_IP1=$SRV_IP1"
+    echo "SRV_IP2=$SRV_IP2"
+    echo "V6_SRV=$V6_SRV"
+    echo "V6_HA=$V6_HA"
+    echo "V6_HB=$V6_HB"
+  } >>"$STATE"
+  # Smoke: the hosts reach the server over IPv4, and ha and hb over IPv6.
+  local h to ok
+  for h in ha:$SRV_IP1 hb:$SRV_IP1 hc:$SRV_IP1 ha:$V6_SRV hb:$V6_SRV; do
+    n=${h%%:*} to=${h#*:}
+    ok=0
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+      if nsx "$n" ping -c1 -W1 "$to" >/dev/null 2>&1; then ok=1; break; fi
+      sleep 0.2
+    done
+    [ "$ok" = 1 ] || die "$n cannot reach the server at $to"
+  done
+  flush
+  trap - EXIT
+  echo "lab up: dual stack (symmetric IPv4 NATs, IPv6 stateful firewalls, hc IPv4 only)"
+}
+
 flush() {
   local r
   for r in ra rb; do
@@ -277,6 +417,7 @@ cmd=${1:-}
 shift
 case "$cmd" in
   up) [ "$(id -u)" = 0 ] || die "must run as root"; up "$@" ;;
+  up6) [ "$(id -u)" = 0 ] || die "must run as root"; up6 ;;
   down) [ "$(id -u)" = 0 ] || die "must run as root"; down ;;
   exec)
     [ $# -ge 2 ] || die "usage: netns.sh exec <ns> <cmd...>"

@@ -8,6 +8,8 @@
 #   classic  Debian's `stun` client classifies the NAT the same against `punch server` as against stund.
 #   chat     `punch chat` between every pair of kinds (15 unordered pairs), started together and with B
 #            started later, and with/without WAN firewall: each side gets the other's lines once, in order.
+#   ipv6     the dual-stack lab (netns.sh up6): IPv6 behind stateful firewalls goes direct, nat-type reports
+#            both families, an IPv4-only host chats with a dual-stack one, IPv4 fallback (happy eyeballs).
 # Checks of a punch feature that is not there yet (subcommand missing from `punch --help`, detection
 # still a stub, server not answering RFC 3489) are reported PENDING: neither passed nor failed.
 #
@@ -15,12 +17,13 @@
 #
 # Env:
 #   PUNCH_LAB_SKIP_OK=1   not root: print why and exit 0 instead of 1
-#   PUNCH_LAB_ONLY=...    space-separated subset of: topology stun nat-type classic third-party chat (default: all)
+#   PUNCH_LAB_ONLY=...    space-separated subset of: topology stun nat-type classic third-party chat ipv6 (default: all)
 #   PUNCH_LAB_JOBS=N      chat scenarios run N at a time, each in its own lab (default 4)
 #   PUNCH_LAB_BUDGET=S    no chat scenario starts after S seconds (default 400; the rest FAIL as not run)
 #   PUNCH_LAB_FULL=1      also the whole chat matrix behind firewalls (longer)
 #   PUNCH_LAB_CHAT_MATCH=RE only the chat scenarios whose "kindA kindB fwA fwB delayB" matches RE
 #   PUNCH_LAB_REPEAT=N    run every selected chat scenario N times (flakiness hunting; default 1)
+#   PUNCH_LAB_V6_REPEAT=N runs of the IPv6 direct chat (ha <-> hb) in the ipv6 section (default 3)
 #   PUNCH_BIN=path        use this punch binary instead of building target/release/punch
 #   PUNCH_LAB_KEEP_LOGS=1 keep the log directory (it is kept anyway when something failed)
 #   CARGO_TARGET_DIR      honoured for the binary's path
@@ -36,7 +39,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-ONLY=${PUNCH_LAB_ONLY:-"topology stun nat-type classic third-party chat"}
+ONLY=${PUNCH_LAB_ONLY:-"topology stun nat-type classic third-party chat ipv6"}
 JOBS=${PUNCH_LAB_JOBS:-4}
 BUDGET=${PUNCH_LAB_BUDGET:-400} # seconds since the start (build included) after which no chat scenario starts
 want() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
@@ -100,7 +103,7 @@ fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_DIR/target}
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR=$REPO_DIR/$TARGET_DIR ;; esac
 PUNCH=${PUNCH_BIN:-$TARGET_DIR/release/punch}
-if want nat-type || want classic || want chat; then
+if want nat-type || want classic || want chat || want ipv6; then
   if [ -z "${PUNCH_BIN:-}" ]; then
     (cd "$REPO_DIR" && cargo build --release -p punch) >"$LOGDIR/build.log" 2>&1 &
     BUILD_PID=$!
@@ -442,6 +445,112 @@ if want chat; then
         fi
       done
     fi
+  fi
+fi
+
+# ------------------------------------------------------------------------------------------ IPv6 lab
+# The dual-stack lab (lab/netns.sh up6, its own namespaces punchlab-RUN-v6-*): ha and hb have global IPv6
+# addresses behind stateful firewalls (new inbound dropped) and private IPv4 addresses behind symmetric
+# NATs (masquerade random); hc is IPv4 only. The server listens on 203.0.113.1 (+ --alt-ip .2) and on
+# 2001:db8:0:1::1; the hosts know it as server.lab (both addresses).
+#   routed    IPv6 crosses routed hops (hop limit 2 dies at pub, 3 arrives); the firewalls drop new inbound
+#   nat-type  `punch nat-type --server server.lab` reports IPv4 (symmetric) and IPv6 (no NAT)
+#   direct    ha <-> hb chat goes direct over IPv6 (PUNCH_LAB_V6_REPEAT runs, default 3: the direct rate)
+#   v4-only   hc (IPv4 only) <-> ha (dual stack): every line delivered (relay: both IPv4 NATs symmetric)
+#   fallback  with IPv6 to the server dropped at ra, ha's chat registers over IPv4 (happy eyeballs)
+V6_SRV=2001:db8:0:1::1 V6_HA=2001:db8:a::2
+
+# One chat between two lab hosts: v6_chat ID NS_A NS_B; leaves d/{a,b}.{out,sent} and sets V6_VERDICT, V6_ADDR_A,
+# V6_ADDR_B (the last direct address each side reported), V6_MS_A, V6_MS_B (pairing to direct, ms) and V6_SECS.
+v6_chat() {
+  local id=$1 na=$2 nb=$3 d="$LOGDIR/v6-chat-$1" pa ra rb t0
+  mkdir -p "$d"
+  for k in 1 2 3; do echo "A$id-$k"; done >"$d/a.sent"
+  for k in 1 2 3; do echo "B$id-$k"; done >"$d/b.sent"
+  t0=$(date +%s.%N)
+  { cat "$d/a.sent"; sleep 2; } | lx "$na" timeout 40 "$PUNCH" chat "$((id + 60))-six-lab" --server server.lab \
+    --name alice --json --wait 20 >"$d/a.out" 2>"$d/a.err" &
+  pa=$!
+  { cat "$d/b.sent"; sleep 2; } | lx "$nb" timeout 40 "$PUNCH" chat "$((id + 60))-six-lab" --server server.lab \
+    --name bob --json --wait 20 >"$d/b.out" 2>"$d/b.err"
+  rb=$?
+  wait $pa; ra=$?
+  V6_SECS=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
+  V6_VERDICT=$(python3 "$LAB_DIR/chat_verdict.py" "$d/a.out" "$ra" "$d/a.sent" "$d/b.out" "$rb" "$d/b.sent" 2>/dev/null)
+  # The last path's address, and how long after pairing the first direct path came (ms, "-" if none).
+  local last='import json,sys
+addr, paired, direct = "none", None, None
+for l in open(sys.argv[1], errors="replace"):
+    try: v=json.loads(l)
+    except ValueError: continue
+    if not isinstance(v, dict): continue
+    if v.get("event")=="paired" and paired is None: paired=v.get("ts")
+    if v.get("event")=="path":
+        addr=v.get("addr") or v.get("path")
+        if v.get("path")=="direct" and direct is None: direct=v.get("ts")
+print(addr, direct - paired if paired is not None and direct is not None else "-")'
+  read -r V6_ADDR_A V6_MS_A <<<"$(python3 -c "$last" "$d/a.out")"
+  read -r V6_ADDR_B V6_MS_B <<<"$(python3 -c "$last" "$d/b.out")"
+}
+
+if want ipv6; then
+  if wait_build; then
+    export PUNCHLAB_PREFIX="${RUNP}v6-"
+    if ! "$NETNS" up6 >"$LOGDIR/up6.log" 2>&1; then
+      row FAIL "IPv6 lab up (lab/netns.sh up6)" "$(grep -v "tearing down" "$LOGDIR/up6.log" | tail -1)"
+    else
+      t2=$(lx ha ping -n -c1 -W1 -t 2 "$V6_SRV" 2>&1 | grep -m1 -iE 'exceeded|bytes from' || true)
+      t3=$(lx ha ping -n -c1 -W1 -t 3 "$V6_SRV" 2>&1 | grep -m1 -iE 'exceeded|bytes from' || true)
+      inb=$(lx srv ping -n -c1 -W1 "$V6_HA" >/dev/null 2>&1 && echo answered || echo dropped)
+      if [[ "$t2" == *[Ee]xceeded* && "$t3" == *"bytes from"* && "$inb" = dropped ]]; then st=PASS; else st=FAIL; fi
+      row $st "IPv6: routed hops, stateful firewall" "hop limit 2: ${t2:-no answer}; 3: ${t3:-no answer}; srv -> ha: $inb"
+      "$NETNS" flush >/dev/null 2>&1
+      lx srv timeout "${SERVER_TIMEOUT:-600}" "$PUNCH" server --listen "$SRV_IP1:3478" --alt-ip "$SRV_IP2" \
+        --listen "[$V6_SRV]:3478" >"$LOGDIR/v6-server.log" 2>&1 &
+      SPID=$!
+      if ! wait_udp srv "$SRV_IP1:3478" "$SRV_IP2:3479" "[$V6_SRV]:3478"; then
+        row FAIL "IPv6: punch server on both families" "did not listen (see $LOGDIR/v6-server.log)"
+      else
+        out=$(lx ha timeout 30 "$PUNCH" nat-type --server server.lab --json 2>"$LOGDIR/v6-nat-type.err")
+        nt=$(python3 -c 'import json,sys
+v=json.loads(sys.argv[1]); a=v.get("ipv4") or {}; b=v.get("ipv6") or {}
+print(a.get("kind"), a.get("public_addr"), b.get("behind_nat"), b.get("public_addr"))' "$out" 2>/dev/null || echo "unparsable: ${out:0:80}")
+        read -r k4 p4 nat6 p6 <<<"$nt"
+        if [ "$k4" = symmetric ] && [ "$nat6" = False ] && [[ "$p6" == "[$V6_HA]:"* ]]; then st=PASS; else st=FAIL; fi
+        row $st "IPv6: nat-type reports both families" "IPv4: $k4 $p4; IPv6: behind NAT $nat6, $p6"
+
+        direct=0 runs=${PUNCH_LAB_V6_REPEAT:-3} worst=0
+        for ((r = 0; r < runs; r++)); do
+          v6_chat "$r" ha hb
+          IFS=$'\t' read -r st patha pathb detail <<<"$V6_VERDICT"
+          if [ "$st" = PASS ] && [[ "$V6_ADDR_A" == "[2001:db8:b::2]:"* && "$V6_ADDR_B" == "[$V6_HA]:"* ]]; then
+            direct=$((direct + 1))
+          else
+            st=FAIL
+          fi
+          row $st "IPv6: chat ha <-> hb direct over IPv6" "run $((r + 1))/$runs: A -> $V6_ADDR_A (+$V6_MS_A ms), B -> $V6_ADDR_B (+$V6_MS_B ms); ${V6_SECS}s; ${detail:-no verdict}"
+        done
+        echo "IPv6 direct rate: $direct/$runs runs direct over IPv6 (symmetric IPv4 NATs on both sides)"
+
+        v6_chat 50 hc ha
+        IFS=$'\t' read -r st patha pathb detail <<<"$V6_VERDICT"
+        row "${st:-FAIL}" "IPv6: chat hc (IPv4 only) <-> ha (dual stack)" "path A=$patha B=$pathb (relay expected: symmetric x symmetric over IPv4); ${V6_SECS}s; ${detail:-no verdict}"
+
+        # Happy eyeballs: ra drops IPv6 to the server; ha must register over IPv4 (250 ms later).
+        printf 'table ip6 punchlab6b {\n  chain f {\n    type filter hook forward priority -10;\n    ip6 daddr %s drop\n  }\n}\n' \
+          "$V6_SRV" | lx ra nft -f -
+        t0=$(date +%s.%N)
+        lx ha timeout 4 "$PUNCH" chat 77-eyeballs-lab --server server.lab >/dev/null 2>"$LOGDIR/v6-fallback.err" </dev/null
+        lx ra nft delete table ip6 punchlab6b
+        line=$(grep -m1 "joining nameplate" "$LOGDIR/v6-fallback.err" || true)
+        reg=$(grep -m1 "registered" "$LOGDIR/v6-fallback.err" || true)
+        if [[ "$line" == *"server.lab ($SRV_IP1:3478)"* && -n "$reg" ]]; then st=PASS; else st=FAIL; fi
+        row $st "IPv6: server IPv6 dropped, falls back to IPv4" "${line#punch: }; ${reg#punch: }"
+      fi
+      stop_pid $SPID; SPID=
+      "$NETNS" down >/dev/null 2>&1
+    fi
+    export PUNCHLAB_PREFIX=$RUNP
   fi
 fi
 

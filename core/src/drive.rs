@@ -50,6 +50,32 @@ pub fn any_addr_for(server: SocketAddr) -> SocketAddr {
     }
 }
 
+/// Whether socket number `i` of a driver bound to `addrs` is dual-stack (IPV6_V6ONLY off): an unspecified
+/// IPv6 address (`[::]:port`) is, unless an IPv4 address of the set has the same (non-zero) port, which
+/// then serves IPv4 itself (a dual-stack `[::]:3478` and `0.0.0.0:3478` cannot both be bound). Drivers bind
+/// by this rule, and [`Drive`] routes by it: an IPv4 destination can go out of a dual-stack socket
+/// (IPv4-mapped, see [`for_socket`]).
+pub fn dual_stack(addrs: &[SocketAddr], i: usize) -> bool {
+    let Some(SocketAddr::V6(a)) = addrs.get(i) else {
+        return false;
+    };
+    a.ip().is_unspecified()
+        && !addrs
+            .iter()
+            .any(|b| b.is_ipv4() && b.port() != 0 && b.port() == a.port())
+}
+
+/// Whether socket number `i` of a driver bound to `locals` can send to `destination` at all (an IPv4
+/// socket reaches IPv4 only; an IPv6 one IPv6, and IPv4 too when [`dual_stack`]).
+pub fn reaches(locals: &[SocketAddr], i: usize, destination: SocketAddr) -> bool {
+    match (locals.get(i), destination) {
+        (Some(SocketAddr::V4(_)), SocketAddr::V4(_)) => true,
+        (Some(SocketAddr::V6(_)), SocketAddr::V6(d)) => d.ip().to_ipv4_mapped().is_none(),
+        (Some(SocketAddr::V6(_)), SocketAddr::V4(_)) => dual_stack(locals, i),
+        _ => false,
+    }
+}
+
 /// What woke a driver loop: the driver builds one from whichever of its sources was ready.
 pub enum Wake<M> {
     /// The first `count` slots of the driver's [`RecvBatch`] were filled by one batched receive on socket
@@ -463,6 +489,17 @@ impl Drive {
         }
     }
 
+    /// [`socket_for`](Self::socket_for), then, when that socket cannot reach `destination` (the other
+    /// address family: a server with one IPv4 and one IPv6 socket answering a member of the other family),
+    /// the first socket that can. `None`: no socket at all can send there.
+    pub fn route(&self, source: Option<SocketAddr>, destination: SocketAddr) -> Option<usize> {
+        let named = self.socket_for(source)?;
+        if reaches(&self.locals, named, destination) {
+            return Some(named);
+        }
+        (0..self.locals.len()).find(|&i| reaches(&self.locals, i, destination))
+    }
+
     /// The order to poll the sockets for a datagram in: every socket once, starting after the one that was
     /// served last, so that a socket that always has data cannot starve the others.
     pub fn poll_order(&self) -> impl Iterator<Item = usize> {
@@ -470,7 +507,8 @@ impl Drive {
         (0..n).map(move |k| (start + k) % n)
     }
 
-    /// How many transmits were dropped so far because their `source` is not one of the sockets.
+    /// How many transmits were dropped so far because their `source` is not one of the sockets, or no socket
+    /// can reach their destination.
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
@@ -508,9 +546,10 @@ impl Drive {
         ControlFlow::Continue(())
     }
 
-    /// Drains `machine`: every transmit (routed to a socket; those with an unknown source are dropped,
-    /// counted in [`dropped`](Self::dropped) and logged at warn, once per drain), then every socket request,
-    /// then every event, then one [`TimerUpdate`] for its deadline.
+    /// Drains `machine`: every transmit (routed to a socket, see [`route`](Self::route); those with an
+    /// unknown source, or a destination no socket can reach, are dropped, counted in
+    /// [`dropped`](Self::dropped) and logged at warn, once per drain), then every socket request, then every
+    /// event, then one [`TimerUpdate`] for its deadline.
     pub fn drain<'a, M: Machine>(&'a mut self, machine: &'a mut M) -> Drain<'a, M> {
         Drain {
             drive: self,
@@ -597,12 +636,18 @@ impl<M: Machine> Iterator for Drain<'_, M> {
                 }
                 break;
             };
-            match self.drive.socket_for(transmit.source) {
+            match self.drive.route(transmit.source, transmit.destination) {
                 Some(socket) => {
                     let mut transmit = transmit;
                     let local = self.drive.locals[socket];
                     transmit.destination = for_socket(local, transmit.destination);
                     return Some(Output::Transmit { socket, transmit });
+                }
+                // A known source, but no socket of the destination's family (an IPv6 candidate of the
+                // partner's on an IPv4-only host, say): expected, so counted and logged at debug only.
+                None if self.drive.socket_for(transmit.source).is_some() => {
+                    self.drive.dropped += 1;
+                    tracing::debug!(to = %transmit.destination, "no socket of this address family");
                 }
                 None => {
                     self.drive.dropped += 1;
@@ -677,6 +722,49 @@ mod tests {
 
     fn nothing() -> RecvBatch {
         RecvBatch::one(addr(9), b"")
+    }
+
+    #[test]
+    fn transmits_go_out_of_a_socket_of_the_destinations_family() {
+        let a = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        // [::]:3478 next to 0.0.0.0:3478 is IPv6-only; alone (or next to another port) it is dual-stack.
+        let split = [a("0.0.0.0:3478"), a("[::]:3478")];
+        assert!(!dual_stack(&split, 1) && !dual_stack(&split, 0));
+        assert!(dual_stack(&[a("[::]:3478")], 0));
+        assert!(dual_stack(&[a("[::]:0"), a("0.0.0.0:0")], 0));
+        assert!(!dual_stack(&[a("[2001:db8::1]:3478")], 0));
+        let (v4, v6) = (a("192.0.2.9:5"), a("[2001:db8::9]:5"));
+        let d = Drive::new(split.to_vec());
+        assert_eq!(d.route(Some(split[0]), v6), Some(1));
+        assert_eq!(d.route(Some(split[1]), v4), Some(0));
+        assert_eq!(d.route(None, v4), Some(0));
+        assert_eq!(d.route(Some(a("192.0.2.1:1")), v4), None);
+        let v4_only = Drive::new(vec![a("0.0.0.0:3478")]);
+        assert_eq!(v4_only.route(None, v6), None);
+        let dual = Drive::new(vec![a("[::]:3478")]);
+        assert_eq!(dual.route(None, v4), Some(0));
+        assert_eq!(dual.route(None, v6), Some(0));
+
+        // A transmit no socket can send is dropped and counted, the others go.
+        let mut d = v4_only;
+        let mut m = Script::default();
+        for destination in [v6, v4] {
+            m.transmits.push_back(Transmit {
+                ttl: None,
+                source: None,
+                destination,
+                payload: vec![1],
+            });
+        }
+        let sent: Vec<SocketAddr> = d
+            .drain(&mut m)
+            .filter_map(|o| match o {
+                Output::Transmit { transmit, .. } => Some(transmit.destination),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent, [v4]);
+        assert_eq!(d.dropped(), 1);
     }
 
     fn addr(port: u16) -> SocketAddr {

@@ -57,13 +57,18 @@ pub fn usable_alternate(config: &ServerConfig) -> Option<SocketAddr> {
 /// selects, OTHER-ADDRESS). `None` without a usable alternate.
 ///
 /// `local` is mapped onto the socket set by IP and port separately, so a driver that reports a wildcard
-/// address still gets primary-based answers.
+/// address still gets primary-based answers. A request on a socket of the other address family (an IPv6
+/// `--listen` next to an IPv4 primary and alternate) gets `None`: its client could not follow an
+/// OTHER-ADDRESS of another family with the same socket, and its behaviour tests would mix families.
 pub fn select_sockets(
     config: &ServerConfig,
     local: SocketAddr,
     change: ChangeRequest,
 ) -> Option<(SocketAddr, SocketAddr)> {
     let alt = usable_alternate(config)?;
+    if local.is_ipv4() != alt.is_ipv4() {
+        return None;
+    }
     let primary = config.listen;
     let on_alt_ip = local.ip() == alt.ip();
     let on_alt_port = local.port() == alt.port();
@@ -262,6 +267,20 @@ mod tests {
 
     fn decode(t: &Transmit) -> BindingMessage {
         rfc5780::decode(&t.payload).expect("valid STUN")
+    }
+
+    #[test]
+    fn a_socket_of_the_other_family_answers_plainly() {
+        // An IPv6 --listen next to an IPv4 primary and alternate: no OTHER-ADDRESS of the other family.
+        let v6 = "[2001:db8::1]:3478";
+        let t = answer(&with_alt(), v6, None, None);
+        assert_eq!(t.source, Some(a(v6)));
+        let m = decode(&t);
+        assert_eq!(m.class(), MessageClass::SuccessResponse);
+        assert!(rfc5780::get::<OtherAddress>(&m).is_none());
+        assert!(rfc5780::get::<ResponseOrigin>(&m).is_none());
+        let e = decode(&answer(&with_alt(), v6, Some((true, true)), None));
+        assert_eq!(e.class(), MessageClass::ErrorResponse);
     }
 
     #[test]

@@ -27,21 +27,24 @@ use punch_core::wire::MAX_NAME_BYTES;
 use punch_core::{Peer, PeerConfig, PeerError, PeerEvent};
 
 use crate::driver::{self, Input, Running, Runtime};
+use crate::resolve::{self, ServerSpec};
 use crate::screen::{self, Edit, Line, Mark, Screen};
-use crate::{announce, any_addr, output, parse_addr, secure_seed};
+use crate::{announce, output, parse_addr, secure_seed};
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
     /// The join code, like 7-guitar-revenge (omit it to make a new one). The number is all the server sees;
     /// the words key the end-to-end encryption and never leave this machine.
     code: Option<String>,
-    /// The punch server, `HOST[:PORT]` (port 3478 by default).
-    #[arg(long, env = "PUNCH_SERVER", default_value = "127.0.0.1:3478", value_parser = parse_addr)]
-    server: SocketAddr,
+    /// The punch server, `HOST[:PORT]` (port 3478 by default). A name with several addresses (A and AAAA)
+    /// is raced happy-eyeballs style: IPv6 first, IPv4 250 ms later, the first to answer is used.
+    #[arg(long, env = "PUNCH_SERVER", default_value = "127.0.0.1:3478", value_parser = resolve::parse_server)]
+    server: ServerSpec,
     /// Your display name (default: USER@HOST, from $USER and the host name).
     #[arg(long)]
     name: Option<String>,
-    /// Local address to bind (default: any address, a random port).
+    /// Local address to bind (default: `[::]`, both IPv6 and IPv4 from one socket, or `0.0.0.0` on a host
+    /// without IPv6; a random port).
     #[arg(long, value_parser = parse_addr)]
     bind: Option<SocketAddr>,
     /// The async runtime that drives the socket (both run the same core).
@@ -109,18 +112,23 @@ pub fn run(a: ChatArgs) -> Result<ExitCode> {
     let code = join_code(&a)?;
     let interactive = !a.json && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let (tx, rx) = driver::channel(ends_chat);
-    let running = start_peer(&a, name.clone(), code.clone(), tx.clone())?;
+    let (running, server) = start_peer(&a, name.clone(), code.clone(), tx.clone())?;
     let mut chat = Chat::new(&a, running, name, interactive)?;
     let from = chat.running.locals[0];
+    // The name as written, and the address that answered when they differ (a name, or several addresses).
+    let at = if a.server.text == server.to_string() {
+        a.server.text.clone()
+    } else {
+        format!("{} ({server})", a.server)
+    };
     match &code {
         Some(code) if a.json => output::emit(output::code_json(code)),
         Some(code) => chat.status(&format!(
-            "joining nameplate {} at {} from {from}",
+            "joining nameplate {} at {at} from {from}",
             code.nameplate(),
-            a.server,
         )),
         None if a.json => {}
-        None => chat.status(&format!("asking {} for a nameplate, from {from}", a.server)),
+        None => chat.status(&format!("asking {at} for a nameplate, from {from}")),
     }
     if interactive {
         driver::read_keys(tx.clone());
@@ -227,19 +235,19 @@ fn start_peer(
     name: String,
     code: Option<Code>,
     inputs: driver::Sender<PeerEvent>,
-) -> Result<Running<Peer>> {
-    let mut config = PeerConfig::joining(a.server, code);
+) -> Result<(Running<Peer>, SocketAddr)> {
+    let bind = resolve::peer_bind(a.bind);
+    let server = resolve::pick_server(&a.server, bind)?;
+    let mut config = PeerConfig::joining(server, code);
     config.name = name;
     config.relay_only = a.relay_only;
     config.detect_nat = !a.no_detect;
     config.seed = secure_seed();
-    let bind = a.bind.unwrap_or_else(|| any_addr(a.server));
-    let server = a.server;
     let make = move |locals: &[SocketAddr]| {
         config.local_addrs = announce(locals[0], server);
         Peer::new(config, punch_tokio::now())
     };
-    Running::start(a.runtime, &[bind], make, inputs)
+    Ok((Running::start(a.runtime, &[bind], make, inputs)?, server))
 }
 
 /// The chat loop's state: one method per kind of input.

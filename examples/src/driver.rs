@@ -579,6 +579,18 @@ pub fn on_interrupt<E: Send + 'static>(inputs: impl Into<Inputs<E>>) {
     });
 }
 
+/// A blocking std socket bound to `a` (an unspecified IPv6 address dual-stack, like the drivers' sockets).
+pub fn bind_std(a: SocketAddr) -> Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(a), Type::DGRAM, Some(Protocol::UDP))?;
+    if a.is_ipv6() {
+        s.set_only_v6(!punch_core::drive::dual_stack(&[a], 0))?;
+    }
+    s.bind(&a.into())
+        .with_context(|| format!("cannot bind UDP {a}"))?;
+    Ok(s.into())
+}
+
 /// The local IP this host would use to reach `server` (no packet is sent).
 pub fn route_ip(server: SocketAddr) -> Option<std::net::IpAddr> {
     let bind: SocketAddr = if server.is_ipv4() {

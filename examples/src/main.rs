@@ -7,6 +7,7 @@ mod chat;
 mod demo;
 mod driver;
 mod output;
+mod resolve;
 mod screen;
 mod sim_cmd;
 mod strategy_cmd;
@@ -66,9 +67,10 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ServerArgs {
-    /// Primary address to listen on.
-    #[arg(long, default_value = "0.0.0.0:3478", value_parser = parse_addr)]
-    listen: SocketAddr,
+    /// Address to listen on; repeat for several sockets (the first is the primary). Default: `[::]:3478`,
+    /// one dual-stack socket for IPv4 and IPv6 (`0.0.0.0:3478` on a host without IPv6).
+    #[arg(long, value_parser = parse_addr)]
+    listen: Vec<SocketAddr>,
     /// Alternate IP for NAT behaviour tests (RFC 5780): the server then listens on 4 sockets.
     #[arg(long)]
     alt_ip: Option<std::net::IpAddr>,
@@ -123,9 +125,10 @@ struct ServerArgs {
 
 #[derive(clap::Args)]
 struct NatTypeArgs {
-    /// The punch (or any RFC 5780 STUN) server, `HOST[:PORT]` (port 3478 by default).
-    #[arg(long, env = "PUNCH_SERVER", default_value = "127.0.0.1:3478", value_parser = parse_addr)]
-    server: SocketAddr,
+    /// The punch (or any RFC 5780 STUN) server, `HOST[:PORT]` (port 3478 by default). A name with IPv4 and
+    /// IPv6 addresses is tested over both families.
+    #[arg(long, env = "PUNCH_SERVER", default_value = "127.0.0.1:3478", value_parser = resolve::parse_server)]
+    server: resolve::ServerSpec,
     /// Local address to bind (the socket you later use is the one that matters).
     #[arg(long, value_parser = parse_addr)]
     bind: Option<SocketAddr>,
@@ -203,25 +206,45 @@ pub fn secure_seed() -> [u8; 32] {
     seed
 }
 
-/// The unspecified bind address of the server's family.
-pub use punch_core::drive::any_addr_for as any_addr;
-
-/// The addresses to announce for a socket bound to `local`.
+/// The addresses to announce for a socket bound to `local`: a specific address as it is; for a wildcard, the
+/// IP this host uses toward `server`, and on a dual-stack socket (`[::]`) the IP of the other family too
+/// (the global IPv6 address the host would use, or its IPv4 one), with the socket's port.
 pub fn announce(local: SocketAddr, server: SocketAddr) -> Vec<SocketAddr> {
-    if local.ip().is_unspecified() {
-        driver::route_ip(server)
-            .map(|ip| vec![SocketAddr::new(ip, local.port())])
-            .unwrap_or_default()
-    } else {
-        vec![local]
+    if !local.ip().is_unspecified() {
+        return vec![local];
+    }
+    let mut out: Vec<SocketAddr> = driver::route_ip(server)
+        .map(|ip| SocketAddr::new(ip, local.port()))
+        .into_iter()
+        .collect();
+    if punch_core::drive::dual_stack(&[local], 0) {
+        let other: SocketAddr = if server.is_ipv4() {
+            "[2001:db8::1]:3478".parse().expect("an address")
+        } else {
+            "192.0.2.1:3478".parse().expect("an address")
+        };
+        if let Some(ip) = driver::route_ip(other).filter(|ip| worth_announcing(*ip)) {
+            out.push(SocketAddr::new(ip, local.port()));
+        }
+    }
+    out
+}
+
+/// Whether a partner could reach this host at `ip`: not loopback, unspecified or IPv6 link-local.
+fn worth_announcing(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_unspecified(),
+        std::net::IpAddr::V6(v6) => {
+            !v6.is_loopback() && !v6.is_unspecified() && (v6.segments()[0] & 0xffc0) != 0xfe80
+        }
     }
 }
 
-/// Starts the machine `make(addresses to announce)` on `runtime`, on one socket bound to `bind` (default: any
-/// address of the server's family, a random port), its events going into `inputs`.
+/// Starts the machine `make(addresses to announce)` on `runtime`, on one socket bound to `bind`, its events
+/// going into `inputs`.
 pub fn start_announced<M>(
     runtime: Runtime,
-    bind: Option<SocketAddr>,
+    bind: SocketAddr,
     server: SocketAddr,
     inputs: std::sync::mpsc::Sender<driver::Input<M::Event>>,
     make: impl FnOnce(Vec<SocketAddr>) -> M + Send + 'static,
@@ -230,7 +253,6 @@ where
     M: punch_core::Machine + Send + 'static,
     M::Event: Send + 'static,
 {
-    let bind = bind.unwrap_or_else(|| any_addr(server));
     let make = move |locals: &[SocketAddr]| make(announce(locals[0], server));
     driver::Running::start(runtime, &[bind], make, inputs)
 }
@@ -270,7 +292,9 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
     use punch_core::Rate;
     use punch_core::{Server, ServerConfig, ServerEvent};
     use rand::RngCore;
-    let mut config = ServerConfig::new(a.listen);
+    let listens = listen_addrs(&a.listen)?;
+    let primary = listens[0];
+    let mut config = ServerConfig::new(primary);
     config.seed = seed();
     // The cookie key: from the OS, never derived from the seed.
     let mut secret = [0u8; 32];
@@ -284,19 +308,29 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
     config.relay_byte_rate = Rate::new(a.relay_bytes_rate, a.relay_bytes_burst);
     config.max_ip_entries = a.max_ip_entries;
     if let Some(ip) = a.alt_ip {
-        if a.listen.ip().is_unspecified() {
+        if primary.ip().is_unspecified() {
             anyhow::bail!("--alt-ip needs --listen with a specific IP (the two IPs must differ), e.g. --listen 203.0.113.1:3478");
         }
-        if ip == a.listen.ip() {
+        if ip == primary.ip() {
             anyhow::bail!("--alt-ip must differ from the --listen IP");
         }
-        let port = a.alt_port.unwrap_or(a.listen.port().wrapping_add(1));
+        if ip.is_ipv4() != primary.is_ipv4() {
+            anyhow::bail!("--alt-ip must be of the same family as the first --listen address");
+        }
+        let port = a.alt_port.unwrap_or(primary.port().wrapping_add(1));
         config.alternate = Some(SocketAddr::new(ip, port));
         if punch_core::usable_alternate(&config).is_none() {
             anyhow::bail!("--alt-port must differ from the --listen port");
         }
     }
-    let addrs = punch_core::socket_set(config.listen, config.alternate);
+    // The behaviour-test sockets of the primary, then every other --listen address.
+    let mut addrs = punch_core::socket_set(config.listen, config.alternate);
+    for l in &listens[1..] {
+        if addrs.contains(l) {
+            anyhow::bail!("--listen {l} is given twice (or is one of the --alt-ip sockets)");
+        }
+        addrs.push(*l);
+    }
     let (tx, rx) = driver::channel(|e| !matches!(e, ServerEvent::Dropped { .. }));
     driver::on_interrupt(tx.clone());
     let now = punch_tokio::now;
@@ -311,6 +345,9 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
     tracing::info!("punch server listening on {:?}", running.locals);
     if !a.json {
         eprintln!("{}", join_hint(running.locals[0]));
+        if let Some(v6) = ipv6_hint(&running.locals) {
+            eprintln!("{v6}");
+        }
     }
     let mut log = output::ServerLog::new(a.json);
     loop {
@@ -332,52 +369,179 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
 fn nat_type(a: NatTypeArgs) -> anyhow::Result<ExitCode> {
     use driver::Input;
     use punch_core::{DetectEvent, DetectorConfig, NatDetector};
-    let server = a.server;
-    let (tx, rx) = std::sync::mpsc::channel();
-    driver::on_interrupt(tx.clone());
-    let mut config = DetectorConfig::new(server);
-    config.seed = seed();
-    let limit = detection_limit(&config);
-    let running = start_announced(a.runtime, a.bind, server, tx, move |addrs| {
-        config.local_addrs = addrs;
-        NatDetector::new(config, punch_tokio::now())
-    })?;
+    // Both families when the server has both and the host can use both (and no --bind picks one).
+    let (v6, v4) = (a.server.family(true), a.server.family(false));
+    let targets: Vec<(&str, SocketAddr, SocketAddr)> =
+        if a.bind.is_none() && !v6.is_empty() && !v4.is_empty() && resolve::has_ipv6() {
+            vec![
+                ("IPv4", v4[0], SocketAddr::from(([0, 0, 0, 0], 0))),
+                ("IPv6", v6[0], SocketAddr::from(([0u16; 8], 0))),
+            ]
+        } else {
+            let bind = a.bind.unwrap_or_else(|| {
+                // One family: a socket of the server's first address's family (as before dual stack).
+                match a
+                    .server
+                    .addrs
+                    .iter()
+                    .find(|s| resolve::has_ipv6() || s.is_ipv4())
+                {
+                    Some(SocketAddr::V6(_)) => SocketAddr::from(([0u16; 8], 0)),
+                    _ => SocketAddr::from(([0, 0, 0, 0], 0)),
+                }
+            });
+            let server = resolve::pick_server(&a.server, bind)?;
+            vec![("", server, bind)]
+        };
+    let both = targets.len() == 2;
+    let mut runs = Vec::new();
+    for (family, server, bind) in &targets {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if runs.is_empty() {
+            driver::on_interrupt(tx.clone());
+        }
+        let mut config = DetectorConfig::new(*server);
+        config.seed = seed();
+        let running = start_announced(a.runtime, *bind, *server, tx, move |addrs| {
+            config.local_addrs = addrs;
+            NatDetector::new(config, punch_tokio::now())
+        })?;
+        runs.push(Detection {
+            family,
+            server: *server,
+            rx,
+            running: Some(running),
+            report: None,
+        });
+    }
+    let limit = detection_limit(&DetectorConfig::new(targets[0].1));
     let deadline = std::time::Instant::now() + limit;
-    let code = loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(Input::Event(DetectEvent::Progress(p))) => {
-                if !a.json {
-                    eprintln!("{p}");
+    let mut interrupted = false;
+    while runs.iter().any(|r| r.running.is_some()) && !interrupted {
+        if std::time::Instant::now() >= deadline {
+            eprintln!("punch: detection did not finish in {} s", limit.as_secs());
+            return Ok(ExitCode::from(1));
+        }
+        let mut idle = true;
+        for r in runs.iter_mut().filter(|r| r.running.is_some()) {
+            let wait = if both {
+                std::time::Duration::ZERO
+            } else {
+                deadline.saturating_duration_since(std::time::Instant::now())
+            };
+            match r.rx.recv_timeout(wait) {
+                Ok(Input::Event(DetectEvent::Progress(p))) => {
+                    idle = false;
+                    if !a.json {
+                        match both {
+                            true => eprintln!("{}: {p}", r.family),
+                            false => eprintln!("{p}"),
+                        }
+                    }
                 }
-            }
-            Ok(Input::Event(DetectEvent::Done(r))) => {
-                if a.json {
-                    output::emit(output::report_json(&r));
-                } else if !r.server_unreachable {
-                    print!("{r}");
+                Ok(Input::Event(DetectEvent::Done(rep))) => {
+                    idle = false;
+                    r.report = Some(rep);
+                    if let Some(run) = r.running.take() {
+                        run.stop();
+                    }
                 }
-                if r.server_unreachable {
-                    // Not a NAT verdict: nothing at all came back.
-                    eprintln!("punch: no answer from the server {server} (down, wrong address, or UDP blocked)");
-                    break ExitCode::from(2);
+                Ok(Input::Interrupt) => interrupted = true,
+                Ok(Input::DriverStopped(res)) => {
+                    res?;
+                    return Ok(ExitCode::from(1));
                 }
-                break ExitCode::SUCCESS;
-            }
-            Ok(Input::Interrupt) => break ExitCode::from(130),
-            Ok(Input::DriverStopped(r)) => {
-                r?;
-                break ExitCode::from(1);
-            }
-            Ok(_) => {}
-            Err(_) => {
-                eprintln!("punch: detection did not finish in {} s", limit.as_secs());
-                break ExitCode::from(1);
+                Ok(_) => idle = false,
+                Err(_) => {}
             }
         }
-    };
-    running.stop();
-    Ok(code)
+        if both && idle {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    if interrupted {
+        return Ok(ExitCode::from(130));
+    }
+    let answered = |r: &&Detection| r.report.as_ref().is_some_and(|x| !x.server_unreachable);
+    if !both {
+        let r = &runs[0];
+        let rep = r.report.as_ref().expect("finished");
+        if a.json {
+            output::emit(output::report_json(rep));
+        } else if !rep.server_unreachable {
+            print!("{rep}");
+        }
+        if rep.server_unreachable {
+            // Not a NAT verdict: nothing at all came back.
+            eprintln!(
+                "punch: no answer from the server {} (down, wrong address, or UDP blocked)",
+                r.server
+            );
+            return Ok(ExitCode::from(2));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.json {
+        // The first family that answered (IPv4 first) at the top level, as with one family; both by name.
+        let mut top = runs
+            .iter()
+            .find(answered)
+            .and_then(|r| r.report.as_ref())
+            .map(output::report_json)
+            .unwrap_or_else(|| output::report_json(runs[0].report.as_ref().expect("finished")));
+        for r in &runs {
+            let key = r.family.to_ascii_lowercase();
+            top[key] = r
+                .report
+                .as_ref()
+                .filter(|x| !x.server_unreachable)
+                .map(output::report_json)
+                .unwrap_or(serde_json::Value::Null);
+        }
+        output::emit(top);
+    } else {
+        for r in &runs {
+            match r.report.as_ref().filter(|x| !x.server_unreachable) {
+                Some(rep) => print!("{}:\n{rep}", r.family),
+                None => println!(
+                    "{}: no answer from the server at {} (no route, or UDP blocked)",
+                    r.family, r.server
+                ),
+            }
+        }
+    }
+    if runs.iter().any(|r| answered(&r)) {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "punch: no answer from the server {} over IPv4 or IPv6 (down, wrong address, or UDP blocked)",
+            a.server
+        );
+        Ok(ExitCode::from(2))
+    }
+}
+
+/// One family's detection in `punch nat-type`.
+struct Detection<'a> {
+    family: &'a str,
+    server: SocketAddr,
+    rx: std::sync::mpsc::Receiver<driver::Input<punch_core::DetectEvent>>,
+    running: Option<driver::Running<punch_core::NatDetector>>,
+    report: Option<punch_core::NatReport>,
+}
+
+/// The server's sockets: the `--listen` addresses given, or by default one dual-stack socket on `[::]:3478`
+/// (IPv4 and IPv6), or `0.0.0.0:3478` when the host has no IPv6 (said in a log line).
+fn listen_addrs(given: &[SocketAddr]) -> anyhow::Result<Vec<SocketAddr>> {
+    if !given.is_empty() {
+        return Ok(given.to_vec());
+    }
+    if resolve::has_ipv6() {
+        Ok(vec![SocketAddr::from(([0u16; 8], DEFAULT_PORT))])
+    } else {
+        tracing::info!("no IPv6 on this host: listening on IPv4 only (0.0.0.0:{DEFAULT_PORT})");
+        Ok(vec![SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT))])
+    }
 }
 
 /// What a deployer tells the peers: the command that joins this server. A wildcard listen address is shown
@@ -406,6 +570,29 @@ fn join_hint(listen: SocketAddr) -> String {
          with PUNCH_SERVER={server} set, just: punch chat)",
         listen.port()
     )
+}
+
+/// The IPv6 way in, when the server also listens on IPv6 (a dual-stack `[::]` or a specific IPv6 socket) and
+/// the host has an IPv6 address worth telling; `None` too when the first hint already names an IPv6 address.
+fn ipv6_hint(locals: &[SocketAddr]) -> Option<String> {
+    if locals
+        .first()
+        .is_some_and(|l| l.is_ipv6() && !l.ip().is_unspecified())
+    {
+        return None;
+    }
+    let l = locals.iter().find(|l| l.is_ipv6())?;
+    let ip = if l.ip().is_unspecified() {
+        driver::route_ip("[2001:db8::1]:3478".parse().expect("an address"))
+            .filter(|ip| worth_announcing(*ip))?
+    } else {
+        l.ip()
+    };
+    let server = match l.port() {
+        DEFAULT_PORT => format!("[{ip}]"),
+        port => format!("[{ip}]:{port}"),
+    };
+    Some(format!("over IPv6:  punch chat --server {server}"))
 }
 
 /// How long `punch nat-type` waits for the detector: its own hard limit in the worst case, plus a second for

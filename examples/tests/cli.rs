@@ -169,6 +169,35 @@ fn port_in_use_is_a_clear_error() {
 }
 
 #[test]
+fn bad_listen_and_family_combinations_are_clear_errors() {
+    let err = |args: &[&str]| {
+        let out = punch().args(args).stdin(Stdio::null()).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = err(&[
+        "server",
+        "--listen",
+        "127.0.0.1:3555",
+        "--listen",
+        "127.0.0.1:3555",
+    ]);
+    assert!(e.contains("given twice"), "{e}");
+    let e = err(&["server", "--listen", "127.0.0.1:3555", "--alt-ip", "::1"]);
+    assert!(e.contains("same family"), "{e}");
+    // An IPv4 socket cannot reach an IPv6-only server: said before anything is sent.
+    let e = err(&[
+        "chat",
+        "5-guitar-revenge",
+        "--bind",
+        "0.0.0.0:0",
+        "--server",
+        "[::1]:9",
+    ]);
+    assert!(e.contains("only IPv6"), "{e}");
+}
+
+#[test]
 fn unreachable_server_is_reported_within_ten_seconds() {
     // A bound socket that never answers.
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();

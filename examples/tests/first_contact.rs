@@ -58,9 +58,9 @@ fn nat_type_without_a_server_says_no_answer_instead_of_a_nat_verdict() {
 
 #[test]
 fn punch_server_environment_variable_and_default_port_pick_the_server() {
-    // The chat says which server it asks; HOST without a port means 3478.
+    // The chat says which server it asks (as written, and the address used); HOST without a port means 3478.
     let line = first_line_with(&["chat"], Some(("PUNCH_SERVER", "127.0.0.1")), "asking");
-    assert!(line.contains("asking 127.0.0.1:3478"), "{line}");
+    assert!(line.contains("asking 127.0.0.1 (127.0.0.1:3478)"), "{line}");
 }
 
 #[test]

@@ -60,13 +60,13 @@ fn full_cone_to_port_restricted_prints_a_timeline_and_goes_direct() {
 }
 
 #[test]
-fn symmetric_to_port_restricted_is_relayed() {
+fn symmetric_to_symmetric_is_relayed() {
     let out = punch_ok(&[
         "sim",
         "--nat-a",
         "symmetric",
         "--nat-b",
-        "port-restricted",
+        "symmetric",
         "--rtt",
         "60",
         "--loss",
@@ -191,7 +191,14 @@ fn matrix_json_parses_and_has_no_failed_pair() {
             .unwrap_or_else(|| panic!("no pair {a} {b}"))
     };
     assert_eq!(find("full-cone", "port-restricted")["outcome"], "direct");
-    assert_eq!(find("port-restricted", "symmetric")["outcome"], "relay");
+    assert_eq!(find("symmetric", "symmetric")["outcome"], "relay");
+    let birthday = find("port-restricted", "symmetric");
+    assert_eq!(birthday["technique"], "birthday", "{birthday}");
+    assert_eq!(birthday["cost_per_run"]["sockets"], 256.0, "{birthday}");
+    assert!(
+        birthday["direct_within_10s"].as_u64().is_some(),
+        "{birthday}"
+    );
     assert!(v["summary"].as_str().unwrap().contains("fail 0"));
     // Timing goes to stderr, never into the JSON on stdout.
     assert!(stderr(&o).contains("scenarios/s"), "{}", stderr(&o));

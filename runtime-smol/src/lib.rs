@@ -26,15 +26,31 @@ use quinn_udp::{RecvMeta, UdpSocketState};
 pub use async_channel::{unbounded, Receiver, Sender};
 pub use punch_core::drive::Command;
 
-/// Binds one UDP socket per address, in order. Errors name the address.
+/// Binds one UDP socket per address, in order. Errors name the address. An unspecified IPv6 address is
+/// bound dual-stack (IPV6_V6ONLY off) unless an IPv4 address of `addrs` has its port
+/// ([`punch_core::drive::dual_stack`]); other IPv6 addresses are IPv6-only.
 pub fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<Async<UdpSocket>>> {
     addrs
         .iter()
-        .map(|a| {
-            Async::<UdpSocket>::bind(*a)
+        .enumerate()
+        .map(|(i, a)| {
+            std_socket(addrs, i)
+                .and_then(Async::new)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {a}: {e}")))
         })
         .collect()
+}
+
+/// A std socket bound to `addrs[i]`, dual-stack by [`punch_core::drive::dual_stack`].
+fn std_socket(addrs: &[SocketAddr], i: usize) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let a = addrs[i];
+    let s = Socket::new(Domain::for_address(a), Type::DGRAM, Some(Protocol::UDP))?;
+    if a.is_ipv6() {
+        s.set_only_v6(!punch_core::drive::dual_stack(addrs, i))?;
+    }
+    s.bind(&a.into())?;
+    Ok(s.into())
 }
 
 /// The local addresses of `sockets`, in order.

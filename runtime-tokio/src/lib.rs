@@ -35,16 +35,31 @@ use tokio::sync::mpsc;
 
 pub use punch_core::drive::Command;
 
-/// Binds one UDP socket per address, in order. Errors name the address ("address in use" etc.).
+/// Binds one UDP socket per address, in order. Errors name the address ("address in use" etc.). An
+/// unspecified IPv6 address is bound dual-stack (IPV6_V6ONLY off) unless an IPv4 address of `addrs` has its
+/// port ([`punch_core::drive::dual_stack`]); other IPv6 addresses are IPv6-only.
 pub async fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<UdpSocket>> {
     let mut sockets = Vec::new();
-    for a in addrs {
-        let s = UdpSocket::bind(a)
-            .await
+    for (i, a) in addrs.iter().enumerate() {
+        let s = std_socket(addrs, i)
+            .and_then(UdpSocket::from_std)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {a}: {e}")))?;
         sockets.push(s);
     }
     Ok(sockets)
+}
+
+/// A non-blocking std socket bound to `addrs[i]`, dual-stack by [`punch_core::drive::dual_stack`].
+fn std_socket(addrs: &[SocketAddr], i: usize) -> io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let a = addrs[i];
+    let s = Socket::new(Domain::for_address(a), Type::DGRAM, Some(Protocol::UDP))?;
+    if a.is_ipv6() {
+        s.set_only_v6(!punch_core::drive::dual_stack(addrs, i))?;
+    }
+    s.bind(&a.into())?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
 }
 
 /// The local addresses of `sockets`, in order.

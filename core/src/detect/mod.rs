@@ -636,11 +636,14 @@ impl NatDetector {
         }
     }
 
-    /// The server's usable alternate address (OTHER-ADDRESS, or CHANGED-ADDRESS from old servers).
+    /// The server's usable alternate address (OTHER-ADDRESS, or CHANGED-ADDRESS from old servers): another
+    /// IP and port of the server's own address family (tests across families would compare an IPv4 mapping
+    /// with an IPv6 one).
     fn other_address(&self) -> Option<SocketAddr> {
         let server = self.config.server;
-        self.raw_other_address()
-            .filter(|o| o.ip() != server.ip() && o.port() != server.port())
+        self.raw_other_address().filter(|o| {
+            o.ip() != server.ip() && o.port() != server.port() && o.is_ipv4() == server.is_ipv4()
+        })
     }
 
     /// The first alternate address any answer announced, usable or not.
@@ -738,8 +741,8 @@ impl NatDetector {
         let server = self.config.server;
         match self.raw_other_address() {
             Some(o) => self.note(format!(
-                "the server's OTHER-ADDRESS {o} shares its IP or port with {server}: it cannot run \
-                 behaviour tests"
+                "the server's OTHER-ADDRESS {o} shares its IP or port with {server}, or is of the other \
+                 address family: it cannot run behaviour tests"
             )),
             None => self.note(format!(
                 "server {server} has no alternate address (no OTHER-ADDRESS): it cannot run behaviour \

@@ -29,6 +29,13 @@
 //! direct traffic leaves from it, [`PathAgent::path_source`]) and closes the others; after
 //! [`PeerConfig::birthday_timeout`] without a pong both give up and stay on the relay (no retry rounds: the
 //! cost is bounded), until a direct path that was found is lost again.
+//!
+//! Path choice by RTT: a punch round pings every candidate (IPv6 and IPv4 alike) in one burst, so the first
+//! pong is the candidate with the best round trip of that round. Every candidate that ever answered is
+//! *proven*; while on the direct path, each keepalive also pings the proven others, and a pong whose round
+//! trip beats the path's last one clearly ([`better_rtt`]) moves the direct path there (say a dual-stack
+//! pair whose IPv4 pong won the round while IPv6 is the shorter way). Only proven candidates are re-pinged:
+//! nothing is sent to an address that never answered.
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -119,6 +126,16 @@ struct Pair {
     path_local: Option<SocketAddr>,
     /// Easy side: the ports probed this round (one bit per port).
     probed: Vec<u64>,
+    /// Candidates that answered a ping of ours (at most the candidates').
+    proven: BTreeSet<SocketAddr>,
+    /// The direct path's last measured round trip.
+    path_rtt: Option<Duration>,
+}
+
+/// Whether a round trip of `rtt` is clearly better than the path's `path_rtt`: under three quarters of it,
+/// and at least a millisecond shorter (so that equal paths never flap on jitter).
+pub(crate) fn better_rtt(rtt: Duration, path_rtt: Duration) -> bool {
+    rtt * 4 < path_rtt * 3 && rtt + Duration::from_millis(1) <= path_rtt
 }
 
 /// What punching has cost so far (all rounds of the current and earlier pairs): the sealed pings sent
@@ -260,6 +277,8 @@ impl PathAgent {
             role,
             path_local: None,
             probed: Vec::new(),
+            proven: BTreeSet::new(),
+            path_rtt: None,
         });
         let rtt = self.relay_rtt();
         self.events.push_back(AgentEvent::Path {
@@ -712,21 +731,31 @@ impl PathAgent {
         let Some(pair) = self.pair.as_mut() else {
             return;
         };
+        let rtt = now.saturating_duration_since(sent);
         if pair.candidates.len() < MAX_CANDIDATES {
             pair.candidates.insert(remote);
+        }
+        if pair.proven.len() < MAX_CANDIDATES {
+            pair.proven.insert(remote);
         }
         match pair.phase {
             Phase::Direct(addr) if addr == remote && pair.path_local == from => {
                 pair.path_rx = now;
+                pair.path_rtt = Some(rtt);
                 return;
             }
-            // Keep the proven path while it is alive; move when it went quiet and this one answers.
-            Phase::Direct(_) if now.saturating_duration_since(pair.path_rx) < SWITCH_AFTER => {
+            // Keep the proven path while it is alive, unless this one is clearly shorter; move when it went
+            // quiet and this one answers.
+            Phase::Direct(_)
+                if now.saturating_duration_since(pair.path_rx) < SWITCH_AFTER
+                    && !pair.path_rtt.is_some_and(|p| better_rtt(rtt, p)) =>
+            {
                 return
             }
             _ => {}
         }
         pair.path_rx = now;
+        pair.path_rtt = Some(rtt);
         pair.phase = Phase::Direct(remote);
         pair.path_local = from;
         let birthday = pair.strategy == Strategy::Birthday;
@@ -739,7 +768,6 @@ impl PathAgent {
             self.close_sockets(from);
             self.sockets_pending = false;
         }
-        let rtt = now.saturating_duration_since(sent);
         self.events.push_back(AgentEvent::Path {
             path: Path::Direct(remote),
             rtt,
@@ -796,7 +824,8 @@ impl PathAgent {
             return;
         }
         // A keepalive interval without a word from the path: maybe our own mapping changed, or the partner's;
-        // ask every other candidate too (a pong moves the path: see on_pong).
+        // ask every other candidate too (a pong moves the path: see on_pong). Otherwise the other proven
+        // candidates (a clearly shorter round trip moves the path: see the module docs).
         let others: Vec<SocketAddr> = if silent >= self.config.path_keepalive {
             pair.candidates
                 .iter()
@@ -804,7 +833,7 @@ impl PathAgent {
                 .filter(|c| *c != addr)
                 .collect()
         } else {
-            Vec::new()
+            pair.proven.iter().copied().filter(|c| *c != addr).collect()
         };
         self.ping(own, addr);
         for c in others {
@@ -837,4 +866,121 @@ impl PathAgent {
 /// 250 ms (see `start_round`).
 fn hold_time(server_rtt: Duration) -> Duration {
     (server_rtt / 2).clamp(Duration::from_millis(30), Duration::from_millis(250))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secure::Code;
+
+    const V4: &str = "203.0.113.20:50000";
+    const V6: &str = "[2001:db8:b::2]:50000";
+    /// Our main socket.
+    const MAIN: &str = "[::]:5000";
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// An agent paired with a partner at V4 (public) and V6 (local), punching at `t0` (no opener).
+    fn paired() -> (PathAgent, Instant) {
+        let t0 = crate::test_epoch();
+        let code = Code::parse("7-guitar-revenge").unwrap();
+        let mut config = PeerConfig::new(a("192.0.2.1:3478"), code);
+        config.opener_ttl = None;
+        let mut rng = PeerRng::seed_from_u64(7);
+        let mut agent = PathAgent::new(config, &mut rng, t0);
+        agent.pair(
+            t0,
+            NewPair {
+                id: [1; 8],
+                public: a(V4),
+                locals: vec![a(V6)],
+                strategy: Strategy::Punch,
+                nat: NatBehaviour::UNKNOWN,
+                own_nat: NatBehaviour::UNKNOWN,
+                hold: false,
+                own_public: None,
+                server_rtt: Some(Duration::from_millis(40)),
+            },
+        );
+        (agent, t0)
+    }
+
+    /// The pings sent since the last call, by destination.
+    fn pings(agent: &mut PathAgent) -> BTreeMap<SocketAddr, Tid> {
+        let mut out = BTreeMap::new();
+        while let Some(t) = agent.poll_transmit() {
+            if let Some(Inner::Ping { tid }) = Inner::decode(&t.payload) {
+                out.insert(t.destination, tid);
+            }
+        }
+        out
+    }
+
+    /// The last path the agent reported since the last call.
+    fn last_path(agent: &mut PathAgent) -> Option<Path> {
+        let mut last = None;
+        while let Some(e) = agent.poll_event() {
+            if let AgentEvent::Path { path, .. } = e {
+                last = Some(path);
+            }
+        }
+        last
+    }
+
+    fn pong(agent: &mut PathAgent, at: Instant, from: &str, tid: Tid) {
+        let mapped = a("198.51.100.1:1");
+        agent.handle_inner(at, a(MAIN), a(from), Inner::Pong { tid, mapped });
+    }
+
+    #[test]
+    fn a_proven_candidate_with_a_clearly_shorter_round_trip_takes_over_the_direct_path() {
+        let ms = Duration::from_millis;
+        let (mut agent, t0) = paired();
+        let round = pings(&mut agent);
+        assert!(
+            round.contains_key(&a(V4)) && round.contains_key(&a(V6)),
+            "{round:?}"
+        );
+        // IPv4 answers first and becomes the path; IPv6's pong a moment later proves it, no switch.
+        pong(&mut agent, t0 + ms(30), V4, round[&a(V4)]);
+        assert_eq!(last_path(&mut agent), Some(Path::Direct(a(V4))));
+        pong(&mut agent, t0 + ms(31), V6, round[&a(V6)]);
+        assert_eq!(last_path(&mut agent), None);
+        // The path is alive; the next keepalive pings it and the proven IPv6 candidate.
+        agent.note_direct_rx(t0 + ms(2000), a(MAIN), a(V4));
+        let keepalive = t0 + ms(30) + agent.config.path_keepalive;
+        agent.handle_timeout(keepalive);
+        let probes = pings(&mut agent);
+        assert!(
+            probes.contains_key(&a(V4)) && probes.contains_key(&a(V6)),
+            "{probes:?}"
+        );
+        // Similar round trips: the path stays (no flapping on jitter).
+        pong(&mut agent, keepalive + ms(30), V4, probes[&a(V4)]);
+        pong(&mut agent, keepalive + ms(28), V6, probes[&a(V6)]);
+        assert_eq!(last_path(&mut agent), None);
+        // Next keepalive: IPv6 answers in 10 ms, IPv4 in 30: IPv6 takes over.
+        agent.note_direct_rx(keepalive + ms(2000), a(MAIN), a(V4));
+        let next = keepalive + agent.config.path_keepalive;
+        agent.handle_timeout(next);
+        let probes = pings(&mut agent);
+        pong(&mut agent, next + ms(10), V6, probes[&a(V6)]);
+        assert_eq!(last_path(&mut agent), Some(Path::Direct(a(V6))));
+        pong(&mut agent, next + ms(30), V4, probes[&a(V4)]);
+        assert_eq!(last_path(&mut agent), None);
+    }
+
+    #[test]
+    fn better_rtt_needs_a_clear_margin() {
+        let ms = Duration::from_millis;
+        assert!(better_rtt(ms(10), ms(30)));
+        assert!(!better_rtt(ms(25), ms(30)));
+        assert!(!better_rtt(ms(1), ms(1)));
+        assert!(!better_rtt(
+            Duration::from_micros(100),
+            Duration::from_micros(500)
+        ));
+    }
 }
