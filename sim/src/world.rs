@@ -22,7 +22,8 @@ use crate::rng::{derive_rng, derive_seed};
 use crate::trace::{describe_bytes, Detail, Kind, Trace};
 use punch_core::Machine;
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -118,6 +119,31 @@ impl Packet {
     }
 }
 
+/// A queued [`Pending`] with its time and sequence number. Ordered by `(at, seq)` only: `seq` is unique,
+/// so the order is total and the heap pops exactly what the ordered map it replaced did.
+struct Queued {
+    at: Duration,
+    seq: u64,
+    pending: Pending,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
 /// A scheduled change to a machine, e.g. "the user types hello".
 type Action = Box<dyn FnOnce(&mut dyn Hosted, Instant)>;
 
@@ -180,9 +206,11 @@ pub struct World {
     clock: Clock,
     elems: Vec<Element>,
     realms: Vec<Realm>,
-    routes: BTreeMap<(usize, IpAddr), usize>,
+    /// Who owns an IP in a realm (looked up, never iterated: the hash order cannot leak into a run).
+    routes: HashMap<(usize, IpAddr), usize>,
     partitions: Vec<Partition>,
-    queue: BTreeMap<(Duration, u64), Pending>,
+    /// Deliveries and actions, earliest `(time, sequence number)` first.
+    queue: BinaryHeap<Reverse<Queued>>,
     seq: u64,
     next_packet: u64,
     trace: Trace,
@@ -205,9 +233,9 @@ impl World {
                 name: "internet".into(),
                 gateway: None,
             }],
-            routes: BTreeMap::new(),
+            routes: HashMap::new(),
             partitions: Vec::new(),
-            queue: BTreeMap::new(),
+            queue: BinaryHeap::new(),
             seq: 0,
             next_packet: 1,
             trace: Trace::default(),
@@ -381,7 +409,11 @@ impl World {
 
     fn push(&mut self, at: Duration, p: Pending) {
         self.seq += 1;
-        self.queue.insert((at, self.seq), p);
+        self.queue.push(Reverse(Queued {
+            at,
+            seq: self.seq,
+            pending: p,
+        }));
     }
 
     /// Runs `action` on `host` (which must run an `M`) at virtual time `at`, then drains it. `label` goes in
@@ -450,6 +482,11 @@ impl World {
             .push(now, Kind::Drop, name, || format!("#{id} {}", reason()));
     }
 
+    /// Whether the trace would drop a NAT's notes and drop reasons anyway (so the NAT need not write them).
+    fn nat_quiet(&self) -> bool {
+        !self.trace.wants(Kind::Nat) && !self.trace.wants(Kind::Drop)
+    }
+
     fn nat_notes(&mut self, elem: usize) {
         let notes = match &mut self.elems[elem].body {
             Body::Nat { nat, .. } => nat.take_notes(),
@@ -471,31 +508,30 @@ impl World {
                 let name = self.elems[elem].name.clone();
                 self.drop_packet(elem, pkt.id, || format!("{reason} ({name} {dir})"));
             }
-            Crossing::Deliver(delays) => {
-                let mut pkt = Some(pkt);
-                let n = delays.len();
-                for (i, d) in delays.into_iter().enumerate() {
-                    let p = if i + 1 < n {
-                        pkt.as_ref().expect("kept until last").copy()
+            Crossing::Deliver(first, copy) => {
+                let next = |pkt: Packet, realm: usize| {
+                    if up {
+                        Pending::ToRealm {
+                            realm,
+                            from: elem,
+                            pkt,
+                        }
                     } else {
-                        pkt.take().expect("moved once")
-                    };
-                    if i > 0 {
-                        let id = p.id;
+                        Pending::ToElement { elem, pkt }
+                    }
+                };
+                let realm = self.elems[elem].realm;
+                match copy {
+                    None => self.push(now + first, next(pkt, realm)),
+                    Some(second) => {
+                        let dup = pkt.copy();
+                        self.push(now + first, next(pkt, realm));
+                        let id = dup.id;
                         self.trace.push(now, Kind::Dup, &self.elems[elem].name, || {
                             format!("#{id} duplicated")
                         });
+                        self.push(now + second, next(dup, realm));
                     }
-                    let next = if up {
-                        Pending::ToRealm {
-                            realm: self.elems[elem].realm,
-                            from: elem,
-                            pkt: p,
-                        }
-                    } else {
-                        Pending::ToElement { elem, pkt: p }
-                    };
-                    self.push(now + d, next);
                 }
             }
         }
@@ -533,12 +569,16 @@ impl World {
 
     fn outbound(&mut self, g: usize, mut pkt: Packet) {
         let now = self.now();
+        let quiet = self.nat_quiet();
         if !hop(&mut pkt) {
             self.drop_packet(g, pkt.id, || "TTL expired (before translation)".into());
             return;
         }
         let (verdict, inside) = match &mut self.elems[g].body {
-            Body::Nat { nat, inside } => (nat.outbound(now, pkt.src, pkt.dst), *inside),
+            Body::Nat { nat, inside } => {
+                nat.set_quiet(quiet);
+                (nat.outbound(now, pkt.src, pkt.dst), *inside)
+            }
             Body::Host { .. } => unreachable!("gateways are NATs"),
         };
         self.nat_notes(g);
@@ -558,11 +598,13 @@ impl World {
 
     fn arrive(&mut self, elem: usize, mut pkt: Packet) {
         let now = self.now();
+        let quiet = self.nat_quiet();
         let instant = self.instant();
         let describe = self.describe;
         match &mut self.elems[elem].body {
             Body::Nat { nat, inside } => {
                 let inside = *inside;
+                nat.set_quiet(quiet);
                 let verdict = nat.inbound(now, pkt.src, pkt.dst);
                 self.nat_notes(elem);
                 match verdict {
@@ -645,14 +687,19 @@ impl World {
                 });
             self.cross(elem, pkt, true);
         }
-        loop {
-            let ev = match &mut self.elems[elem].body {
-                Body::Host { node, .. } => node.poll_event(),
-                Body::Nat { .. } => return,
-            };
-            let Some(ev) = ev else { break };
-            self.trace
-                .push(now, Kind::Event, &self.elems[elem].name, || ev);
+        if self.trace.wants(Kind::Event) {
+            loop {
+                let ev = match &mut self.elems[elem].body {
+                    Body::Host { node, .. } => node.poll_event(),
+                    Body::Nat { .. } => return,
+                };
+                let Some(ev) = ev else { break };
+                self.trace
+                    .push(now, Kind::Event, &self.elems[elem].name, || ev);
+            }
+        } else if let Body::Host { node, .. } = &mut self.elems[elem].body {
+            // Nobody reads the lines: keep the typed events, skip rendering them.
+            while node.take_event() {}
         }
         let clock = self.clock;
         if let Body::Host { node, timer, .. } = &mut self.elems[elem].body {
@@ -702,7 +749,7 @@ impl World {
             if stop(self) {
                 return Ok(true);
             }
-            let queued = self.queue.keys().next().map(|k| k.0);
+            let queued = self.queue.peek().map(|q| q.0.at);
             let timer = self.next_timer();
             let when = match (queued, timer) {
                 (None, None) => None,
@@ -734,8 +781,8 @@ impl World {
             self.clock.advance_to(when);
             // Queue first on ties: a datagram and a timer at the same instant see the datagram first.
             if queued.is_some_and(|q| q.max(when) <= when) {
-                let (_, p) = self.queue.pop_first().expect("non-empty");
-                self.process(p);
+                let Reverse(q) = self.queue.pop().expect("non-empty");
+                self.process(q.pending);
             } else if let Some((_, host)) = timer {
                 let instant = self.instant();
                 let now = self.now();
@@ -769,7 +816,9 @@ impl World {
                 self.drain(host);
             }
             Pending::Flush { nat } => {
+                let quiet = self.nat_quiet();
                 if let Body::Nat { nat: n, .. } = &mut self.elems[nat].body {
+                    n.set_quiet(quiet);
                     n.flush();
                 }
                 self.nat_notes(nat);
