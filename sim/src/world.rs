@@ -23,7 +23,7 @@ use crate::trace::{describe_bytes, Detail, Kind, Trace};
 use punch_core::Machine;
 use std::any::Any;
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -206,8 +206,8 @@ pub struct World {
     clock: Clock,
     elems: Vec<Element>,
     realms: Vec<Realm>,
-    /// Who owns an IP in a realm (looked up, never iterated: the hash order cannot leak into a run).
-    routes: HashMap<(usize, IpAddr), usize>,
+    /// Who owns an IP in a realm. A handful of entries: a linear scan beats hashing them.
+    routes: Vec<((usize, IpAddr), usize)>,
     partitions: Vec<Partition>,
     /// Deliveries and actions, earliest `(time, sequence number)` first.
     queue: BinaryHeap<Reverse<Queued>>,
@@ -233,7 +233,7 @@ impl World {
                 name: "internet".into(),
                 gateway: None,
             }],
-            routes: HashMap::new(),
+            routes: Vec::new(),
             partitions: Vec::new(),
             queue: BinaryHeap::new(),
             seq: 0,
@@ -305,7 +305,7 @@ impl World {
             gateway: Some(idx),
         });
         if config.translate {
-            self.routes.insert((outside.0, public_ip), idx);
+            self.set_route((outside.0, public_ip), idx);
         }
         let nat = NatBox::new(
             config,
@@ -338,13 +338,13 @@ impl World {
         let mut node: Box<dyn Hosted> = Box::new(host);
         node.attach(self.clock.at(Duration::ZERO));
         for a in node.addrs() {
-            self.routes.insert((realm.0, a.ip()), idx);
+            self.set_route((realm.0, a.ip()), idx);
             // Behind a non-translating firewall the host's address is also reachable from outside.
             if let Some(g) = self.realms[realm.0].gateway {
                 if let Body::Nat { nat, .. } = &self.elems[g].body {
                     if !nat.config.translate {
                         let outer = self.elems[g].realm;
-                        self.routes.insert((outer, a.ip()), g);
+                        self.set_route((outer, a.ip()), g);
                     }
                 }
             }
@@ -405,6 +405,22 @@ impl World {
             .iter_mut()
             .find(|e| e.name == name)
             .map(|e| &mut e.link.config)
+    }
+
+    /// `key`'s IP in `key`'s realm belongs to element `to` (replacing an earlier owner).
+    fn set_route(&mut self, key: (usize, IpAddr), to: usize) {
+        match self.routes.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, t)) => *t = to,
+            None => self.routes.push((key, to)),
+        }
+    }
+
+    /// The element that owns `ip` in `realm`.
+    fn route_to(&self, realm: usize, ip: IpAddr) -> Option<usize> {
+        self.routes
+            .iter()
+            .find(|((r, i), _)| *r == realm && *i == ip)
+            .map(|&(_, to)| to)
     }
 
     fn push(&mut self, at: Duration, p: Pending) {
@@ -548,7 +564,7 @@ impl World {
             });
             return;
         }
-        if let Some(&to) = self.routes.get(&(realm, pkt.dst.ip())) {
+        if let Some(to) = self.route_to(realm, pkt.dst.ip()) {
             if self.partitioned(from, to, now) {
                 let (a, b) = (self.elems[from].name.clone(), self.elems[to].name.clone());
                 self.drop_packet(from, pkt.id, || format!("partition between {a} and {b}"));
