@@ -18,9 +18,13 @@ use stun_codec::rfc5389::attributes::{
     ErrorCode, MappedAddress, Software, UnknownAttributes, XorMappedAddress,
 };
 use stun_codec::rfc5780::attributes::{OtherAddress, ResponseOrigin};
-use stun_codec::{define_attribute_enums, Attribute, Message, MessageClass, TransactionId};
+use stun_codec::{define_attribute_enums, Attribute, Message};
+#[cfg(test)]
+use stun_codec::{MessageClass, TransactionId};
 
-use crate::wire::{self, methods, value_attribute, Cookie, Padding};
+#[cfg(test)]
+use crate::wire::methods;
+use crate::wire::{self, value_attribute, Cookie, Padding};
 
 /// CHANGE-REQUEST flag: answer from the other IP (RFC 5780 s7.2, RFC 3489 s11.2.4).
 pub const CHANGE_IP: u32 = 0x4;
@@ -221,7 +225,27 @@ pub fn encode(message: BindingMessage) -> Vec<u8> {
 }
 
 /// A Binding request, with a CHANGE-REQUEST if `change` asks for a change.
+///
+/// Written directly (the header and at most one 8-byte attribute), byte for byte what the STUN codec writes
+/// for the same message (`codec_binding_request`; a test compares the two for every flag combination).
 pub fn binding_request(tid: [u8; 12], change: ChangeRequest) -> Vec<u8> {
+    let len: u16 = if change.any() { 8 } else { 0 };
+    let mut b = Vec::with_capacity(20 + usize::from(len));
+    b.extend_from_slice(&0x0001u16.to_be_bytes());
+    b.extend_from_slice(&len.to_be_bytes());
+    b.extend_from_slice(&wire::MAGIC_COOKIE.to_be_bytes());
+    b.extend_from_slice(&tid);
+    if change.any() {
+        b.extend_from_slice(&ChangeRequest::CODEPOINT.to_be_bytes());
+        b.extend_from_slice(&4u16.to_be_bytes());
+        b.extend_from_slice(&change.flags().to_be_bytes());
+    }
+    b
+}
+
+/// [`binding_request`] through the STUN codec (the reference the direct encoding is tested against).
+#[cfg(test)]
+fn codec_binding_request(tid: [u8; 12], change: ChangeRequest) -> Vec<u8> {
     let mut m = Message::new(
         MessageClass::Request,
         methods::binding(),
@@ -231,6 +255,88 @@ pub fn binding_request(tid: [u8; 12], change: ChangeRequest) -> Vec<u8> {
         m.add_attribute(change);
     }
     encode(m)
+}
+
+/// A Binding success response to `tid`: XOR-MAPPED-ADDRESS and MAPPED-ADDRESS (`remote`), then, with
+/// `sockets = Some((source, other))`, OTHER-ADDRESS (`other`) and RESPONSE-ORIGIN (`source`), then COOKIE if
+/// given. Written directly, byte for byte what the STUN codec writes for the same message
+/// (`codec_binding_success`; a property test compares the two).
+pub fn binding_success(
+    tid: [u8; 12],
+    remote: SocketAddr,
+    sockets: Option<(SocketAddr, SocketAddr)>,
+    cookie: Option<&[u8]>,
+) -> Vec<u8> {
+    fn addr_attr(b: &mut Vec<u8>, t: u16, addr: SocketAddr, xor: Option<&[u8; 12]>) {
+        let cookie = wire::MAGIC_COOKIE.to_be_bytes();
+        let (family, len): (u8, u16) = if addr.is_ipv4() { (1, 8) } else { (2, 20) };
+        b.extend_from_slice(&t.to_be_bytes());
+        b.extend_from_slice(&len.to_be_bytes());
+        b.extend_from_slice(&[0, family]);
+        let port = match xor {
+            Some(_) => addr.port() ^ (wire::MAGIC_COOKIE >> 16) as u16,
+            None => addr.port(),
+        };
+        b.extend_from_slice(&port.to_be_bytes());
+        let mask = |i: usize| match xor {
+            None => 0,
+            Some(_) if i < 4 => cookie[i],
+            Some(tid) => tid[i - 4],
+        };
+        match addr.ip() {
+            IpAddr::V4(ip) => {
+                b.extend(ip.octets().iter().enumerate().map(|(i, o)| o ^ mask(i)));
+            }
+            IpAddr::V6(ip) => {
+                b.extend(ip.octets().iter().enumerate().map(|(i, o)| o ^ mask(i)));
+            }
+        }
+    }
+    let mut b = Vec::with_capacity(128);
+    b.extend_from_slice(&0x0101u16.to_be_bytes());
+    b.extend_from_slice(&[0, 0]); // length, set below
+    b.extend_from_slice(&wire::MAGIC_COOKIE.to_be_bytes());
+    b.extend_from_slice(&tid);
+    addr_attr(&mut b, 0x0020, remote, Some(&tid));
+    addr_attr(&mut b, 0x0001, remote, None);
+    if let Some((source, other)) = sockets {
+        addr_attr(&mut b, 0x802C, other, None);
+        addr_attr(&mut b, 0x802B, source, None);
+    }
+    if let Some(c) = cookie {
+        b.extend_from_slice(&Cookie::CODEPOINT.to_be_bytes());
+        b.extend_from_slice(&(c.len() as u16).to_be_bytes());
+        b.extend_from_slice(c);
+        b.resize(b.len().div_ceil(4) * 4, 0);
+    }
+    let len = (b.len() - 20) as u16;
+    b[2..4].copy_from_slice(&len.to_be_bytes());
+    b
+}
+
+/// [`binding_success`] through the STUN codec (the reference the direct encoding is tested against).
+#[cfg(test)]
+pub(crate) fn codec_binding_success(
+    tid: [u8; 12],
+    remote: SocketAddr,
+    sockets: Option<(SocketAddr, SocketAddr)>,
+    cookie: Option<&[u8]>,
+) -> Vec<u8> {
+    let mut res: BindingMessage = Message::new(
+        MessageClass::SuccessResponse,
+        methods::binding(),
+        TransactionId::new(tid),
+    );
+    res.add_attribute(XorMappedAddress::new(remote));
+    res.add_attribute(MappedAddress::new(remote));
+    if let Some((source, other)) = sockets {
+        res.add_attribute(OtherAddress::new(other));
+        res.add_attribute(ResponseOrigin::new(source));
+    }
+    if let Some(c) = cookie {
+        res.add_attribute(Cookie(c.to_vec()));
+    }
+    encode(res)
 }
 
 /// The first attribute of type `T`.
@@ -403,6 +509,47 @@ pub mod classic {
 
 #[cfg(test)]
 mod tests {
+    fn any_addr() -> impl proptest::strategy::Strategy<Value = SocketAddr> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, p)| SocketAddr::from((ip, p))),
+            (any::<[u8; 16]>(), any::<u16>()).prop_map(|(ip, p)| SocketAddr::from((ip, p))),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn direct_binding_success_is_the_codecs(
+            tid in proptest::prelude::any::<[u8; 12]>(),
+            remote in any_addr(),
+            sockets in proptest::option::of((any_addr(), any_addr())),
+            cookie in proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)),
+        ) {
+            let fast = binding_success(tid, remote, sockets, cookie.as_deref());
+            proptest::prop_assert_eq!(&fast, &codec_binding_success(tid, remote, sockets, cookie.as_deref()));
+            let m = decode(&fast).expect("decodes");
+            proptest::prop_assert_eq!(get::<XorMappedAddress>(&m).map(|a| a.address()), Some(remote));
+        }
+    }
+
+    #[test]
+    fn direct_binding_request_is_the_codecs() {
+        for flags in 0..8u32 {
+            let change = ChangeRequest::from_flags(flags);
+            for seed in 0..64u8 {
+                let tid: [u8; 12] =
+                    std::array::from_fn(|i| seed.wrapping_mul(31).wrapping_add(i as u8));
+                let fast = binding_request(tid, change);
+                assert_eq!(fast, codec_binding_request(tid, change), "{flags} {seed}");
+                let m = decode(&fast).expect("decodes");
+                assert_eq!(
+                    get::<ChangeRequest>(&m).copied().filter(|c| c.any()),
+                    Some(change).filter(|c| c.any())
+                );
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -21,15 +21,12 @@
 //! it for that reason).
 use std::net::SocketAddr;
 
-use stun_codec::rfc5389::attributes::{
-    ErrorCode, MappedAddress, UnknownAttributes, XorMappedAddress,
-};
-use stun_codec::rfc5780::attributes::{OtherAddress, ResponseOrigin};
+use stun_codec::rfc5389::attributes::{ErrorCode, UnknownAttributes};
 use stun_codec::{AttributeType, Message, MessageClass};
 
 use crate::rfc5780::{self, classic, BindingMessage, ChangeRequest, ResponsePort};
 use crate::server::ServerConfig;
-use crate::wire::{methods, Cookie};
+use crate::wire::methods;
 use crate::Transmit;
 
 /// The sockets of a server: the primary, then with an alternate: primary IP + alternate port, alternate IP +
@@ -109,52 +106,36 @@ pub fn answer_binding(
         _ => remote,
     };
     let sockets = select_sockets(config, local, change.unwrap_or_default());
-    let mut res: BindingMessage = match (change, sockets) {
-        (Some(_), None) => {
-            // RFC 5780 s6.1: CHANGE-REQUEST without an alternate address and port: 420.
-            let mut e = Message::new(
-                MessageClass::ErrorResponse,
-                methods::binding(),
-                req.transaction_id(),
-            );
-            if let Ok(code) = ErrorCode::new(420, "Unknown Attribute: no alternate address".into())
-            {
-                e.add_attribute(code);
-            }
-            e.add_attribute(UnknownAttributes::new(vec![AttributeType::new(
-                ChangeRequest::CODEPOINT,
-            )]));
-            return Some(Transmit {
-                ttl: None,
-                source: Some(local),
-                destination: remote,
-                payload: rfc5780::encode(e),
-            });
-        }
-        _ => Message::new(
-            MessageClass::SuccessResponse,
+    if let (Some(_), None) = (change, sockets) {
+        // RFC 5780 s6.1: CHANGE-REQUEST without an alternate address and port: 420.
+        let mut e: BindingMessage = Message::new(
+            MessageClass::ErrorResponse,
             methods::binding(),
             req.transaction_id(),
-        ),
-    };
-    res.add_attribute(XorMappedAddress::new(remote));
-    res.add_attribute(MappedAddress::new(remote));
-    let source = match sockets {
-        Some((source, other)) => {
-            res.add_attribute(OtherAddress::new(other));
-            res.add_attribute(ResponseOrigin::new(source));
-            source
+        );
+        if let Ok(code) = ErrorCode::new(420, "Unknown Attribute: no alternate address".into()) {
+            e.add_attribute(code);
         }
-        None => local,
-    };
-    if let Some(c) = cookie {
-        res.add_attribute(Cookie(c.to_vec()));
+        e.add_attribute(UnknownAttributes::new(vec![AttributeType::new(
+            ChangeRequest::CODEPOINT,
+        )]));
+        return Some(Transmit {
+            ttl: None,
+            source: Some(local),
+            destination: remote,
+            payload: rfc5780::encode(e),
+        });
     }
     Some(Transmit {
         ttl: None,
-        source: Some(source),
+        source: Some(sockets.map_or(local, |(source, _)| source)),
         destination,
-        payload: rfc5780::encode(res),
+        payload: rfc5780::binding_success(
+            *req.transaction_id().as_bytes(),
+            remote,
+            sockets,
+            cookie,
+        ),
     })
 }
 
@@ -213,6 +194,8 @@ pub fn answer_classic(
 mod tests {
     use super::*;
     use crate::rfc5780::{ChangedAddress, SourceAddress};
+    use stun_codec::rfc5389::attributes::{MappedAddress, XorMappedAddress};
+    use stun_codec::rfc5780::attributes::{OtherAddress, ResponseOrigin};
     use stun_codec::TransactionId;
 
     const CLIENT: &str = "203.0.113.9:40000";

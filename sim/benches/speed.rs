@@ -1,7 +1,8 @@
 //! Simulator speed: full scenarios per second (NAT detection against a two-IP server, register, punch,
 //! 10 messages each way), for a direct pair and a relayed pair.
 //!
-//! `cargo bench -p punch-sim --bench speed` (plain harness, no criterion: prints runs/s).
+//! `cargo bench -p punch-sim --bench speed` (plain harness, no criterion: prints runs/s). `SPEED_ONLY=off`
+//! skips the full-trace runs; `SPEED_N=n` runs `n` scenarios per case.
 use punch_sim::{ms, Detail, Knowledge, Nat, Profile, Scenario};
 use std::time::Instant;
 
@@ -45,7 +46,11 @@ fn main() {
             &[Detail::Off, Detail::Full]
         };
         for &detail in details {
-            let n = 2000;
+            // SPEED_N=n runs n scenarios per case instead of 2000 (e.g. under valgrind, to count instructions).
+            let n = std::env::var("SPEED_N")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2000);
             let start = Instant::now();
             let mut events = 0usize;
             for seed in 0..n {

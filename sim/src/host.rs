@@ -193,11 +193,24 @@ impl<M: Machine> Machine for Host<M> {
     }
 }
 
+impl<M: Machine> Host<M> {
+    /// Like `poll_event`, without rendering the trace line; `false` when there was no event.
+    fn take_event_unrendered(&mut self) -> bool {
+        let Some(e) = self.machine.as_mut().and_then(|m| m.poll_event()) else {
+            return false;
+        };
+        self.events.push((self.elapsed(), e));
+        true
+    }
+}
+
 /// What the world holds: any [`Host`], type-erased.
 pub(crate) trait Hosted: Machine<Event = String> + Any {
     fn addrs(&self) -> &[SocketAddr];
     /// Sets virtual time zero (once, when the host joins the world).
     fn attach(&mut self, base: Instant);
+    /// Takes the next event without rendering its line (the trace is off); `false` when there was none.
+    fn take_event(&mut self) -> bool;
 }
 
 impl<M: Machine + 'static> Hosted for Host<M> {
@@ -207,6 +220,9 @@ impl<M: Machine + 'static> Hosted for Host<M> {
     fn attach(&mut self, base: Instant) {
         self.base = Some(base);
         self.now = self.now.or(Some(base));
+    }
+    fn take_event(&mut self) -> bool {
+        self.take_event_unrendered()
     }
 }
 

@@ -100,8 +100,8 @@ impl LinkConfig {
 /// What a link crossing does to one datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Crossing {
-    /// Arrives after each of these delays (two entries when duplicated).
-    Deliver(Vec<Duration>),
+    /// Arrives after the first delay, and a second copy after the second one when the link duplicated it.
+    Deliver(Duration, Option<Duration>),
     /// Lost, with the reason for the trace.
     Drop(&'static str),
 }
@@ -163,12 +163,13 @@ impl Link {
         if self.config.loss > 0.0 && chance(&mut self.rng, self.config.loss) {
             return Crossing::Drop("link loss");
         }
-        let mut delays = vec![self.delay()];
-        if self.config.duplicate > 0.0 && chance(&mut self.rng, self.config.duplicate) {
-            let d = self.delay();
-            delays.push(d);
-        }
-        Crossing::Deliver(delays)
+        let first = self.delay();
+        let copy = if self.config.duplicate > 0.0 && chance(&mut self.rng, self.config.duplicate) {
+            Some(self.delay())
+        } else {
+            None
+        };
+        Crossing::Deliver(first, copy)
     }
 }
 
@@ -184,7 +185,7 @@ mod tests {
         let mut l = Link::new(cfg, derive_rng(1, "l"));
         assert_eq!(
             l.cross(Duration::from_millis(500), true),
-            Crossing::Deliver(vec![Duration::from_millis(10)])
+            Crossing::Deliver(Duration::from_millis(10), None)
         );
         assert_eq!(
             l.cross(Duration::from_millis(1500), true),
@@ -192,7 +193,7 @@ mod tests {
         );
         assert_eq!(
             l.cross(Duration::from_millis(2000), true),
-            Crossing::Deliver(vec![Duration::from_millis(10)])
+            Crossing::Deliver(Duration::from_millis(10), None)
         );
     }
 
@@ -228,9 +229,9 @@ mod tests {
         let mut dups = 0;
         for _ in 0..1000 {
             match l.cross(Duration::ZERO, true) {
-                Crossing::Deliver(d) => {
-                    dups += d.len() - 1;
-                    for x in d {
+                Crossing::Deliver(first, copy) => {
+                    dups += usize::from(copy.is_some());
+                    for x in std::iter::once(first).chain(copy) {
                         assert!(x >= Duration::from_millis(10) && x <= Duration::from_millis(15));
                     }
                 }

@@ -220,6 +220,8 @@ pub struct NatBox {
     unreplied: BTreeMap<(SocketAddr, SocketAddr), Duration>,
     last_port: Option<u16>,
     notes: Vec<String>,
+    /// Nobody reads the notes or the drop reasons (the world's trace is off): skip building them.
+    quiet: bool,
 }
 
 impl NatBox {
@@ -235,6 +237,28 @@ impl NatBox {
             unreplied: BTreeMap::new(),
             last_port: None,
             notes: Vec::new(),
+            quiet: false,
+        }
+    }
+
+    /// Stops (or resumes) writing notes and drop reasons: with `quiet` set, [`NatBox::take_notes`] stays
+    /// empty and the reasons in [`Outbound::Drop`] and [`Inbound::Drop`] are empty. Behaviour is unchanged.
+    pub fn set_quiet(&mut self, quiet: bool) {
+        self.quiet = quiet;
+    }
+
+    fn note(&mut self, text: impl FnOnce() -> String) {
+        if !self.quiet {
+            self.notes.push(text());
+        }
+    }
+
+    /// A drop reason, built only when someone reads it.
+    fn why(&self, text: impl FnOnce() -> String) -> String {
+        if self.quiet {
+            String::new()
+        } else {
+            text()
         }
     }
 
@@ -267,7 +291,7 @@ impl NatBox {
         self.by_public.clear();
         self.expired.clear();
         self.unreplied.clear();
-        self.notes.push(format!("flushed: {n} mappings forgotten"));
+        self.note(|| format!("flushed: {n} mappings forgotten"));
     }
 
     fn key(&self, internal: SocketAddr, remote: SocketAddr) -> Key {
@@ -314,12 +338,14 @@ impl NatBox {
                 self.by_public.remove(&e.public);
                 let at = e.last_active + self.lifetime(&e);
                 self.expired.insert(e.public, at);
-                self.notes.push(format!(
-                    "mapping {} -> {} expired at {}",
-                    k.internal,
-                    e.public,
-                    crate::clock::Ms(at)
-                ));
+                self.note(|| {
+                    format!(
+                        "mapping {} -> {} expired at {}",
+                        k.internal,
+                        e.public,
+                        crate::clock::Ms(at)
+                    )
+                });
             }
         }
         self.unreplied.retain(|_, exp| now < *exp);
@@ -443,7 +469,7 @@ impl NatBox {
                 };
                 let public = self.public(port);
                 self.insert(exception, public, dst, now);
-                self.notes.push(format!(
+                self.note(|| format!(
                     "conntrack clash: {dst} -> {taken} is an unreplied entry, so {src} -> {dst} gets {public}"
                 ));
                 None
@@ -456,9 +482,7 @@ impl NatBox {
             };
             let public = self.public(port);
             self.insert(key, public, dst, now);
-            self.notes.push(format!(
-                "new mapping {src} -> {public} (first sent to {dst})"
-            ));
+            self.note(|| format!("new mapping {src} -> {public} (first sent to {dst})"));
             None
         };
         if let Some(k) = use_key {
@@ -470,16 +494,16 @@ impl NatBox {
         let public = self.mapping_for(src, dst).expect("mapping just ensured");
         if dst.ip() == self.public_ip {
             if !self.config.hairpin {
-                return Outbound::Drop(format!(
-                    "no hairpinning: {src} -> {dst} (own public address)"
-                ));
+                return Outbound::Drop(
+                    self.why(|| format!("no hairpinning: {src} -> {dst} (own public address)")),
+                );
             }
             return match self.inbound(now, public, dst) {
                 Inbound::Forward { dst: inside } => Outbound::Hairpin {
                     src: public,
                     dst: inside,
                 },
-                Inbound::Drop(r) => Outbound::Drop(format!("hairpin: {r}")),
+                Inbound::Drop(r) => Outbound::Drop(self.why(|| format!("hairpin: {r}"))),
             };
         }
         Outbound::Forward { src: public }
@@ -512,37 +536,41 @@ impl NatBox {
                     }
                     return Inbound::Forward { dst: key.internal };
                 }
-                let what = match self.config.filtering {
-                    Filtering::AddressDependent => src.ip().to_string(),
-                    _ => src.to_string(),
-                };
-                format!(
-                    "filtered ({}): {} has not sent to {what} (from {src})",
-                    self.config.filter_label(),
-                    key.internal
-                )
+                self.why(|| {
+                    let what = match self.config.filtering {
+                        Filtering::AddressDependent => src.ip().to_string(),
+                        _ => src.to_string(),
+                    };
+                    format!(
+                        "filtered ({}): {} has not sent to {what} (from {src})",
+                        self.config.filter_label(),
+                        key.internal
+                    )
+                })
             }
-            None => match self.expired.get(&dst) {
+            None => self.why(|| match self.expired.get(&dst) {
                 Some(&at) => format!(
                     "mapping expired: {dst} (at {}) (from {src})",
                     crate::clock::Ms(at)
                 ),
                 None => format!("no mapping for {dst} (from {src})"),
-            },
+            }),
         };
         if self.config.wan_firewall {
-            return Inbound::Drop(format!("firewall: unsolicited; {reason}"));
+            return Inbound::Drop(self.why(|| format!("firewall: unsolicited; {reason}")));
         }
         if self.config.linux_conntrack && self.config.translate {
             let expiry = now + self.config.unreplied_timeout;
             let fresh = self.unreplied.insert((src, dst), expiry).is_none();
             if fresh {
-                self.notes.push(format!(
-                    "conntrack: unreplied entry {src} -> {dst} reserves that tuple for {}s",
-                    self.config.unreplied_timeout.as_secs()
-                ));
+                let secs = self.config.unreplied_timeout.as_secs();
+                self.note(|| {
+                    format!(
+                        "conntrack: unreplied entry {src} -> {dst} reserves that tuple for {secs}s"
+                    )
+                });
             }
-            return Inbound::Drop(format!("{reason}; conntrack unreplied entry"));
+            return Inbound::Drop(self.why(|| format!("{reason}; conntrack unreplied entry")));
         }
         Inbound::Drop(reason)
     }

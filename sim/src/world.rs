@@ -22,7 +22,8 @@ use crate::rng::{derive_rng, derive_seed};
 use crate::trace::{describe_bytes, Detail, Kind, Trace};
 use punch_core::Machine;
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -118,6 +119,31 @@ impl Packet {
     }
 }
 
+/// A queued [`Pending`] with its time and sequence number. Ordered by `(at, seq)` only: `seq` is unique,
+/// so the order is total and the heap pops exactly what the ordered map it replaced did.
+struct Queued {
+    at: Duration,
+    seq: u64,
+    pending: Pending,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
 /// A scheduled change to a machine, e.g. "the user types hello".
 type Action = Box<dyn FnOnce(&mut dyn Hosted, Instant)>;
 
@@ -180,9 +206,11 @@ pub struct World {
     clock: Clock,
     elems: Vec<Element>,
     realms: Vec<Realm>,
-    routes: BTreeMap<(usize, IpAddr), usize>,
+    /// Who owns an IP in a realm. A handful of entries: a linear scan beats hashing them.
+    routes: Vec<((usize, IpAddr), usize)>,
     partitions: Vec<Partition>,
-    queue: BTreeMap<(Duration, u64), Pending>,
+    /// Deliveries and actions, earliest `(time, sequence number)` first.
+    queue: BinaryHeap<Reverse<Queued>>,
     seq: u64,
     next_packet: u64,
     trace: Trace,
@@ -205,9 +233,9 @@ impl World {
                 name: "internet".into(),
                 gateway: None,
             }],
-            routes: BTreeMap::new(),
+            routes: Vec::new(),
             partitions: Vec::new(),
-            queue: BTreeMap::new(),
+            queue: BinaryHeap::new(),
             seq: 0,
             next_packet: 1,
             trace: Trace::default(),
@@ -277,7 +305,7 @@ impl World {
             gateway: Some(idx),
         });
         if config.translate {
-            self.routes.insert((outside.0, public_ip), idx);
+            self.set_route((outside.0, public_ip), idx);
         }
         let nat = NatBox::new(
             config,
@@ -310,13 +338,13 @@ impl World {
         let mut node: Box<dyn Hosted> = Box::new(host);
         node.attach(self.clock.at(Duration::ZERO));
         for a in node.addrs() {
-            self.routes.insert((realm.0, a.ip()), idx);
+            self.set_route((realm.0, a.ip()), idx);
             // Behind a non-translating firewall the host's address is also reachable from outside.
             if let Some(g) = self.realms[realm.0].gateway {
                 if let Body::Nat { nat, .. } = &self.elems[g].body {
                     if !nat.config.translate {
                         let outer = self.elems[g].realm;
-                        self.routes.insert((outer, a.ip()), g);
+                        self.set_route((outer, a.ip()), g);
                     }
                 }
             }
@@ -379,9 +407,29 @@ impl World {
             .map(|e| &mut e.link.config)
     }
 
+    /// `key`'s IP in `key`'s realm belongs to element `to` (replacing an earlier owner).
+    fn set_route(&mut self, key: (usize, IpAddr), to: usize) {
+        match self.routes.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, t)) => *t = to,
+            None => self.routes.push((key, to)),
+        }
+    }
+
+    /// The element that owns `ip` in `realm`.
+    fn route_to(&self, realm: usize, ip: IpAddr) -> Option<usize> {
+        self.routes
+            .iter()
+            .find(|((r, i), _)| *r == realm && *i == ip)
+            .map(|&(_, to)| to)
+    }
+
     fn push(&mut self, at: Duration, p: Pending) {
         self.seq += 1;
-        self.queue.insert((at, self.seq), p);
+        self.queue.push(Reverse(Queued {
+            at,
+            seq: self.seq,
+            pending: p,
+        }));
     }
 
     /// Runs `action` on `host` (which must run an `M`) at virtual time `at`, then drains it. `label` goes in
@@ -450,6 +498,11 @@ impl World {
             .push(now, Kind::Drop, name, || format!("#{id} {}", reason()));
     }
 
+    /// Whether the trace would drop a NAT's notes and drop reasons anyway (so the NAT need not write them).
+    fn nat_quiet(&self) -> bool {
+        !self.trace.wants(Kind::Nat) && !self.trace.wants(Kind::Drop)
+    }
+
     fn nat_notes(&mut self, elem: usize) {
         let notes = match &mut self.elems[elem].body {
             Body::Nat { nat, .. } => nat.take_notes(),
@@ -471,31 +524,30 @@ impl World {
                 let name = self.elems[elem].name.clone();
                 self.drop_packet(elem, pkt.id, || format!("{reason} ({name} {dir})"));
             }
-            Crossing::Deliver(delays) => {
-                let mut pkt = Some(pkt);
-                let n = delays.len();
-                for (i, d) in delays.into_iter().enumerate() {
-                    let p = if i + 1 < n {
-                        pkt.as_ref().expect("kept until last").copy()
+            Crossing::Deliver(first, copy) => {
+                let next = |pkt: Packet, realm: usize| {
+                    if up {
+                        Pending::ToRealm {
+                            realm,
+                            from: elem,
+                            pkt,
+                        }
                     } else {
-                        pkt.take().expect("moved once")
-                    };
-                    if i > 0 {
-                        let id = p.id;
+                        Pending::ToElement { elem, pkt }
+                    }
+                };
+                let realm = self.elems[elem].realm;
+                match copy {
+                    None => self.push(now + first, next(pkt, realm)),
+                    Some(second) => {
+                        let dup = pkt.copy();
+                        self.push(now + first, next(pkt, realm));
+                        let id = dup.id;
                         self.trace.push(now, Kind::Dup, &self.elems[elem].name, || {
                             format!("#{id} duplicated")
                         });
+                        self.push(now + second, next(dup, realm));
                     }
-                    let next = if up {
-                        Pending::ToRealm {
-                            realm: self.elems[elem].realm,
-                            from: elem,
-                            pkt: p,
-                        }
-                    } else {
-                        Pending::ToElement { elem, pkt: p }
-                    };
-                    self.push(now + d, next);
                 }
             }
         }
@@ -512,7 +564,7 @@ impl World {
             });
             return;
         }
-        if let Some(&to) = self.routes.get(&(realm, pkt.dst.ip())) {
+        if let Some(to) = self.route_to(realm, pkt.dst.ip()) {
             if self.partitioned(from, to, now) {
                 let (a, b) = (self.elems[from].name.clone(), self.elems[to].name.clone());
                 self.drop_packet(from, pkt.id, || format!("partition between {a} and {b}"));
@@ -533,12 +585,16 @@ impl World {
 
     fn outbound(&mut self, g: usize, mut pkt: Packet) {
         let now = self.now();
+        let quiet = self.nat_quiet();
         if !hop(&mut pkt) {
             self.drop_packet(g, pkt.id, || "TTL expired (before translation)".into());
             return;
         }
         let (verdict, inside) = match &mut self.elems[g].body {
-            Body::Nat { nat, inside } => (nat.outbound(now, pkt.src, pkt.dst), *inside),
+            Body::Nat { nat, inside } => {
+                nat.set_quiet(quiet);
+                (nat.outbound(now, pkt.src, pkt.dst), *inside)
+            }
             Body::Host { .. } => unreachable!("gateways are NATs"),
         };
         self.nat_notes(g);
@@ -558,11 +614,13 @@ impl World {
 
     fn arrive(&mut self, elem: usize, mut pkt: Packet) {
         let now = self.now();
+        let quiet = self.nat_quiet();
         let instant = self.instant();
         let describe = self.describe;
         match &mut self.elems[elem].body {
             Body::Nat { nat, inside } => {
                 let inside = *inside;
+                nat.set_quiet(quiet);
                 let verdict = nat.inbound(now, pkt.src, pkt.dst);
                 self.nat_notes(elem);
                 match verdict {
@@ -645,14 +703,19 @@ impl World {
                 });
             self.cross(elem, pkt, true);
         }
-        loop {
-            let ev = match &mut self.elems[elem].body {
-                Body::Host { node, .. } => node.poll_event(),
-                Body::Nat { .. } => return,
-            };
-            let Some(ev) = ev else { break };
-            self.trace
-                .push(now, Kind::Event, &self.elems[elem].name, || ev);
+        if self.trace.wants(Kind::Event) {
+            loop {
+                let ev = match &mut self.elems[elem].body {
+                    Body::Host { node, .. } => node.poll_event(),
+                    Body::Nat { .. } => return,
+                };
+                let Some(ev) = ev else { break };
+                self.trace
+                    .push(now, Kind::Event, &self.elems[elem].name, || ev);
+            }
+        } else if let Body::Host { node, .. } = &mut self.elems[elem].body {
+            // Nobody reads the lines: keep the typed events, skip rendering them.
+            while node.take_event() {}
         }
         let clock = self.clock;
         if let Body::Host { node, timer, .. } = &mut self.elems[elem].body {
@@ -702,7 +765,7 @@ impl World {
             if stop(self) {
                 return Ok(true);
             }
-            let queued = self.queue.keys().next().map(|k| k.0);
+            let queued = self.queue.peek().map(|q| q.0.at);
             let timer = self.next_timer();
             let when = match (queued, timer) {
                 (None, None) => None,
@@ -734,8 +797,8 @@ impl World {
             self.clock.advance_to(when);
             // Queue first on ties: a datagram and a timer at the same instant see the datagram first.
             if queued.is_some_and(|q| q.max(when) <= when) {
-                let (_, p) = self.queue.pop_first().expect("non-empty");
-                self.process(p);
+                let Reverse(q) = self.queue.pop().expect("non-empty");
+                self.process(q.pending);
             } else if let Some((_, host)) = timer {
                 let instant = self.instant();
                 let now = self.now();
@@ -769,7 +832,9 @@ impl World {
                 self.drain(host);
             }
             Pending::Flush { nat } => {
+                let quiet = self.nat_quiet();
                 if let Body::Nat { nat: n, .. } = &mut self.elems[nat].body {
+                    n.set_quiet(quiet);
                     n.flush();
                 }
                 self.nat_notes(nat);

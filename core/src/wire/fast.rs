@@ -10,7 +10,11 @@
 //!
 //! Anything else (other attributes, another order, non-zero padding) returns `None` and takes the slow path,
 //! which decodes it fully; the forwarded bytes are the same either way.
-use super::{PairIdBytes, MAGIC_COOKIE};
+//!
+//! The peers use the same layout both ways: [`encode_relay`] writes the canonical form byte for byte as the
+//! STUN codec does, and [`decode_relay`] reads it into the [`Msg::Relay`](super::Msg::Relay) the codec would
+//! give (tests compare both with the codec for every length and random contents).
+use super::{Msg, PairIdBytes, Tid, MAGIC_COOKIE, MAX_DATAGRAM};
 
 /// The STUN message type of a Relay indication (method 0x005, class indication).
 pub const RELAY_TYPE: u16 = 0x0015;
@@ -57,10 +61,46 @@ pub fn relay_view(b: &[u8]) -> Option<RelayView> {
     Some(RelayView { pair_id, data_len })
 }
 
+/// The canonical Relay indication for `tid`, `pair_id` and `data`, as the STUN codec encodes it; `None`
+/// when the datagram would exceed [`MAX_DATAGRAM`] (the codec's path handles that case).
+pub(super) fn encode_relay(tid: &Tid, pair_id: &PairIdBytes, data: &[u8]) -> Option<Vec<u8>> {
+    let padded = (DATA_OFFSET + data.len()).div_ceil(4) * 4;
+    if padded > MAX_DATAGRAM {
+        return None;
+    }
+    let mut b = Vec::with_capacity(padded);
+    b.extend_from_slice(&RELAY_TYPE.to_be_bytes());
+    b.extend_from_slice(&((padded - 20) as u16).to_be_bytes());
+    b.extend_from_slice(&MAGIC_COOKIE.to_be_bytes());
+    b.extend_from_slice(tid);
+    b.extend_from_slice(&PAIR_ID_TYPE.to_be_bytes());
+    b.extend_from_slice(&8u16.to_be_bytes());
+    b.extend_from_slice(pair_id);
+    b.extend_from_slice(&DATA_TYPE.to_be_bytes());
+    b.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    b.extend_from_slice(data);
+    b.resize(padded, 0);
+    Some(b)
+}
+
+/// The [`Msg::Relay`] a canonical Relay indication decodes to (`None`: not canonical, or longer than
+/// [`MAX_DATAGRAM`], which the full decoder rejects).
+pub(super) fn decode_relay(b: &[u8]) -> Option<Msg> {
+    if b.len() > MAX_DATAGRAM {
+        return None;
+    }
+    let v = relay_view(b)?;
+    Some(Msg::Relay {
+        tid: b[8..20].try_into().expect("12 bytes"),
+        pair_id: Some(v.pair_id),
+        data: Some(b[DATA_OFFSET..DATA_OFFSET + v.data_len].to_vec()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Msg;
+    use proptest::prelude::*;
 
     fn relay(data: &[u8]) -> Vec<u8> {
         Msg::Relay {
@@ -120,5 +160,100 @@ mod tests {
             assert_eq!(relay_view(&c), None, "{c:?}");
         }
         assert_eq!(relay_view(&[]), None);
+    }
+
+    /// The codec's encoding of a Relay (the path the fast one replaces).
+    fn codec_relay(tid: Tid, pair_id: Option<PairIdBytes>, data: Option<Vec<u8>>) -> Vec<u8> {
+        let mut m = crate::wire::message(
+            stun_codec::MessageClass::Indication,
+            crate::wire::methods::relay(),
+            stun_codec::TransactionId::new(tid),
+        );
+        if let Some(id) = pair_id {
+            m.add_attribute(crate::wire::PairId(id.to_vec()));
+        }
+        if let Some(d) = data {
+            m.add_attribute(crate::wire::Data(d));
+        }
+        crate::wire::encode(m)
+    }
+
+    /// The codec's decoding (the path the fast one replaces).
+    fn codec_decode(b: &[u8]) -> Option<Msg> {
+        let m = crate::wire::decode(b)?;
+        (m.method().as_u16() == 0x005 && m.class() == stun_codec::MessageClass::Indication).then(
+            || Msg::Relay {
+                tid: *m.transaction_id().as_bytes(),
+                pair_id: crate::wire::get::<crate::wire::PairId>(&m)
+                    .and_then(|p| <[u8; 8]>::try_from(&p.0[..]).ok()),
+                data: crate::wire::get::<crate::wire::Data>(&m).map(|d| d.0.clone()),
+            },
+        )
+    }
+
+    #[test]
+    fn fast_relay_is_the_codecs_for_every_length_up_to_the_limit() {
+        for n in 0..=MAX_DATAGRAM {
+            let data: Vec<u8> = (0..n).map(|i| (i * 7 + n) as u8).collect();
+            let (tid, id) = ([n as u8; 12], [(n >> 3) as u8; 8]);
+            let codec = codec_relay(tid, Some(id), Some(data.clone()));
+            match encode_relay(&tid, &id, &data) {
+                Some(fast) => {
+                    assert_eq!(fast, codec, "{n} bytes");
+                    assert_eq!(decode_relay(&fast), codec_decode(&codec), "{n} bytes");
+                    assert!(decode_relay(&fast).is_some());
+                }
+                None => assert!(codec.len() > MAX_DATAGRAM, "{n} bytes"),
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn fast_relay_matches_the_codec(
+            tid in any::<[u8; 12]>(),
+            id in any::<[u8; 8]>(),
+            data in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let fast = encode_relay(&tid, &id, &data).expect("short");
+            prop_assert_eq!(&fast, &codec_relay(tid, Some(id), Some(data)));
+        }
+
+        /// Whatever the bytes, the fast decoder either declines or agrees with the codec.
+        #[test]
+        fn fast_decode_never_disagrees(
+            tid in any::<[u8; 12]>(),
+            id in any::<[u8; 8]>(),
+            data in proptest::collection::vec(any::<u8>(), 0..80),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+            cut in any::<prop::sample::Index>(),
+            shorten in any::<bool>(),
+        ) {
+            let mut b = encode_relay(&tid, &id, &data).expect("short");
+            for (at, v) in flips {
+                let i = at.index(b.len());
+                b[i] = v;
+            }
+            if shorten {
+                b.truncate(cut.index(b.len() + 1));
+            }
+            if let Some(m) = decode_relay(&b) {
+                prop_assert_eq!(Some(m), codec_decode(&b));
+            }
+        }
+    }
+
+    #[test]
+    fn longer_than_a_datagram_is_left_to_the_codec() {
+        let data = vec![1u8; MAX_DATAGRAM];
+        assert_eq!(encode_relay(&[0; 12], &[0; 8], &data), None);
+        let mut b = encode_relay(&[0; 12], &[0; 8], &data[..MAX_DATAGRAM - 40]).expect("fits");
+        let len = b.len();
+        b.extend_from_slice(&[0; 8]);
+        b[2..4].copy_from_slice(&((len + 8 - 20) as u16).to_be_bytes());
+        b[34..36].copy_from_slice(&((MAX_DATAGRAM - 40 + 8) as u16).to_be_bytes());
+        assert!(b.len() > MAX_DATAGRAM);
+        assert_eq!(decode_relay(&b), None);
+        assert_eq!(codec_decode(&b), None);
     }
 }

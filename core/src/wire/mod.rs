@@ -376,8 +376,13 @@ pub enum Kind {
 /// move or leave, carries a MESSAGE-INTEGRITY (RFC 5389 HMAC-SHA1, short-term credential) under it.
 pub type LinkKeyBytes = [u8; 16];
 
+/// The key in lower-case hex (the short-term credential password), without a `format!` per byte.
 fn integrity_password(key: &LinkKeyBytes) -> String {
-    key.iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    key.iter()
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xF)]])
+        .map(char::from)
+        .collect()
 }
 
 /// Adds a MESSAGE-INTEGRITY under `key` as the message's last attribute.
@@ -561,6 +566,14 @@ pub fn describe(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integrity_password_is_lower_case_hex() {
+        let key: LinkKeyBytes = std::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ 0xA5);
+        let want: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(integrity_password(&key), want);
+        assert_eq!(integrity_password(&[0xFF; 16]), "ff".repeat(16));
+    }
 
     #[test]
     fn custom_attributes_round_trip() {

@@ -208,6 +208,9 @@ fn pair_id(m: &StunMessage) -> Option<PairIdBytes> {
 impl Msg {
     /// Decodes a STUN datagram into a typed message; `None` for anything else (never panics).
     pub fn decode(data: &[u8]) -> Option<Msg> {
+        if let Some(relay) = super::fast::decode_relay(data) {
+            return Some(relay);
+        }
         let m = decode(data)?;
         let tid = *m.transaction_id().as_bytes();
         let class = m.class();
@@ -261,6 +264,16 @@ impl Msg {
 
     /// Encodes the message as a STUN datagram.
     pub fn encode(&self) -> Vec<u8> {
+        if let Msg::Relay {
+            tid,
+            pair_id: Some(id),
+            data: Some(d),
+        } = self
+        {
+            if let Some(b) = super::fast::encode_relay(tid, id, d) {
+                return b;
+            }
+        }
         encode(self.to_stun())
     }
 
