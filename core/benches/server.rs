@@ -1,4 +1,5 @@
-//! Server hot paths: answering Binding requests and forwarding relay data between a paired couple.
+//! Server hot paths: answering Binding requests, forwarding relay data between a paired couple, and pairing two
+//! registrations.
 //! Run: `cargo bench -p punch-core --bench server`.
 use punch_core::Machine;
 use std::hint::black_box;
@@ -100,5 +101,44 @@ fn relay(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, binding, relay);
+/// In-core pairing: two clients register in the same nameplate (with cookies, as `punch chat` sends its
+/// Register: `punch_core::load::register`), and both are sent PeerInfo. One element = one pairing = two
+/// Registers in, two RegisterOks and two PeerInfos out. Each sample starts from a fresh server; the Registers
+/// are encoded before the clock starts.
+fn pairing(c: &mut Criterion) {
+    use punch_core::load;
+    let srv = addr("203.0.113.1:3478");
+    let mut g = c.benchmark_group("server");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("pairing", |b| {
+        b.iter_custom(|iters| {
+            let t0 = epoch();
+            let mut config = ServerConfig::new(srv);
+            config.max_members = (2 * iters as usize).max(1);
+            let mut server = Server::new(config, t0);
+            let n = iters as u32;
+            let msgs: Vec<(SocketAddr, Vec<u8>)> = (0..2 * n)
+                .map(|i| {
+                    let from = load::client(i);
+                    let pool = load::nameplate(i / 2);
+                    (from, load::register(i, &pool, server.cookie_for(from)))
+                })
+                .collect();
+            let start = epoch();
+            for (from, msg) in &msgs {
+                server.handle_input(t0, srv, *from, msg);
+                while let Some(t) = server.poll_transmit() {
+                    black_box(t);
+                }
+                while server.poll_event().is_some() {}
+            }
+            let spent = start.elapsed();
+            assert_eq!(server.stats().pairs, iters);
+            spent
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, binding, relay, pairing);
 criterion_main!(benches);
