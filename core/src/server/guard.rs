@@ -19,7 +19,8 @@ pub const COOKIE_LEN: usize = 12;
 /// Issues and checks cookies: `bucket (u32 BE) ‖ HMAC-SHA256(secret, bucket ‖ IP ‖ port)[..8]`.
 #[derive(Clone)]
 pub(super) struct Cookies {
-    secret: [u8; 32],
+    /// HMAC-SHA256 keyed with the secret, cloned for each cookie (the key schedule is done once).
+    keyed: Hmac<Sha256>,
     epoch: Instant,
 }
 
@@ -31,7 +32,8 @@ impl std::fmt::Debug for Cookies {
 
 impl Cookies {
     pub fn new(secret: [u8; 32], epoch: Instant) -> Self {
-        Cookies { secret, epoch }
+        let keyed = <Hmac<Sha256> as Mac>::new_from_slice(&secret).expect("any key length");
+        Cookies { keyed, epoch }
     }
 
     fn bucket(&self, now: Instant) -> u32 {
@@ -40,7 +42,7 @@ impl Cookies {
     }
 
     fn mac(&self, bucket: u32, addr: SocketAddr) -> [u8; 8] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).expect("any key length");
+        let mut mac = self.keyed.clone();
         mac.update(&bucket.to_be_bytes());
         match addr.ip() {
             IpAddr::V4(ip) => {

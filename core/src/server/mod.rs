@@ -142,10 +142,11 @@ impl crate::Machine for Server {
                 return;
             }
         }
-        if wire::decode(data).is_none() {
+        // Decoded once (stun_codec is most of a Register's cost).
+        let Some(stun) = wire::decode(data) else {
             return self.drop_packet(remote, "malformed STUN");
-        }
-        match Msg::decode(data) {
+        };
+        match Msg::from_stun(&stun) {
             Some(Msg::Register(r)) => self.on_register(local, remote, r, data),
             Some(Msg::Leave { pool, burn, .. }) => self.on_leave(remote, data, pool, burn),
             Some(Msg::PeerInfoAck { tid }) => self.on_info_ack(remote, tid),

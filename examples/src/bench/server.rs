@@ -94,9 +94,26 @@ fn in_core(members: u32, pairs: u32) -> serde_json::Value {
     let mut config = ServerConfig::new(listen);
     config.max_members = members as usize;
     let mut server = Server::new(config, t0);
-    let start = Instant::now();
-    let n = load::register_waiting(&mut server, t0, 0..members);
-    let reg_s = start.elapsed().as_secs_f64();
+    // Registers are encoded (client work) in chunks before the clock runs; only the server's work is timed.
+    let mut reg_s = 0.0;
+    for chunk in (0..members).step_by(10_000) {
+        let end = (chunk + 10_000).min(members);
+        let msgs: Vec<(SocketAddr, Vec<u8>)> = (chunk..end)
+            .map(|i| {
+                let from = load::client(i);
+                let msg = load::register(i, &load::nameplate(i), server.cookie_for(from));
+                (from, msg)
+            })
+            .collect();
+        let start = Instant::now();
+        for (from, msg) in &msgs {
+            server.handle_input(t0, listen, *from, msg);
+            while server.poll_transmit().is_some() {}
+            while server.poll_event().is_some() {}
+        }
+        reg_s += start.elapsed().as_secs_f64();
+    }
+    let n = server.members();
     let heap = server.heap_bytes();
     drop(server);
 
