@@ -113,6 +113,7 @@ pub use detect::{port_allocation, DetectEvent, DetectorConfig, NatDetector, NatR
 pub use display::{millis, Ms};
 pub use nat::{NatBehaviour, NatKind, Strategy};
 pub use peer::{Path, Peer, PeerConfig, PeerError, PeerEvent, PunchCost};
+pub use server::load;
 pub use server::{
     round_holder, Rate, Server, ServerConfig, ServerEvent, ServerStats, BURN_TIME,
     RETRY_MIN_INTERVAL,

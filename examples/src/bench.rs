@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use punch_core::wire::{Msg, PairIdBytes, Register};
+use punch_core::ServerConfig;
 
 mod load;
 mod net;
+mod server;
 mod turn;
 
 use load::{Flow, Load, Outcome};
@@ -39,6 +41,14 @@ enum What {
     /// forwarded per server CPU-second)}; with --coturn, also "coturn": RESULT and "ratio_coturn" (punch
     /// per_cpu_s / coturn per_cpu_s), else both null.
     Relay(RelayArgs),
+    /// Server registrations and pairings: in-core (heap bytes per waiting member at --members, pairings/s) and
+    /// over loopback sockets (registrations/s, pairings/s).
+    ///
+    /// JSON (--json), one object: {"cpus", "pinned", "in_core": {"members", "heap_bytes",
+    /// "heap_bytes_per_member", "registrations_per_s", "pairings", "pairings_per_s"}, "loopback": {"clients",
+    /// "duration_s", "rounds", "registrations", "registrations_per_s", "pairings", "pairings_per_s", "lost",
+    /// "server_cpu_s", "pairings_per_cpu_s"}}.
+    Server(server::ServerBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -73,6 +83,7 @@ struct RelayArgs {
 pub fn run(a: BenchArgs) -> Result<ExitCode> {
     match a.what {
         What::Relay(r) => relay(r),
+        What::Server(s) => server::run(s),
     }
 }
 
@@ -80,7 +91,11 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
     let cpus = net::cpus();
     let pinned = !a.no_pin && cpus >= 2;
     let duration = Duration::from_secs_f64(a.duration.max(0.1));
-    let server = ServerThread::start(a.buf, pinned)?;
+    let server = ServerThread::start(a.buf, pinned, |c| {
+        let unlimited = punch_core::Rate::new(u32::MAX, u32::MAX);
+        c.relay_packet_rate = unlimited;
+        c.relay_byte_rate = unlimited;
+    })?;
     let (flow, datagram) = pair_through(server.addr, a.payload as usize, a.buf)?;
     let load = Load {
         duration,
@@ -167,16 +182,14 @@ struct ServerThread {
 }
 
 impl ServerThread {
-    fn start(buf: usize, pin: bool) -> Result<Self> {
-        use punch_core::{Rate, Server, ServerConfig};
+    fn start(buf: usize, pin: bool, configure: impl FnOnce(&mut ServerConfig)) -> Result<Self> {
+        use punch_core::Server;
         let (sock, _) = net::udp("127.0.0.1:0".parse()?, buf)?;
         sock.set_nonblocking(true)?;
         let addr = sock.local_addr()?;
         let mut config = ServerConfig::new(addr);
         config.seed = crate::seed();
-        let unlimited = Rate::new(u32::MAX, u32::MAX);
-        config.relay_packet_rate = unlimited;
-        config.relay_byte_rate = unlimited;
+        configure(&mut config);
         let (stop, commands) = tokio::sync::mpsc::unbounded_channel();
         let (ready, ready_rx) = std::sync::mpsc::channel();
         let thread = thread::spawn(move || {
@@ -322,7 +335,8 @@ fn ask<T>(
     bail!("no answer from the server at {server}")
 }
 
-fn register(s: &UdpSocket, server: SocketAddr, pool: &str, name: &str) -> Result<()> {
+/// A Binding for `s`'s cookie (return routability).
+fn cookie(s: &UdpSocket, server: SocketAddr) -> Result<Vec<u8>> {
     let cookie = ask(
         s,
         server,
@@ -332,6 +346,11 @@ fn register(s: &UdpSocket, server: SocketAddr, pool: &str, name: &str) -> Result
             _ => None,
         },
     )?;
+    cookie.context("the Binding answer carried no cookie")
+}
+
+fn register(s: &UdpSocket, server: SocketAddr, pool: &str, name: &str) -> Result<()> {
+    let cookie = Some(cookie(s, server)?);
     let register = Msg::Register(Register {
         name: name.into(),
         cookie,

@@ -83,9 +83,10 @@ struct ServerArgs {
     /// The async runtime that drives the sockets (both run the same core).
     #[arg(long, value_enum, default_value = "tokio")]
     runtime: Runtime,
-    /// Most members registered at once (more get 503 "server full").
-    #[arg(long, default_value_t = 10_000)]
-    max_members: usize,
+    /// Most members registered at once (more get 503 "server full"); a waiting member costs at most 256 bytes.
+    /// Default: what a quarter of the available memory holds at 256 bytes a member, at least 1,000,000.
+    #[arg(long, value_parser = parse_max_members)]
+    max_members: Option<usize>,
     /// Most members registered from one source IP (more get 486).
     #[arg(long, default_value_t = 64)]
     max_members_per_ip: usize,
@@ -171,6 +172,27 @@ pub const DEFAULT_PORT: u16 = 3478;
 
 /// Parses `HOST[:PORT]` (port 3478 when omitted; names are resolved, the first address wins). IPv6 literals
 /// go in brackets when a port follows: `[2001:db8::1]:3478`.
+/// `--max-members`: a whole number, at least 1.
+fn parse_max_members(s: &str) -> Result<usize, String> {
+    match s.trim().replace('_', "").parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (0 would refuse every client)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{s}' is not a whole number of members")),
+    }
+}
+
+/// The default member cap: a quarter of the available memory (Linux: `MemAvailable`) at 256 bytes a member
+/// (docs/BENCHMARKS.md, "Issue 12"), never below 1,000,000.
+fn default_max_members() -> usize {
+    const FLOOR: usize = 1_000_000;
+    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        let line = m.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+        kib.checked_mul(1024)
+    });
+    available.map_or(FLOOR, |bytes| (bytes / 4 / 256).max(FLOOR))
+}
+
 pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = s.parse() {
         return Ok(a);
@@ -300,7 +322,7 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
     config.secret = Some(secret);
-    config.max_members = a.max_members;
+    config.max_members = a.max_members.unwrap_or_else(default_max_members);
     config.max_members_per_ip = a.max_members_per_ip;
     config.register_rate = Rate::new(a.register_rate, a.register_burst);
     config.binding_rate = Rate::new(a.binding_rate, a.binding_burst);
@@ -331,6 +353,7 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
         }
         addrs.push(*l);
     }
+    let max_members = config.max_members;
     let (tx, rx) = driver::channel(|e| !matches!(e, ServerEvent::Dropped { .. }));
     driver::on_interrupt(tx.clone());
     let now = punch_tokio::now;
@@ -342,7 +365,10 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
             "no --alt-ip: answering Binding requests, but clients cannot run NAT behaviour tests"
         );
     }
-    tracing::info!("punch server listening on {:?}", running.locals);
+    tracing::info!(
+        "punch server listening on {:?}, at most {max_members} members",
+        running.locals
+    );
     if !a.json {
         eprintln!("{}", join_hint(running.locals[0]));
         if let Some(v6) = ipv6_hint(&running.locals) {

@@ -34,3 +34,56 @@ fn bench_relay_runs_for_a_second_and_prints_one_valid_json_object() {
     }
     assert!(v["ratio"].is_number() && v["datagram"].is_number(), "{v}");
 }
+
+#[test]
+fn bench_server_runs_small_counts_and_prints_one_valid_json_object() {
+    let out = Command::new(env!("CARGO_BIN_EXE_punch"))
+        .args([
+            "bench",
+            "server",
+            "--members",
+            "2000",
+            "--pairs",
+            "500",
+            "--clients",
+            "8",
+            "--duration",
+            "0.3",
+            "--no-pin",
+            "--json",
+        ])
+        .output()
+        .expect("punch runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let core = &v["in_core"];
+    assert_eq!(core["members"], 2000, "{v}");
+    assert_eq!(core["pairings"], 500, "{v}");
+    let per = core["heap_bytes_per_member"].as_u64().expect("a number");
+    assert!(
+        per > 0 && per <= 256,
+        "{per} heap bytes per waiting member: {v}"
+    );
+    for field in ["registrations_per_s", "pairings_per_s"] {
+        assert!(core[field].as_f64() > Some(0.0), "in_core.{field}: {v}");
+    }
+    let lo = &v["loopback"];
+    assert_eq!(lo["clients"], 8, "{v}");
+    for field in ["registrations", "pairings", "rounds"] {
+        assert!(lo[field].as_u64() > Some(0), "loopback.{field}: {v}");
+    }
+    for field in [
+        "duration_s",
+        "registrations_per_s",
+        "pairings_per_s",
+        "lost",
+        "server_cpu_s",
+        "pairings_per_cpu_s",
+    ] {
+        assert!(lo[field].is_number(), "loopback.{field} missing: {v}");
+    }
+}

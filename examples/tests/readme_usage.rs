@@ -50,7 +50,8 @@ fn readme_usage_matches_help() {
             "sim",
             "sim matrix",
             "strategy",
-            "bench relay"
+            "bench relay",
+            "bench server"
         ]
     );
     let readme = include_str!("../../README.md");

@@ -1,9 +1,11 @@
 //! The server's defences: stateless cookies (return routability) and per-source-IP token buckets in a map
 //! whose size is bounded. See docs/SECURITY.md, "Server: amplification, spoofing and quotas".
-use std::collections::BTreeMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use hashbrown::HashTable;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -17,7 +19,8 @@ pub const COOKIE_LEN: usize = 12;
 /// Issues and checks cookies: `bucket (u32 BE) ‖ HMAC-SHA256(secret, bucket ‖ IP ‖ port)[..8]`.
 #[derive(Clone)]
 pub(super) struct Cookies {
-    secret: [u8; 32],
+    /// HMAC-SHA256 keyed with the secret, cloned for each cookie (the key schedule is done once).
+    keyed: Hmac<Sha256>,
     epoch: Instant,
 }
 
@@ -29,7 +32,8 @@ impl std::fmt::Debug for Cookies {
 
 impl Cookies {
     pub fn new(secret: [u8; 32], epoch: Instant) -> Self {
-        Cookies { secret, epoch }
+        let keyed = <Hmac<Sha256> as Mac>::new_from_slice(&secret).expect("any key length");
+        Cookies { keyed, epoch }
     }
 
     fn bucket(&self, now: Instant) -> u32 {
@@ -38,7 +42,7 @@ impl Cookies {
     }
 
     fn mac(&self, bucket: u32, addr: SocketAddr) -> [u8; 8] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).expect("any key length");
+        let mut mac = self.keyed.clone();
         mac.update(&bucket.to_be_bytes());
         match addr.ip() {
             IpAddr::V4(ip) => {
@@ -84,35 +88,6 @@ impl Cookies {
     }
 }
 
-/// A token bucket: `rate.per_second` tokens a second, at most `rate.burst`.
-#[derive(Debug, Clone)]
-pub(super) struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn new(rate: Rate, now: Instant) -> Self {
-        Bucket {
-            tokens: f64::from(rate.burst),
-            last: now,
-        }
-    }
-
-    /// Takes `cost` tokens if there are that many.
-    fn take(&mut self, rate: Rate, now: Instant, cost: f64) -> bool {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = self.last.max(now);
-        self.tokens = (self.tokens + dt * f64::from(rate.per_second)).min(f64::from(rate.burst));
-        if self.tokens >= cost {
-            self.tokens -= cost;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// Which budget a datagram is charged to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Budget {
@@ -133,88 +108,248 @@ pub(super) struct Rates {
     pub relay_bytes: Rate,
 }
 
-/// What the server remembers about one source IP.
-#[derive(Debug, Clone)]
-pub(super) struct IpState {
-    binding: Bucket,
-    register: Bucket,
-    relay_packets: Bucket,
-    relay_bytes: Bucket,
-    /// Members registered from this IP.
-    pub members: usize,
-    last_used: Instant,
+const BINDING: usize = 0;
+const REGISTER: usize = 1;
+const RELAY_PACKETS: usize = 2;
+const RELAY_BYTES: usize = 3;
+
+/// A token bucket kept as one number (GCRA): the instant, in nanoseconds since the table's epoch, at which it
+/// is full again. Tokens at `now` = `burst - (tat - now) x rate`; taking `cost` tokens moves `tat` by
+/// `cost / rate`. With rate 0 the number is the tokens used instead (they never come back).
+fn take(tat: &mut u64, rate: Rate, now: u64, cost: u64) -> bool {
+    if rate.per_second == 0 {
+        let used = tat.saturating_add(cost);
+        let ok = used <= u64::from(rate.burst);
+        if ok {
+            *tat = used;
+        }
+        return ok;
+    }
+    let ns = |tokens: u64| -> u128 {
+        (u128::from(tokens) * 1_000_000_000).div_ceil(u128::from(rate.per_second))
+    };
+    let next = u128::from((*tat).max(now)) + ns(cost);
+    let ok = next <= u128::from(now) + ns(u64::from(rate.burst));
+    if ok {
+        *tat = next.min(u128::from(u64::MAX)) as u64;
+    }
+    ok
 }
 
-/// Per-source-IP state, at most `cap` entries: when full, the least recently used entries without members
-/// are forgotten (half of the table at once, so the cost is amortised). Entries with members are kept; there
-/// are at most [`super::ServerConfig::max_members`] of them and `cap` is larger.
+/// What the server remembers about one source IP: 4 (IPv4) or 16 (IPv6) key bytes, four token buckets, when
+/// it was last seen and its member count (48 bytes for IPv4).
+#[derive(Debug, Clone)]
+struct Entry<K> {
+    key: K,
+    tat: [u64; 4],
+    /// Last seen, nanoseconds since the epoch; in a free slot, the next free slot.
+    last_used: u64,
+    /// Members registered from this IP; `u32::MAX` marks a free slot.
+    members: u32,
+}
+
+const FREE: u32 = u32::MAX;
+
+/// Entries for one address family: a slab grown by an eighth at a time and a hash index of slots.
+#[derive(Debug)]
+struct Family<K> {
+    slots: Vec<Entry<K>>,
+    free: u64,
+    index: HashTable<u32>,
+}
+
+impl<K: Copy + Eq + std::hash::Hash> Family<K> {
+    fn new() -> Self {
+        Family {
+            slots: Vec::new(),
+            free: u64::MAX,
+            index: HashTable::new(),
+        }
+    }
+
+    fn find(&self, h: &RandomState, key: K) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(h.hash_one(key), |&i| slots[i as usize].key == key)
+            .copied()
+    }
+
+    fn insert(&mut self, h: &RandomState, key: K, now: u64) -> u32 {
+        let e = Entry {
+            key,
+            tat: [0; 4],
+            last_used: now,
+            members: 0,
+        };
+        let slot = if self.free != u64::MAX {
+            let s = self.free as u32;
+            self.free = self.slots[s as usize].last_used;
+            self.slots[s as usize] = e;
+            s
+        } else {
+            if self.slots.len() == self.slots.capacity() {
+                let more = (self.slots.len() / 8).max(16);
+                self.slots.reserve_exact(more);
+            }
+            self.slots.push(e);
+            (self.slots.len() - 1) as u32
+        };
+        let slots = &self.slots;
+        self.index.insert_unique(h.hash_one(key), slot, |&i| {
+            h.hash_one(slots[i as usize].key)
+        });
+        slot
+    }
+
+    fn remove(&mut self, h: &RandomState, slot: u32) {
+        let key = self.slots[slot as usize].key;
+        if let Ok(e) = self.index.find_entry(h.hash_one(key), |&i| i == slot) {
+            e.remove();
+        }
+        let e = &mut self.slots[slot as usize];
+        e.members = FREE;
+        e.last_used = self.free;
+        self.free = u64::from(slot);
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Entry<K>>() + self.index.allocation_size()
+    }
+}
+
+/// Per-source-IP state, at most `cap` entries: when full, the least recently seen entries without members are
+/// forgotten, `cap / 2` of them at once (one pass over the table per `cap / 2` new IPs: amortised). Entries
+/// with members are kept; there are at most [`super::ServerConfig::max_members`] of them and the server makes
+/// `cap` at least twice that, so a pass always frees half the table. Memory is bounded by `cap` x (48 bytes
+/// for IPv4, 64 for IPv6, plus 5 to 10 bytes of index) under any flood, spoofed sources included.
 #[derive(Debug)]
 pub(super) struct IpTable {
-    map: BTreeMap<IpAddr, IpState>,
+    v4: Family<[u8; 4]>,
+    v6: Family<[u8; 16]>,
+    hasher: RandomState,
     cap: usize,
     rates: Rates,
+    epoch: Instant,
+}
+
+/// Where an entry is.
+#[derive(Clone, Copy)]
+enum Slot {
+    V4(u32),
+    V6(u32),
 }
 
 impl IpTable {
-    pub fn new(rates: Rates, cap: usize) -> Self {
+    pub fn new(rates: Rates, cap: usize, epoch: Instant) -> Self {
         IpTable {
-            map: BTreeMap::new(),
+            v4: Family::new(),
+            v6: Family::new(),
+            hasher: RandomState::new(),
             cap: cap.max(2),
             rates,
+            epoch,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.v4.index.len() + self.v6.index.len()
     }
 
-    fn entry(&mut self, now: Instant, ip: IpAddr) -> &mut IpState {
-        if !self.map.contains_key(&ip) && self.map.len() >= self.cap {
-            self.evict();
+    /// Heap bytes held: both slabs and both indexes.
+    pub fn heap_bytes(&self) -> usize {
+        self.v4.heap_bytes() + self.v6.heap_bytes()
+    }
+
+    fn ns(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch)
+            .as_nanos()
+            .min(u128::from(u64::MAX - 1)) as u64
+    }
+
+    fn find(&self, ip: IpAddr) -> Option<Slot> {
+        match ip {
+            IpAddr::V4(a) => self.v4.find(&self.hasher, a.octets()).map(Slot::V4),
+            IpAddr::V6(a) => self.v6.find(&self.hasher, a.octets()).map(Slot::V6),
         }
-        let rates = self.rates;
-        let e = self.map.entry(ip).or_insert_with(|| IpState {
-            binding: Bucket::new(rates.binding, now),
-            register: Bucket::new(rates.register, now),
-            relay_packets: Bucket::new(rates.relay_packets, now),
-            relay_bytes: Bucket::new(rates.relay_bytes, now),
-            members: 0,
-            last_used: now,
-        });
-        e.last_used = e.last_used.max(now);
-        e
     }
 
+    fn get(&mut self, slot: Slot) -> (&mut [u64; 4], &mut u64, &mut u32) {
+        match slot {
+            Slot::V4(i) => {
+                let e = &mut self.v4.slots[i as usize];
+                (&mut e.tat, &mut e.last_used, &mut e.members)
+            }
+            Slot::V6(i) => {
+                let e = &mut self.v6.slots[i as usize];
+                (&mut e.tat, &mut e.last_used, &mut e.members)
+            }
+        }
+    }
+
+    fn entry(&mut self, now: u64, ip: IpAddr) -> Slot {
+        let slot = match self.find(ip) {
+            Some(s) => s,
+            None => {
+                if self.len() >= self.cap {
+                    self.evict();
+                }
+                match ip {
+                    IpAddr::V4(a) => Slot::V4(self.v4.insert(&self.hasher, a.octets(), now)),
+                    IpAddr::V6(a) => Slot::V6(self.v6.insert(&self.hasher, a.octets(), now)),
+                }
+            }
+        };
+        let (_, last, _) = self.get(slot);
+        *last = (*last).max(now);
+        slot
+    }
+
+    /// Forgets the least recently seen half of the entries without members.
     fn evict(&mut self) {
-        let mut idle: Vec<(Instant, IpAddr)> = self
-            .map
+        let v4 = self
+            .v4
+            .slots
             .iter()
-            .filter(|(_, s)| s.members == 0)
-            .map(|(ip, s)| (s.last_used, *ip))
-            .collect();
-        idle.sort_unstable();
+            .enumerate()
+            .filter(|(_, e)| e.members == 0);
+        let v4 = v4.map(|(i, e)| (e.last_used, IpAddr::from(e.key), Slot::V4(i as u32)));
+        let v6 = self
+            .v6
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.members == 0);
+        let v6 = v6.map(|(i, e)| (e.last_used, IpAddr::from(e.key), Slot::V6(i as u32)));
+        let mut idle: Vec<(u64, IpAddr, Slot)> = v4.chain(v6).collect();
         let n = (self.cap / 2).max(1).min(idle.len());
-        for (_, ip) in &idle[..n] {
-            self.map.remove(ip);
+        if n < idle.len() {
+            idle.select_nth_unstable_by_key(n, |&(t, ip, _)| (t, ip));
+        }
+        for &(_, _, slot) in &idle[..n] {
+            match slot {
+                Slot::V4(i) => self.v4.remove(&self.hasher, i),
+                Slot::V6(i) => self.v6.remove(&self.hasher, i),
+            }
         }
     }
 
     /// Charges one datagram from `ip` to `budget`; `false`: over the rate, drop it.
     pub fn allow(&mut self, now: Instant, ip: IpAddr, budget: Budget) -> bool {
         let rates = self.rates;
-        let e = self.entry(now, ip);
+        let now = self.ns(now);
+        let slot = self.entry(now, ip);
+        let (tat, _, _) = self.get(slot);
         match budget {
-            Budget::Binding => e.binding.take(rates.binding, now, 1.0),
-            Budget::Register => e.register.take(rates.register, now, 1.0),
+            Budget::Binding => take(&mut tat[BINDING], rates.binding, now, 1),
+            Budget::Register => take(&mut tat[REGISTER], rates.register, now, 1),
             Budget::Relay(bytes) => {
                 // Check both before taking either.
-                let mut packets = e.relay_packets.clone();
-                let mut octets = e.relay_bytes.clone();
-                let ok = packets.take(rates.relay_packets, now, 1.0)
-                    && octets.take(rates.relay_bytes, now, bytes as f64);
+                let (mut packets, mut octets) = (tat[RELAY_PACKETS], tat[RELAY_BYTES]);
+                let ok = take(&mut packets, rates.relay_packets, now, 1)
+                    && take(&mut octets, rates.relay_bytes, now, bytes as u64);
                 if ok {
-                    e.relay_packets = packets;
-                    e.relay_bytes = octets;
+                    tat[RELAY_PACKETS] = packets;
+                    tat[RELAY_BYTES] = octets;
                 }
                 ok
             }
@@ -223,17 +358,22 @@ impl IpTable {
 
     /// Members registered from `ip`.
     pub fn members(&self, ip: IpAddr) -> usize {
-        self.map.get(&ip).map_or(0, |e| e.members)
+        self.find(ip).map_or(0, |s| match s {
+            Slot::V4(i) => self.v4.slots[i as usize].members as usize,
+            Slot::V6(i) => self.v6.slots[i as usize].members as usize,
+        })
     }
 
     /// One more (`true`) or one fewer member from `ip`.
     pub fn count_member(&mut self, now: Instant, ip: IpAddr, add: bool) {
-        let e = self.entry(now, ip);
-        if add {
-            e.members += 1;
+        let now = self.ns(now);
+        let slot = self.entry(now, ip);
+        let (_, _, members) = self.get(slot);
+        *members = if add {
+            members.saturating_add(1).min(FREE - 1)
         } else {
-            e.members = e.members.saturating_sub(1);
-        }
+            members.saturating_sub(1)
+        };
     }
 }
 
@@ -270,7 +410,7 @@ mod tests {
             relay_packets: r,
             relay_bytes: Rate::new(1000, 1000),
         };
-        let mut t = IpTable::new(rates, 100);
+        let mut t = IpTable::new(rates, 100, t0);
         let ip: IpAddr = "192.0.2.9".parse().unwrap();
         let n = (0..100)
             .filter(|_| t.allow(t0, ip, Budget::Binding))

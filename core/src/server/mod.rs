@@ -34,7 +34,7 @@
 //!   bounded per-IP table ([`ServerConfig::max_ip_entries`]). Only Register, PeerInfo answers and relay
 //!   traffic with the right PAIR-ID keep a member alive, never a Binding. A relay with another pair's id is
 //!   dropped and counted.
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -42,37 +42,19 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::backoff::{Backoff, Retransmit};
-use crate::nat::NatBehaviour;
 use crate::timer::after;
 use crate::wire::{self, Msg, PeerInfo};
 use crate::Machine;
 use crate::Transmit;
 
 mod guard;
+pub mod load;
+mod member;
 mod register;
 mod types;
 use guard::{Budget, Cookies, IpTable, Rates};
+use member::{Member, Members};
 pub use types::{Rate, ServerConfig, ServerEvent, ServerStats};
-
-#[derive(Debug, Clone)]
-struct Member {
-    addr: SocketAddr,
-    name: String,
-    nat: NatBehaviour,
-    locals: Vec<SocketAddr>,
-    rtt: Option<Duration>,
-    token: Option<[u8; 8]>,
-    /// The member's SPAKE2 message, passed on to its partner unread.
-    pake: Option<Vec<u8>>,
-    /// The member's LINK-KEY: what we tell it carries a MESSAGE-INTEGRITY under it, and it must sign its moves
-    /// and its Leave with it.
-    link_key: Option<wire::LinkKeyBytes>,
-    last_seen: Instant,
-    /// Outstanding PeerInfo request to this member.
-    info: Option<PendingInfo>,
-    /// The member acknowledged the PeerInfo of the current round.
-    info_acked: bool,
-}
 
 #[derive(Debug, Clone)]
 struct PendingInfo {
@@ -80,12 +62,12 @@ struct PendingInfo {
     retransmit: Retransmit,
 }
 
-#[derive(Debug, Default)]
-struct Pool {
-    members: Vec<Member>,
-    pair_id: Option<[u8; 8]>,
+/// The state of a paired pool, kept under its first member's slot.
+#[derive(Debug, Clone, Copy)]
+struct Pair {
+    pair_id: [u8; 8],
     /// When both members were last sent PeerInfo together.
-    last_round: Option<Instant>,
+    last_round: Instant,
     /// Punch rounds started for the current pair (first PeerInfo, retries, moves).
     rounds: u32,
 }
@@ -160,10 +142,11 @@ impl crate::Machine for Server {
                 return;
             }
         }
-        if wire::decode(data).is_none() {
+        // Decoded once (stun_codec is most of a Register's cost).
+        let Some(stun) = wire::decode(data) else {
             return self.drop_packet(remote, "malformed STUN");
-        }
-        match Msg::decode(data) {
+        };
+        match Msg::from_stun(&stun) {
             Some(Msg::Register(r)) => self.on_register(local, remote, r, data),
             Some(Msg::Leave { pool, burn, .. }) => self.on_leave(remote, data, pool, burn),
             Some(Msg::PeerInfoAck { tid }) => self.on_info_ack(remote, tid),
@@ -242,8 +225,12 @@ impl crate::Machine for Server {
 #[derive(Debug)]
 pub struct Server {
     config: ServerConfig,
-    pools: BTreeMap<String, Pool>,
-    clients: BTreeMap<SocketAddr, String>,
+    /// The members, their pools and the indexes over them (compact: see `member.rs`).
+    members: Members,
+    /// Paired pools, by their first member's slot.
+    pairs: HashMap<u32, Pair>,
+    /// Outstanding PeerInfo requests, by member slot.
+    infos: HashMap<u32, PendingInfo>,
     /// (when, member) for PeerInfo requests to (re)send.
     info_schedule: BTreeSet<(Instant, SocketAddr)>,
     next_sweep: Option<Instant>,
@@ -270,17 +257,22 @@ impl Server {
             relay_packets: config.relay_packet_rate,
             relay_bytes: config.relay_byte_rate,
         };
-        let cap = config
-            .max_ip_entries
-            .max(config.max_members.saturating_add(1));
         Server {
             cookies: Cookies::new(secret, now),
-            ips: IpTable::new(rates, cap),
+            ips: IpTable::new(
+                rates,
+                // Twice the members: an eviction pass always frees half the table (guard.rs).
+                config
+                    .max_ip_entries
+                    .max(config.max_members.saturating_mul(2)),
+                now,
+            ),
             burned: BTreeMap::new(),
             rng: SmallRng::seed_from_u64(config.seed),
             config,
-            pools: BTreeMap::new(),
-            clients: BTreeMap::new(),
+            members: Members::new(now),
+            pairs: HashMap::new(),
+            infos: HashMap::new(),
             info_schedule: BTreeSet::new(),
             next_sweep: None,
             out: VecDeque::new(),
@@ -314,7 +306,27 @@ impl Server {
 
     /// Members registered now.
     pub fn members(&self) -> usize {
-        self.clients.len()
+        self.members.len()
+    }
+
+    /// Heap bytes the server holds for its members, pools, pairs and per-IP state, from the capacities of its
+    /// tables (what it asked of the allocator, not the allocator's own overhead). Queued datagrams and events
+    /// are not counted: a driver drains them.
+    pub fn heap_bytes(&self) -> usize {
+        fn map<K, V>(m: &HashMap<K, V>) -> usize {
+            // hashbrown: a control byte per bucket, buckets a power of two at most 7/8 full.
+            let buckets = (m.capacity() * 8 / 7).next_power_of_two();
+            buckets * (std::mem::size_of::<(K, V)>() + 1)
+        }
+        let schedule = self.info_schedule.len() * std::mem::size_of::<(Instant, SocketAddr)>();
+        let burned = self.burned.len() * (std::mem::size_of::<(String, Instant)>() + 8)
+            + self.burned.keys().map(String::len).sum::<usize>();
+        self.members.heap_bytes()
+            + map(&self.pairs)
+            + map(&self.infos)
+            + schedule
+            + burned
+            + self.ips.heap_bytes()
     }
 
     /// Source IPs whose rate-limit state the server keeps now (at most [`ServerConfig::max_ip_entries`]).
@@ -349,12 +361,14 @@ impl Server {
     }
 
     fn member_mut(&mut self, addr: SocketAddr) -> Option<&mut Member> {
-        let pool = self.clients.get(&addr)?;
-        self.pools
-            .get_mut(pool)?
-            .members
-            .iter_mut()
-            .find(|m| m.addr == addr)
+        let slot = self.members.find(addr)?;
+        Some(self.members.get_mut(slot))
+    }
+
+    /// The pool of the member at `addr`.
+    fn pool_of(&self, addr: SocketAddr) -> Option<&str> {
+        let slot = self.members.find(addr)?;
+        Some(self.members.get(slot).pool())
     }
 
     fn reply(&mut self, local: SocketAddr, remote: SocketAddr, msg: Msg) {
@@ -389,13 +403,15 @@ impl Server {
     /// difference of the reported round trips, so that both copies arrive together.
     fn schedule_pair_infos(&mut self, pool: &str) {
         let now = self.now;
-        if let Some(p) = self.pools.get_mut(pool) {
-            p.last_round = Some(now);
+        let Some((first, Some(second))) = self.members.pool(pool) else {
+            return;
+        };
+        if let Some(p) = self.pairs.get_mut(&first) {
+            p.last_round = now;
             p.rounds = p.rounds.saturating_add(1);
         }
-        let members = &self.pools[pool].members;
-        let (a, b) = (&members[0], &members[1]);
-        let (da, db) = match (a.rtt, b.rtt) {
+        let (a, b) = (self.members.get(first), self.members.get(second));
+        let (da, db) = match (a.rtt(), b.rtt()) {
             (Some(ra), Some(rb)) => {
                 let cap = Duration::from_millis(500);
                 if ra > rb {
@@ -415,52 +431,49 @@ impl Server {
 
     fn schedule_info(&mut self, addr: SocketAddr, at: Instant) {
         let tid: wire::Tid = self.rng.gen();
-        let Some(pool) = self.clients.get(&addr) else {
+        let Some(slot) = self.members.find(addr) else {
             return;
         };
-        let Some(p) = self.pools.get_mut(pool) else {
-            return;
-        };
-        if let Some(m) = p.members.iter_mut().find(|m| m.addr == addr) {
-            if let Some(old) = m.info.take() {
-                unschedule(&mut self.info_schedule, &old, addr);
-            }
-            // Retransmit after twice the member's reported RTT: a lost PeerInfo delays that side's punch by
-            // one RTO, so a fixed 250 ms would dominate the pairing latency on fast paths.
-            let rto = m.rtt.map_or(Duration::from_millis(250), |r| {
-                (r * 2).clamp(Duration::from_millis(50), Duration::from_millis(500))
-            });
-            let policy = Backoff::new(rto, INFO_MAX_RTO).with_max_sends(MAX_INFO_SENDS);
-            m.info = Some(PendingInfo {
+        if let Some(old) = self.infos.remove(&slot) {
+            unschedule(&mut self.info_schedule, &old, addr);
+        }
+        let m = self.members.get_mut(slot);
+        // Retransmit after twice the member's reported RTT: a lost PeerInfo delays that side's punch by
+        // one RTO, so a fixed 250 ms would dominate the pairing latency on fast paths.
+        let rto = m.rtt().map_or(Duration::from_millis(250), |r| {
+            (r * 2).clamp(Duration::from_millis(50), Duration::from_millis(500))
+        });
+        let policy = Backoff::new(rto, INFO_MAX_RTO).with_max_sends(MAX_INFO_SENDS);
+        m.set_info_acked(false);
+        self.infos.insert(
+            slot,
+            PendingInfo {
                 tid,
                 retransmit: Retransmit::new(policy, at),
-            });
-            m.info_acked = false;
-            self.info_schedule.insert((at, addr));
-        }
+            },
+        );
+        self.info_schedule.insert((at, addr));
     }
 
     fn send_info(&mut self, addr: SocketAddr) {
         let now = self.now;
         let listen = self.config.listen;
-        let Some(pool_name) = self.clients.get(&addr).cloned() else {
+        let Some(slot) = self.members.find(addr) else {
             return;
         };
-        let Some(pool) = self.pools.get_mut(&pool_name) else {
+        let me = self.members.get(slot);
+        let Some((first, _)) = self.members.pool(me.pool()) else {
             return;
         };
-        let Some(pair_id) = pool.pair_id else {
+        let Some(pair) = self.pairs.get(&first).copied() else {
             return;
         };
-        let Some(other) = pool.members.iter().find(|m| m.addr != addr).cloned() else {
+        let Some(other) = me.partner() else {
             return;
         };
-        let hold = round_holder(pool.rounds.saturating_sub(1))
-            .is_some_and(|i| pool.members.get(i).is_some_and(|m| m.addr == addr));
-        let Some(me) = pool.members.iter_mut().find(|m| m.addr == addr) else {
-            return;
-        };
-        let Some(info) = me.info.as_mut() else {
+        let hold = round_holder(pair.rounds.saturating_sub(1))
+            .is_some_and(|i| (i == 0) == (slot == first));
+        let Some(info) = self.infos.get_mut(&slot) else {
             return;
         };
         info.retransmit.on_send(now);
@@ -469,31 +482,36 @@ impl Server {
             Some(next) => {
                 self.info_schedule.insert((next, addr));
             }
-            None => me.info = None, // the member's own Register retransmission will ask again
+            None => {
+                // The member's own Register retransmission will ask again.
+                self.infos.remove(&slot);
+            }
         }
+        let other = self.members.get(other);
+        let packed = other.packed();
         let info = PeerInfo {
             tid,
-            pair_id,
+            pair_id: pair.pair_id,
             public: other.addr,
-            locals: other.locals,
-            nat: other.nat,
-            name: other.name,
+            locals: packed.locals(),
+            nat: other.nat(),
+            name: packed.name.to_owned(),
             mapped: Some(addr),
             hold,
-            pake: other.pake,
+            pake: packed.pake.map(<[u8]>::to_vec),
         };
         self.reply_to_member(listen, addr, Msg::PeerInfo(info));
     }
 
     fn on_info_ack(&mut self, remote: SocketAddr, tid: wire::Tid) {
         let now = self.now;
-        let Some(m) = self.member_mut(remote) else {
+        let Some(slot) = self.members.find(remote) else {
             return self.drop_packet(remote, "PeerInfo answer from a stranger");
         };
-        m.last_seen = now;
-        if m.info.as_ref().is_some_and(|i| i.tid == tid) {
-            let info = m.info.take().expect("checked");
-            m.info_acked = true;
+        self.members.touch(slot, now);
+        if self.infos.get(&slot).is_some_and(|i| i.tid == tid) {
+            let info = self.infos.remove(&slot).expect("checked");
+            self.members.get_mut(slot).set_info_acked(true);
             unschedule(&mut self.info_schedule, &info, remote);
         }
     }
@@ -538,16 +556,17 @@ impl Server {
         claimed: Option<wire::PairIdBytes>,
         data_len: Option<usize>,
     ) -> Option<SocketAddr> {
-        let Some(pool) = self.clients.get(&remote) else {
+        let Some(slot) = self.members.find(remote) else {
             self.drop_packet(remote, "relay from a client that is not registered");
             return None;
         };
-        let Some(p) = self.pools.get(pool) else {
+        let m = self.members.get(slot);
+        let Some((first, _)) = self.members.pool(m.pool()) else {
             self.drop_packet(remote, "relay: pool vanished");
             return None;
         };
-        let pair_id = p.pair_id;
-        let other = p.members.iter().find(|m| m.addr != remote).map(|m| m.addr);
+        let pair_id = self.pairs.get(&first).map(|p| p.pair_id);
+        let other = m.partner().map(|o| self.members.get(o).addr);
         let why = match (pair_id, other, data_len) {
             (None, _, _) => "relay before pairing",
             (_, None, _) => "relay: no partner",
@@ -562,9 +581,7 @@ impl Server {
                     return None;
                 }
                 let now = self.now;
-                if let Some(m) = self.member_mut(remote) {
-                    m.last_seen = now;
-                }
+                self.members.touch(slot, now);
                 self.stats.relayed += 1;
                 return Some(other);
             }
@@ -577,13 +594,13 @@ impl Server {
     /// gave one), so a spoofed Leave removes nobody. With BURN the nameplate stays refused for
     /// [`BURN_TIME`]: one wrong code is one online guess.
     fn on_leave(&mut self, remote: SocketAddr, data: &[u8], pool: String, burn: bool) {
-        let Some(key) = self.member_mut(remote).map(|m| m.link_key) else {
+        let Some(key) = self.member_mut(remote).map(|m| m.link_key()) else {
             return self.drop_packet(remote, "leave from a client that is not registered");
         };
         if key.is_some_and(|k| !wire::check_integrity(data, &k)) {
             return self.drop_packet(remote, "leave without a valid integrity");
         }
-        if burn && self.clients.get(&remote) == Some(&pool) {
+        if burn && self.pool_of(remote) == Some(pool.as_str()) {
             if self.burned.len() >= self.config.max_members {
                 self.burned.pop_first();
             }
@@ -606,7 +623,7 @@ impl Server {
 
     /// Sends `msg` to a member, with a MESSAGE-INTEGRITY under its link key when it has one.
     fn reply_to_member(&mut self, local: SocketAddr, member: SocketAddr, msg: Msg) {
-        let key = self.member_mut(member).and_then(|m| m.link_key);
+        let key = self.member_mut(member).and_then(|m| m.link_key());
         let payload = match key {
             Some(k) => msg.encode_with_integrity(&k),
             None => msg.encode(),
@@ -621,30 +638,28 @@ impl Server {
 
     /// Removes a member; its partner (if any) is told and goes back to waiting.
     fn remove_member(&mut self, addr: SocketAddr, expired: bool) {
-        let Some(pool_name) = self.clients.remove(&addr) else {
+        let Some(slot) = self.members.find(addr) else {
+            return;
+        };
+        let Some((first, _)) = self.members.pool(self.members.get(slot).pool()) else {
             return;
         };
         self.ips.count_member(self.now, addr.ip(), false);
-        let Some(pool) = self.pools.get_mut(&pool_name) else {
-            return;
-        };
-        if let Some(m) = pool.members.iter().find(|m| m.addr == addr) {
-            if let Some(i) = &m.info {
-                unschedule(&mut self.info_schedule, i, addr);
-            }
+        if let Some(i) = self.infos.remove(&slot) {
+            unschedule(&mut self.info_schedule, &i, addr);
         }
-        pool.members.retain(|m| m.addr != addr);
-        let pair_id = pool.pair_id.take();
-        let partner = pool.members.first().map(|m| m.addr);
-        if let Some(p) = pool.members.first_mut() {
-            if let Some(i) = p.info.take() {
-                unschedule(&mut self.info_schedule, &i, p.addr);
+        let pair_id = self.pairs.remove(&first).map(|p| p.pair_id);
+        let m = self.members.remove(slot);
+        let pool_name = m.pool().to_owned();
+        let partner = m.partner();
+        if let Some(p) = partner {
+            let paddr = self.members.get(p).addr;
+            if let Some(i) = self.infos.remove(&p) {
+                unschedule(&mut self.info_schedule, &i, paddr);
             }
-        }
-        if pool.members.is_empty() {
-            self.pools.remove(&pool_name);
         }
         if let (Some(partner), Some(pair_id)) = (partner, pair_id) {
+            let partner = self.members.get(partner).addr;
             let tid: wire::Tid = self.rng.gen();
             let pair_id = Some(pair_id);
             let listen = self.config.listen;
@@ -667,17 +682,20 @@ impl Server {
     fn sweep(&mut self) {
         let now = self.now;
         let timeout = self.config.member_timeout;
-        let stale: Vec<SocketAddr> = self
-            .pools
-            .values()
-            .flat_map(|p| p.members.iter())
-            .filter(|m| now.saturating_duration_since(m.last_seen) >= timeout)
-            .map(|m| m.addr)
+        // Silent members, in the order of the pools' names and then of registration (the order events and
+        // PeerLefts go out in does not depend on where members sit in memory).
+        let mut stale: Vec<(&str, bool, SocketAddr)> = self
+            .members
+            .iter()
+            .filter(|(_, m)| now.saturating_duration_since(self.members.last_seen(m)) >= timeout)
+            .map(|(slot, m)| (m.pool(), !self.members.is_first(slot), m.addr))
             .collect();
+        stale.sort_unstable();
+        let stale: Vec<SocketAddr> = stale.into_iter().map(|(_, _, a)| a).collect();
         for addr in stale {
             self.remove_member(addr, true);
         }
-        self.next_sweep = if self.clients.is_empty() {
+        self.next_sweep = if self.members.len() == 0 {
             None
         } else {
             Some(after(now, SWEEP_INTERVAL))

@@ -3,7 +3,8 @@ use std::net::SocketAddr;
 
 use rand::Rng;
 
-use super::{unschedule, Budget, Member, Server, ServerEvent, RETRY_MIN_INTERVAL, SWEEP_INTERVAL};
+use super::member::NewMember;
+use super::{unschedule, Budget, Pair, Server, ServerEvent, RETRY_MIN_INTERVAL, SWEEP_INTERVAL};
 use crate::timer::after;
 use crate::wire::{self, Msg, Register};
 use crate::{Machine, Transmit};
@@ -57,8 +58,8 @@ impl Server {
         let allocated = req.allocate && req.pool.is_empty();
         if allocated {
             // A retransmitted allocation keeps the nameplate it got; otherwise the lowest free one.
-            req.pool = match self.clients.get(&remote) {
-                Some(pool) => pool.clone(),
+            req.pool = match self.pool_of(remote) {
+                Some(pool) => pool.to_owned(),
                 None => match self.free_nameplate() {
                     Some(n) => n,
                     None => return self.error(local, remote, tid, 503, "no free nameplate"),
@@ -70,19 +71,17 @@ impl Server {
             return self.error(local, remote, tid, 400, "missing or invalid pool name");
         }
         // A member of another pool moves; a member of this pool is refreshed (idempotent).
-        if let Some(old) = self.clients.get(&remote).cloned() {
-            if old != req.pool {
-                self.remove_member(remote, false);
-            }
+        if self.pool_of(remote).is_some_and(|old| old != req.pool) {
+            self.remove_member(remote, false);
         }
-        let newcomer = !self.clients.contains_key(&remote);
+        let newcomer = self.members.find(remote).is_none();
         if newcomer && self.ips.members(remote.ip()) >= self.config.max_members_per_ip {
             return self.error(local, remote, tid, 486, "too many members from this IP");
         }
         let moved = newcomer
             && req.client_id.is_some()
             && self.rebind(&req.pool, req.client_id, remote, data);
-        let is_member = self.clients.get(&remote) == Some(&req.pool);
+        let is_member = self.pool_of(remote) == Some(req.pool.as_str());
         let pool = req.pool.clone();
         if is_member {
             self.refresh(remote, &req);
@@ -104,16 +103,18 @@ impl Server {
     /// A member registering again: it is alive, and its NAT and RTT may have changed.
     fn refresh(&mut self, remote: SocketAddr, req: &Register) {
         let now = self.now;
-        if let Some(m) = self.member_mut(remote) {
-            m.last_seen = now;
-            m.nat = req.nat;
-            if req.rtt.is_some() {
-                m.rtt = req.rtt;
-            }
-            // The creator of an allocated nameplate sends its PAKE message once it knows the number.
-            if m.pake.is_none() {
-                m.pake = req.pake.clone();
-            }
+        let Some(slot) = self.members.find(remote) else {
+            return;
+        };
+        self.members.touch(slot, now);
+        let m = self.members.get_mut(slot);
+        m.set_nat(req.nat);
+        if let Some(rtt) = req.rtt {
+            m.set_rtt(rtt);
+        }
+        // The creator of an allocated nameplate sends its PAKE message once it knows the number.
+        if let (None, Some(pake)) = (m.packed().pake, &req.pake) {
+            self.members.set_pake(slot, pake);
         }
     }
 
@@ -122,13 +123,13 @@ impl Server {
     fn free_nameplate(&mut self) -> Option<String> {
         (1..=MAX_NAMEPLATE_TRIES)
             .map(|n| n.to_string())
-            .find(|n| !self.pools.contains_key(n) && !self.is_burned(n))
+            .find(|n| self.members.pool(n).is_none() && !self.is_burned(n))
     }
 
     /// A new member joins its pool, unless the server or the pool is full.
     fn admit(&mut self, remote: SocketAddr, req: Register) -> Result<(), (u16, &'static str)> {
         let now = self.now;
-        if self.clients.len() >= self.config.max_members {
+        if self.members.len() >= self.config.max_members {
             return Err((503, "server full"));
         }
         if self.is_burned(&req.pool) {
@@ -137,25 +138,28 @@ impl Server {
                 "nameplate burnt: a wrong code was tried on it; make a new code",
             ));
         }
-        let entry = self.pools.entry(req.pool.clone()).or_default();
-        if entry.members.len() >= 2 {
+        if self
+            .members
+            .pool(&req.pool)
+            .is_some_and(|(_, second)| second.is_some())
+        {
             self.stats.dropped += 1;
             return Err((409, "pool full: two peers are already paired in it"));
         }
-        entry.members.push(Member {
-            addr: remote,
-            name: req.name.clone(),
-            nat: req.nat,
-            locals: req.locals,
-            rtt: req.rtt,
-            token: req.client_id,
-            link_key: req.link_key,
-            pake: req.pake,
-            last_seen: now,
-            info: None,
-            info_acked: false,
-        });
-        self.clients.insert(remote, req.pool.clone());
+        self.members.insert(
+            NewMember {
+                addr: remote,
+                pool: &req.pool,
+                name: &req.name,
+                nat: req.nat,
+                locals: &req.locals,
+                rtt: req.rtt,
+                token: req.client_id,
+                link_key: req.link_key,
+                pake: req.pake.as_deref(),
+            },
+            now,
+        );
         self.ips.count_member(now, remote.ip(), true);
         self.stats.registrations += 1;
         self.event(ServerEvent::Registered {
@@ -181,73 +185,76 @@ impl Server {
         moved: bool,
     ) {
         let now = self.now;
-        let Some(p) = self.pools.get_mut(pool) else {
+        let Some((first, Some(second))) = self.members.pool(pool) else {
             return;
         };
-        if p.members.len() != 2 {
-            return;
-        }
-        if p.pair_id.is_none() {
-            p.pair_id = Some(self.rng.gen());
-            p.rounds = 0;
-            let (a, b) = (p.members[0].addr, p.members[1].addr);
-            self.stats.pairs += 1;
-            let name = pool.to_owned();
-            self.event(ServerEvent::Paired { pool: name, a, b });
-            self.schedule_pair_infos(pool);
-        } else if is_member && retry {
-            let due = p
-                .last_round
-                .is_none_or(|t| now.saturating_duration_since(t) >= RETRY_MIN_INTERVAL);
-            if due {
-                self.event(ServerEvent::Retry {
-                    pool: pool.to_owned(),
-                });
+        let paired = self.pairs.get(&first).copied();
+        match paired {
+            None => {
+                self.pairs.insert(
+                    first,
+                    Pair {
+                        pair_id: self.rng.gen(),
+                        last_round: now,
+                        rounds: 0,
+                    },
+                );
+                let (a, b) = (self.members.get(first).addr, self.members.get(second).addr);
+                self.stats.pairs += 1;
+                let name = pool.to_owned();
+                self.event(ServerEvent::Paired { pool: name, a, b });
                 self.schedule_pair_infos(pool);
             }
-        } else if is_member && !moved {
-            // A paired member registering again may not have seen its PeerInfo: if the server gave up
-            // retransmitting it unanswered, send it again. An outstanding one keeps its schedule, and an
-            // acknowledged one is not repeated (a Register is the peer's keepalive).
-            let lost = p
-                .members
-                .iter()
-                .find(|m| m.addr == remote)
-                .is_some_and(|m| m.info.is_none() && !m.info_acked);
-            if lost {
-                self.schedule_info(remote, now);
-                self.handle_timeout(now);
+            Some(p) if is_member && retry => {
+                let due = now.saturating_duration_since(p.last_round) >= RETRY_MIN_INTERVAL;
+                if due {
+                    self.event(ServerEvent::Retry {
+                        pool: pool.to_owned(),
+                    });
+                    self.schedule_pair_infos(pool);
+                }
             }
+            Some(_) if is_member && !moved => {
+                // A paired member registering again may not have seen its PeerInfo: if the server gave up
+                // retransmitting it unanswered, send it again. An outstanding one keeps its schedule, and an
+                // acknowledged one is not repeated (a Register is the peer's keepalive).
+                let lost = self.members.find(remote).is_some_and(|slot| {
+                    !self.infos.contains_key(&slot) && !self.members.get(slot).info_acked()
+                });
+                if lost {
+                    self.schedule_info(remote, now);
+                    self.handle_timeout(now);
+                }
+            }
+            Some(_) => {}
         }
     }
 
     /// The member of `pool` with this CLIENT-ID moved to `to`: follow it, and start a new round if paired.
     fn rebind(&mut self, pool: &str, token: Option<[u8; 8]>, to: SocketAddr, data: &[u8]) -> bool {
         let now = self.now;
-        let Some(p) = self.pools.get_mut(pool) else {
+        let Some((first, second)) = self.members.pool(pool) else {
             return false;
         };
-        let Some(m) = p
-            .members
-            .iter_mut()
-            .find(|m| m.token.is_some() && m.token == token)
+        let Some(slot) = std::iter::once(first)
+            .chain(second)
+            .find(|&s| token.is_some() && self.members.get(s).packed().token == token)
         else {
             return false;
         };
         // A move must be signed with the member's link key: a sniffed CLIENT-ID alone moves nobody.
-        if m.link_key.is_some_and(|k| !wire::check_integrity(data, &k)) {
+        let key = self.members.get(slot).link_key();
+        if key.is_some_and(|k| !wire::check_integrity(data, &k)) {
             self.stats.dropped += 1;
             return false;
         }
-        let from = m.addr;
-        if let Some(i) = m.info.take() {
+        let from = self.members.get(slot).addr;
+        if let Some(i) = self.infos.remove(&slot) {
             unschedule(&mut self.info_schedule, &i, from);
         }
-        m.addr = to;
-        m.last_seen = now;
-        let paired = p.pair_id.is_some();
-        self.clients.remove(&from);
-        self.clients.insert(to, pool.to_owned());
+        self.members.set_addr(slot, to);
+        self.members.touch(slot, now);
+        let paired = self.pairs.contains_key(&first);
         self.ips.count_member(now, from.ip(), false);
         self.ips.count_member(now, to.ip(), true);
         self.event(ServerEvent::Moved {

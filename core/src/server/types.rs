@@ -39,8 +39,9 @@ pub struct ServerConfig {
     pub relay_packet_rate: Rate,
     /// Relayed DATA bytes per source IP (default 128 KiB/s, burst 256 KiB); more are dropped.
     pub relay_byte_rate: Rate,
-    /// Most source IPs whose rate-limit state is kept (default 65 536; at least `max_members + 1`): the least
-    /// recently seen IPs without members are forgotten first.
+    /// Most source IPs whose rate-limit state is kept (default 65 536; at least `2 x max_members`): the least
+    /// recently seen IPs without members are forgotten first, half the table at once (48 bytes an IPv4 entry,
+    /// 64 an IPv6 one, plus the index: bounded under any flood, spoofed sources included).
     pub max_ip_entries: usize,
     /// Largest relayed DATA payload (default 1200 bytes).
     pub max_relay_payload: usize,

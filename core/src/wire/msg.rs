@@ -211,7 +211,11 @@ impl Msg {
         if let Some(relay) = super::fast::decode_relay(data) {
             return Some(relay);
         }
-        let m = decode(data)?;
+        Msg::from_stun(&decode(data)?)
+    }
+
+    /// A decoded STUN message as a typed message; `None` for an unknown method or class.
+    pub fn from_stun(m: &StunMessage) -> Option<Msg> {
         let tid = *m.transaction_id().as_bytes();
         let class = m.class();
         let method = m.method();
@@ -219,44 +223,44 @@ impl Msg {
             (0x001, MessageClass::Request) => Msg::BindingRequest { tid },
             (0x001, MessageClass::SuccessResponse) => Msg::BindingOk {
                 tid,
-                mapped: mapped(&m),
-                cookie: cookie(&m),
+                mapped: mapped(m),
+                cookie: cookie(m),
             },
-            (0x00D, MessageClass::Request) => Msg::Register(Register::from_stun(&m)),
+            (0x00D, MessageClass::Request) => Msg::Register(Register::from_stun(m)),
             (0x00D, MessageClass::SuccessResponse) => Msg::RegisterOk {
                 tid,
-                mapped: mapped(&m),
-                cookie: cookie(&m),
-                pool: get::<Pool>(&m).and_then(|p| text(&p.0, MAX_POOL_BYTES)),
+                mapped: mapped(m),
+                cookie: cookie(m),
+                pool: get::<Pool>(m).and_then(|p| text(&p.0, MAX_POOL_BYTES)),
             },
             (0x00D, MessageClass::ErrorResponse) => {
-                let (code, reason) = get::<ErrorCode>(&m)
+                let (code, reason) = get::<ErrorCode>(m)
                     .map(|e| (e.code(), e.reason_phrase().to_owned()))
                     .unwrap_or((500, "no reason given".into()));
                 Msg::RegisterError {
                     tid,
                     code,
                     reason,
-                    cookie: cookie(&m),
+                    cookie: cookie(m),
                 }
             }
             (0x00D, MessageClass::Indication) => Msg::Leave {
                 tid,
-                pool: get::<Pool>(&m)
+                pool: get::<Pool>(m)
                     .and_then(|p| text(&p.0, MAX_POOL_BYTES))
                     .unwrap_or_default(),
-                burn: get::<Burn>(&m).is_some(),
+                burn: get::<Burn>(m).is_some(),
             },
-            (0x00E, MessageClass::Request) => Msg::PeerInfo(PeerInfo::from_stun(&m)?),
+            (0x00E, MessageClass::Request) => Msg::PeerInfo(PeerInfo::from_stun(m)?),
             (0x00E, MessageClass::SuccessResponse) => Msg::PeerInfoAck { tid },
             (0x00E, MessageClass::Indication) => Msg::PeerLeft {
                 tid,
-                pair_id: pair_id(&m),
+                pair_id: pair_id(m),
             },
             (0x005, MessageClass::Indication) => Msg::Relay {
                 tid,
-                pair_id: pair_id(&m),
-                data: get::<Data>(&m).map(|d| d.0.clone()),
+                pair_id: pair_id(m),
+                data: get::<Data>(m).map(|d| d.0.clone()),
             },
             _ => return None,
         })
@@ -279,9 +283,9 @@ impl Msg {
 
     /// Encodes the message with a MESSAGE-INTEGRITY under `key` (see [`super::LinkKeyBytes`]).
     pub fn encode_with_integrity(&self, key: &super::LinkKeyBytes) -> Vec<u8> {
-        let mut m = self.to_stun();
-        super::add_integrity(&mut m, key);
-        encode(m)
+        let mut bytes = encode(self.to_stun());
+        super::append_integrity(&mut bytes, key);
+        bytes
     }
 
     fn to_stun(&self) -> StunMessage {
@@ -501,6 +505,39 @@ mod tests {
 
     fn a(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    /// The appended MESSAGE-INTEGRITY is byte for byte the one stun_codec computes (and checks).
+    #[test]
+    fn appended_integrity_is_stun_codecs() {
+        let key = [0xA7; 16];
+        let msgs = [
+            Msg::PeerInfo(PeerInfo {
+                tid: [6; 12],
+                pair_id: [7; 8],
+                public: a("198.51.100.1:4000"),
+                locals: vec![a("10.0.0.2:4000"), a("[fe80::1]:4001")],
+                nat: NatBehaviour::UNKNOWN,
+                name: "bob".into(),
+                mapped: Some(a("198.51.100.2:4000")),
+                hold: true,
+                pake: Some(vec![1; 33]),
+            }),
+            Msg::PeerLeft {
+                tid: [8; 12],
+                pair_id: Some([1; 8]),
+            },
+            Msg::Register(Register::new([3; 12], "lobby")),
+        ];
+        for m in msgs {
+            let mut stun = m.to_stun();
+            super::super::add_integrity(&mut stun, &key);
+            let reference = encode(stun);
+            let fast = m.encode_with_integrity(&key);
+            assert_eq!(fast, reference, "{m:?}");
+            assert!(super::super::check_integrity(&fast, &key));
+            assert!(!super::super::check_integrity(&fast, &[0; 16]));
+        }
     }
 
     #[test]
