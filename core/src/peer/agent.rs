@@ -130,6 +130,8 @@ struct Pair {
     proven: BTreeSet<SocketAddr>,
     /// The direct path's last measured round trip.
     path_rtt: Option<Duration>,
+    /// Our public address as the server saw it (the keepalive leader is the lower of the two).
+    own_public: Option<SocketAddr>,
 }
 
 /// Whether a round trip of `rtt` is clearly better than the path's `path_rtt`: under three quarters of it,
@@ -279,6 +281,7 @@ impl PathAgent {
             probed: Vec::new(),
             proven: BTreeSet::new(),
             path_rtt: None,
+            own_public: p.own_public,
         });
         let rtt = self.relay_rtt();
         self.events.push_back(AgentEvent::Path {
@@ -811,6 +814,18 @@ impl PathAgent {
         };
         let own = pair.path_local;
         let silent = now.saturating_duration_since(pair.path_rx);
+        // Half the idle cost: one side pings, the other only answers (its pongs refresh its own NAT's
+        // mapping). The leader is the side with the lower public address as the server saw them (both sides
+        // see the same two); the follower pings only after a whole interval without a word from the path
+        // (the leader went quiet, or the two disagree: then both ping, as before).
+        let follower = pair.own_public.is_some_and(|o| o > pair.public);
+        if follower && silent < self.config.path_keepalive {
+            self.timers.set(
+                AgentTimer::Keepalive,
+                after(now, self.config.path_keepalive),
+            );
+            return;
+        }
         if silent >= self.config.path_timeout {
             // The direct path went silent (e.g. a NAT mapping expired): relay, and punch again; ask the server
             // at once whether our public address changed.
