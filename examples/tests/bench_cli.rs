@@ -73,7 +73,7 @@ fn bench_server_runs_small_counts_and_prints_one_valid_json_object() {
     }
     let lo = &v["loopback"];
     assert_eq!(lo["clients"], 8, "{v}");
-    for field in ["registrations", "pairings", "rounds"] {
+    for field in ["registrations", "pairings", "rounds", "in_flight"] {
         assert!(lo[field].as_u64() > Some(0), "loopback.{field}: {v}");
     }
     for field in [

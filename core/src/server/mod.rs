@@ -142,6 +142,9 @@ impl crate::Machine for Server {
                 return;
             }
         }
+        if let Some(r) = wire::fast_register(data) {
+            return self.on_register(local, remote, r, data);
+        }
         // Decoded once (stun_codec is most of a Register's cost).
         let Some(stun) = wire::decode(data) else {
             return self.drop_packet(remote, "malformed STUN");

@@ -9,7 +9,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 mod fast;
 mod inner;
 mod msg;
+mod pairing;
 pub use fast::{relay_view, RelayView, RELAY_TYPE};
+
+/// A plain Register request decoded without the STUN codec (the same [`Register`] as [`Msg::decode`]);
+/// `None` for anything else, which the codec path then reads.
+pub fn fast_register(data: &[u8]) -> Option<Register> {
+    pairing::decode_register(data)
+}
 pub use inner::*;
 pub use msg::*;
 

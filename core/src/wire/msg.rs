@@ -211,6 +211,9 @@ impl Msg {
         if let Some(relay) = super::fast::decode_relay(data) {
             return Some(relay);
         }
+        if let Some(r) = super::pairing::decode_register(data) {
+            return Some(Msg::Register(r));
+        }
         Msg::from_stun(&decode(data)?)
     }
 
@@ -278,17 +281,32 @@ impl Msg {
                 return b;
             }
         }
-        encode(self.to_stun())
+        self.fast_encode().unwrap_or_else(|| encode(self.to_stun()))
+    }
+
+    /// The pairing messages written directly (byte for byte the codec's encoding); `None` for the others.
+    fn fast_encode(&self) -> Option<Vec<u8>> {
+        use super::pairing::{encode_peer_info, encode_register_ok};
+        match self {
+            Msg::RegisterOk {
+                tid,
+                mapped,
+                cookie,
+                pool,
+            } => encode_register_ok(tid, *mapped, cookie.as_deref(), pool.as_deref()),
+            Msg::PeerInfo(p) => encode_peer_info(p),
+            _ => None,
+        }
     }
 
     /// Encodes the message with a MESSAGE-INTEGRITY under `key` (see [`super::LinkKeyBytes`]).
     pub fn encode_with_integrity(&self, key: &super::LinkKeyBytes) -> Vec<u8> {
-        let mut bytes = encode(self.to_stun());
+        let mut bytes = self.fast_encode().unwrap_or_else(|| encode(self.to_stun()));
         super::append_integrity(&mut bytes, key);
         bytes
     }
 
-    fn to_stun(&self) -> StunMessage {
+    pub(super) fn to_stun(&self) -> StunMessage {
         match self {
             Msg::BindingRequest { tid } => {
                 let mut m = stun(MessageClass::Request, methods::binding(), *tid);
