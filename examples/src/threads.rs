@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use punch_core::{Machine, RelayTable, Server, ServerEvent};
+use punch_core::{Machine, Rate, RelayTable, Server, ServerEvent};
 
 use crate::driver::{Input, Inputs};
 
@@ -56,6 +56,10 @@ impl Threaded {
         }
         let mut server = make(local);
         let table = server.relay_table();
+        let rates = (
+            server.config().relay_packet_rate,
+            server.config().relay_byte_rate,
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::sync_channel(CONTROL_QUEUE);
         let send = sockets[0].try_clone()?;
@@ -64,7 +68,7 @@ impl Threaded {
             let (table, tx, stop, init) = (table.clone(), tx.clone(), stop.clone(), init.clone());
             handles.push(thread::spawn(move || {
                 init();
-                data_loop(s, local, &table, &tx, &stop);
+                data_loop(s, local, &table, rates, &tx, &stop);
             }));
         }
         drop(tx);
@@ -116,13 +120,42 @@ fn dest(local: SocketAddr, to: SocketAddr) -> SocketAddr {
     }
 }
 
+/// Source IPs whose relay budget a data thread keeps at most (the table is cleared when full).
+const MAX_BUCKETS: usize = 65_536;
+
+/// A token bucket: `tokens` left at `at`.
+struct Bucket {
+    packets: f64,
+    bytes: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    /// Takes one packet of `bytes` if both budgets allow it.
+    fn take(&mut self, (packets, bytes): (Rate, Rate), now: Instant, n: usize) -> bool {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.packets =
+            (self.packets + dt * f64::from(packets.per_second)).min(f64::from(packets.burst));
+        self.bytes = (self.bytes + dt * f64::from(bytes.per_second)).min(f64::from(bytes.burst));
+        if self.packets >= 1.0 && self.bytes >= n as f64 {
+            self.packets -= 1.0;
+            self.bytes -= n as f64;
+            return true;
+        }
+        false
+    }
+}
+
 fn data_loop(
     s: UdpSocket,
     local: SocketAddr,
     table: &RelayTable,
+    rates: (Rate, Rate),
     control: &mpsc::SyncSender<Ctl>,
     stop: &AtomicBool,
 ) {
+    let mut buckets: HashMap<std::net::IpAddr, Bucket> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
     let mut relayed: HashMap<SocketAddr, u64> = HashMap::new();
     let mut last_report = Instant::now();
@@ -131,7 +164,25 @@ fn data_loop(
             Ok((n, from)) => {
                 let from = punch_core::drive::canonical(from);
                 let data = &buf[..n];
-                if let Some(to) = table.forward(from, data) {
+                // Over the per-IP relay budget: the control thread applies (and counts) the quota.
+                let mut allowed = |n: usize| {
+                    if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&from.ip()) {
+                        buckets.clear();
+                    }
+                    let now = Instant::now();
+                    buckets
+                        .entry(from.ip())
+                        .or_insert(Bucket {
+                            packets: f64::from(rates.0.burst),
+                            bytes: f64::from(rates.1.burst),
+                            at: now,
+                        })
+                        .take(rates, now, n)
+                };
+                let fast = table
+                    .forward(from, data)
+                    .filter(|_| allowed(data.len().saturating_sub(36)));
+                if let Some(to) = fast {
                     let _ = s.send_to(data, dest(local, to));
                     *relayed.entry(from).or_default() += 1;
                 } else if let Err(mpsc::TrySendError::Disconnected(_)) =
