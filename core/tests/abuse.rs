@@ -468,3 +468,34 @@ fn peers_register_with_the_cookie_at_once_keep_alive_with_registers_and_follow_a
         assert_eq!(net.server.stats().expired, 0);
     }
 }
+
+/// The data-plane relay table (`punch server --threads N`): a route appears once the server relayed on it
+/// itself, forwards only that pair's relays, and is gone once the pair is (here: both expired).
+#[test]
+fn the_relay_table_holds_only_routes_the_server_checked_and_loses_them_with_the_pair() {
+    let (mut s, start, [one, two]) = two_pairs();
+    let table = s.relay_table();
+    let (x, y) = (a("198.51.100.1:4000"), a("198.51.100.2:4000"));
+    assert_eq!(
+        table.forward(x, &relay(one, 10)),
+        None,
+        "nothing relayed yet"
+    );
+    s.handle_input(start, a(SERVER), x, &relay(one, 10));
+    assert_eq!(drain(&mut s).len(), 1);
+    assert_eq!(table.forward(x, &relay(one, 10)), Some(y));
+    assert_eq!(table.forward(x, &relay(two, 10)), None, "another pair's id");
+    assert_eq!(
+        table.forward(y, &relay(one, 10)),
+        None,
+        "y has not relayed yet"
+    );
+    let relayed = s.stats().relayed;
+    s.note_relayed(start, x, 5);
+    assert_eq!(s.stats().relayed, relayed + 5);
+    let t = start + Duration::from_secs(70);
+    s.handle_timeout(t);
+    drain(&mut s);
+    assert_eq!(s.members(), 0);
+    assert!(table.is_empty(), "the routes went with the members");
+}

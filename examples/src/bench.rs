@@ -68,6 +68,10 @@ struct RelayArgs {
     /// Do not pin the server to CPU 0 and the generator to the other CPUs.
     #[arg(long)]
     no_pin: bool,
+    /// Run the punch server as `punch server --threads N` does (N > 1: SO_REUSEPORT data threads and a
+    /// control thread, not pinned; the CPU measured is the sum of all of them). 1: the single driver loop.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=15))]
+    threads: u64,
     /// Print one JSON object (fields: see `punch bench relay --help`).
     #[arg(long)]
     json: bool,
@@ -91,11 +95,16 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
     let cpus = net::cpus();
     let pinned = !a.no_pin && cpus >= 2;
     let duration = Duration::from_secs_f64(a.duration.max(0.1));
-    let server = ServerThread::start(a.buf, pinned, |c| {
+    let unlimited = |c: &mut ServerConfig| {
         let unlimited = punch_core::Rate::new(u32::MAX, u32::MAX);
         c.relay_packet_rate = unlimited;
         c.relay_byte_rate = unlimited;
-    })?;
+    };
+    let server = if a.threads > 1 {
+        ServerThread::start_threaded(a.buf, a.threads as usize, unlimited)?
+    } else {
+        ServerThread::start(a.buf, pinned, unlimited)?
+    };
     let (flow, datagram) = pair_through(server.addr, a.payload as usize, a.buf)?;
     let load = Load {
         duration,
@@ -125,6 +134,7 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
         "rate_offered": a.rate,
         "cpus": cpus,
         "pinned": pinned,
+        "threads": a.threads,
         "rcvbuf": flow.rcvbuf,
         "punch": punch.json(),
         "forwarder": forwarder.json(),
@@ -179,9 +189,51 @@ struct ServerThread {
     cpu: net::ThreadCpu,
     stop: Option<tokio::sync::mpsc::UnboundedSender<punch_tokio::Command<punch_core::Server>>>,
     thread: Option<thread::JoinHandle<()>>,
+    threaded: Option<crate::threads::Threaded>,
 }
 
 impl ServerThread {
+    /// The server as `punch server --threads N` runs it: N data threads and a control thread, unpinned.
+    fn start_threaded(
+        buf: usize,
+        threads: usize,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> Result<Self> {
+        let mut config = ServerConfig::new("127.0.0.1:0".parse()?);
+        config.seed = crate::seed();
+        configure(&mut config);
+        let (clocks, clocks_rx) = std::sync::mpsc::channel();
+        let clocks = std::sync::Mutex::new(clocks);
+        let clocks = std::sync::Arc::new(clocks);
+        let init = move || {
+            let _ = clocks.lock().map(|c| c.send(net::ThreadCpu::current()));
+        };
+        let listen = config.listen;
+        let (events, _) = std::sync::mpsc::channel();
+        let make = move |local| {
+            config.listen = local;
+            punch_core::Server::new(config, punch_tokio::now())
+        };
+        let running = crate::threads::Threaded::start(
+            listen,
+            threads,
+            Some(buf),
+            make,
+            crate::driver::Inputs::Std(events),
+            init,
+        )?;
+        let cpus: Vec<net::ThreadCpu> = (0..=threads)
+            .map(|_| clocks_rx.recv().context("server thread died"))
+            .collect::<Result<_>>()?;
+        Ok(ServerThread {
+            addr: running.local,
+            cpu: net::ThreadCpu::sum(&cpus),
+            stop: None,
+            thread: None,
+            threaded: Some(running),
+        })
+    }
+
     fn start(buf: usize, pin: bool, configure: impl FnOnce(&mut ServerConfig)) -> Result<Self> {
         use punch_core::Server;
         let (sock, _) = net::udp("127.0.0.1:0".parse()?, buf)?;
@@ -215,6 +267,7 @@ impl ServerThread {
             cpu,
             stop: Some(stop),
             thread: Some(thread),
+            threaded: None,
         })
     }
 }
@@ -224,6 +277,9 @@ impl Drop for ServerThread {
         self.stop = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        if let Some(t) = self.threaded.take() {
+            t.stop();
         }
     }
 }

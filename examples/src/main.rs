@@ -11,6 +11,7 @@ mod resolve;
 mod screen;
 mod sim_cmd;
 mod strategy_cmd;
+mod threads;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
@@ -122,6 +123,32 @@ struct ServerArgs {
     /// granted is logged at start.
     #[arg(long, default_value = "4M", value_parser = parse_bytes)]
     socket_buffer: usize,
+    /// Threads (sockets on the port, SO_REUSEPORT): one control thread runs the server; each socket's thread
+    /// forwards relays on routes the server checked and hands it everything else. 1 = the single driver
+    /// loop (the only one --runtime applies to). Default: the number of cores (1 with --alt-ip or several
+    /// --listen).
+    #[arg(long, value_parser = parse_threads)]
+    threads: Option<usize>,
+}
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("not a number of threads: {s:?}")),
+    }
+}
+
+/// The threads to run: `--threads`, else the number of cores; 1 when the server has several sockets.
+fn server_threads(asked: Option<usize>, sockets: usize) -> anyhow::Result<usize> {
+    match asked {
+        Some(n) if n > 1 && sockets > 1 => anyhow::bail!(
+            "--threads {n} needs a single socket: one --listen address and no --alt-ip"
+        ),
+        Some(n) => Ok(n),
+        None if sockets > 1 => Ok(1),
+        None => Ok(std::thread::available_parallelism().map_or(1, usize::from)),
+    }
 }
 
 #[derive(clap::Args)]
@@ -354,11 +381,40 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
         addrs.push(*l);
     }
     let max_members = config.max_members;
+    let threads = server_threads(a.threads, addrs.len())?;
     let (tx, rx) = driver::channel(|e| !matches!(e, ServerEvent::Dropped { .. }));
     driver::on_interrupt(tx.clone());
     let now = punch_tokio::now;
-    let make = move |_: &[SocketAddr]| Server::new(config, now());
     let buffer = (a.socket_buffer > 0).then_some(a.socket_buffer);
+    if threads > 1 {
+        let make = move |local| {
+            config.listen = local;
+            Server::new(config, now())
+        };
+        let running = threads::Threaded::start(addrs[0], threads, buffer, make, tx.into(), || {})?;
+        tracing::info!(
+            "punch server listening on {} with {threads} threads, at most {max_members} members",
+            running.local
+        );
+        if !a.json {
+            eprintln!("{}", join_hint(running.local));
+            if let Some(v6) = ipv6_hint(&[running.local]) {
+                eprintln!("{v6}");
+            }
+        }
+        let mut log = output::ServerLog::new(a.json);
+        loop {
+            match rx.recv() {
+                Ok(Input::Event(e)) => log.event(&e),
+                Ok(Input::Note(n)) => tracing::warn!("{n}"),
+                Ok(Input::Interrupt) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        running.stop();
+        return Ok(ExitCode::SUCCESS);
+    }
+    let make = move |_: &[SocketAddr]| Server::new(config, now());
     let running = Running::start_with_buffers(a.runtime, &addrs, buffer, make, tx)?;
     if a.alt_ip.is_none() {
         tracing::info!(

@@ -84,7 +84,10 @@ fn last_path(evs: &[Value]) -> Option<String> {
 }
 
 fn two_peers_chat(runtime: &str, extra: &[&str], expect_path: &str) {
-    let s = server(runtime);
+    two_peers_chat_on(server(runtime), runtime, extra, expect_path);
+}
+
+fn two_peers_chat_on(s: common::Server, runtime: &str, extra: &[&str], expect_path: &str) {
     let a_lines = ["one", "two", "three", "four"];
     let b_lines = ["uno", "dos", "tres"];
     let a = chat(runtime, &s.1, "alice", &a_lines, extra);
@@ -140,6 +143,32 @@ fn tokio_peers_chat_through_the_relay() {
 #[test]
 fn smol_peers_chat_through_the_relay() {
     two_peers_chat("smol", &["--relay-only"], "relay");
+}
+
+/// `--threads 2`: relays go through the data threads' relay table, everything else through the control thread.
+#[test]
+fn peers_chat_through_a_two_thread_server() {
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let s = common::server_with(&addr, &addr, "tokio", &["--threads", "2"]);
+    two_peers_chat_on(s, "tokio", &["--relay-only"], "relay");
+}
+
+/// `--threads 1`: the single driver loop.
+#[test]
+fn peers_chat_through_a_one_thread_server() {
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let s = common::server_with(&addr, &addr, "smol", &["--threads", "1"]);
+    two_peers_chat_on(s, "smol", &["--relay-only"], "relay");
+}
+
+#[test]
+fn server_threads_must_be_a_positive_number() {
+    for bad in ["0", "many"] {
+        let out = punch().args(["server", "--threads", bad]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "--threads {bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--threads"), "{err}");
+    }
 }
 
 #[test]

@@ -51,9 +51,12 @@ mod guard;
 pub mod load;
 mod member;
 mod register;
+pub mod relay_table;
 mod types;
 use guard::{Budget, Cookies, IpTable, Rates};
 use member::{Member, Members};
+pub use relay_table::{RelayTable, Route};
+use std::sync::Arc;
 pub use types::{Rate, ServerConfig, ServerEvent, ServerStats};
 
 #[derive(Debug, Clone)]
@@ -246,6 +249,8 @@ pub struct Server {
     ips: IpTable,
     /// Nameplates a Leave with BURN closed (a wrong code was tried), until when they stay refused.
     burned: BTreeMap<String, Instant>,
+    /// Routes shared with data-plane threads, once a driver asked for them ([`Server::relay_table`]).
+    table: Option<Arc<RelayTable>>,
 }
 
 impl Server {
@@ -271,6 +276,7 @@ impl Server {
                 now,
             ),
             burned: BTreeMap::new(),
+            table: None,
             rng: SmallRng::seed_from_u64(config.seed),
             config,
             members: Members::new(now),
@@ -299,6 +305,43 @@ impl Server {
     /// The counters so far.
     pub fn stats(&self) -> &ServerStats {
         &self.stats
+    }
+
+    /// The relay table data-plane threads forward from (created on the first call; the same table after):
+    /// from then on the server records the route of every relay it forwards and removes the routes of a
+    /// pair that changes. See [`RelayTable`].
+    pub fn relay_table(&mut self) -> Arc<RelayTable> {
+        let max = self.config.max_relay_payload;
+        self.table
+            .get_or_insert_with(|| Arc::new(RelayTable::new(max)))
+            .clone()
+    }
+
+    /// A data thread forwarded `packets` relays from `remote` through the [`RelayTable`]: the member stays
+    /// alive and the relays are counted in [`ServerStats::relayed`].
+    pub fn note_relayed(&mut self, now: Instant, remote: SocketAddr, packets: u64) {
+        self.advance(now);
+        if let Some(slot) = self.members.find(remote) {
+            let now = self.now;
+            self.members.touch(slot, now);
+            self.stats.relayed += packets;
+        }
+    }
+
+    /// Forgets the relay routes from and to `addr` (its pair changed).
+    fn unroute(&mut self, addr: SocketAddr) {
+        let Some(t) = &self.table else { return };
+        if let Some(r) = t.get(addr) {
+            t.remove(r.partner);
+        }
+        t.remove(addr);
+        let partner = self
+            .members
+            .find(addr)
+            .and_then(|s| self.members.get(s).partner());
+        if let Some(p) = partner {
+            t.remove(self.members.get(p).addr);
+        }
     }
 
     /// The cookie a Binding answer to `addr` would carry now (for tests and tools: cookies are not secret
@@ -586,6 +629,15 @@ impl Server {
                 let now = self.now;
                 self.members.touch(slot, now);
                 self.stats.relayed += 1;
+                if let (Some(t), Some(pair_id)) = (&self.table, claimed) {
+                    t.insert(
+                        remote,
+                        Route {
+                            pair_id,
+                            partner: other,
+                        },
+                    );
+                }
                 return Some(other);
             }
         };
@@ -648,6 +700,7 @@ impl Server {
             return;
         };
         self.ips.count_member(self.now, addr.ip(), false);
+        self.unroute(addr);
         if let Some(i) = self.infos.remove(&slot) {
             unschedule(&mut self.info_schedule, &i, addr);
         }

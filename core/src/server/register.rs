@@ -252,6 +252,7 @@ impl Server {
         if let Some(i) = self.infos.remove(&slot) {
             unschedule(&mut self.info_schedule, &i, from);
         }
+        self.unroute(from);
         self.members.set_addr(slot, to);
         self.members.touch(slot, now);
         let paired = self.pairs.contains_key(&first);

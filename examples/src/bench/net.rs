@@ -89,9 +89,34 @@ pub fn recv_batch(
     Ok(r as usize)
 }
 
-/// The CPU-time clock of one thread, readable from any thread while it lives.
+/// The CPU-time clock of one thread (or the sum of up to 16), readable from any thread while they live.
 #[derive(Clone, Copy)]
-pub struct ThreadCpu(libc::clockid_t);
+pub struct ThreadCpu {
+    ids: [libc::clockid_t; 16],
+    n: usize,
+}
+
+impl ThreadCpu {
+    fn one(id: libc::clockid_t) -> Self {
+        let mut ids = [0; 16];
+        ids[0] = id;
+        ThreadCpu { ids, n: 1 }
+    }
+
+    /// The sum of `clocks` (the first 16 clocks in all).
+    pub fn sum(clocks: &[ThreadCpu]) -> Self {
+        let mut out = ThreadCpu { ids: [0; 16], n: 0 };
+        for c in clocks {
+            for &id in &c.ids[..c.n] {
+                if out.n < out.ids.len() {
+                    out.ids[out.n] = id;
+                    out.n += 1;
+                }
+            }
+        }
+        out
+    }
+}
 
 impl ThreadCpu {
     /// The calling thread's clock.
@@ -99,7 +124,7 @@ impl ThreadCpu {
         let mut id: libc::clockid_t = 0;
         // SAFETY: plain FFI call on the current thread with a valid out-pointer.
         unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut id) };
-        ThreadCpu(id)
+        ThreadCpu::one(id)
     }
 
     /// The CPU-time clock of process `pid` (all its threads).
@@ -107,18 +132,23 @@ impl ThreadCpu {
         let mut id: libc::clockid_t = 0;
         // SAFETY: plain FFI call with a valid out-pointer.
         match unsafe { libc::clock_getcpuclockid(pid, &mut id) } {
-            0 => Ok(ThreadCpu(id)),
+            0 => Ok(ThreadCpu::one(id)),
             e => Err(io::Error::from_raw_os_error(e)),
         }
     }
 
-    /// CPU time (user + system) the thread has used so far.
+    /// CPU time (user + system) the thread(s) used so far.
     pub fn read(self) -> Duration {
-        // SAFETY: a zeroed timespec is valid; clock_gettime fills it.
-        let mut ts: libc::timespec = unsafe { zeroed() };
-        // SAFETY: valid out-pointer.
-        unsafe { libc::clock_gettime(self.0, &mut ts) };
-        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+        self.ids[..self.n]
+            .iter()
+            .map(|&id| {
+                // SAFETY: a zeroed timespec is valid; clock_gettime fills it.
+                let mut ts: libc::timespec = unsafe { zeroed() };
+                // SAFETY: valid out-pointer.
+                unsafe { libc::clock_gettime(id, &mut ts) };
+                Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+            })
+            .sum()
     }
 }
 

@@ -47,9 +47,15 @@ pub fn server(runtime: &str) -> Server {
 /// Starts `punch server --listen LISTEN` with `runtime` and waits until it answers at `reach` (the address
 /// clients use, kept in the returned [`Server`]).
 pub fn server_on(listen: &str, reach: &str, runtime: &str) -> Server {
+    server_with(listen, reach, runtime, &[])
+}
+
+/// [`server_on`] with more `punch server` arguments.
+pub fn server_with(listen: &str, reach: &str, runtime: &str, extra: &[&str]) -> Server {
     let server = Server(
         punch()
             .args(["server", "--listen", listen, "--runtime", runtime])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

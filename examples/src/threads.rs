@@ -1,0 +1,249 @@
+//! `punch server --threads N` (N > 1): one control thread runs the [`Server`] machine; N data threads each
+//! own a socket bound to the same address with SO_REUSEPORT (the kernel spreads sources across them by
+//! their 4-tuple). A data thread forwards canonical relays on routes the server already checked
+//! ([`RelayTable`]) itself and hands every other datagram to the control thread, which sends its answers
+//! from one of the sockets (all have the same local address). Relay counts go back to the server once a
+//! second ([`Server::note_relayed`]). Blocking std sockets, one datagram per system call: the simplest
+//! correct version (docs/SCALING.md).
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use punch_core::{Machine, Rate, RelayTable, Server, ServerEvent};
+
+use crate::driver::{Input, Inputs};
+
+/// Datagrams waiting for the control thread at most (more are dropped, as a full socket buffer would).
+const CONTROL_QUEUE: usize = 65_536;
+/// How often data threads report what they relayed, and check for a stop.
+const TICK: Duration = Duration::from_millis(200);
+
+enum Ctl {
+    Datagram(SocketAddr, SocketAddr, Vec<u8>),
+    Relayed(HashMap<SocketAddr, u64>),
+}
+
+/// The running threads of a multi-threaded server.
+pub struct Threaded {
+    /// The local address every socket is bound to.
+    pub local: SocketAddr,
+    stop: Arc<AtomicBool>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Threaded {
+    /// Binds `threads` sockets to `addr` (SO_REUSEPORT; buffers of `buffer` bytes if given) and starts them
+    /// with `make(local)` as the control machine; its events go into `inputs`. Every thread first runs
+    /// `init` (the bench reads its CPU clock there).
+    pub fn start(
+        addr: SocketAddr,
+        threads: usize,
+        buffer: Option<usize>,
+        make: impl FnOnce(SocketAddr) -> Server,
+        inputs: Inputs<ServerEvent>,
+        init: impl Fn() + Clone + Send + 'static,
+    ) -> Result<Threaded> {
+        let first = bind_shared(addr, buffer)?;
+        let local = first.local_addr()?;
+        let mut sockets = vec![first];
+        for _ in 1..threads {
+            sockets.push(bind_shared(local, buffer)?);
+        }
+        let mut server = make(local);
+        let table = server.relay_table();
+        let rates = (
+            server.config().relay_packet_rate,
+            server.config().relay_byte_rate,
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::sync_channel(CONTROL_QUEUE);
+        let send = sockets[0].try_clone()?;
+        let mut handles = Vec::new();
+        for s in sockets {
+            let (table, tx, stop, init) = (table.clone(), tx.clone(), stop.clone(), init.clone());
+            handles.push(thread::spawn(move || {
+                init();
+                data_loop(s, local, &table, rates, &tx, &stop);
+            }));
+        }
+        drop(tx);
+        let control_stop = stop.clone();
+        handles.push(thread::spawn(move || {
+            init();
+            control_loop(server, send, &rx, &inputs, &control_stop);
+        }));
+        Ok(Threaded {
+            local,
+            stop,
+            threads: handles,
+        })
+    }
+
+    /// Stops every thread and waits for them.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn bind_shared(a: SocketAddr, buffer: Option<usize>) -> Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(a), Type::DGRAM, Some(Protocol::UDP))?;
+    if a.is_ipv6() {
+        s.set_only_v6(!punch_core::drive::dual_stack(&[a], 0))?;
+    }
+    s.set_reuse_port(true)?;
+    if let Some(bytes) = buffer {
+        s.set_recv_buffer_size(bytes)?;
+        s.set_send_buffer_size(bytes)?;
+    }
+    s.bind(&a.into())
+        .with_context(|| format!("cannot bind UDP {a}"))?;
+    s.set_read_timeout(Some(TICK))?;
+    Ok(s.into())
+}
+
+/// `to` as the socket bound to `local` can send to it (IPv4 as IPv4-mapped on an IPv6 socket).
+fn dest(local: SocketAddr, to: SocketAddr) -> SocketAddr {
+    match (local, to) {
+        (SocketAddr::V6(_), SocketAddr::V4(v4)) => {
+            SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+        }
+        _ => to,
+    }
+}
+
+/// Source IPs whose relay budget a data thread keeps at most (the table is cleared when full).
+const MAX_BUCKETS: usize = 65_536;
+
+/// A token bucket: `tokens` left at `at`.
+struct Bucket {
+    packets: f64,
+    bytes: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    /// Takes one packet of `bytes` if both budgets allow it.
+    fn take(&mut self, (packets, bytes): (Rate, Rate), now: Instant, n: usize) -> bool {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.packets =
+            (self.packets + dt * f64::from(packets.per_second)).min(f64::from(packets.burst));
+        self.bytes = (self.bytes + dt * f64::from(bytes.per_second)).min(f64::from(bytes.burst));
+        if self.packets >= 1.0 && self.bytes >= n as f64 {
+            self.packets -= 1.0;
+            self.bytes -= n as f64;
+            return true;
+        }
+        false
+    }
+}
+
+fn data_loop(
+    s: UdpSocket,
+    local: SocketAddr,
+    table: &RelayTable,
+    rates: (Rate, Rate),
+    control: &mpsc::SyncSender<Ctl>,
+    stop: &AtomicBool,
+) {
+    let mut buckets: HashMap<std::net::IpAddr, Bucket> = HashMap::new();
+    let mut buf = vec![0u8; 65_536];
+    let mut relayed: HashMap<SocketAddr, u64> = HashMap::new();
+    let mut last_report = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        match s.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                let from = punch_core::drive::canonical(from);
+                let data = &buf[..n];
+                // Over the per-IP relay budget: the control thread applies (and counts) the quota.
+                let mut allowed = |n: usize| {
+                    if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&from.ip()) {
+                        buckets.clear();
+                    }
+                    let now = Instant::now();
+                    buckets
+                        .entry(from.ip())
+                        .or_insert(Bucket {
+                            packets: f64::from(rates.0.burst),
+                            bytes: f64::from(rates.1.burst),
+                            at: now,
+                        })
+                        .take(rates, now, n)
+                };
+                let fast = table
+                    .forward(from, data)
+                    .filter(|_| allowed(data.len().saturating_sub(36)));
+                if let Some(to) = fast {
+                    let _ = s.send_to(data, dest(local, to));
+                    *relayed.entry(from).or_default() += 1;
+                } else if let Err(mpsc::TrySendError::Disconnected(_)) =
+                    control.try_send(Ctl::Datagram(local, from, data.to_vec()))
+                {
+                    return;
+                }
+            }
+            Err(e) if is_timeout(&e) => {}
+            Err(e) => tracing::debug!("receive: {e}"),
+        }
+        if !relayed.is_empty() && last_report.elapsed() >= TICK {
+            last_report = Instant::now();
+            let _ = control.try_send(Ctl::Relayed(std::mem::take(&mut relayed)));
+        }
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+fn control_loop(
+    mut server: Server,
+    send: UdpSocket,
+    rx: &mpsc::Receiver<Ctl>,
+    inputs: &Inputs<ServerEvent>,
+    stop: &AtomicBool,
+) {
+    let local = send.local_addr().ok();
+    let now = punch_tokio::now;
+    while !stop.load(Ordering::Relaxed) {
+        let wait = server
+            .poll_deadline()
+            .map_or(TICK, |d| d.at.saturating_duration_since(now()))
+            .min(TICK);
+        match rx.recv_timeout(wait) {
+            Ok(Ctl::Datagram(l, from, data)) => server.handle_input(now(), l, from, &data),
+            Ok(Ctl::Relayed(counts)) => {
+                let t = now();
+                for (from, n) in counts {
+                    server.note_relayed(t, from, n);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if server.poll_deadline().is_some_and(|d| d.at <= now()) {
+            server.handle_timeout(now());
+        }
+        while let Some(t) = server.poll_transmit() {
+            let to = local.map_or(t.destination, |l| dest(l, t.destination));
+            if let Err(e) = send.send_to(&t.payload, to) {
+                tracing::debug!("send to {}: {e}", t.destination);
+            }
+        }
+        while let Some(e) = server.poll_event() {
+            inputs.send(Input::Event(e));
+        }
+    }
+}
