@@ -51,6 +51,9 @@ fn an_idle_direct_path_costs_one_ping_and_one_pong_per_interval() {
             (30..=34).contains(&(sa + sb)),
             "{a:?} x {b:?}: a sent {sa}, b sent {sb} in an idle minute"
         );
-        assert!(sa.abs_diff(sb) <= 2, "a {sa}, b {sb}: pings and pongs match");
+        assert!(
+            sa.abs_diff(sb) <= 2,
+            "a {sa}, b {sb}: pings and pongs match"
+        );
     }
 }
