@@ -337,7 +337,7 @@ fn main() -> ExitCode {
 }
 
 fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
-    use driver::{Input, Running};
+    use driver::Running;
     use punch_core::Rate;
     use punch_core::{Server, ServerConfig, ServerEvent};
     use rand::RngCore;
@@ -396,22 +396,9 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
             "punch server listening on {} with {threads} threads, at most {max_members} members",
             running.local
         );
-        if !a.json {
-            eprintln!("{}", join_hint(running.local));
-            if let Some(v6) = ipv6_hint(&[running.local]) {
-                eprintln!("{v6}");
-            }
-        }
-        let mut log = output::ServerLog::new(a.json);
-        loop {
-            match rx.recv() {
-                Ok(Input::Event(e)) => log.event(&e),
-                Ok(Input::Note(n)) => tracing::warn!("{n}"),
-                Ok(Input::Interrupt) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
+        let stopped = log_server(&rx, a.json, &[running.local]);
         running.stop();
+        stopped?;
         return Ok(ExitCode::SUCCESS);
     }
     let make = move |_: &[SocketAddr]| Server::new(config, now());
@@ -425,27 +412,36 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
         "punch server listening on {:?}, at most {max_members} members",
         running.locals
     );
-    if !a.json {
-        eprintln!("{}", join_hint(running.locals[0]));
-        if let Some(v6) = ipv6_hint(&running.locals) {
+    let stopped = log_server(&rx, a.json, &running.locals);
+    running.stop();
+    stopped?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints how peers join (unless `json`), then logs the server's events until an interrupt or the driver
+/// stops (its error, if it failed).
+fn log_server(
+    rx: &driver::Receiver<punch_core::ServerEvent>,
+    json: bool,
+    locals: &[SocketAddr],
+) -> anyhow::Result<()> {
+    use driver::Input;
+    if !json {
+        eprintln!("{}", join_hint(locals[0]));
+        if let Some(v6) = ipv6_hint(locals) {
             eprintln!("{v6}");
         }
     }
-    let mut log = output::ServerLog::new(a.json);
+    let mut log = output::ServerLog::new(json);
     loop {
         match rx.recv() {
             Ok(Input::Event(e)) => log.event(&e),
             Ok(Input::Note(n)) => tracing::warn!("{n}"),
-            Ok(Input::Interrupt) | Err(_) => break,
-            Ok(Input::DriverStopped(r)) => {
-                r?;
-                break;
-            }
+            Ok(Input::Interrupt) | Err(_) => return Ok(()),
+            Ok(Input::DriverStopped(r)) => return r,
             Ok(_) => {}
         }
     }
-    running.stop();
-    Ok(ExitCode::SUCCESS)
 }
 
 fn nat_type(a: NatTypeArgs) -> anyhow::Result<ExitCode> {
