@@ -19,7 +19,7 @@
 #   PUNCH_LAB_SKIP_OK=1   not root: print why and exit 0 instead of 1
 #   PUNCH_LAB_ONLY=...    space-separated subset of: topology stun nat-type classic third-party chat ipv6 (default: all)
 #   PUNCH_LAB_JOBS=N      chat scenarios run N at a time, each in its own lab (default 4)
-#   PUNCH_LAB_BUDGET=S    no chat scenario starts after S seconds (default 400; the rest FAIL as not run)
+#   PUNCH_LAB_BUDGET=S    no chat scenario starts after S seconds (default 600; the rest FAIL as not run)
 #   PUNCH_LAB_FULL=1      also the whole chat matrix behind firewalls (longer)
 #   PUNCH_LAB_CHAT_MATCH=RE only the chat scenarios whose "kindA kindB fwA fwB delayB" matches RE
 #   PUNCH_LAB_REPEAT=N    run every selected chat scenario N times (flakiness hunting; default 1)
@@ -41,7 +41,7 @@ fi
 
 ONLY=${PUNCH_LAB_ONLY:-"topology stun nat-type classic third-party chat ipv6"}
 JOBS=${PUNCH_LAB_JOBS:-4}
-BUDGET=${PUNCH_LAB_BUDGET:-400} # seconds since the start (build included) after which no chat scenario starts
+BUDGET=${PUNCH_LAB_BUDGET:-600} # seconds since the start (build included) after which no chat scenario starts
 want() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 T0=$(date +%s)
 # PUNCH_LAB_RUN: a short name so that several runs can share a machine (namespaces punchlab-NAME-...).
