@@ -115,8 +115,8 @@ pub use nat::{NatBehaviour, NatKind, Strategy};
 pub use peer::{Path, Peer, PeerConfig, PeerError, PeerEvent, PunchCost};
 pub use server::load;
 pub use server::{
-    round_holder, Rate, RelayTable, Route, Server, ServerConfig, ServerEvent, ServerStats,
-    BURN_TIME, RETRY_MIN_INTERVAL,
+    round_holder, Rate, RelayForwarder, RelayTable, Route, Server, ServerConfig, ServerEvent,
+    ServerStats, BURN_TIME, RETRY_MIN_INTERVAL,
 };
 pub use stun_server::{
     answer_binding, answer_classic, select_sockets, socket_set, usable_alternate,

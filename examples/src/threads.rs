@@ -5,7 +5,6 @@
 //! from one of the sockets (all have the same local address). Relay counts go back to the server once a
 //! second ([`Server::note_relayed`]). Blocking std sockets, one datagram per system call: the simplest
 //! correct version (docs/SCALING.md).
-use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +13,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use punch_core::{Machine, Rate, RelayTable, Server, ServerEvent};
+use punch_core::drive::for_socket;
+use punch_core::{Machine, RelayForwarder, Server, ServerEvent};
 
 use crate::driver::{Input, Inputs};
 
@@ -25,7 +25,7 @@ const TICK: Duration = Duration::from_millis(200);
 
 enum Ctl {
     Datagram(SocketAddr, SocketAddr, Vec<u8>),
-    Relayed(HashMap<SocketAddr, u64>),
+    Relayed(Vec<(SocketAddr, u64)>),
 }
 
 /// The running threads of a multi-threaded server.
@@ -56,7 +56,7 @@ impl Threaded {
         }
         let mut server = make(local);
         let table = server.relay_table();
-        let rates = (
+        let (packets, bytes) = (
             server.config().relay_packet_rate,
             server.config().relay_byte_rate,
         );
@@ -65,10 +65,17 @@ impl Threaded {
         let send = sockets[0].try_clone()?;
         let mut handles = Vec::new();
         for s in sockets {
-            let (table, tx, stop, init) = (table.clone(), tx.clone(), stop.clone(), init.clone());
+            let (tx, stop, init) = (tx.clone(), stop.clone(), init.clone());
+            let forwarder = RelayForwarder::new(
+                table.clone(),
+                packets,
+                bytes,
+                punch_tokio::now(),
+                crate::seed(),
+            );
             handles.push(thread::spawn(move || {
                 init();
-                data_loop(s, local, &table, rates, &tx, &stop);
+                data_loop(s, local, forwarder, &tx, &stop);
             }));
         }
         drop(tx);
@@ -110,81 +117,22 @@ fn bind_shared(a: SocketAddr, buffer: Option<usize>) -> Result<UdpSocket> {
     Ok(s.into())
 }
 
-/// `to` as the socket bound to `local` can send to it (IPv4 as IPv4-mapped on an IPv6 socket).
-fn dest(local: SocketAddr, to: SocketAddr) -> SocketAddr {
-    match (local, to) {
-        (SocketAddr::V6(_), SocketAddr::V4(v4)) => {
-            SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
-        }
-        _ => to,
-    }
-}
-
-/// Source IPs whose relay budget a data thread keeps at most (the table is cleared when full).
-const MAX_BUCKETS: usize = 65_536;
-
-/// A token bucket: `tokens` left at `at`.
-struct Bucket {
-    packets: f64,
-    bytes: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    /// Takes one packet of `bytes` if both budgets allow it.
-    fn take(&mut self, (packets, bytes): (Rate, Rate), now: Instant, n: usize) -> bool {
-        let dt = now.saturating_duration_since(self.at).as_secs_f64();
-        self.at = now;
-        self.packets =
-            (self.packets + dt * f64::from(packets.per_second)).min(f64::from(packets.burst));
-        self.bytes = (self.bytes + dt * f64::from(bytes.per_second)).min(f64::from(bytes.burst));
-        if self.packets >= 1.0 && self.bytes >= n as f64 {
-            self.packets -= 1.0;
-            self.bytes -= n as f64;
-            return true;
-        }
-        false
-    }
-}
-
 fn data_loop(
     s: UdpSocket,
     local: SocketAddr,
-    table: &RelayTable,
-    rates: (Rate, Rate),
+    mut forwarder: RelayForwarder,
     control: &mpsc::SyncSender<Ctl>,
     stop: &AtomicBool,
 ) {
-    let mut buckets: HashMap<std::net::IpAddr, Bucket> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
-    let mut relayed: HashMap<SocketAddr, u64> = HashMap::new();
     let mut last_report = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         match s.recv_from(&mut buf) {
             Ok((n, from)) => {
                 let from = punch_core::drive::canonical(from);
                 let data = &buf[..n];
-                // Over the per-IP relay budget: the control thread applies (and counts) the quota.
-                let mut allowed = |n: usize| {
-                    if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&from.ip()) {
-                        buckets.clear();
-                    }
-                    let now = Instant::now();
-                    buckets
-                        .entry(from.ip())
-                        .or_insert(Bucket {
-                            packets: f64::from(rates.0.burst),
-                            bytes: f64::from(rates.1.burst),
-                            at: now,
-                        })
-                        .take(rates, now, n)
-                };
-                let fast = table
-                    .forward(from, data)
-                    .filter(|_| allowed(data.len().saturating_sub(36)));
-                if let Some(to) = fast {
-                    let _ = s.send_to(data, dest(local, to));
-                    *relayed.entry(from).or_default() += 1;
+                if let Some(to) = forwarder.forward(punch_tokio::now(), from, data) {
+                    let _ = s.send_to(data, for_socket(local, to));
                 } else if let Err(mpsc::TrySendError::Disconnected(_)) =
                     control.try_send(Ctl::Datagram(local, from, data.to_vec()))
                 {
@@ -194,9 +142,12 @@ fn data_loop(
             Err(e) if is_timeout(&e) => {}
             Err(e) => tracing::debug!("receive: {e}"),
         }
-        if !relayed.is_empty() && last_report.elapsed() >= TICK {
+        if last_report.elapsed() >= TICK {
             last_report = Instant::now();
-            let _ = control.try_send(Ctl::Relayed(std::mem::take(&mut relayed)));
+            let relayed = forwarder.take_relayed();
+            if !relayed.is_empty() {
+                let _ = control.try_send(Ctl::Relayed(relayed));
+            }
         }
     }
 }
@@ -237,7 +188,7 @@ fn control_loop(
             server.handle_timeout(now());
         }
         while let Some(t) = server.poll_transmit() {
-            let to = local.map_or(t.destination, |l| dest(l, t.destination));
+            let to = local.map_or(t.destination, |l| for_socket(l, t.destination));
             if let Err(e) = send.send_to(&t.payload, to) {
                 tracing::debug!("send to {}: {e}", t.destination);
             }

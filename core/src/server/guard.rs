@@ -1,6 +1,6 @@
 //! The server's defences: stateless cookies (return routability) and per-source-IP token buckets in a map
 //! whose size is bounded. See docs/SECURITY.md, "Server: amplification, spoofing and quotas".
-use std::collections::hash_map::RandomState;
+use super::keyed::Keyed;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -116,7 +116,7 @@ const RELAY_BYTES: usize = 3;
 /// A token bucket kept as one number (GCRA): the instant, in nanoseconds since the table's epoch, at which it
 /// is full again. Tokens at `now` = `burst - (tat - now) x rate`; taking `cost` tokens moves `tat` by
 /// `cost / rate`. With rate 0 the number is the tokens used instead (they never come back).
-fn take(tat: &mut u64, rate: Rate, now: u64, cost: u64) -> bool {
+pub(super) fn take(tat: &mut u64, rate: Rate, now: u64, cost: u64) -> bool {
     if rate.per_second == 0 {
         let used = tat.saturating_add(cost);
         let ok = used <= u64::from(rate.burst);
@@ -167,14 +167,14 @@ impl<K: Copy + Eq + std::hash::Hash> Family<K> {
         }
     }
 
-    fn find(&self, h: &RandomState, key: K) -> Option<u32> {
+    fn find(&self, h: &Keyed, key: K) -> Option<u32> {
         let slots = &self.slots;
         self.index
             .find(h.hash_one(key), |&i| slots[i as usize].key == key)
             .copied()
     }
 
-    fn insert(&mut self, h: &RandomState, key: K, now: u64) -> u32 {
+    fn insert(&mut self, h: &Keyed, key: K, now: u64) -> u32 {
         let e = Entry {
             key,
             tat: [0; 4],
@@ -201,7 +201,7 @@ impl<K: Copy + Eq + std::hash::Hash> Family<K> {
         slot
     }
 
-    fn remove(&mut self, h: &RandomState, slot: u32) {
+    fn remove(&mut self, h: &Keyed, slot: u32) {
         let key = self.slots[slot as usize].key;
         if let Ok(e) = self.index.find_entry(h.hash_one(key), |&i| i == slot) {
             e.remove();
@@ -226,7 +226,7 @@ impl<K: Copy + Eq + std::hash::Hash> Family<K> {
 pub(super) struct IpTable {
     v4: Family<[u8; 4]>,
     v6: Family<[u8; 16]>,
-    hasher: RandomState,
+    hasher: Keyed,
     cap: usize,
     rates: Rates,
     epoch: Instant,
@@ -240,11 +240,11 @@ enum Slot {
 }
 
 impl IpTable {
-    pub fn new(rates: Rates, cap: usize, epoch: Instant) -> Self {
+    pub fn new(rates: Rates, cap: usize, epoch: Instant, hasher: Keyed) -> Self {
         IpTable {
             v4: Family::new(),
             v6: Family::new(),
-            hasher: RandomState::new(),
+            hasher,
             cap: cap.max(2),
             rates,
             epoch,
@@ -410,7 +410,7 @@ mod tests {
             relay_packets: r,
             relay_bytes: Rate::new(1000, 1000),
         };
-        let mut t = IpTable::new(rates, 100, t0);
+        let mut t = IpTable::new(rates, 100, t0, Keyed::from_seed(0));
         let ip: IpAddr = "192.0.2.9".parse().unwrap();
         let n = (0..100)
             .filter(|_| t.allow(t0, ip, Budget::Binding))

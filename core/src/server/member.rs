@@ -10,9 +10,9 @@
 //! * There is no pool record: a pool is its first member (indexed by pool name) and that member's partner.
 //!   The pool name is stored once per member, in its packed bytes.
 //! * Two hash indexes hold only `u32` slots (5 bytes a bucket): by address, and by pool name for the first
-//!   member of each pool. Their hashes are keyed per server (`RandomState`), so chosen names or ports cannot
+//!   member of each pool. Their hashes are keyed per server (`Keyed`, from the server's seed), so chosen names or ports cannot
 //!   make them degenerate; they are never iterated, so the server's behaviour does not depend on the keys.
-use std::collections::hash_map::RandomState;
+use super::keyed::Keyed;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::{Duration, Instant};
@@ -298,7 +298,7 @@ pub(super) struct Members {
     by_addr: HashTable<u32>,
     /// Slot of the first member of each pool, by pool name.
     by_pool: HashTable<u32>,
-    hasher: RandomState,
+    hasher: Keyed,
     /// Time zero of the compact timestamps.
     epoch: Instant,
     /// Bytes of all members' packed fields.
@@ -315,14 +315,14 @@ impl std::fmt::Debug for Members {
 }
 
 impl Members {
-    pub fn new(epoch: Instant) -> Self {
+    pub fn new(epoch: Instant, hasher: Keyed) -> Self {
         Members {
             slots: Vec::new(),
             free: NONE,
             len: 0,
             by_addr: HashTable::new(),
             by_pool: HashTable::new(),
-            hasher: RandomState::new(),
+            hasher,
             epoch,
             packed_bytes: 0,
         }

@@ -34,7 +34,7 @@
 //!   bounded per-IP table ([`ServerConfig::max_ip_entries`]). Only Register, PeerInfo answers and relay
 //!   traffic with the right PAIR-ID keep a member alive, never a Binding. A relay with another pair's id is
 //!   dropped and counted.
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -48,14 +48,16 @@ use crate::Machine;
 use crate::Transmit;
 
 mod guard;
+mod keyed;
 pub mod load;
 mod member;
 mod register;
 pub mod relay_table;
 mod types;
 use guard::{Budget, Cookies, IpTable, Rates};
+use keyed::{Keyed, KeyedMap};
 use member::{Member, Members};
-pub use relay_table::{RelayTable, Route};
+pub use relay_table::{RelayForwarder, RelayTable, Route};
 use std::sync::Arc;
 pub use types::{Rate, ServerConfig, ServerEvent, ServerStats};
 
@@ -234,11 +236,13 @@ pub struct Server {
     /// The members, their pools and the indexes over them (compact: see `member.rs`).
     members: Members,
     /// Paired pools, by their first member's slot.
-    pairs: HashMap<u32, Pair>,
+    pairs: KeyedMap<u32, Pair>,
     /// Outstanding PeerInfo requests, by member slot.
-    infos: HashMap<u32, PendingInfo>,
+    infos: KeyedMap<u32, PendingInfo>,
     /// (when, member) for PeerInfo requests to (re)send.
     info_schedule: BTreeSet<(Instant, SocketAddr)>,
+    /// The tables' keyed hash (see `keyed.rs`).
+    hasher: Keyed,
     next_sweep: Option<Instant>,
     out: VecDeque<Transmit>,
     events: VecDeque<ServerEvent>,
@@ -259,6 +263,9 @@ impl Server {
         let secret = config
             .secret
             .unwrap_or_else(|| SmallRng::seed_from_u64(config.seed ^ 0xC00C_1E5E_C2E7).gen());
+        // The tables' hash keys: from the seed, apart from the RNG the protocol draws from.
+        let mut keys = SmallRng::seed_from_u64(config.seed ^ 0x4A54_AB1E_5EED);
+        let hasher = Keyed::from_rng(&mut keys);
         let rates = Rates {
             binding: config.binding_rate,
             register: config.register_rate,
@@ -274,14 +281,16 @@ impl Server {
                     .max_ip_entries
                     .max(config.max_members.saturating_mul(2)),
                 now,
+                hasher,
             ),
             burned: BTreeMap::new(),
             table: None,
             rng: SmallRng::seed_from_u64(config.seed),
             config,
-            members: Members::new(now),
-            pairs: HashMap::new(),
-            infos: HashMap::new(),
+            members: Members::new(now, hasher),
+            pairs: KeyedMap::with_hasher(hasher),
+            infos: KeyedMap::with_hasher(hasher),
+            hasher,
             info_schedule: BTreeSet::new(),
             next_sweep: None,
             out: VecDeque::new(),
@@ -313,7 +322,7 @@ impl Server {
     pub fn relay_table(&mut self) -> Arc<RelayTable> {
         let max = self.config.max_relay_payload;
         self.table
-            .get_or_insert_with(|| Arc::new(RelayTable::new(max)))
+            .get_or_insert_with(|| Arc::new(RelayTable::with_hasher(max, self.hasher)))
             .clone()
     }
 
@@ -359,7 +368,7 @@ impl Server {
     /// tables (what it asked of the allocator, not the allocator's own overhead). Queued datagrams and events
     /// are not counted: a driver drains them.
     pub fn heap_bytes(&self) -> usize {
-        fn map<K, V>(m: &HashMap<K, V>) -> usize {
+        fn map<K, V>(m: &KeyedMap<K, V>) -> usize {
             // hashbrown: a control byte per bucket, buckets a power of two at most 7/8 full.
             let buckets = (m.capacity() * 8 / 7).next_power_of_two();
             buckets * (std::mem::size_of::<(K, V)>() + 1)
