@@ -1,7 +1,7 @@
 //! `punch server --threads N` (N > 1): one control thread runs the [`Server`] machine; N data threads each
 //! own a socket bound to the same address with SO_REUSEPORT (the kernel spreads sources across them by
 //! their 4-tuple). A data thread forwards canonical relays on routes the server already checked
-//! ([`RelayTable`]) itself and hands every other datagram to the control thread, which sends its answers
+//! ([`RelayTable`](punch_core::RelayTable), through a [`RelayForwarder`]) itself and hands every other datagram to the control thread, which sends its answers
 //! from one of the sockets (all have the same local address). Relay counts go back to the server once a
 //! second ([`Server::note_relayed`]). Blocking std sockets, one datagram per system call: the simplest
 //! correct version (docs/SCALING.md).
