@@ -137,6 +137,8 @@ pub struct ChatSession {
     /// Where frames go (the path's next hop); `None` while there is no path: queued data waits.
     next_hop: Option<SocketAddr>,
     now: Option<Instant>,
+    /// Frames sent again because no acknowledgement came in time.
+    retransmissions: u64,
 }
 
 impl crate::Machine for ChatSession {
@@ -235,6 +237,9 @@ impl crate::Machine for ChatSession {
         for f in self.in_flight.values_mut() {
             if f.retransmit.is_due(now) {
                 self.out.push_back(f.frame.clone());
+                if f.retransmit.sends() > 0 {
+                    self.retransmissions += 1;
+                }
                 f.retransmit.on_send(now);
             }
         }
@@ -287,6 +292,7 @@ impl ChatSession {
             initial_rto: Duration::from_millis(300),
             next_hop: None,
             now: None,
+            retransmissions: 0,
         }
     }
 
@@ -341,6 +347,12 @@ impl ChatSession {
     /// [`ChatSession::finish`] was called.
     pub fn is_finished(&self) -> bool {
         self.finished
+    }
+
+    /// How many frames were sent again because no acknowledgement came in time (a sign that the path may
+    /// be dead: the peer then checks its direct path at once).
+    pub fn retransmissions(&self) -> u64 {
+        self.retransmissions
     }
 
     /// Every message handed to `send` has been acknowledged.

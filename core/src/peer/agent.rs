@@ -7,17 +7,22 @@
 //! [`PeerConfig::ping_interval`]) for the first [`FAST_PHASE`], then every `ping_interval`, until the first
 //! pong proves a direct path or [`PeerConfig::punch_timeout`] passes. A ping from an unknown address is answered
 //! and pinged back at once. While on the relay the agent asks the server every [`PeerConfig::retry_interval`]
-//! for a new round (the server starts it for both sides at once). On the direct path a ping every
-//! [`PeerConfig::path_keepalive`] keeps it alive; after [`PeerConfig::path_timeout`] of silence the path is lost:
-//! back to the relay and punch again.
+//! for a new round (the server starts it for both sides at once).
+//!
+//! On the direct path one side (the keepalive leader) pings the idle path every learnt interval
+//! ([`super::lifetime`]: from [`PeerConfig::path_keepalive`] up to [`PeerConfig::path_keepalive_max`]), and every
+//! ping starts a liveness check: no word from the path within two round trips, ping again, twice more with
+//! doubled waits ([`CHECK_TRIES`]); still nothing, the path is lost: back to the relay at once and punch again.
+//! The peer also asks for a check ([`PathAgent::suspect`]) as soon as the chat has to retransmit on the direct
+//! path, so a path that dies mid-conversation is left within a few round trips, not at the next keepalive.
 //!
 //! Liveness is counted per address: only what arrives from the direct path's own address keeps it alive. When
 //! the partner's NAT gives it a new public port (a reboot, a conntrack flush, a mapping that timed out), its
 //! authenticated datagrams arrive from the new address while ours still go to the old one. The agent then
 //! pings the new address (at most every [`REBIND_PROBE_EVERY`]), and a pong from it moves the direct path there
-//! once the current address has been silent for [`SWITCH_AFTER`]. A keepalive that finds the path silent
-//! for a keepalive interval also pings every other candidate, so either side's rebinding is followed within
-//! about a keepalive interval, without a round through the server.
+//! once the current address has been silent for [`SWITCH_AFTER`]. A liveness check that gets no answer to its
+//! first ping pings every other candidate with its second, so either side's rebinding is followed within a
+//! few round trips, without a round through the server.
 //!
 //! Birthday probing ([`Strategy::Birthday`]: a random-port symmetric NAT facing a port-filtering one) is a round
 //! of its own. The hard side asks its driver for [`PeerConfig::birthday_sockets`] extra sockets
@@ -42,6 +47,7 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 
+use super::lifetime::MappingLifetime;
 use super::PeerRng;
 
 use super::{Path, PeerConfig, FALLBACK_SERVER_RTT};
@@ -70,6 +76,23 @@ pub const PROBE_MIN_PORT: u16 = 1024;
 const PROBE_TICK: Duration = Duration::from_millis(10);
 /// What the hard side's sockets need before the first probe can land: time to bind them and send the openers.
 const BIND_MARGIN: Duration = Duration::from_millis(20);
+/// Pings a liveness check sends before it declares the direct path lost.
+pub const CHECK_TRIES: u8 = 3;
+/// The first wait of a liveness check: twice the path's round trip, within these bounds; each further try
+/// waits twice as long (at 40 ms RTT: 100, 200 and 400 ms, so a dead path is left after 700 ms).
+const CHECK_WAIT_MIN: Duration = Duration::from_millis(100);
+const CHECK_WAIT_MAX: Duration = Duration::from_secs(1);
+
+/// A liveness check of the direct path in progress: pings to it, waiting for any authenticated word from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Check {
+    /// When the first ping left: anything from the path after this proves it alive.
+    since: Instant,
+    /// How long the path had been silent then.
+    silence: Duration,
+    /// Pings sent so far.
+    tries: u8,
+}
 
 timers! {
     enum AgentTimer {
@@ -78,6 +101,7 @@ timers! {
         Keepalive => "direct path keepalive",
         Retry => "ask for a new punch round",
         Probe => "birthday probe burst",
+        Check => "direct path liveness check",
     }
 }
 
@@ -132,6 +156,41 @@ struct Pair {
     path_rtt: Option<Duration>,
     /// Our public address as the server saw it (the keepalive leader is the lower of the two).
     own_public: Option<SocketAddr>,
+    /// The direct path's liveness check, while one runs.
+    check: Option<Check>,
+    /// The keepalive interval, learnt from the silences the path survived.
+    lifetime: MappingLifetime,
+    /// Our address as the partner sees it on the direct path (the last pong's mapped address).
+    seen_as: Option<SocketAddr>,
+    /// The last check's start and the silence before it, until the pong to one of its pings says whether
+    /// the mappings survived that silence.
+    proof: Option<Check>,
+}
+
+impl Pair {
+    /// Whether we are the side that keeps the idle path open (the lower public address as the server saw
+    /// both; the other side answers, and pings only when the path went quiet).
+    fn follower(&self) -> bool {
+        self.own_public.is_some_and(|o| o > self.public)
+    }
+
+    /// Whether the keepalive interval may grow: not where a lost path is expensive to find again (birthday
+    /// probing; a path from an extra socket).
+    fn may_grow(&self) -> bool {
+        self.strategy == Strategy::Punch && self.path_local.is_none()
+    }
+
+    /// How long the follower waits for the leader's keepalive before it pings itself.
+    fn patience(&self) -> Duration {
+        let interval = self.lifetime.interval();
+        interval + interval / 8 + self.path_rtt.unwrap_or(HOLD_FALLBACK_RTT) * 2
+    }
+
+    /// An authenticated datagram from the direct path at `now`: it is alive. Returns the check this ends.
+    fn heard(&mut self, now: Instant) -> Option<Check> {
+        self.path_rx = now;
+        self.check.take_if(|c| now >= c.since)
+    }
 }
 
 /// Whether a round trip of `rtt` is clearly better than the path's `path_rtt`: under three quarters of it,
@@ -282,6 +341,13 @@ impl PathAgent {
             proven: BTreeSet::new(),
             path_rtt: None,
             own_public: p.own_public,
+            check: None,
+            seen_as: None,
+            proof: None,
+            lifetime: MappingLifetime::new(
+                self.config.path_keepalive,
+                self.config.path_keepalive_max,
+            ),
         });
         let rtt = self.relay_rtt();
         self.events.push_back(AgentEvent::Path {
@@ -309,6 +375,14 @@ impl PathAgent {
     /// Whether `local` is one of the extra sockets (only the partner's pings, pongs and data count there).
     pub fn is_extra_socket(&self, local: SocketAddr) -> bool {
         self.sockets.contains(&local)
+    }
+
+    /// The longest silence the current direct path survived (zero without one): our NAT keeps idle mappings
+    /// at least this long.
+    pub fn proven_silence(&self) -> Duration {
+        self.pair
+            .as_ref()
+            .map_or(Duration::ZERO, |p| p.lifetime.proven())
     }
 
     /// What punching has cost so far.
@@ -386,6 +460,8 @@ impl PathAgent {
             pair.public = public;
             if pair.phase == Phase::Direct(old) {
                 pair.phase = Phase::Relay;
+                pair.check = None;
+                self.timers.stop(AgentTimer::Check);
                 self.events.push_back(AgentEvent::Path {
                     path: Path::Relay,
                     rtt: relay_rtt,
@@ -418,7 +494,7 @@ impl PathAgent {
         let from = self.source_of(local);
         match inner {
             Inner::Ping { tid } => self.on_ping(from, remote, tid),
-            Inner::Pong { tid, .. } => self.on_pong(from, remote, tid),
+            Inner::Pong { tid, mapped } => self.on_pong(from, remote, tid, mapped),
             _ => {}
         }
     }
@@ -433,7 +509,11 @@ impl PathAgent {
             return;
         };
         match p.phase {
-            Phase::Direct(addr) if addr == remote && from == p.path_local => p.path_rx = now,
+            Phase::Direct(addr) if addr == remote && from == p.path_local => {
+                if let Some(check) = p.heard(now) {
+                    self.on_check_passed(check);
+                }
+            }
             Phase::Direct(addr) if addr == remote => {}
             Phase::Direct(_) => {
                 let due = p
@@ -461,6 +541,7 @@ impl PathAgent {
                 AgentTimer::Keepalive => self.on_keepalive(),
                 AgentTimer::Retry => self.on_retry(),
                 AgentTimer::Probe => self.send_probes(),
+                AgentTimer::Check => self.on_check(),
             }
         }
     }
@@ -700,9 +781,28 @@ impl PathAgent {
         let Some(pair) = self.pair.as_mut() else {
             return;
         };
+        let mut passed = None;
         if pair.phase == Phase::Direct(remote) && pair.path_local == from {
-            pair.path_rx = now;
+            // The leader's keepalive after a whole interval of silence: both mappings lived that long. Not
+            // while our own check waits for its pong: then this may be the partner following our new mapping
+            // (the pong's mapped address tells).
+            let silence = now.saturating_duration_since(pair.path_rx);
+            if pair.check.is_none() && pair.proof.is_none() {
+                let grow = pair.may_grow();
+                pair.lifetime.survived(silence, grow);
+            }
+            passed = pair.heard(now);
+            if pair.follower() {
+                let wait = pair.patience();
+                self.timers.set(AgentTimer::Keepalive, after(now, wait));
+            }
         }
+        if let Some(check) = passed {
+            self.on_check_passed(check);
+        }
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
         let new = !pair.candidates.contains(&remote);
         if new && pair.candidates.len() < MAX_CANDIDATES {
             pair.candidates.insert(remote);
@@ -723,7 +823,13 @@ impl PathAgent {
         }
     }
 
-    fn on_pong(&mut self, from: Option<SocketAddr>, remote: SocketAddr, tid: Tid) {
+    fn on_pong(
+        &mut self,
+        from: Option<SocketAddr>,
+        remote: SocketAddr,
+        tid: Tid,
+        mapped: SocketAddr,
+    ) {
         let now = self.now;
         let Some((sent, to, sent_from)) = self.pings.remove(&tid) else {
             return;
@@ -743,8 +849,26 @@ impl PathAgent {
         }
         match pair.phase {
             Phase::Direct(addr) if addr == remote && pair.path_local == from => {
-                pair.path_rx = now;
                 pair.path_rtt = Some(rtt);
+                // The partner sees us at a new address: our NAT forgot the mapping and made a new one (a
+                // symmetric NAT: a new port), so the silence before this check was too long for it.
+                let rebound = pair.seen_as.is_some_and(|s| s != mapped);
+                pair.seen_as = Some(mapped);
+                // The answer to a check's ping proves (or, rebound, disproves) the silence before it.
+                let proof = pair.proof.take_if(|p| sent >= p.since);
+                if let Some(proof) = proof {
+                    if rebound {
+                        pair.lifetime.lost(proof.silence);
+                    } else {
+                        let grow = pair.may_grow();
+                        pair.lifetime.survived(proof.silence, grow);
+                    }
+                }
+                // (The check itself may have passed already: the peer notes every datagram from the path
+                // before it hands the agent a pong.)
+                if let Some(check) = pair.heard(now).or(proof) {
+                    self.on_check_passed(check);
+                }
                 return;
             }
             // Keep the proven path while it is alive, unless this one is clearly shorter; move when it went
@@ -757,10 +881,27 @@ impl PathAgent {
             }
             _ => {}
         }
+        if let Phase::Direct(old) = pair.phase {
+            // The path moves because the partner now speaks from `remote`: its NAT forgot the old mapping
+            // (a symmetric NAT gave it a new port), so the silence before was too long for that NAT.
+            if old != remote && old.ip() == remote.ip() {
+                let silence = now.saturating_duration_since(pair.path_rx);
+                pair.lifetime.lost(silence);
+            }
+        }
         pair.path_rx = now;
         pair.path_rtt = Some(rtt);
         pair.phase = Phase::Direct(remote);
         pair.path_local = from;
+        pair.seen_as = Some(mapped);
+        pair.check = None;
+        pair.proof = None;
+        let keepalive = if pair.follower() {
+            pair.patience()
+        } else {
+            pair.lifetime.interval()
+        };
+        self.timers.stop(AgentTimer::Check);
         let birthday = pair.strategy == Strategy::Birthday;
         self.timers.stop(AgentTimer::Ping);
         self.timers.stop(AgentTimer::Probe);
@@ -775,10 +916,8 @@ impl PathAgent {
             path: Path::Direct(remote),
             rtt,
         });
-        self.timers.set(
-            AgentTimer::Keepalive,
-            after(now, self.config.path_keepalive),
-        );
+        self.timers
+            .set(AgentTimer::Keepalive, after(now, keepalive));
     }
 
     fn on_punch_deadline(&mut self) {
@@ -803,61 +942,152 @@ impl PathAgent {
         );
     }
 
+    /// The keepalive timer: the leader pings the idle path every learnt interval (and the proven other
+    /// candidates, for path choice by RTT); the follower only when the leader's ping is overdue. Either way the
+    /// ping starts a liveness check.
     fn on_keepalive(&mut self) {
         let now = self.now;
-        let relay_rtt = self.relay_rtt();
         let Some(pair) = self.pair.as_mut() else {
             return;
         };
         let Phase::Direct(addr) = pair.phase else {
             return;
         };
-        let own = pair.path_local;
         let silent = now.saturating_duration_since(pair.path_rx);
-        // Half the idle cost: one side pings, the other only answers (its pongs refresh its own NAT's
-        // mapping). The leader is the side with the lower public address as the server saw them (both sides
-        // see the same two); the follower pings only after a whole interval without a word from the path
-        // (the leader went quiet, or the two disagree: then both ping, as before).
-        let follower = pair.own_public.is_some_and(|o| o > pair.public);
-        if follower && silent < self.config.path_keepalive {
-            self.timers.set(
-                AgentTimer::Keepalive,
-                after(now, self.config.path_keepalive),
-            );
-            return;
+        if pair.follower() {
+            let patience = pair.patience();
+            if silent < patience {
+                let at = pair.path_rx + patience;
+                self.timers.set(AgentTimer::Keepalive, at);
+                return;
+            }
         }
-        if silent >= self.config.path_timeout {
-            // The direct path went silent (e.g. a NAT mapping expired): relay, and punch again; ask the server
-            // at once whether our public address changed.
-            pair.phase = Phase::Relay;
-            self.events.push_back(AgentEvent::CheckServer);
-            self.events.push_back(AgentEvent::Path {
-                path: Path::Relay,
-                rtt: relay_rtt,
-            });
-            self.start_round();
-            return;
-        }
-        // A keepalive interval without a word from the path: maybe our own mapping changed, or the partner's;
-        // ask every other candidate too (a pong moves the path: see on_pong). Otherwise the other proven
-        // candidates (a clearly shorter round trip moves the path: see the module docs).
-        let others: Vec<SocketAddr> = if silent >= self.config.path_keepalive {
-            pair.candidates
-                .iter()
-                .copied()
-                .filter(|c| *c != addr)
-                .collect()
-        } else {
-            pair.proven.iter().copied().filter(|c| *c != addr).collect()
-        };
-        self.ping(own, addr);
+        let interval = pair.lifetime.interval();
+        let own = pair.path_local;
+        let others: Vec<SocketAddr> = pair.proven.iter().copied().filter(|c| *c != addr).collect();
+        self.start_check();
         for c in others {
             self.ping(own, c);
         }
-        self.timers.set(
-            AgentTimer::Keepalive,
-            after(now, self.config.path_keepalive),
+        self.timers.set(AgentTimer::Keepalive, after(now, interval));
+    }
+
+    /// The chat had to retransmit on the direct path: check it now rather than at the next keepalive.
+    pub fn suspect(&mut self, now: Instant) {
+        self.advance(now);
+        self.start_check();
+    }
+
+    /// Pings the direct path and waits a few round trips for a word from it (unless a check already runs).
+    fn start_check(&mut self) {
+        let now = self.now;
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        let Phase::Direct(addr) = pair.phase else {
+            return;
+        };
+        if pair.check.is_some() {
+            return;
+        }
+        let check = Check {
+            since: now,
+            silence: now.saturating_duration_since(pair.path_rx),
+            tries: 1,
+        };
+        pair.check = Some(check);
+        pair.proof = Some(check);
+        let wait = check_wait(pair.path_rtt, 1);
+        let own = pair.path_local;
+        self.ping(own, addr);
+        self.timers.set(AgentTimer::Check, after(now, wait));
+    }
+
+    /// A liveness check's wait ended without a word from the path: ping again (the second try also pings
+    /// every other candidate: maybe our own mapping changed, or the partner's; a pong moves the path, see
+    /// `on_pong`), or after [`CHECK_TRIES`] the path is lost.
+    fn on_check(&mut self) {
+        let now = self.now;
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        let Phase::Direct(addr) = pair.phase else {
+            pair.check = None;
+            pair.proof = None;
+            return;
+        };
+        let Some(check) = pair.check.as_mut() else {
+            // The check passed without the pong that would have proved the silence: that proof is gone.
+            pair.proof = None;
+            return;
+        };
+        if check.tries < CHECK_TRIES {
+            check.tries += 1;
+            let tries = check.tries;
+            let wait = check_wait(pair.path_rtt, tries);
+            let own = pair.path_local;
+            let others: Vec<SocketAddr> = if tries == 2 {
+                pair.candidates
+                    .iter()
+                    .copied()
+                    .filter(|c| *c != addr)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            self.ping(own, addr);
+            for c in others {
+                self.ping(own, c);
+            }
+            self.timers.set(AgentTimer::Check, after(now, wait));
+            return;
+        }
+        let silence = check.silence;
+        pair.check = None;
+        pair.lifetime.lost(silence);
+        tracing::debug!(
+            ?silence,
+            interval = ?pair.lifetime.interval(),
+            "direct path lost: relay, and punch again"
         );
+        self.path_lost();
+    }
+
+    /// A check passed: the leader's next keepalive is an interval (perhaps a longer one now) after the ping
+    /// that passed it.
+    fn on_check_passed(&mut self, check: Check) {
+        let Some(pair) = self.pair.as_ref() else {
+            return;
+        };
+        if pair.proof.is_none() {
+            // Otherwise the timer still runs: its pong may come yet (see `on_check`).
+            self.timers.stop(AgentTimer::Check);
+        }
+        let at = if pair.follower() {
+            pair.path_rx + pair.patience()
+        } else {
+            check.since + pair.lifetime.interval()
+        };
+        self.timers.set(AgentTimer::Keepalive, at.max(self.now));
+    }
+
+    /// The direct path is dead: relay at once (the chat resends what was in flight), ask the server whether
+    /// our public address changed, and punch again.
+    fn path_lost(&mut self) {
+        let relay_rtt = self.relay_rtt();
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        pair.phase = Phase::Relay;
+        pair.check = None;
+        self.timers.stop(AgentTimer::Check);
+        self.timers.stop(AgentTimer::Keepalive);
+        self.events.push_back(AgentEvent::CheckServer);
+        self.events.push_back(AgentEvent::Path {
+            path: Path::Relay,
+            rtt: relay_rtt,
+        });
+        self.start_round();
     }
 
     /// While on the relay: ask the server for a new punch round for both sides.
@@ -875,6 +1105,13 @@ impl PathAgent {
             after(self.now, self.config.retry_interval),
         );
     }
+}
+
+/// How long the `tries`-th ping of a liveness check waits: twice the path's round trip (or the fallback
+/// hold RTT), 100 ms to 1 s, doubled for each earlier try.
+fn check_wait(path_rtt: Option<Duration>, tries: u8) -> Duration {
+    let base = (path_rtt.unwrap_or(HOLD_FALLBACK_RTT) * 2).clamp(CHECK_WAIT_MIN, CHECK_WAIT_MAX);
+    base * (1 << (tries.saturating_sub(1)).min(4))
 }
 
 /// How long a held first ping (or the easy side's first birthday probe) waits: half the server RTT, 30 to
@@ -985,6 +1222,85 @@ mod tests {
         assert_eq!(last_path(&mut agent), Some(Path::Direct(a(V6))));
         pong(&mut agent, next + ms(30), V4, probes[&a(V4)]);
         assert_eq!(last_path(&mut agent), None);
+    }
+
+    /// The agent of `paired`, direct to V4 after a 30 ms pong; returns the time of the pong.
+    fn direct() -> (PathAgent, Instant) {
+        let (mut agent, t0) = paired();
+        let round = pings(&mut agent);
+        let at = t0 + Duration::from_millis(30);
+        pong(&mut agent, at, V4, round[&a(V4)]);
+        assert_eq!(last_path(&mut agent), Some(Path::Direct(a(V4))));
+        (agent, at)
+    }
+
+    #[test]
+    fn a_dead_direct_path_is_left_after_three_unanswered_pings_within_a_few_round_trips() {
+        let ms = Duration::from_millis;
+        let (mut agent, t) = direct();
+        // The keepalive pings the path and starts a check: 2 x RTT (30 ms), at least 100 ms, doubling.
+        let keepalive = t + agent.config.path_keepalive;
+        agent.handle_timeout(keepalive);
+        assert!(pings(&mut agent).contains_key(&a(V4)));
+        agent.handle_timeout(keepalive + ms(100));
+        let second = pings(&mut agent);
+        assert!(
+            second.contains_key(&a(V4)) && second.contains_key(&a(V6)),
+            "the second try asks every candidate: {second:?}"
+        );
+        agent.handle_timeout(keepalive + ms(300));
+        assert!(pings(&mut agent).contains_key(&a(V4)));
+        assert_eq!(last_path(&mut agent), None, "still direct");
+        agent.handle_timeout(keepalive + ms(700));
+        let mut events = Vec::new();
+        while let Some(e) = agent.poll_event() {
+            events.push(e);
+        }
+        assert!(events.contains(&AgentEvent::CheckServer), "{events:?}");
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                AgentEvent::Path {
+                    path: Path::Relay,
+                    ..
+                }
+            )),
+            "on the relay 700 ms after the first unanswered ping: {events:?}"
+        );
+        assert!(agent.is_punching(), "and punching again");
+    }
+
+    #[test]
+    fn a_suspect_path_is_checked_at_once_and_an_answer_keeps_it() {
+        let ms = Duration::from_millis;
+        let (mut agent, t) = direct();
+        agent.suspect(t + ms(500));
+        let check = pings(&mut agent);
+        assert_eq!(check.keys().copied().collect::<Vec<_>>(), [a(V4)]);
+        pong(&mut agent, t + ms(530), V4, check[&a(V4)]);
+        agent.handle_timeout(t + ms(2000));
+        assert!(pings(&mut agent).is_empty(), "no more check pings");
+        assert_eq!(last_path(&mut agent), None, "still direct");
+    }
+
+    #[test]
+    fn the_keepalive_interval_grows_while_the_idle_path_survives() {
+        let (mut agent, t) = direct();
+        let mut at = t;
+        let mut gaps = Vec::new();
+        for _ in 0..5 {
+            let next = agent.poll_deadline().expect("the keepalive").at;
+            gaps.push(next.saturating_duration_since(at));
+            agent.handle_timeout(next);
+            let ping = pings(&mut agent);
+            at = next + Duration::from_millis(30);
+            pong(&mut agent, at, V4, ping[&a(V4)]);
+        }
+        let secs: Vec<f64> = gaps
+            .iter()
+            .map(|g| (g.as_secs_f64() * 10.0).round() / 10.0)
+            .collect();
+        assert_eq!(secs, [5.0, 7.5, 11.2, 16.7, 25.1], "{gaps:?}");
     }
 
     #[test]

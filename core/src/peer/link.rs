@@ -87,6 +87,11 @@ enum State {
     Closed,
 }
 
+/// The longest server keepalive interval however long our NAT keeps idle mappings: the server expires a
+/// member after 60 s of silence (`ServerConfig::member_timeout`), and one lost keepalive must not cost the
+/// registration.
+pub const SERVER_KEEPALIVE_MAX: Duration = Duration::from_secs(25);
+
 /// See the module docs.
 #[derive(Debug)]
 pub(crate) struct ServerLink {
@@ -102,6 +107,9 @@ pub(crate) struct ServerLink {
     client_id: ClientIdBytes,
     /// The public address changed and the server has not confirmed the new one yet.
     rebinding: bool,
+    /// The keepalive interval: [`PeerConfig::server_keepalive`], or longer once the direct path proved our
+    /// NAT keeps idle mappings longer (see [`ServerLink::set_keepalive`]).
+    keepalive: Duration,
     /// Our SPAKE2 message, sent in every Register (the server passes it to the partner); `None` until we know
     /// our code (the server is allocating our nameplate).
     pake: Option<Vec<u8>>,
@@ -127,6 +135,7 @@ impl ServerLink {
             timers: Timers::default(),
             server_rtt: None,
             public_addr: None,
+            keepalive: config.server_keepalive,
             client_id: rng.gen(),
             link_key: rng.gen(),
             forged: 0,
@@ -330,7 +339,7 @@ impl ServerLink {
         let every = if self.rebinding {
             self.config.rebind_keepalive
         } else {
-            self.config.server_keepalive
+            self.keepalive
         };
         self.timers
             .set(LinkTimer::Keepalive, after(self.now, every));
@@ -611,10 +620,16 @@ impl ServerLink {
             public_addr: public,
             server_rtt,
         });
-        self.timers.set(
-            LinkTimer::Keepalive,
-            after(self.now, self.config.server_keepalive),
-        );
+        self.timers
+            .set(LinkTimer::Keepalive, after(self.now, self.keepalive));
+    }
+
+    /// Our NAT kept an idle mapping (the direct path's) for `proven`: the server keepalive may wait that long
+    /// too, within [`PeerConfig::server_keepalive`] and [`SERVER_KEEPALIVE_MAX`]. Takes effect from the next
+    /// keepalive.
+    pub fn set_keepalive(&mut self, proven: Duration) {
+        let base = self.config.server_keepalive;
+        self.keepalive = proven.clamp(base, SERVER_KEEPALIVE_MAX.max(base));
     }
 
     fn on_peer_info(&mut self, info: PeerInfo) {

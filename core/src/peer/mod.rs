@@ -27,6 +27,7 @@ use crate::Machine;
 use crate::{Deadline, Transmit};
 
 mod agent;
+mod lifetime;
 mod link;
 mod secure;
 
@@ -91,10 +92,13 @@ pub struct PeerConfig {
     pub punch_timeout: Duration,
     /// Interval between pings while punching (default 100 ms).
     pub ping_interval: Duration,
-    /// Keepalive on the direct path (default 5 s).
+    /// The first keepalive interval of an idle direct path, the safe default (5 s): well under the shortest
+    /// UDP mapping lifetimes seen in practice (20 to 30 s). The interval then grows by half each time the path
+    /// survives a whole one, and settles when a longer one kills it (docs/STRATEGY.md, "Keepalive").
     pub path_keepalive: Duration,
-    /// Silence after which the direct path is lost (default 12 s).
-    pub path_timeout: Duration,
+    /// The longest keepalive interval the direct path may grow to (default 100 s: under the 2 minutes RFC 4787
+    /// asks NATs to keep an idle mapping; set it to `path_keepalive` for a fixed interval).
+    pub path_keepalive_max: Duration,
     /// Keepalive to the server (default 15 s; the server expires members after 60 s).
     pub server_keepalive: Duration,
     /// Server keepalive while the server has not confirmed a new public address (default 1 s).
@@ -142,7 +146,7 @@ impl PeerConfig {
             punch_timeout: Duration::from_secs(3),
             ping_interval: Duration::from_millis(100),
             path_keepalive: Duration::from_secs(5),
-            path_timeout: Duration::from_secs(12),
+            path_keepalive_max: Duration::from_secs(100),
             server_keepalive: Duration::from_secs(15),
             rebind_keepalive: Duration::from_secs(1),
             reregister_interval: Duration::from_secs(10),
@@ -358,6 +362,8 @@ pub struct Peer {
     /// The partner's FIN arrived.
     peer_finished: bool,
     conversation_done: bool,
+    /// The chat's retransmissions already looked at (see `drain`).
+    chat_resent: u64,
     secure: Secure,
     /// For the code's words when the server allocated the nameplate.
     rng: PeerRng,
@@ -480,6 +486,7 @@ impl Peer {
             partner_name: String::new(),
             peer_finished: false,
             conversation_done: false,
+            chat_resent: 0,
             secure,
             rng,
             rejected: 0,
@@ -568,6 +575,14 @@ impl Peer {
 
     /// Drains the children: events first (they call into the other children), then transmits.
     fn drain(&mut self) {
+        // The chat resent a frame on the direct path: it may be dead; check it now.
+        let resent = self.chat.retransmissions();
+        if resent > self.chat_resent {
+            self.chat_resent = resent;
+            if matches!(self.path, Some(Path::Direct(_))) {
+                self.agent.suspect(self.now);
+            }
+        }
         loop {
             if let Some(e) = self.link.poll_event() {
                 self.on_link_event(e);
@@ -580,6 +595,7 @@ impl Peer {
             }
         }
         self.check_conversation_done();
+        self.link.set_keepalive(self.agent.proven_silence());
         while let Some(t) = self.link.poll_transmit() {
             self.out.push_back(t);
         }
