@@ -276,6 +276,40 @@ pub fn announce(local: SocketAddr, server: SocketAddr) -> Vec<SocketAddr> {
             out.push(SocketAddr::new(ip, local.port()));
         }
     }
+    if local.is_ipv6() {
+        // Every other global IPv6 address of the host's interfaces (a stable and a temporary one, or one per
+        // uplink): the partner pings them all in a punch round, and the best round trip wins.
+        let interfaces = if_addrs::get_if_addrs().unwrap_or_default();
+        let ips = interfaces.iter().map(|i| i.ip());
+        out = with_global_ipv6(out, ips, local.port());
+    }
+    out
+}
+
+/// Most IPv6 addresses announced (each is a candidate the partner pings every punch round).
+const MAX_IPV6_ANNOUNCED: usize = 4;
+
+/// `out` and the global unicast IPv6 addresses (2000::/3) among `ips` with `port`, without duplicates, at
+/// most [`MAX_IPV6_ANNOUNCED`] IPv6 addresses in all.
+fn with_global_ipv6(
+    mut out: Vec<SocketAddr>,
+    ips: impl IntoIterator<Item = std::net::IpAddr>,
+    port: u16,
+) -> Vec<SocketAddr> {
+    for ip in ips {
+        let std::net::IpAddr::V6(v6) = ip else {
+            continue;
+        };
+        let global = (v6.segments()[0] & 0xe000) == 0x2000;
+        let a = SocketAddr::new(ip, port);
+        if !global || out.contains(&a) {
+            continue;
+        }
+        if out.iter().filter(|a| a.is_ipv6()).count() >= MAX_IPV6_ANNOUNCED {
+            break;
+        }
+        out.push(a);
+    }
     out
 }
 
@@ -689,6 +723,35 @@ fn detection_limit(c: &punch_core::DetectorConfig) -> std::time::Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_global_ipv6_address_is_announced_up_to_four_and_no_other() {
+        let ips = [
+            "192.168.1.10",
+            "::1",
+            "fe80::1",
+            "fd00::5",
+            "2001:db8:a::2",
+            "2001:db8:a::77",
+            "2001:db8:a::2",
+            "2a02::3",
+            "2a02::4",
+            "2a02::5",
+        ]
+        .map(|s| s.parse().unwrap());
+        let route: SocketAddr = "[2001:db8:a::2]:5000".parse().unwrap();
+        let out = with_global_ipv6(vec!["10.0.0.2:5000".parse().unwrap(), route], ips, 5000);
+        let want: Vec<SocketAddr> = [
+            "10.0.0.2:5000",
+            "[2001:db8:a::2]:5000",
+            "[2001:db8:a::77]:5000",
+            "[2a02::3]:5000",
+            "[2a02::4]:5000",
+        ]
+        .map(|s| s.parse().unwrap())
+        .to_vec();
+        assert_eq!(out, want);
+    }
 
     #[test]
     fn verbosity_flags_pick_the_log_level() {
