@@ -864,8 +864,7 @@ impl PathAgent {
                         pair.lifetime.survived(proof.silence, grow);
                     }
                 }
-                // (The check itself may have passed already: the peer notes every datagram from the path
-                // before it hands the agent a pong.)
+                // (The check itself may have passed already, on a datagram that came before this pong.)
                 if let Some(check) = pair.heard(now).or(proof) {
                     self.on_check_passed(check);
                 }
@@ -963,6 +962,12 @@ impl PathAgent {
             }
         }
         let interval = pair.lifetime.interval();
+        tracing::debug!(
+            ?silent,
+            ?interval,
+            leader = !pair.follower(),
+            "direct path keepalive"
+        );
         let own = pair.path_local;
         let others: Vec<SocketAddr> = pair.proven.iter().copied().filter(|c| *c != addr).collect();
         self.start_check();

@@ -73,8 +73,10 @@ impl MappingLifetime {
 
     /// The path was found dead after `silence`.
     pub fn lost(&mut self, silence: Duration) {
-        if silence <= self.survived {
-            return; // it lived that long before: not the mapping's lifetime
+        if silence <= self.survived || silence * 3 < self.interval * 2 {
+            // It lived that long before, or it died mid-conversation (a flush, a reboot, an outage): not
+            // the mapping's lifetime. Only an idle interval's keepalive finding it dead says something.
+            return;
         }
         self.fatal = Some(self.fatal.map_or(silence, |f| f.min(silence)));
         let settle = if self.survived.is_zero() {
@@ -146,6 +148,15 @@ mod tests {
         assert_eq!(l.interval(), Duration::from_millis(7_500));
         l.survived(l.interval(), true);
         assert_eq!(l.interval(), Duration::from_millis(11_250));
+    }
+
+    #[test]
+    fn a_death_mid_conversation_changes_nothing() {
+        let mut l = MappingLifetime::new(s(5), s(120));
+        l.lost(s(1)); // a flush a second after the last word: not a lifetime
+        assert_eq!(l.interval(), s(5));
+        l.survived(s(5), true);
+        assert_eq!(l.interval(), Duration::from_millis(7_500));
     }
 
     #[test]

@@ -394,8 +394,10 @@ impl crate::Machine for Peer {
             wire::Kind::Data => {
                 if let Some((id, sealed)) = wire::decode_direct(data) {
                     if let Ok(inner) = self.open(id, sealed) {
-                        self.agent.note_direct_rx(self.now, local, remote);
+                        // The agent sees a ping or pong before it notes the datagram as a sign of life, so
+                        // it can tell how long the path was silent before it.
                         self.dispatch(local, remote, inner);
+                        self.agent.note_direct_rx(self.now, local, remote);
                     }
                 }
             }
