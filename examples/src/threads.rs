@@ -60,6 +60,9 @@ impl Threaded {
         for _ in 1..threads {
             sockets.push(bind_shared(local, buffer)?);
         }
+        if let Some(bytes) = buffer {
+            log_buffers(&sockets[0], bytes);
+        }
         let mut server = make(local);
         let table = server.relay_table();
         let (packets, bytes) = (
@@ -121,6 +124,24 @@ fn bind_shared(a: SocketAddr, buffer: Option<usize>) -> Result<UdpSocket> {
         .with_context(|| format!("cannot bind UDP {a}"))?;
     s.set_nonblocking(true)?;
     Ok(s.into())
+}
+
+/// Logs the socket buffers the kernel granted, as the single loop does (at warn when less than asked).
+fn log_buffers(s: &UdpSocket, bytes: usize) {
+    let sock = socket2::SockRef::from(s);
+    let (Ok(receive), Ok(send)) = (sock.recv_buffer_size(), sock.send_buffer_size()) else {
+        return;
+    };
+    if receive < bytes || send < bytes {
+        tracing::warn!(
+            "socket buffers: asked {bytes} bytes, the kernel granted receive {receive} / send {send} \
+             (raise net.core.rmem_max / wmem_max for more)"
+        );
+    } else {
+        tracing::info!(
+            "socket buffers: asked {bytes} bytes, the kernel granted receive {receive} / send {send}"
+        );
+    }
 }
 
 fn data_loop(
