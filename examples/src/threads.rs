@@ -1,12 +1,12 @@
-//! `punch server --threads N` (N > 1): one control thread runs the [`Server`] machine; N data threads each
-//! own a socket bound to the same address with SO_REUSEPORT (the kernel spreads sources across them by
-//! their 4-tuple). A data thread forwards canonical relays on routes the server already checked
-//! ([`RelayTable`](punch_core::RelayTable), through a [`RelayForwarder`]) itself and hands every other datagram to the control thread, which sends its answers
-//! from one of the sockets (all have the same local address). Relay counts go back to the server once a
-//! second ([`Server::note_relayed`]). Data threads batch their I/O as the drivers do: one quinn-udp
-//! `recvmmsg` (with GRO) per wake-up, and what it forwards grouped into GSO sends by
-//! [`forward_batch`] (sans-IO, in `punch_core::drive`); they wait for their non-blocking socket with
-//! `poll(2)` (docs/SCALING.md).
+//! `punch server --threads N` (N > 1; the default is the number of cores): one control thread runs the
+//! [`Server`] machine; N data threads each own a socket bound to the same address with SO_REUSEPORT (the
+//! kernel spreads sources across them by their 4-tuple). A data thread forwards canonical relays on routes
+//! the server already checked ([`RelayTable`](punch_core::RelayTable), through a [`RelayForwarder`]) itself
+//! and hands every other datagram to the control thread, which sends its answers from one of the sockets
+//! (all have the same local address). Relay counts go back to the server every 200 ms
+//! ([`Server::note_relayed`]). Data threads batch their I/O as the drivers do: one quinn-udp `recvmmsg`
+//! (with GRO) per wake-up, and what it forwards grouped into GSO sends by [`forward_batch`] (sans-IO, in
+//! `punch_core::drive`); they wait for their non-blocking socket with `poll(2)` (docs/SCALING.md).
 use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
