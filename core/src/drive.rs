@@ -210,6 +210,18 @@ impl RecvBatch {
         }
     }
 
+    /// The batch a driver receives into: [`RECV_BATCH`] slots, each with room for a whole GRO run (64 KiB) when
+    /// its sockets coalesce (`gro_segments`, quinn-udp's `UdpSocketState::gro_segments`, above 1), else for one
+    /// datagram of [`RECV_BUFFER`] bytes.
+    pub fn for_gro(gro_segments: usize) -> RecvBatch {
+        let slot_len = if gro_segments > 1 {
+            u16::MAX as usize
+        } else {
+            RECV_BUFFER
+        };
+        RecvBatch::new(RECV_BATCH, slot_len)
+    }
+
     /// One filled slot, for tests and single-datagram receivers: `data` from `from` in slot 0.
     pub fn one(from: SocketAddr, data: &[u8]) -> RecvBatch {
         let mut b = RecvBatch::new(1, data.len());
@@ -327,37 +339,126 @@ impl Gso {
 
     /// Adds `transmit`, to go out on socket `socket`: returns the previous run if it cannot join it.
     pub fn push(&mut self, socket: usize, transmit: Transmit) -> Option<Run> {
-        if let Some(run) = &mut self.run {
-            let len = transmit.payload.len();
-            let joins = run.socket == socket
-                && run.destination == transmit.destination
-                && run.ttl.is_none()
-                && transmit.ttl.is_none()
-                && len > 0
-                && len <= run.segment
-                && run.payload.len() == run.count * run.segment // no shorter last datagram yet
-                && run.count < self.max_segments
-                && run.payload.len() + len <= GSO_MAX_BYTES;
-            if joins {
-                run.payload.extend_from_slice(&transmit.payload);
-                run.count += 1;
-                return None;
-            }
+        let len = transmit.payload.len();
+        if self.join(
+            socket,
+            transmit.destination,
+            transmit.ttl,
+            &transmit.payload,
+        ) {
+            return None;
         }
         let next = Run {
             socket,
             destination: transmit.destination,
             ttl: transmit.ttl,
-            segment: transmit.payload.len(),
+            segment: len,
             count: 1,
             payload: transmit.payload,
         };
         self.run.replace(next)
     }
 
+    /// [`push`](Self::push) for a datagram the caller only borrows (a relay forwarded from a receive buffer):
+    /// `data`, no TTL, to `destination` on socket `socket`. The bytes are copied into the run, which is
+    /// allocated once for as many datagrams of this size as a run can carry.
+    pub fn push_datagram(
+        &mut self,
+        socket: usize,
+        destination: SocketAddr,
+        data: &[u8],
+    ) -> Option<Run> {
+        if self.join(socket, destination, None, data) {
+            return None;
+        }
+        let room =
+            (data.len() * self.max_segments).clamp(data.len(), GSO_MAX_BYTES.max(data.len()));
+        let mut payload = Vec::with_capacity(room);
+        payload.extend_from_slice(data);
+        let next = Run {
+            socket,
+            destination,
+            ttl: None,
+            segment: data.len(),
+            count: 1,
+            payload,
+        };
+        self.run.replace(next)
+    }
+
+    /// Appends `data` to the run in progress if it can join it (see [`Run`]); whether it did.
+    fn join(
+        &mut self,
+        socket: usize,
+        destination: SocketAddr,
+        ttl: Option<u8>,
+        data: &[u8],
+    ) -> bool {
+        let Some(run) = &mut self.run else {
+            return false;
+        };
+        let len = data.len();
+        let joins = run.socket == socket
+            && run.destination == destination
+            && run.ttl.is_none()
+            && ttl.is_none()
+            && len > 0
+            && len <= run.segment
+            && run.payload.len() == run.count * run.segment // no shorter last datagram yet
+            && run.count < self.max_segments
+            && run.payload.len() + len <= GSO_MAX_BYTES;
+        if joins {
+            run.payload.extend_from_slice(data);
+            run.count += 1;
+        }
+        joins
+    }
+
     /// The run in progress, if any (call after the drain's last transmit).
     pub fn flush(&mut self) -> Option<Run> {
         self.run.take()
+    }
+}
+
+/// A relay data plane's step over one batched receive, sans-IO: every datagram in the first `count` slots
+/// of `batch` (GRO-coalesced slots split), with its sender [`canonical`], goes to `forward`. A datagram it
+/// routes (`Some(destination)`) is sent on as it is, from the same socket: consecutive ones to the same
+/// destination join one [`Run`] (grouped by `gso`, see [`Gso::push_datagram`]), handed to `send` as soon
+/// as it is complete, the last one before this returns; `local` is the socket's address, for
+/// [`for_socket`]. Every other datagram goes to `hand_over`, in order.
+///
+/// ```
+/// use punch_core::drive::{forward_batch, Gso, RecvBatch};
+///
+/// let (local, from, to) = ("192.0.2.9:3478".parse().unwrap(), "192.0.2.1:5000".parse().unwrap(), "192.0.2.2:6000".parse().unwrap());
+/// let batch = RecvBatch::one(from, b"relay me");
+/// let (mut runs, mut handed) = (Vec::new(), Vec::new());
+/// forward_batch(local, &batch, 1, &mut Gso::new(64), |_, d| (d == b"relay me").then_some(to),
+///     |from, d| handed.push((from, d.to_vec())), |run| runs.push(run));
+/// assert_eq!((runs[0].destination, runs[0].count, handed.len()), (to, 1, 0));
+/// ```
+pub fn forward_batch(
+    local: SocketAddr,
+    batch: &RecvBatch,
+    count: usize,
+    gso: &mut Gso,
+    mut forward: impl FnMut(SocketAddr, &[u8]) -> Option<SocketAddr>,
+    mut hand_over: impl FnMut(SocketAddr, &[u8]),
+    mut send: impl FnMut(Run),
+) {
+    for (from, data) in batch.datagrams(count) {
+        let from = canonical(from);
+        match forward(from, data) {
+            Some(to) => {
+                if let Some(run) = gso.push_datagram(0, for_socket(local, to), data) {
+                    send(run);
+                }
+            }
+            None => hand_over(from, data),
+        }
+    }
+    if let Some(run) = gso.flush() {
+        send(run);
     }
 }
 
@@ -1086,6 +1187,88 @@ mod tests {
             }
             proptest::prop_assert_eq!(flat, expect);
         }
+    }
+
+    #[test]
+    fn forward_batch_sends_consecutive_relays_to_one_destination_as_one_run_and_hands_over_the_rest(
+    ) {
+        let a = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        let (x, y) = (a("192.0.2.2:6000"), a("192.0.2.3:7000"));
+        let (sender, other) = (a("[::ffff:192.0.2.1]:5000"), a("[::ffff:192.0.2.4]:5000"));
+        let mut batch = RecvBatch::new(4, 16);
+        let slots: [&[u8]; 4] = [b"aaaaaaaaaaaa", b"bbbb", b"aaaaaa", b"cccc"];
+        for (slot, data) in batch.buffers_mut().zip(slots) {
+            slot[..data.len()].copy_from_slice(data);
+        }
+        let got = |from, len, stride| Received { from, len, stride };
+        batch.set(0, got(sender, 12, 4)); // GRO: three datagrams of 4 bytes
+        batch.set(1, got(other, 4, 0));
+        batch.set(2, got(sender, 6, 4)); // GRO: 4 bytes, then 2
+        batch.set(3, got(sender, 4, 0));
+        let (mut runs, mut handed, mut asked) = (Vec::new(), Vec::new(), Vec::new());
+        forward_batch(
+            a("[::]:3478"),
+            &batch,
+            4,
+            &mut Gso::new(64),
+            |from, d| {
+                asked.push(from);
+                match d[0] {
+                    b'a' => Some(x),
+                    b'c' => Some(y),
+                    _ => None,
+                }
+            },
+            |from, d| handed.push((from, d.to_vec())),
+            |run| runs.push(run),
+        );
+        assert!(
+            asked.iter().all(SocketAddr::is_ipv4),
+            "canonical senders: {asked:?}"
+        );
+        assert_eq!(handed, [(a("192.0.2.4:5000"), b"bbbb".to_vec())]);
+        // Five relays to x in one GSO run (the datagram handed over in between does not end it), one to y.
+        let shapes: Vec<_> = runs
+            .iter()
+            .map(|r| (r.destination, r.count, r.segment, r.payload.len()))
+            .collect();
+        assert_eq!(
+            shapes,
+            [
+                (for_socket(a("[::]:0"), x), 5, 4, 18),
+                (for_socket(a("[::]:0"), y), 1, 4, 4)
+            ]
+        );
+        assert_eq!(runs[0].payload, b"aaaaaaaaaaaaaaaaaa");
+        // One datagram per run when the socket cannot do GSO.
+        runs.clear();
+        forward_batch(
+            a("0.0.0.0:3478"),
+            &batch,
+            4,
+            &mut Gso::new(1),
+            |_, d| (d[0] != b'b').then_some(x),
+            |_, _| {},
+            |run| runs.push(run),
+        );
+        assert_eq!(runs.len(), 6);
+        assert!(runs.iter().all(|r| r.count == 1 && r.destination == x));
+    }
+
+    #[test]
+    fn push_datagram_groups_as_push_does() {
+        let many = [(1, 100), (1, 100), (1, 40), (1, 40), (2, 40), (2, 80)];
+        let mut by_push = Gso::new(64);
+        let mut by_datagram = Gso::new(64);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for (port, n) in many {
+            a.extend(by_push.push(0, to(port, n, None)));
+            b.extend(by_datagram.push_datagram(0, addr(port), &vec![n as u8; n]));
+        }
+        a.extend(by_push.flush());
+        b.extend(by_datagram.flush());
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 4);
     }
 
     #[test]

@@ -39,7 +39,9 @@ enum What {
     /// forwarder per_cpu_s}. RESULT = {"sent", "received", "sent_per_s", "received_per_s", "loss" (0..1),
     /// "p50_us", "p99_us" (send to receive, through the server), "server_cpu_s", "per_cpu_s" (datagrams
     /// forwarded per server CPU-second)}; with --coturn, also "coturn": RESULT and "ratio_coturn" (punch
-    /// per_cpu_s / coturn per_cpu_s), else both null.
+    /// per_cpu_s / coturn per_cpu_s), else both null; "threads", "threaded" (the threaded server ran: --threads
+    /// above 1 or --threaded), then also "single": RESULT (the single driver loop, same run) and
+    /// "ratio_single" (punch per_cpu_s / single per_cpu_s), else both null.
     Relay(RelayArgs),
     /// Server registrations and pairings: in-core (heap bytes per waiting member at --members, pairings/s) and
     /// over loopback sockets (registrations/s, pairings/s).
@@ -69,9 +71,13 @@ struct RelayArgs {
     #[arg(long)]
     no_pin: bool,
     /// Run the punch server as `punch server --threads N` does (N > 1: SO_REUSEPORT data threads and a
-    /// control thread, not pinned; the CPU measured is the sum of all of them). 1: the single driver loop.
+    /// control thread, not pinned; the CPU measured is the sum of all of them), and the single driver loop
+    /// too, in the same run. 1: the single driver loop only (unless --threaded).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=15))]
     threads: u64,
+    /// Run the threaded server (data threads and a control thread) even with --threads 1: one data thread.
+    #[arg(long)]
+    threaded: bool,
     /// Print one JSON object (fields: see `punch bench relay --help`).
     #[arg(long)]
     json: bool,
@@ -100,7 +106,8 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
         c.relay_packet_rate = unlimited;
         c.relay_byte_rate = unlimited;
     };
-    let server = if a.threads > 1 {
+    let threaded = a.threads > 1 || a.threaded;
+    let server = if threaded {
         ServerThread::start_threaded(a.buf, a.threads as usize, unlimited)?
     } else {
         ServerThread::start(a.buf, pinned, unlimited)?
@@ -114,6 +121,14 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
     };
     let punch = load.run(&flow, server.addr, server.cpu)?;
     drop(server);
+    // The threaded server's baseline: the single driver loop, same generator, same run.
+    let single = if threaded {
+        let server = ServerThread::start(a.buf, pinned, unlimited)?;
+        let (flow, _) = pair_through(server.addr, a.payload as usize, a.buf)?;
+        Some(load.run(&flow, server.addr, server.cpu)?)
+    } else {
+        None
+    };
     let fwd = Forwarder::start(flow.receiver_addr()?, a.buf, pinned)?;
     let forwarder = load.run(&flow, fwd.addr, fwd.cpu)?;
     drop(fwd);
@@ -127,6 +142,7 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
     let per = |o: &Outcome| o.per_cpu_s().max(f64::MIN_POSITIVE);
     let ratio = punch.per_cpu_s() / per(&forwarder);
     let ratio_coturn = coturn.as_ref().map(|c| punch.per_cpu_s() / per(c));
+    let ratio_single = single.as_ref().map(|o| punch.per_cpu_s() / per(o));
     let report = serde_json::json!({
         "payload": a.payload,
         "datagram": datagram,
@@ -135,6 +151,9 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
         "cpus": cpus,
         "pinned": pinned,
         "threads": a.threads,
+        "threaded": threaded,
+        "single": single.as_ref().map(Outcome::json),
+        "ratio_single": ratio_single,
         "rcvbuf": flow.rcvbuf,
         "punch": punch.json(),
         "forwarder": forwarder.json(),
@@ -145,13 +164,21 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
     if a.json {
         crate::output::emit(report);
     } else {
-        print_relay(&punch, &forwarder, coturn.as_ref(), ratio, datagram);
+        print_relay(
+            &punch,
+            single.as_ref(),
+            &forwarder,
+            coturn.as_ref(),
+            ratio,
+            datagram,
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn print_relay(
     punch: &Outcome,
+    single: Option<&Outcome>,
     fwd: &Outcome,
     coturn: Option<&Outcome>,
     ratio: f64,
@@ -159,11 +186,17 @@ fn print_relay(
 ) {
     println!("relay bench, {datagram}-byte datagrams over loopback");
     let turn = coturn.map(|c| ("coturn (ChannelData)", c));
-    let rows = [
-        ("punch server", punch),
-        ("recvmmsg/sendmmsg forwarder", fwd),
-    ];
-    for (name, o) in rows.into_iter().chain(turn) {
+    let name = if single.is_some() {
+        "punch server (threads)"
+    } else {
+        "punch server"
+    };
+    let single = single.map(|o| ("punch server (single loop)", o));
+    let rows = [(name, punch)]
+        .into_iter()
+        .chain(single)
+        .chain([("recvmmsg/sendmmsg forwarder", fwd)]);
+    for (name, o) in rows.chain(turn) {
         println!(
             "  {name:28} sent {:>10.0}/s  forwarded {:>10.0}/s  loss {:>5.1}%  p50 {:>6} µs  p99 {:>6} µs  \
              server CPU {:.2} s  {:.0} datagrams per CPU-second",
@@ -177,6 +210,10 @@ fn print_relay(
         );
     }
     println!("  punch / forwarder per CPU-second: {ratio:.2}x");
+    if let Some((_, o)) = single {
+        let r = punch.per_cpu_s() / o.per_cpu_s().max(f64::MIN_POSITIVE);
+        println!("  threads / single loop per CPU-second: {r:.2}x");
+    }
     if let Some(c) = coturn {
         let r = punch.per_cpu_s() / c.per_cpu_s().max(f64::MIN_POSITIVE);
         println!("  punch / coturn per CPU-second: {r:.2}x");

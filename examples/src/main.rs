@@ -81,9 +81,10 @@ struct ServerArgs {
     /// Print events as JSON lines on stdout.
     #[arg(long)]
     json: bool,
-    /// The async runtime that drives the sockets (both run the same core).
-    #[arg(long, value_enum, default_value = "tokio")]
-    runtime: Runtime,
+    /// The async runtime that drives the sockets (both run the same core) in the single driver loop
+    /// (`--threads 1`, which naming a runtime makes the default). Default: tokio.
+    #[arg(long, value_enum)]
+    runtime: Option<Runtime>,
     /// Most members registered at once (more get 503 "server full"); a waiting member costs at most 256 bytes.
     /// Default: what a quarter of the available memory holds at 256 bytes a member, at least 1,000,000.
     #[arg(long, value_parser = parse_max_members)]
@@ -124,10 +125,10 @@ struct ServerArgs {
     #[arg(long, default_value = "4M", value_parser = parse_bytes)]
     socket_buffer: usize,
     /// Threads (sockets on the port, SO_REUSEPORT): one control thread runs the server; each socket's thread
-    /// forwards relays on routes the server checked and hands it everything else. 1 = the single driver
-    /// loop (the only one --runtime applies to), the default: until the data threads batch their I/O, the
-    /// single batched loop forwards ~2.5x more per CPU-second (docs/SCALING.md); more threads pay only when
-    /// one core is saturated by many sources.
+    /// forwards relays on routes the server checked, with batched I/O (recvmmsg, GRO, GSO), and hands it
+    /// everything else. 1 = the single driver loop (the only one --runtime applies to). Default: the number
+    /// of cores (the data threads forward at least as much per CPU-second as the single loop,
+    /// docs/SCALING.md), but 1 with several sockets (several --listen, --alt-ip) or a --runtime named.
     #[arg(long, value_parser = parse_threads)]
     threads: Option<usize>,
 }
@@ -140,15 +141,27 @@ fn parse_threads(s: &str) -> Result<usize, String> {
     }
 }
 
-/// The threads to run: `--threads`, else 1 (see the flag's help); several threads need a single socket.
-fn server_threads(asked: Option<usize>, sockets: usize) -> anyhow::Result<usize> {
+/// The threads to run: `--threads`, else `cores` on a single socket with no `--runtime` named, else 1 (see
+/// the flag's help); several threads need a single socket.
+fn server_threads(
+    asked: Option<usize>,
+    sockets: usize,
+    runtime_named: bool,
+    cores: usize,
+) -> anyhow::Result<usize> {
     match asked {
         Some(n) if n > 1 && sockets > 1 => anyhow::bail!(
             "--threads {n} needs a single socket: one --listen address and no --alt-ip"
         ),
         Some(n) => Ok(n),
-        None => Ok(1),
+        None if sockets > 1 || runtime_named => Ok(1),
+        None => Ok(cores.max(1)),
     }
+}
+
+/// The number of cores this process may run on (1 if unknown).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 #[derive(clap::Args)]
@@ -415,7 +428,7 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
         addrs.push(*l);
     }
     let max_members = config.max_members;
-    let threads = server_threads(a.threads, addrs.len())?;
+    let threads = server_threads(a.threads, addrs.len(), a.runtime.is_some(), cores())?;
     let (tx, rx) = driver::channel(|e| !matches!(e, ServerEvent::Dropped { .. }));
     driver::on_interrupt(tx.clone());
     let now = punch_tokio::now;
@@ -436,7 +449,8 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let make = move |_: &[SocketAddr]| Server::new(config, now());
-    let running = Running::start_with_buffers(a.runtime, &addrs, buffer, make, tx)?;
+    let runtime = a.runtime.unwrap_or(Runtime::Tokio);
+    let running = Running::start_with_buffers(runtime, &addrs, buffer, make, tx)?;
     if a.alt_ip.is_none() {
         tracing::info!(
             "no --alt-ip: answering Binding requests, but clients cannot run NAT behaviour tests"
@@ -797,6 +811,27 @@ mod tests {
         assert!(h.contains("punch chat --server 203.0.113.5 "), "{h}");
         let h = join_hint("203.0.113.5:4000".parse().unwrap());
         assert!(h.contains("punch chat --server 203.0.113.5:4000 "), "{h}");
+    }
+
+    #[test]
+    fn the_server_runs_a_thread_per_core_unless_told_or_it_cannot() {
+        let t = |asked, sockets, runtime_named| server_threads(asked, sockets, runtime_named, 4);
+        assert_eq!(
+            t(None, 1, false).unwrap(),
+            4,
+            "the default: the number of cores"
+        );
+        assert_eq!(t(None, 4, false).unwrap(), 1, "--alt-ip: several sockets");
+        assert_eq!(
+            t(None, 1, true).unwrap(),
+            1,
+            "a --runtime named: the single loop"
+        );
+        assert_eq!(t(Some(2), 1, true).unwrap(), 2);
+        assert_eq!(t(Some(1), 1, false).unwrap(), 1);
+        assert!(t(Some(2), 2, false).is_err());
+        assert_eq!(server_threads(None, 1, false, 0).unwrap(), 1);
+        assert!(cores() >= 1);
     }
 
     #[test]

@@ -1,20 +1,26 @@
-//! `punch server --threads N` (N > 1): one control thread runs the [`Server`] machine; N data threads each
-//! own a socket bound to the same address with SO_REUSEPORT (the kernel spreads sources across them by
-//! their 4-tuple). A data thread forwards canonical relays on routes the server already checked
-//! ([`RelayTable`](punch_core::RelayTable), through a [`RelayForwarder`]) itself and hands every other datagram to the control thread, which sends its answers
-//! from one of the sockets (all have the same local address). Relay counts go back to the server once a
-//! second ([`Server::note_relayed`]). Blocking std sockets, one datagram per system call: the simplest
-//! correct version (docs/SCALING.md).
-use std::io;
+//! `punch server --threads N` (N > 1; the default is the number of cores): one control thread runs the
+//! [`Server`] machine; N data threads each own a socket bound to the same address with SO_REUSEPORT (the
+//! kernel spreads sources across them by their 4-tuple). A data thread forwards canonical relays on routes
+//! the server already checked ([`RelayTable`](punch_core::RelayTable), through a [`RelayForwarder`]) itself
+//! and hands every other datagram to the control thread, which sends its answers from one of the sockets
+//! (all have the same local address). Relay counts go back to the server every 200 ms
+//! ([`Server::note_relayed`]). Data threads batch their I/O as the drivers do: one quinn-udp `recvmmsg`
+//! (with GRO) per wake-up, and what it forwards grouped into GSO sends by [`forward_batch`] (sans-IO, in
+//! `punch_core::drive`); they wait for their non-blocking socket with `poll(2)` (docs/SCALING.md).
+use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use punch_core::drive::for_socket;
+use punch_core::drive::{
+    for_socket, forward_batch, sent_run, Gso, Received, RecvBatch, Run, RECV_BATCH,
+};
 use punch_core::{Machine, RelayForwarder, Server, ServerEvent};
+use quinn_udp::{RecvMeta, UdpSocketState};
 
 use crate::driver::{Input, Inputs};
 
@@ -53,6 +59,9 @@ impl Threaded {
         let mut sockets = vec![first];
         for _ in 1..threads {
             sockets.push(bind_shared(local, buffer)?);
+        }
+        if let Some(bytes) = buffer {
+            log_buffers(&sockets[0], bytes);
         }
         let mut server = make(local);
         let table = server.relay_table();
@@ -113,8 +122,26 @@ fn bind_shared(a: SocketAddr, buffer: Option<usize>) -> Result<UdpSocket> {
     }
     s.bind(&a.into())
         .with_context(|| format!("cannot bind UDP {a}"))?;
-    s.set_read_timeout(Some(TICK))?;
+    s.set_nonblocking(true)?;
     Ok(s.into())
+}
+
+/// Logs the socket buffers the kernel granted, as the single loop does (at warn when less than asked).
+fn log_buffers(s: &UdpSocket, bytes: usize) {
+    let sock = socket2::SockRef::from(s);
+    let (Ok(receive), Ok(send)) = (sock.recv_buffer_size(), sock.send_buffer_size()) else {
+        return;
+    };
+    if receive < bytes || send < bytes {
+        tracing::warn!(
+            "socket buffers: asked {bytes} bytes, the kernel granted receive {receive} / send {send} \
+             (raise net.core.rmem_max / wmem_max for more)"
+        );
+    } else {
+        tracing::info!(
+            "socket buffers: asked {bytes} bytes, the kernel granted receive {receive} / send {send}"
+        );
+    }
 }
 
 fn data_loop(
@@ -124,22 +151,49 @@ fn data_loop(
     control: &mpsc::SyncSender<Ctl>,
     stop: &AtomicBool,
 ) {
-    let mut buf = vec![0u8; 65_536];
+    let state = match UdpSocketState::new((&s).into()) {
+        Ok(state) => state,
+        Err(e) => return tracing::warn!("data thread on {local}: {e}"),
+    };
+    let mut batch = RecvBatch::for_gro(state.gro_segments());
+    let mut meta = [RecvMeta::default(); RECV_BATCH];
     let mut last_report = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        match s.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                let from = punch_core::drive::canonical(from);
-                let data = &buf[..n];
-                if let Some(to) = forwarder.forward(punch_tokio::now(), from, data) {
-                    let _ = s.send_to(data, for_socket(local, to));
-                } else if let Err(mpsc::TrySendError::Disconnected(_)) =
-                    control.try_send(Ctl::Datagram(local, from, data.to_vec()))
-                {
+        let got = {
+            let mut bufs = batch.buffers_mut();
+            let mut iov: [IoSliceMut; RECV_BATCH] =
+                std::array::from_fn(|_| IoSliceMut::new(bufs.next().unwrap_or_default()));
+            state.recv((&s).into(), &mut iov, &mut meta)
+        };
+        match got {
+            Ok(count) => {
+                for (i, m) in meta[..count].iter().enumerate() {
+                    let (from, len, stride) = (m.addr, m.len, m.stride);
+                    batch.set(i, Received { from, len, stride });
+                }
+                let now = punch_tokio::now();
+                // Per batch: a GSO failure lowers quinn-udp's segment limit for the next ones.
+                let mut gso = Gso::new(state.max_gso_segments());
+                let mut gone = false;
+                forward_batch(
+                    local,
+                    &batch,
+                    count,
+                    &mut gso,
+                    |from, data| forwarder.forward(now, from, data),
+                    |from, data| {
+                        let handed = control.try_send(Ctl::Datagram(local, from, data.to_vec()));
+                        gone |= matches!(handed, Err(mpsc::TrySendError::Disconnected(_)));
+                    },
+                    |run| sent_run(&run, send_run(&s, &state, &run)),
+                );
+                if gone {
                     return;
                 }
             }
-            Err(e) if is_timeout(&e) => {}
+            Err(e) if is_timeout(&e) => {
+                wait(&s, libc::POLLIN);
+            }
             Err(e) => tracing::debug!("receive: {e}"),
         }
         if last_report.elapsed() >= TICK {
@@ -150,6 +204,56 @@ fn data_loop(
             }
         }
     }
+}
+
+/// Sends `run` on the non-blocking `s`: one GSO `sendmsg` for a run of several datagrams (one at a time if
+/// that fails), as the drivers do. Data threads never send with a TTL.
+fn send_run(s: &UdpSocket, state: &UdpSocketState, run: &Run) -> io::Result<()> {
+    let transmit = quinn_udp::Transmit {
+        destination: run.destination,
+        ecn: None,
+        contents: &run.payload,
+        segment_size: (run.count > 1).then_some(run.segment),
+        src_ip: None,
+    };
+    match writable(s, || state.try_send(s.into(), &transmit)) {
+        Err(e) if run.count > 1 && !is_timeout(&e) => {
+            tracing::debug!(
+                "GSO send of {} datagrams failed ({e}): one at a time",
+                run.count
+            );
+            let mut last = Ok(());
+            for d in run.datagrams() {
+                last = writable(s, || s.send_to(d, run.destination).map(drop));
+            }
+            last
+        }
+        r => r,
+    }
+}
+
+/// Runs the send `op` on the non-blocking `s`; when the send buffer is full, waits (at most [`TICK`]) for
+/// room and tries once more (then the datagram is dropped, as UDP may).
+fn writable<T>(s: &UdpSocket, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    match op() {
+        Err(e) if is_timeout(&e) => {
+            wait(s, libc::POLLOUT);
+            op()
+        }
+        r => r,
+    }
+}
+
+/// Waits at most [`TICK`] for `events` (`POLLIN`, `POLLOUT`) on `s`.
+fn wait(s: &UdpSocket, events: libc::c_short) {
+    let mut fd = libc::pollfd {
+        fd: s.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(TICK.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd, for the duration of the call.
+    unsafe { libc::poll(&mut fd, 1, ms) };
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -189,7 +293,7 @@ fn control_loop(
         }
         while let Some(t) = server.poll_transmit() {
             let to = local.map_or(t.destination, |l| for_socket(l, t.destination));
-            if let Err(e) = send.send_to(&t.payload, to) {
+            if let Err(e) = writable(&send, || send.send_to(&t.payload, to)) {
                 tracing::debug!("send to {}: {e}", t.destination);
             }
         }

@@ -18,7 +18,6 @@ use std::io::IoSliceMut;
 
 use punch_core::drive::{
     sent_run, Drive, Gso, Output, Received, RecvBatch, Run, TimerUpdate, Wake, RECV_BATCH,
-    RECV_BUFFER,
 };
 use punch_core::Machine;
 use quinn_udp::{RecvMeta, UdpSocketState};
@@ -149,7 +148,7 @@ where
         .map(|s| Ok((UdpSocketState::new(s.get_ref().into())?, s)))
         .collect::<io::Result<Vec<_>>>()?;
     let gro = socks.iter().map(|(st, _)| st.gro_segments()).max();
-    let mut batch = RecvBatch::new(RECV_BATCH, slot_len(gro.unwrap_or(1)));
+    let mut batch = RecvBatch::for_gro(gro.unwrap_or(1));
     let mut meta = [RecvMeta::default(); RECV_BATCH];
     let mut timer = Timer::never();
     loop {
@@ -233,14 +232,5 @@ where
         if let ControlFlow::Break(()) = drive.apply(&mut machine, now(), wake, &batch) {
             return Ok(machine);
         }
-    }
-}
-
-/// The receive slot size: room for a whole GRO run (64 KiB) when the sockets coalesce, else one datagram.
-fn slot_len(gro_segments: usize) -> usize {
-    if gro_segments > 1 {
-        u16::MAX as usize
-    } else {
-        RECV_BUFFER
     }
 }

@@ -25,7 +25,6 @@ use std::io::IoSliceMut;
 
 use punch_core::drive::{
     sent_run, Drive, Gso, Output, Received, RecvBatch, Run, TimerUpdate, Wake, RECV_BATCH,
-    RECV_BUFFER,
 };
 use punch_core::Machine;
 use quinn_udp::{RecvMeta, UdpSocketState};
@@ -161,7 +160,7 @@ where
         .map(|s| Ok((UdpSocketState::new((&s).into())?, s)))
         .collect::<io::Result<Vec<_>>>()?;
     let gro = socks.iter().map(|(st, _)| st.gro_segments()).max();
-    let mut batch = RecvBatch::new(RECV_BATCH, slot_len(gro.unwrap_or(1)));
+    let mut batch = RecvBatch::for_gro(gro.unwrap_or(1));
     let mut meta = [RecvMeta::default(); RECV_BATCH];
     let timer = tokio::time::sleep_until(tokio::time::Instant::now());
     tokio::pin!(timer);
@@ -251,14 +250,5 @@ where
         if let ControlFlow::Break(()) = drive.apply(&mut machine, now(), wake, &batch) {
             return Ok(machine);
         }
-    }
-}
-
-/// The receive slot size: room for a whole GRO run (64 KiB) when the sockets coalesce, else one datagram.
-fn slot_len(gro_segments: usize) -> usize {
-    if gro_segments > 1 {
-        u16::MAX as usize
-    } else {
-        RECV_BUFFER
     }
 }
