@@ -76,6 +76,9 @@ pub const PROBE_MIN_PORT: u16 = 1024;
 const PROBE_TICK: Duration = Duration::from_millis(10);
 /// What the hard side's sockets need before the first probe can land: time to bind them and send the openers.
 const BIND_MARGIN: Duration = Duration::from_millis(20);
+/// After a lost direct path, when to ask the server for a round again if none came (the server allows one
+/// every 3 s, `server::RETRY_MIN_INTERVAL`).
+pub const LOST_RETRY_AFTER: Duration = Duration::from_secs(4);
 /// Pings a liveness check sends before it declares the direct path lost.
 pub const CHECK_TRIES: u8 = 3;
 /// The first wait of a liveness check: twice the path's round trip, within these bounds; each further try
@@ -110,8 +113,6 @@ timers! {
 pub(crate) enum AgentEvent {
     /// The path changed.
     Path { path: Path, rtt: Duration },
-    /// Ask the server now whether our public address changed (the direct path went silent).
-    CheckServer,
     /// Ask the server for a new punch round.
     RequestRetry,
 }
@@ -467,6 +468,24 @@ impl PathAgent {
                     rtt: relay_rtt,
                 });
             }
+        }
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        let quiet = now.saturating_duration_since(pair.path_rx) >= SWITCH_AFTER;
+        if matches!(pair.phase, Phase::Direct(_)) && quiet {
+            // A partner whose direct path died asks for a round: ours has gone quiet too (we have not
+            // noticed yet), and the round must start on both sides at once. (A path we heard from within the
+            // last second stays: the round is someone's move, and the partner's pings get our pongs.)
+            pair.phase = Phase::Relay;
+            pair.check = None;
+            pair.proof = None;
+            self.timers.stop(AgentTimer::Check);
+            self.timers.stop(AgentTimer::Keepalive);
+            self.events.push_back(AgentEvent::Path {
+                path: Path::Relay,
+                rtt: relay_rtt,
+            });
         }
         let Some(pair) = self.pair.as_mut() else {
             return;
@@ -1076,8 +1095,11 @@ impl PathAgent {
         self.timers.set(AgentTimer::Keepalive, at.max(self.now));
     }
 
-    /// The direct path is dead: relay at once (the chat resends what was in flight), ask the server whether
-    /// our public address changed, and punch again.
+    /// The direct path is dead: relay at once (the chat resends what was in flight), and ask the server for a
+    /// new round, which starts on both sides at once (the partner may not have noticed yet; a round of our
+    /// own would ping its NAT before its opener left). The request is a Register: the server also sees our
+    /// public address, and follows it if it moved. Asked again after [`LOST_RETRY_AFTER`] if no round came
+    /// (the server ignores requests within 3 s of the last round).
     fn path_lost(&mut self) {
         let relay_rtt = self.relay_rtt();
         let Some(pair) = self.pair.as_mut() else {
@@ -1087,20 +1109,19 @@ impl PathAgent {
         pair.check = None;
         self.timers.stop(AgentTimer::Check);
         self.timers.stop(AgentTimer::Keepalive);
-        self.events.push_back(AgentEvent::CheckServer);
         self.events.push_back(AgentEvent::Path {
             path: Path::Relay,
             rtt: relay_rtt,
         });
-        self.start_round();
+        self.events.push_back(AgentEvent::RequestRetry);
+        self.timers
+            .set(AgentTimer::Retry, after(self.now, LOST_RETRY_AFTER));
     }
 
     /// While on the relay: ask the server for a new punch round for both sides.
     fn on_retry(&mut self) {
-        let on_relay = self
-            .pair
-            .as_ref()
-            .is_some_and(|p| !matches!(p.phase, Phase::Direct(_)));
+        // (A round that runs re-arms this timer when it ends without a path.)
+        let on_relay = self.pair.as_ref().is_some_and(|p| p.phase == Phase::Relay);
         if !on_relay {
             return;
         }
@@ -1261,7 +1282,10 @@ mod tests {
         while let Some(e) = agent.poll_event() {
             events.push(e);
         }
-        assert!(events.contains(&AgentEvent::CheckServer), "{events:?}");
+        assert!(
+            events.contains(&AgentEvent::RequestRetry),
+            "a round through the server: {events:?}"
+        );
         assert!(
             events.iter().any(|e| matches!(
                 e,
@@ -1272,7 +1296,24 @@ mod tests {
             )),
             "on the relay 700 ms after the first unanswered ping: {events:?}"
         );
-        assert!(agent.is_punching(), "and punching again");
+        assert!(!agent.is_punching(), "no round of its own");
+        // The server's round starts it (on both sides at once).
+        agent.new_round(keepalive + ms(750), a(V4), false);
+        assert!(agent.is_punching(), "punching again");
+    }
+
+    #[test]
+    fn a_round_from_the_server_while_the_path_is_quiet_leaves_it_and_punches() {
+        let ms = Duration::from_millis;
+        let (mut agent, t) = direct();
+        // Heard within the last second: someone moved; the path stays.
+        agent.new_round(t + ms(500), a(V4), false);
+        assert_eq!(last_path(&mut agent), None);
+        assert!(!agent.is_punching());
+        // Quiet for 2 s: the partner lost the path and asked for this round.
+        agent.new_round(t + ms(2500), a(V4), false);
+        assert_eq!(last_path(&mut agent), Some(Path::Relay));
+        assert!(agent.is_punching());
     }
 
     #[test]

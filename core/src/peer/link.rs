@@ -107,6 +107,8 @@ pub(crate) struct ServerLink {
     client_id: ClientIdBytes,
     /// The public address changed and the server has not confirmed the new one yet.
     rebinding: bool,
+    /// The transaction id of the last PeerInfo (its retransmissions are answered, not acted on again).
+    last_info: Option<Tid>,
     /// The keepalive interval: [`PeerConfig::server_keepalive`], or longer once the direct path proved our
     /// NAT keeps idle mappings longer (see [`ServerLink::set_keepalive`]).
     keepalive: Duration,
@@ -136,6 +138,7 @@ impl ServerLink {
             server_rtt: None,
             public_addr: None,
             keepalive: config.server_keepalive,
+            last_info: None,
             client_id: rng.gen(),
             link_key: rng.gen(),
             forged: 0,
@@ -331,7 +334,7 @@ impl ServerLink {
 
     /// A Register refresh to the server now (keepalive, and a check whether our public address changed: the
     /// success carries it); re-arms the keepalive timer.
-    pub fn keepalive_now(&mut self) {
+    fn keepalive_now(&mut self) {
         if !self.registered_or_paired() {
             return;
         }
@@ -635,7 +638,11 @@ impl ServerLink {
     fn on_peer_info(&mut self, info: PeerInfo) {
         // Always answer, so the server stops retransmitting.
         self.send(Msg::PeerInfoAck { tid: info.tid }.encode());
+        // A retransmission (our answer was lost) is not a new round.
+        let repeat = self.last_info == Some(info.tid);
+        self.last_info = Some(info.tid);
         match self.state {
+            State::Paired(_) if repeat => {}
             State::Paired(id) if id == info.pair_id => {
                 let (public, hold) = (info.public, info.hold);
                 self.events.push_back(LinkEvent::NewRound { public, hold });

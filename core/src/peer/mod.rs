@@ -691,7 +691,6 @@ impl Peer {
                 self.chat.set_path(self.now, Some(hop), rtt);
                 self.events.push_back(PeerEvent::Path { path, rtt });
             }
-            AgentEvent::CheckServer => self.link.keepalive_now(),
             AgentEvent::RequestRetry => self.link.request_retry(),
         }
     }

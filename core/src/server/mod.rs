@@ -90,8 +90,9 @@ pub fn round_holder(round: u32) -> Option<usize> {
     }
 }
 
-/// The least time between two punch rounds of one pair (requests in between are ignored).
-pub const RETRY_MIN_INTERVAL: Duration = Duration::from_secs(10);
+/// The least time between two punch rounds of one pair (requests in between are ignored): a round lasts 3 s
+/// (`PeerConfig::punch_timeout`), so rounds never overlap, and a pair costs at most two PeerInfos every 3 s.
+pub const RETRY_MIN_INTERVAL: Duration = Duration::from_secs(3);
 
 /// PeerInfo retransmissions: RTO 2 x the member's RTT (50..500 ms), doubling up to 1 s, 16 sends (about 12 s).
 const MAX_INFO_SENDS: u32 = 16;
