@@ -62,29 +62,45 @@ impl Cookies {
     }
 
     /// A fresh cookie for `addr`.
-    pub fn issue(&self, now: Instant, addr: SocketAddr) -> Vec<u8> {
+    pub fn issue(&self, now: Instant, addr: SocketAddr) -> [u8; COOKIE_LEN] {
         let bucket = self.bucket(now);
-        let mut c = bucket.to_be_bytes().to_vec();
-        c.extend_from_slice(&self.mac(bucket, addr));
+        let mut c = [0; COOKIE_LEN];
+        c[..4].copy_from_slice(&bucket.to_be_bytes());
+        c[4..].copy_from_slice(&self.mac(bucket, addr));
         c
     }
 
     /// Whether `cookie` was issued to `addr` in the current or the previous bucket.
+    #[cfg(test)]
     pub fn verify(&self, now: Instant, addr: SocketAddr, cookie: &[u8]) -> bool {
-        if cookie.len() != COOKIE_LEN {
-            return false;
-        }
+        self.check(now, addr, cookie).is_some()
+    }
+
+    /// [`Cookies::verify`], and the fresh cookie for `addr`: when `cookie` is valid and of the current bucket,
+    /// it is that same cookie (the same bucket and address give the same bytes), so no second HMAC is
+    /// computed; when it is valid and of the previous bucket, a new one is issued. `None`: not valid.
+    pub fn check(&self, now: Instant, addr: SocketAddr, cookie: &[u8]) -> Option<[u8; COOKIE_LEN]> {
+        let cookie: &[u8; COOKIE_LEN] = cookie.try_into().ok()?;
         let bucket = u32::from_be_bytes([cookie[0], cookie[1], cookie[2], cookie[3]]);
         let current = self.bucket(now);
         if bucket != current && bucket.checked_add(1) != Some(current) {
-            return false;
+            return None;
         }
         let want = self.mac(bucket, addr);
         // Constant time: fold the differences.
-        want.iter()
+        let same = want
+            .iter()
             .zip(&cookie[4..])
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+            == 0;
+        if !same {
+            return None;
+        }
+        Some(if bucket == current {
+            *cookie
+        } else {
+            self.issue(now, addr)
+        })
     }
 }
 
@@ -394,10 +410,32 @@ mod tests {
         assert!(c.verify(t0 + Duration::from_secs(119), a, &k));
         assert!(!c.verify(t0 + Duration::from_secs(120), a, &k));
         assert!(!Cookies::new([8; 32], t0).verify(t0, a, &k));
-        let mut bad = k.clone();
+        let mut bad = k;
         bad[11] ^= 1;
         assert!(!c.verify(t0, a, &bad));
         assert!(!c.verify(t0, a, &k[..11]));
+    }
+
+    /// The fresh cookie `check` gives is what `issue` gives, whether it reuses the presented one (same bucket)
+    /// or computes a new one (previous bucket); an invalid cookie gives none.
+    #[test]
+    fn check_gives_the_cookie_issue_would() {
+        let t0 = crate::test_epoch();
+        let c = Cookies::new([7; 32], t0);
+        let a: SocketAddr = "198.51.100.1:4000".parse().unwrap();
+        let b: SocketAddr = "[2001:db8::1]:4000".parse().unwrap();
+        for who in [a, b] {
+            let k = c.issue(t0, who);
+            for later in [0, 30, 59, 60, 119] {
+                let now = t0 + Duration::from_secs(later);
+                assert_eq!(c.check(now, who, &k), Some(c.issue(now, who)), "{later} s");
+            }
+            assert_eq!(c.check(t0 + Duration::from_secs(120), who, &k), None);
+            assert_eq!(
+                c.check(t0, a, &c.issue(t0, "198.51.100.1:4001".parse().unwrap())),
+                None
+            );
+        }
     }
 
     #[test]

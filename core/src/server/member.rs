@@ -76,9 +76,26 @@ pub(super) struct Packed<'a> {
 impl Packed<'_> {
     /// The local addresses it announced, in order.
     pub fn locals(&self) -> Vec<SocketAddr> {
-        let mut out = Vec::new();
-        let mut b = self.locals;
-        while let Some((&tag, rest)) = b.split_first() {
+        self.locals_iter().collect()
+    }
+
+    /// [`Packed::locals`] without collecting them.
+    pub fn locals_iter(&self) -> Locals<'_> {
+        Locals(self.locals)
+    }
+}
+
+/// The packed local addresses, decoded one by one.
+#[derive(Clone)]
+pub(super) struct Locals<'a>(&'a [u8]);
+
+impl Iterator for Locals<'_> {
+    type Item = SocketAddr;
+
+    fn next(&mut self) -> Option<SocketAddr> {
+        let b = self.0;
+        {
+            let (&tag, rest) = b.split_first()?;
             let (addr, rest) = match tag {
                 4 => {
                     let ip = Ipv4Addr::new(rest[0], rest[1], rest[2], rest[3]);
@@ -100,10 +117,9 @@ impl Packed<'_> {
                     (SocketAddr::V6(v6), rest)
                 }
             };
-            out.push(addr);
-            b = rest;
+            self.0 = rest;
+            Some(addr)
         }
-        out
     }
 }
 
@@ -222,6 +238,12 @@ impl Member {
     /// Its pool's name.
     pub fn pool(&self) -> &str {
         take_str(&self.packed).0
+    }
+
+    /// Its pool's name as bytes (no UTF-8 check: for comparing with a name).
+    fn pool_bytes(&self) -> &[u8] {
+        let n = usize::from(self.packed[0]);
+        &self.packed[1..1 + n]
     }
 
     /// Its LINK-KEY, if it gave one.
@@ -369,9 +391,9 @@ impl Members {
     /// The pool's members in registration order: its first member and that one's partner.
     pub fn pool(&self, name: &str) -> Option<(u32, Option<u32>)> {
         let h = self.hasher.hash_one(name);
-        let first = *self
-            .by_pool
-            .find(h, |&i| self.slots[i as usize].pool() == name)?;
+        let first = *self.by_pool.find(h, |&i| {
+            self.slots[i as usize].pool_bytes() == name.as_bytes()
+        })?;
         Some((first, self.slots[first as usize].partner()))
     }
 
@@ -387,8 +409,13 @@ impl Members {
 
     /// Adds a member to its pool (as the first one, or as the partner of the pool's only member); the caller
     /// has checked that it is not registered and that its pool has room.
-    pub fn insert(&mut self, m: NewMember<'_>, now: Instant) -> u32 {
-        let existing = self.pool(m.pool);
+    /// The caller passes the pool's members as [`Members::pool`] gives them (looked up once).
+    pub fn insert_in(
+        &mut self,
+        m: NewMember<'_>,
+        now: Instant,
+        existing: Option<(u32, Option<u32>)>,
+    ) -> u32 {
         debug_assert!(existing.is_none_or(|(_, second)| second.is_none()));
         let mut rec = Member {
             addr: m.addr,
