@@ -28,6 +28,9 @@ pub(super) const NONE: u32 = u32::MAX;
 const LIVE: u8 = 1;
 const HAS_RTT: u8 = 2;
 const INFO_ACKED: u8 = 4;
+/// The first member of its pool (the one `Members::by_pool` indexes): kept with the index, so a member's
+/// pool is found from its slot without hashing the pool's name.
+const FIRST: u8 = 8;
 
 const HAS_TOKEN: u8 = 1;
 const HAS_KEY: u8 = 2;
@@ -461,6 +464,7 @@ impl Members {
                 slots[slot as usize].partner = first;
             }
             None => {
+                slots[slot as usize].flags |= FIRST;
                 by_pool.insert_unique(hasher.hash_one(m.pool), slot, |&i| {
                     hasher.hash_one(slots[i as usize].pool())
                 });
@@ -493,6 +497,7 @@ impl Members {
         if partner != NONE {
             slots[partner as usize].partner = NONE;
             if was_first {
+                slots[partner as usize].flags |= FIRST;
                 by_pool.insert_unique(ph, partner, |&i| hasher.hash_one(slots[i as usize].pool()));
             }
         }
@@ -548,7 +553,18 @@ impl Members {
 
     /// Whether `slot` is the first member of its pool.
     pub fn is_first(&self, slot: u32) -> bool {
-        self.pool(self.get(slot).pool())
-            .is_some_and(|(first, _)| first == slot)
+        self.get(slot).flags & FIRST != 0
+    }
+
+    /// The members of the pool of the member in `slot`, as [`Members::pool`] gives them (without hashing
+    /// the pool's name).
+    pub fn pool_of_slot(&self, slot: u32) -> (u32, Option<u32>) {
+        let m = self.get(slot);
+        let found = match m.partner() {
+            Some(p) if !self.is_first(slot) => (p, Some(slot)),
+            partner => (slot, partner),
+        };
+        debug_assert_eq!(Some(found), self.pool(m.pool()));
+        found
     }
 }

@@ -483,26 +483,47 @@ impl Server {
             _ => (Duration::ZERO, Duration::ZERO),
         };
         let (aa, ba) = (a.addr, b.addr);
-        self.schedule_info_in(first, aa, after(now, da));
-        self.schedule_info_in(second, ba, after(now, db));
-        // Copies due now go out now, not at the next timer tick.
+        let (ta, tb) = (after(now, da), after(now, db));
+        // Copies due now go out now, not at the next timer tick. When nothing else in the schedule is due,
+        // they are sent without passing through it: the same sends in the same order (by address, as the
+        // schedule orders one instant) as inserting them and popping what is due.
+        let direct = self.info_schedule.first().is_none_or(|&(t, _)| t > now);
+        let tid_a: wire::Tid = self.rng.gen();
+        self.schedule_info_with(first, aa, ta, tid_a, !(direct && ta <= now));
+        let tid_b: wire::Tid = self.rng.gen();
+        self.schedule_info_with(second, ba, tb, tid_b, !(direct && tb <= now));
+        if direct {
+            let (lo, hi) = if aa < ba {
+                ((aa, ta), (ba, tb))
+            } else {
+                ((ba, tb), (aa, ta))
+            };
+            for (addr, at) in [lo, hi] {
+                if at <= now {
+                    self.send_info(addr);
+                }
+            }
+        }
         self.handle_timeout(now);
     }
 
     fn schedule_info(&mut self, addr: SocketAddr, at: Instant) {
         let tid: wire::Tid = self.rng.gen();
         if let Some(slot) = self.members.find(addr) {
-            self.schedule_info_with(slot, addr, at, tid);
+            self.schedule_info_with(slot, addr, at, tid, true);
         }
     }
 
-    /// [`Server::schedule_info`] for the member in `slot`, at `addr`.
-    fn schedule_info_in(&mut self, slot: u32, addr: SocketAddr, at: Instant) {
-        let tid: wire::Tid = self.rng.gen();
-        self.schedule_info_with(slot, addr, at, tid);
-    }
-
-    fn schedule_info_with(&mut self, slot: u32, addr: SocketAddr, at: Instant, tid: wire::Tid) {
+    /// A PeerInfo (transaction `tid`) for the member in `slot`, at `addr`, first sent at `at`; `queue`:
+    /// through the schedule (else the caller sends it now).
+    fn schedule_info_with(
+        &mut self,
+        slot: u32,
+        addr: SocketAddr,
+        at: Instant,
+        tid: wire::Tid,
+        queue: bool,
+    ) {
         if let Some(old) = self.infos.remove(&slot) {
             unschedule(&mut self.info_schedule, &old, addr);
         }
@@ -521,7 +542,9 @@ impl Server {
                 retransmit: Retransmit::new(policy, at),
             },
         );
-        self.info_schedule.insert((at, addr));
+        if queue {
+            self.info_schedule.insert((at, addr));
+        }
     }
 
     fn send_info(&mut self, addr: SocketAddr) {
@@ -531,9 +554,7 @@ impl Server {
             return;
         };
         let me = self.members.get(slot);
-        let Some((first, _)) = self.members.pool(me.pool()) else {
-            return;
-        };
+        let (first, _) = self.members.pool_of_slot(slot);
         let Some(pair) = self.pairs.get(&first).copied() else {
             return;
         };
@@ -655,10 +676,7 @@ impl Server {
             return None;
         };
         let m = self.members.get(slot);
-        let Some((first, _)) = self.members.pool(m.pool()) else {
-            self.drop_packet(remote, "relay: pool vanished");
-            return None;
-        };
+        let (first, _) = self.members.pool_of_slot(slot);
         let pair_id = self.pairs.get(&first).map(|p| p.pair_id);
         let other = m.partner().map(|o| self.members.get(o).addr);
         let why = match (pair_id, other, data_len) {
@@ -744,9 +762,7 @@ impl Server {
         let Some(slot) = self.members.find(addr) else {
             return;
         };
-        let Some((first, _)) = self.members.pool(self.members.get(slot).pool()) else {
-            return;
-        };
+        let (first, _) = self.members.pool_of_slot(slot);
         self.ips.count_member(self.now, addr.ip(), false);
         self.unroute(addr);
         if let Some(i) = self.infos.remove(&slot) {
