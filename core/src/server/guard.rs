@@ -1,7 +1,6 @@
 //! The server's defences: stateless cookies (return routability) and per-source-IP token buckets in a map
 //! whose size is bounded. See docs/SECURITY.md, "Server: amplification, spoofing and quotas".
 use super::keyed::Keyed;
-use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -174,7 +173,24 @@ struct Family<K> {
     index: HashTable<u32>,
 }
 
-impl<K: Copy + Eq + std::hash::Hash> Family<K> {
+/// A per-IP table key, hashed as one integer (see [`Keyed::ip4`]).
+trait IpKey: Copy + Eq {
+    fn hash_with(&self, h: &Keyed) -> u64;
+}
+
+impl IpKey for [u8; 4] {
+    fn hash_with(&self, h: &Keyed) -> u64 {
+        h.ip4(*self)
+    }
+}
+
+impl IpKey for [u8; 16] {
+    fn hash_with(&self, h: &Keyed) -> u64 {
+        h.ip6(*self)
+    }
+}
+
+impl<K: IpKey> Family<K> {
     fn new() -> Self {
         Family {
             slots: Vec::new(),
@@ -186,7 +202,7 @@ impl<K: Copy + Eq + std::hash::Hash> Family<K> {
     fn find(&self, h: &Keyed, key: K) -> Option<u32> {
         let slots = &self.slots;
         self.index
-            .find(h.hash_one(key), |&i| slots[i as usize].key == key)
+            .find(key.hash_with(h), |&i| slots[i as usize].key == key)
             .copied()
     }
 
@@ -211,15 +227,15 @@ impl<K: Copy + Eq + std::hash::Hash> Family<K> {
             (self.slots.len() - 1) as u32
         };
         let slots = &self.slots;
-        self.index.insert_unique(h.hash_one(key), slot, |&i| {
-            h.hash_one(slots[i as usize].key)
+        self.index.insert_unique(key.hash_with(h), slot, |&i| {
+            slots[i as usize].key.hash_with(h)
         });
         slot
     }
 
     fn remove(&mut self, h: &Keyed, slot: u32) {
         let key = self.slots[slot as usize].key;
-        if let Ok(e) = self.index.find_entry(h.hash_one(key), |&i| i == slot) {
+        if let Ok(e) = self.index.find_entry(key.hash_with(h), |&i| i == slot) {
             e.remove();
         }
         let e = &mut self.slots[slot as usize];

@@ -13,7 +13,6 @@
 //!   member of each pool. Their hashes are keyed per server (`Keyed`, from the server's seed), so chosen names or ports cannot
 //!   make them degenerate; they are never iterated, so the server's behaviour does not depend on the keys.
 use super::keyed::Keyed;
-use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::{Duration, Instant};
 
@@ -385,7 +384,7 @@ impl Members {
 
     /// The slot of the member at `addr`.
     pub fn find(&self, addr: SocketAddr) -> Option<u32> {
-        let h = self.hasher.hash_one(addr);
+        let h = self.hasher.addr(addr);
         self.by_addr
             .find(h, |&i| self.slots[i as usize].addr == addr)
             .copied()
@@ -393,7 +392,7 @@ impl Members {
 
     /// The pool's members in registration order: its first member and that one's partner.
     pub fn pool(&self, name: &str) -> Option<(u32, Option<u32>)> {
-        let h = self.hasher.hash_one(name);
+        let h = self.hasher.bytes(name.as_bytes());
         let first = *self.by_pool.find(h, |&i| {
             self.slots[i as usize].pool_bytes() == name.as_bytes()
         })?;
@@ -455,8 +454,8 @@ impl Members {
             hasher,
             ..
         } = self;
-        by_addr.insert_unique(hasher.hash_one(m.addr), slot, |&i| {
-            hasher.hash_one(slots[i as usize].addr)
+        by_addr.insert_unique(hasher.addr(m.addr), slot, |&i| {
+            hasher.addr(slots[i as usize].addr)
         });
         match existing {
             Some((first, _)) => {
@@ -465,8 +464,8 @@ impl Members {
             }
             None => {
                 slots[slot as usize].flags |= FIRST;
-                by_pool.insert_unique(hasher.hash_one(m.pool), slot, |&i| {
-                    hasher.hash_one(slots[i as usize].pool())
+                by_pool.insert_unique(hasher.bytes(m.pool.as_bytes()), slot, |&i| {
+                    hasher.bytes(slots[i as usize].pool_bytes())
                 });
             }
         }
@@ -484,11 +483,11 @@ impl Members {
         } = self;
         let m = &slots[slot as usize];
         let (addr, partner) = (m.addr, m.partner);
-        let h = hasher.hash_one(addr);
+        let h = hasher.addr(addr);
         if let Ok(e) = by_addr.find_entry(h, |&i| i == slot) {
             e.remove();
         }
-        let ph = hasher.hash_one(m.pool());
+        let ph = hasher.bytes(m.pool_bytes());
         let first = by_pool.find_entry(ph, |&i| i == slot);
         let was_first = first.is_ok();
         if let Ok(e) = first {
@@ -498,7 +497,9 @@ impl Members {
             slots[partner as usize].partner = NONE;
             if was_first {
                 slots[partner as usize].flags |= FIRST;
-                by_pool.insert_unique(ph, partner, |&i| hasher.hash_one(slots[i as usize].pool()));
+                by_pool.insert_unique(ph, partner, |&i| {
+                    hasher.bytes(slots[i as usize].pool_bytes())
+                });
             }
         }
         let free = Member {
@@ -533,12 +534,12 @@ impl Members {
             ..
         } = self;
         let from = slots[slot as usize].addr;
-        if let Ok(e) = by_addr.find_entry(hasher.hash_one(from), |&i| i == slot) {
+        if let Ok(e) = by_addr.find_entry(hasher.addr(from), |&i| i == slot) {
             e.remove();
         }
         slots[slot as usize].addr = to;
-        by_addr.insert_unique(hasher.hash_one(to), slot, |&i| {
-            hasher.hash_one(slots[i as usize].addr)
+        by_addr.insert_unique(hasher.addr(to), slot, |&i| {
+            hasher.addr(slots[i as usize].addr)
         });
     }
 
