@@ -67,7 +67,6 @@ pub(super) struct NewMember<'a> {
 
 /// A member's packed fields, borrowed.
 pub(super) struct Packed<'a> {
-    pub pool: &'a str,
     pub name: &'a str,
     pub token: Option<ClientIdBytes>,
     pub link_key: Option<LinkKeyBytes>,
@@ -205,7 +204,8 @@ fn take_str(b: &[u8]) -> (&str, &[u8]) {
 impl Member {
     /// Its packed fields.
     pub fn packed(&self) -> Packed<'_> {
-        let (pool, b) = take_str(&self.packed);
+        // The pool is skipped unchecked ([`Member::pool`] reads it).
+        let b = &self.packed[1 + usize::from(self.packed[0])..];
         let (name, b) = take_str(b);
         let bits = b[0];
         let mut b = &b[1..];
@@ -228,7 +228,6 @@ impl Member {
             p
         });
         Packed {
-            pool,
             name,
             token,
             link_key,
@@ -284,7 +283,7 @@ impl Member {
         let locals = p.locals();
         let m = NewMember {
             addr: self.addr,
-            pool: p.pool,
+            pool: self.pool(),
             name: p.name,
             nat: self.nat(),
             locals: &locals,
