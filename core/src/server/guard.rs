@@ -262,10 +262,13 @@ pub(super) struct IpTable {
     cap: usize,
     rates: Rates,
     epoch: Instant,
+    /// The entry found or made last (a Register looks its IP up three times: rate, member cap, count);
+    /// forgotten when an eviction pass removes entries (slots do not move otherwise).
+    last: Option<(IpAddr, Slot)>,
 }
 
 /// Where an entry is.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 enum Slot {
     V4(u32),
     V6(u32),
@@ -280,6 +283,7 @@ impl IpTable {
             cap: cap.max(2),
             rates,
             epoch,
+            last: None,
         }
     }
 
@@ -299,6 +303,11 @@ impl IpTable {
     }
 
     fn find(&self, ip: IpAddr) -> Option<Slot> {
+        if let Some((last, slot)) = self.last {
+            if last == ip {
+                return Some(slot);
+            }
+        }
         match ip {
             IpAddr::V4(a) => self.v4.find(&self.hasher, a.octets()).map(Slot::V4),
             IpAddr::V6(a) => self.v6.find(&self.hasher, a.octets()).map(Slot::V6),
@@ -331,6 +340,7 @@ impl IpTable {
                 }
             }
         };
+        self.last = Some((ip, slot));
         let (_, last, _) = self.get(slot);
         *last = (*last).max(now);
         slot
@@ -338,6 +348,7 @@ impl IpTable {
 
     /// Forgets the least recently seen half of the entries without members.
     fn evict(&mut self) {
+        self.last = None;
         let v4 = self
             .v4
             .slots
