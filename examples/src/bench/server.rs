@@ -187,8 +187,10 @@ fn loopback(a: &ServerBenchArgs, pinned: bool) -> Result<serde_json::Value> {
     while rest.peek().is_some() {
         shares.push(rest.by_ref().take(per).collect());
     }
+    // Whole pairs per thread can leave a thread without a share (e.g. 5 pairs on 4 threads: 2, 2, 1).
+    let threads = shares.len();
     let cpus = net::cpus();
-    let barrier = std::sync::Barrier::new(shares.len() + 1);
+    let barrier = std::sync::Barrier::new(threads + 1);
     let addr = server.addr;
     let (cpu0, start, results) = std::thread::scope(|scope| -> Result<_> {
         let handles: Vec<_> = shares
