@@ -48,8 +48,9 @@ enum What {
     ///
     /// JSON (--json), one object: {"cpus", "pinned", "in_core": {"members", "heap_bytes",
     /// "heap_bytes_per_member", "registrations_per_s", "pairings", "pairings_per_s"}, "loopback": {"clients",
-    /// "duration_s", "rounds", "registrations", "registrations_per_s", "pairings", "pairings_per_s", "lost",
-    /// "server_cpu_s", "pairings_per_cpu_s"}}.
+    /// "generators", "duration_s", "rounds", "in_flight", "registrations", "registrations_per_s", "pairings",
+    /// "pairings_per_s", "lost", "server_cpu_s", "pairings_per_cpu_s", "server_cpu_us_per_pairing",
+    /// "generator_cpu_s", "generator_cpu_us_per_pairing"}} (docs/JSON.md).
     Server(server::ServerBenchArgs),
 }
 

@@ -1,7 +1,6 @@
 //! The server's defences: stateless cookies (return routability) and per-source-IP token buckets in a map
 //! whose size is bounded. See docs/SECURITY.md, "Server: amplification, spoofing and quotas".
 use super::keyed::Keyed;
-use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -62,29 +61,45 @@ impl Cookies {
     }
 
     /// A fresh cookie for `addr`.
-    pub fn issue(&self, now: Instant, addr: SocketAddr) -> Vec<u8> {
+    pub fn issue(&self, now: Instant, addr: SocketAddr) -> [u8; COOKIE_LEN] {
         let bucket = self.bucket(now);
-        let mut c = bucket.to_be_bytes().to_vec();
-        c.extend_from_slice(&self.mac(bucket, addr));
+        let mut c = [0; COOKIE_LEN];
+        c[..4].copy_from_slice(&bucket.to_be_bytes());
+        c[4..].copy_from_slice(&self.mac(bucket, addr));
         c
     }
 
     /// Whether `cookie` was issued to `addr` in the current or the previous bucket.
+    #[cfg(test)]
     pub fn verify(&self, now: Instant, addr: SocketAddr, cookie: &[u8]) -> bool {
-        if cookie.len() != COOKIE_LEN {
-            return false;
-        }
+        self.check(now, addr, cookie).is_some()
+    }
+
+    /// [`Cookies::verify`], and the fresh cookie for `addr`: when `cookie` is valid and of the current bucket,
+    /// it is that same cookie (the same bucket and address give the same bytes), so no second HMAC is
+    /// computed; when it is valid and of the previous bucket, a new one is issued. `None`: not valid.
+    pub fn check(&self, now: Instant, addr: SocketAddr, cookie: &[u8]) -> Option<[u8; COOKIE_LEN]> {
+        let cookie: &[u8; COOKIE_LEN] = cookie.try_into().ok()?;
         let bucket = u32::from_be_bytes([cookie[0], cookie[1], cookie[2], cookie[3]]);
         let current = self.bucket(now);
         if bucket != current && bucket.checked_add(1) != Some(current) {
-            return false;
+            return None;
         }
         let want = self.mac(bucket, addr);
         // Constant time: fold the differences.
-        want.iter()
+        let same = want
+            .iter()
             .zip(&cookie[4..])
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+            == 0;
+        if !same {
+            return None;
+        }
+        Some(if bucket == current {
+            *cookie
+        } else {
+            self.issue(now, addr)
+        })
     }
 }
 
@@ -158,7 +173,24 @@ struct Family<K> {
     index: HashTable<u32>,
 }
 
-impl<K: Copy + Eq + std::hash::Hash> Family<K> {
+/// A per-IP table key, hashed as one integer (see [`Keyed::ip4`]).
+trait IpKey: Copy + Eq {
+    fn hash_with(&self, h: &Keyed) -> u64;
+}
+
+impl IpKey for [u8; 4] {
+    fn hash_with(&self, h: &Keyed) -> u64 {
+        h.ip4(*self)
+    }
+}
+
+impl IpKey for [u8; 16] {
+    fn hash_with(&self, h: &Keyed) -> u64 {
+        h.ip6(*self)
+    }
+}
+
+impl<K: IpKey> Family<K> {
     fn new() -> Self {
         Family {
             slots: Vec::new(),
@@ -170,7 +202,7 @@ impl<K: Copy + Eq + std::hash::Hash> Family<K> {
     fn find(&self, h: &Keyed, key: K) -> Option<u32> {
         let slots = &self.slots;
         self.index
-            .find(h.hash_one(key), |&i| slots[i as usize].key == key)
+            .find(key.hash_with(h), |&i| slots[i as usize].key == key)
             .copied()
     }
 
@@ -195,15 +227,15 @@ impl<K: Copy + Eq + std::hash::Hash> Family<K> {
             (self.slots.len() - 1) as u32
         };
         let slots = &self.slots;
-        self.index.insert_unique(h.hash_one(key), slot, |&i| {
-            h.hash_one(slots[i as usize].key)
+        self.index.insert_unique(key.hash_with(h), slot, |&i| {
+            slots[i as usize].key.hash_with(h)
         });
         slot
     }
 
     fn remove(&mut self, h: &Keyed, slot: u32) {
         let key = self.slots[slot as usize].key;
-        if let Ok(e) = self.index.find_entry(h.hash_one(key), |&i| i == slot) {
+        if let Ok(e) = self.index.find_entry(key.hash_with(h), |&i| i == slot) {
             e.remove();
         }
         let e = &mut self.slots[slot as usize];
@@ -230,10 +262,13 @@ pub(super) struct IpTable {
     cap: usize,
     rates: Rates,
     epoch: Instant,
+    /// The entry found or made last (a Register looks its IP up three times: rate, member cap, count);
+    /// forgotten when an eviction pass removes entries (slots do not move otherwise).
+    last: Option<(IpAddr, Slot)>,
 }
 
 /// Where an entry is.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 enum Slot {
     V4(u32),
     V6(u32),
@@ -248,6 +283,7 @@ impl IpTable {
             cap: cap.max(2),
             rates,
             epoch,
+            last: None,
         }
     }
 
@@ -267,6 +303,11 @@ impl IpTable {
     }
 
     fn find(&self, ip: IpAddr) -> Option<Slot> {
+        if let Some((last, slot)) = self.last {
+            if last == ip {
+                return Some(slot);
+            }
+        }
         match ip {
             IpAddr::V4(a) => self.v4.find(&self.hasher, a.octets()).map(Slot::V4),
             IpAddr::V6(a) => self.v6.find(&self.hasher, a.octets()).map(Slot::V6),
@@ -299,6 +340,7 @@ impl IpTable {
                 }
             }
         };
+        self.last = Some((ip, slot));
         let (_, last, _) = self.get(slot);
         *last = (*last).max(now);
         slot
@@ -306,6 +348,7 @@ impl IpTable {
 
     /// Forgets the least recently seen half of the entries without members.
     fn evict(&mut self) {
+        self.last = None;
         let v4 = self
             .v4
             .slots
@@ -394,10 +437,32 @@ mod tests {
         assert!(c.verify(t0 + Duration::from_secs(119), a, &k));
         assert!(!c.verify(t0 + Duration::from_secs(120), a, &k));
         assert!(!Cookies::new([8; 32], t0).verify(t0, a, &k));
-        let mut bad = k.clone();
+        let mut bad = k;
         bad[11] ^= 1;
         assert!(!c.verify(t0, a, &bad));
         assert!(!c.verify(t0, a, &k[..11]));
+    }
+
+    /// The fresh cookie `check` gives is what `issue` gives, whether it reuses the presented one (same bucket)
+    /// or computes a new one (previous bucket); an invalid cookie gives none.
+    #[test]
+    fn check_gives_the_cookie_issue_would() {
+        let t0 = crate::test_epoch();
+        let c = Cookies::new([7; 32], t0);
+        let a: SocketAddr = "198.51.100.1:4000".parse().unwrap();
+        let b: SocketAddr = "[2001:db8::1]:4000".parse().unwrap();
+        for who in [a, b] {
+            let k = c.issue(t0, who);
+            for later in [0, 30, 59, 60, 119] {
+                let now = t0 + Duration::from_secs(later);
+                assert_eq!(c.check(now, who, &k), Some(c.issue(now, who)), "{later} s");
+            }
+            assert_eq!(c.check(t0 + Duration::from_secs(120), who, &k), None);
+            assert_eq!(
+                c.check(t0, a, &c.issue(t0, "198.51.100.1:4001".parse().unwrap())),
+                None
+            );
+        }
     }
 
     #[test]

@@ -13,7 +13,6 @@
 //!   member of each pool. Their hashes are keyed per server (`Keyed`, from the server's seed), so chosen names or ports cannot
 //!   make them degenerate; they are never iterated, so the server's behaviour does not depend on the keys.
 use super::keyed::Keyed;
-use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::{Duration, Instant};
 
@@ -28,6 +27,9 @@ pub(super) const NONE: u32 = u32::MAX;
 const LIVE: u8 = 1;
 const HAS_RTT: u8 = 2;
 const INFO_ACKED: u8 = 4;
+/// The first member of its pool (the one `Members::by_pool` indexes): kept with the index, so a member's
+/// pool is found from its slot without hashing the pool's name.
+const FIRST: u8 = 8;
 
 const HAS_TOKEN: u8 = 1;
 const HAS_KEY: u8 = 2;
@@ -65,7 +67,6 @@ pub(super) struct NewMember<'a> {
 
 /// A member's packed fields, borrowed.
 pub(super) struct Packed<'a> {
-    pub pool: &'a str,
     pub name: &'a str,
     pub token: Option<ClientIdBytes>,
     pub link_key: Option<LinkKeyBytes>,
@@ -76,9 +77,26 @@ pub(super) struct Packed<'a> {
 impl Packed<'_> {
     /// The local addresses it announced, in order.
     pub fn locals(&self) -> Vec<SocketAddr> {
-        let mut out = Vec::new();
-        let mut b = self.locals;
-        while let Some((&tag, rest)) = b.split_first() {
+        self.locals_iter().collect()
+    }
+
+    /// [`Packed::locals`] without collecting them.
+    pub fn locals_iter(&self) -> Locals<'_> {
+        Locals(self.locals)
+    }
+}
+
+/// The packed local addresses, decoded one by one.
+#[derive(Clone)]
+pub(super) struct Locals<'a>(&'a [u8]);
+
+impl Iterator for Locals<'_> {
+    type Item = SocketAddr;
+
+    fn next(&mut self) -> Option<SocketAddr> {
+        let b = self.0;
+        {
+            let (&tag, rest) = b.split_first()?;
             let (addr, rest) = match tag {
                 4 => {
                     let ip = Ipv4Addr::new(rest[0], rest[1], rest[2], rest[3]);
@@ -100,10 +118,9 @@ impl Packed<'_> {
                     (SocketAddr::V6(v6), rest)
                 }
             };
-            out.push(addr);
-            b = rest;
+            self.0 = rest;
+            Some(addr)
         }
-        out
     }
 }
 
@@ -187,7 +204,8 @@ fn take_str(b: &[u8]) -> (&str, &[u8]) {
 impl Member {
     /// Its packed fields.
     pub fn packed(&self) -> Packed<'_> {
-        let (pool, b) = take_str(&self.packed);
+        // The pool is skipped unchecked ([`Member::pool`] reads it).
+        let b = &self.packed[1 + usize::from(self.packed[0])..];
         let (name, b) = take_str(b);
         let bits = b[0];
         let mut b = &b[1..];
@@ -210,7 +228,6 @@ impl Member {
             p
         });
         Packed {
-            pool,
             name,
             token,
             link_key,
@@ -222,6 +239,12 @@ impl Member {
     /// Its pool's name.
     pub fn pool(&self) -> &str {
         take_str(&self.packed).0
+    }
+
+    /// Its pool's name as bytes (no UTF-8 check: for comparing with a name).
+    fn pool_bytes(&self) -> &[u8] {
+        let n = usize::from(self.packed[0]);
+        &self.packed[1..1 + n]
     }
 
     /// Its LINK-KEY, if it gave one.
@@ -260,7 +283,7 @@ impl Member {
         let locals = p.locals();
         let m = NewMember {
             addr: self.addr,
-            pool: p.pool,
+            pool: self.pool(),
             name: p.name,
             nat: self.nat(),
             locals: &locals,
@@ -360,7 +383,7 @@ impl Members {
 
     /// The slot of the member at `addr`.
     pub fn find(&self, addr: SocketAddr) -> Option<u32> {
-        let h = self.hasher.hash_one(addr);
+        let h = self.hasher.addr(addr);
         self.by_addr
             .find(h, |&i| self.slots[i as usize].addr == addr)
             .copied()
@@ -368,10 +391,10 @@ impl Members {
 
     /// The pool's members in registration order: its first member and that one's partner.
     pub fn pool(&self, name: &str) -> Option<(u32, Option<u32>)> {
-        let h = self.hasher.hash_one(name);
-        let first = *self
-            .by_pool
-            .find(h, |&i| self.slots[i as usize].pool() == name)?;
+        let h = self.hasher.bytes(name.as_bytes());
+        let first = *self.by_pool.find(h, |&i| {
+            self.slots[i as usize].pool_bytes() == name.as_bytes()
+        })?;
         Some((first, self.slots[first as usize].partner()))
     }
 
@@ -387,8 +410,13 @@ impl Members {
 
     /// Adds a member to its pool (as the first one, or as the partner of the pool's only member); the caller
     /// has checked that it is not registered and that its pool has room.
-    pub fn insert(&mut self, m: NewMember<'_>, now: Instant) -> u32 {
-        let existing = self.pool(m.pool);
+    /// The caller passes the pool's members as [`Members::pool`] gives them (looked up once).
+    pub fn insert_in(
+        &mut self,
+        m: NewMember<'_>,
+        now: Instant,
+        existing: Option<(u32, Option<u32>)>,
+    ) -> u32 {
         debug_assert!(existing.is_none_or(|(_, second)| second.is_none()));
         let mut rec = Member {
             addr: m.addr,
@@ -425,8 +453,8 @@ impl Members {
             hasher,
             ..
         } = self;
-        by_addr.insert_unique(hasher.hash_one(m.addr), slot, |&i| {
-            hasher.hash_one(slots[i as usize].addr)
+        by_addr.insert_unique(hasher.addr(m.addr), slot, |&i| {
+            hasher.addr(slots[i as usize].addr)
         });
         match existing {
             Some((first, _)) => {
@@ -434,8 +462,9 @@ impl Members {
                 slots[slot as usize].partner = first;
             }
             None => {
-                by_pool.insert_unique(hasher.hash_one(m.pool), slot, |&i| {
-                    hasher.hash_one(slots[i as usize].pool())
+                slots[slot as usize].flags |= FIRST;
+                by_pool.insert_unique(hasher.bytes(m.pool.as_bytes()), slot, |&i| {
+                    hasher.bytes(slots[i as usize].pool_bytes())
                 });
             }
         }
@@ -453,11 +482,11 @@ impl Members {
         } = self;
         let m = &slots[slot as usize];
         let (addr, partner) = (m.addr, m.partner);
-        let h = hasher.hash_one(addr);
+        let h = hasher.addr(addr);
         if let Ok(e) = by_addr.find_entry(h, |&i| i == slot) {
             e.remove();
         }
-        let ph = hasher.hash_one(m.pool());
+        let ph = hasher.bytes(m.pool_bytes());
         let first = by_pool.find_entry(ph, |&i| i == slot);
         let was_first = first.is_ok();
         if let Ok(e) = first {
@@ -466,7 +495,10 @@ impl Members {
         if partner != NONE {
             slots[partner as usize].partner = NONE;
             if was_first {
-                by_pool.insert_unique(ph, partner, |&i| hasher.hash_one(slots[i as usize].pool()));
+                slots[partner as usize].flags |= FIRST;
+                by_pool.insert_unique(ph, partner, |&i| {
+                    hasher.bytes(slots[i as usize].pool_bytes())
+                });
             }
         }
         let free = Member {
@@ -501,12 +533,12 @@ impl Members {
             ..
         } = self;
         let from = slots[slot as usize].addr;
-        if let Ok(e) = by_addr.find_entry(hasher.hash_one(from), |&i| i == slot) {
+        if let Ok(e) = by_addr.find_entry(hasher.addr(from), |&i| i == slot) {
             e.remove();
         }
         slots[slot as usize].addr = to;
-        by_addr.insert_unique(hasher.hash_one(to), slot, |&i| {
-            hasher.hash_one(slots[i as usize].addr)
+        by_addr.insert_unique(hasher.addr(to), slot, |&i| {
+            hasher.addr(slots[i as usize].addr)
         });
     }
 
@@ -521,7 +553,18 @@ impl Members {
 
     /// Whether `slot` is the first member of its pool.
     pub fn is_first(&self, slot: u32) -> bool {
-        self.pool(self.get(slot).pool())
-            .is_some_and(|(first, _)| first == slot)
+        self.get(slot).flags & FIRST != 0
+    }
+
+    /// The members of the pool of the member in `slot`, as [`Members::pool`] gives them (without hashing
+    /// the pool's name).
+    pub fn pool_of_slot(&self, slot: u32) -> (u32, Option<u32>) {
+        let m = self.get(slot);
+        let found = match m.partner() {
+            Some(p) if !self.is_first(slot) => (p, Some(slot)),
+            partner => (slot, partner),
+        };
+        debug_assert_eq!(Some(found), self.pool(m.pool()));
+        found
     }
 }

@@ -148,7 +148,8 @@ impl crate::Machine for Server {
                 return;
             }
         }
-        if let Some(r) = wire::fast_register(data) {
+        let mut locals = [wire::UNSPECIFIED; wire::MAX_LOCAL_ADDRS];
+        if let Some(r) = wire::decode_register_ref(data, &mut locals) {
             return self.on_register(local, remote, r, data);
         }
         // Decoded once (stun_codec is most of a Register's cost).
@@ -156,7 +157,7 @@ impl crate::Machine for Server {
             return self.drop_packet(remote, "malformed STUN");
         };
         match Msg::from_stun(&stun) {
-            Some(Msg::Register(r)) => self.on_register(local, remote, r, data),
+            Some(Msg::Register(r)) => self.on_register(local, remote, r.borrowed(), data),
             Some(Msg::Leave { pool, burn, .. }) => self.on_leave(remote, data, pool, burn),
             Some(Msg::PeerInfoAck { tid }) => self.on_info_ack(remote, tid),
             Some(Msg::Relay { tid, pair_id, data }) => self.on_relay(remote, tid, pair_id, data),
@@ -357,7 +358,7 @@ impl Server {
     /// The cookie a Binding answer to `addr` would carry now (for tests and tools: cookies are not secret
     /// from the address they are issued to).
     pub fn cookie_for(&self, addr: SocketAddr) -> Vec<u8> {
-        self.cookies.issue(self.now, addr)
+        self.cookies.issue(self.now, addr).to_vec()
     }
 
     /// Members registered now.
@@ -458,10 +459,14 @@ impl Server {
     /// Both members get their PeerInfo at once, except that the nearer one's copy is held back by half the
     /// difference of the reported round trips, so that both copies arrive together.
     fn schedule_pair_infos(&mut self, pool: &str) {
+        if let Some((first, Some(second))) = self.members.pool(pool) {
+            self.schedule_pair_infos_of(first, second);
+        }
+    }
+
+    /// [`Server::schedule_pair_infos`] for the pool whose members are in slots `first` and `second`.
+    fn schedule_pair_infos_of(&mut self, first: u32, second: u32) {
         let now = self.now;
-        let Some((first, Some(second))) = self.members.pool(pool) else {
-            return;
-        };
         if let Some(p) = self.pairs.get_mut(&first) {
             p.last_round = now;
             p.rounds = p.rounds.saturating_add(1);
@@ -479,17 +484,47 @@ impl Server {
             _ => (Duration::ZERO, Duration::ZERO),
         };
         let (aa, ba) = (a.addr, b.addr);
-        self.schedule_info(aa, after(now, da));
-        self.schedule_info(ba, after(now, db));
-        // Copies due now go out now, not at the next timer tick.
+        let (ta, tb) = (after(now, da), after(now, db));
+        // Copies due now go out now, not at the next timer tick. When nothing else in the schedule is due,
+        // they are sent without passing through it: the same sends in the same order (by address, as the
+        // schedule orders one instant) as inserting them and popping what is due.
+        let direct = self.info_schedule.first().is_none_or(|&(t, _)| t > now);
+        let tid_a: wire::Tid = self.rng.gen();
+        self.schedule_info_with(first, aa, ta, tid_a, !(direct && ta <= now));
+        let tid_b: wire::Tid = self.rng.gen();
+        self.schedule_info_with(second, ba, tb, tid_b, !(direct && tb <= now));
+        if direct {
+            let (lo, hi) = if aa < ba {
+                ((aa, ta), (ba, tb))
+            } else {
+                ((ba, tb), (aa, ta))
+            };
+            for (addr, at) in [lo, hi] {
+                if at <= now {
+                    self.send_info(addr);
+                }
+            }
+        }
         self.handle_timeout(now);
     }
 
     fn schedule_info(&mut self, addr: SocketAddr, at: Instant) {
         let tid: wire::Tid = self.rng.gen();
-        let Some(slot) = self.members.find(addr) else {
-            return;
-        };
+        if let Some(slot) = self.members.find(addr) {
+            self.schedule_info_with(slot, addr, at, tid, true);
+        }
+    }
+
+    /// A PeerInfo (transaction `tid`) for the member in `slot`, at `addr`, first sent at `at`; `queue`:
+    /// through the schedule (else the caller sends it now).
+    fn schedule_info_with(
+        &mut self,
+        slot: u32,
+        addr: SocketAddr,
+        at: Instant,
+        tid: wire::Tid,
+        queue: bool,
+    ) {
         if let Some(old) = self.infos.remove(&slot) {
             unschedule(&mut self.info_schedule, &old, addr);
         }
@@ -508,7 +543,9 @@ impl Server {
                 retransmit: Retransmit::new(policy, at),
             },
         );
-        self.info_schedule.insert((at, addr));
+        if queue {
+            self.info_schedule.insert((at, addr));
+        }
     }
 
     fn send_info(&mut self, addr: SocketAddr) {
@@ -518,15 +555,14 @@ impl Server {
             return;
         };
         let me = self.members.get(slot);
-        let Some((first, _)) = self.members.pool(me.pool()) else {
-            return;
-        };
+        let (first, _) = self.members.pool_of_slot(slot);
         let Some(pair) = self.pairs.get(&first).copied() else {
             return;
         };
         let Some(other) = me.partner() else {
             return;
         };
+        let key = me.link_key();
         let hold = round_holder(pair.rounds.saturating_sub(1))
             .is_some_and(|i| (i == 0) == (slot == first));
         let Some(info) = self.infos.get_mut(&slot) else {
@@ -543,20 +579,44 @@ impl Server {
                 self.infos.remove(&slot);
             }
         }
+        // Written from the partner's packed fields (no owned PeerInfo).
         let other = self.members.get(other);
         let packed = other.packed();
-        let info = PeerInfo {
-            tid,
-            pair_id: pair.pair_id,
+        let info = wire::PeerInfoRef {
+            tid: &tid,
+            pair_id: &pair.pair_id,
             public: other.addr,
-            locals: packed.locals(),
-            nat: other.nat(),
-            name: packed.name.to_owned(),
+            locals: packed.locals_iter(),
+            nat: other.nat().encode(),
+            name: packed.name,
             mapped: Some(addr),
             hold,
-            pake: packed.pake.map(<[u8]>::to_vec),
+            pake: packed.pake,
         };
-        self.reply_to_member(listen, addr, Msg::PeerInfo(info));
+        let mut payload = match wire::encode_peer_info_ref(&info) {
+            Some(b) => b,
+            None => Msg::PeerInfo(PeerInfo {
+                tid,
+                pair_id: pair.pair_id,
+                public: other.addr,
+                locals: packed.locals(),
+                nat: other.nat(),
+                name: packed.name.to_owned(),
+                mapped: Some(addr),
+                hold,
+                pake: packed.pake.map(<[u8]>::to_vec),
+            })
+            .encode(),
+        };
+        if let Some(k) = key {
+            wire::append_integrity(&mut payload, &k);
+        }
+        self.out.push_back(Transmit {
+            ttl: None,
+            source: Some(listen),
+            destination: addr,
+            payload,
+        });
     }
 
     fn on_info_ack(&mut self, remote: SocketAddr, tid: wire::Tid) {
@@ -617,10 +677,7 @@ impl Server {
             return None;
         };
         let m = self.members.get(slot);
-        let Some((first, _)) = self.members.pool(m.pool()) else {
-            self.drop_packet(remote, "relay: pool vanished");
-            return None;
-        };
+        let (first, _) = self.members.pool_of_slot(slot);
         let pair_id = self.pairs.get(&first).map(|p| p.pair_id);
         let other = m.partner().map(|o| self.members.get(o).addr);
         let why = match (pair_id, other, data_len) {
@@ -706,9 +763,7 @@ impl Server {
         let Some(slot) = self.members.find(addr) else {
             return;
         };
-        let Some((first, _)) = self.members.pool(self.members.get(slot).pool()) else {
-            return;
-        };
+        let (first, _) = self.members.pool_of_slot(slot);
         self.ips.count_member(self.now, addr.ip(), false);
         self.unroute(addr);
         if let Some(i) = self.infos.remove(&slot) {

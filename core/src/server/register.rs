@@ -6,7 +6,7 @@ use rand::Rng;
 use super::member::NewMember;
 use super::{unschedule, Budget, Pair, Server, ServerEvent, RETRY_MIN_INTERVAL, SWEEP_INTERVAL};
 use crate::timer::after;
-use crate::wire::{self, Msg, Register};
+use crate::wire::{self, Msg, RegisterRef};
 use crate::{Machine, Transmit};
 
 /// How many nameplates an allocation looks at, at most (the server holds far fewer pools than this at once,
@@ -18,7 +18,7 @@ impl Server {
         &mut self,
         local: SocketAddr,
         remote: SocketAddr,
-        req: Register,
+        req: RegisterRef<'_>,
         data: &[u8],
     ) {
         let len = data.len();
@@ -27,11 +27,10 @@ impl Server {
             return;
         }
         let now = self.now;
-        let verified = req
-            .cookie
-            .as_deref()
-            .is_some_and(|c| self.cookies.verify(now, remote, c));
-        if !verified {
+        // The fresh cookie of the answer: the presented one when it is of the current bucket (the same bytes
+        // `issue` would compute), so a valid Register costs one HMAC, not two.
+        let checked = req.cookie.and_then(|c| self.cookies.check(now, remote, c));
+        let Some(fresh) = checked else {
             // Return routability: no state for a source that has not shown it receives our answers; the
             // challenge is never larger than the request, so a spoofed Register amplifies nothing.
             self.stats.cookie_challenges += 1;
@@ -39,7 +38,7 @@ impl Server {
                 tid,
                 code: 401,
                 reason: "cookie".into(),
-                cookie: Some(self.cookies.issue(now, remote)),
+                cookie: Some(self.cookies.issue(now, remote).to_vec()),
             };
             let payload = msg.encode();
             if payload.len() > len {
@@ -53,55 +52,80 @@ impl Server {
                 payload,
             });
             return;
-        }
-        let mut req = req;
+        };
         let allocated = req.allocate && req.pool.is_empty();
-        if allocated {
+        let allocated_name: String;
+        let pool: &str = if allocated {
             // A retransmitted allocation keeps the nameplate it got; otherwise the lowest free one.
-            req.pool = match self.pool_of(remote) {
+            allocated_name = match self.pool_of(remote) {
                 Some(pool) => pool.to_owned(),
                 None => match self.free_nameplate() {
                     Some(n) => n,
                     None => return self.error(local, remote, tid, 503, "no free nameplate"),
                 },
             };
-        }
-        if req.pool.is_empty() {
+            &allocated_name
+        } else {
+            req.pool
+        };
+        if pool.is_empty() {
             self.stats.dropped += 1;
             return self.error(local, remote, tid, 400, "missing or invalid pool name");
         }
         // A member of another pool moves; a member of this pool is refreshed (idempotent).
-        if self.pool_of(remote).is_some_and(|old| old != req.pool) {
+        let mut slot = self.members.find(remote);
+        if slot.is_some_and(|s| self.members.get(s).pool() != pool) {
             self.remove_member(remote, false);
+            slot = self.members.find(remote);
         }
-        let newcomer = self.members.find(remote).is_none();
+        let newcomer = slot.is_none();
         if newcomer && self.ips.members(remote.ip()) >= self.config.max_members_per_ip {
             return self.error(local, remote, tid, 486, "too many members from this IP");
         }
-        let moved = newcomer
-            && req.client_id.is_some()
-            && self.rebind(&req.pool, req.client_id, remote, data);
-        let is_member = self.pool_of(remote) == Some(req.pool.as_str());
-        let pool = req.pool.clone();
+        let moved =
+            newcomer && req.client_id.is_some() && self.rebind(pool, req.client_id, remote, data);
+        // A member of this pool now: it was one, or it has just moved here.
+        let is_member = !newcomer || moved;
+        let mut admitted = None;
         if is_member {
             self.refresh(remote, &req);
-        } else if let Err((code, reason)) = self.admit(remote, req) {
-            return self.error(local, remote, tid, code, reason);
+        } else {
+            match self.admit(remote, &req, pool) {
+                Ok(s) => admitted = Some(s),
+                Err((code, reason)) => return self.error(local, remote, tid, code, reason),
+            }
         }
-        let mapped = Some(remote);
-        let cookie = Some(self.cookies.issue(now, remote));
-        let ok = Msg::RegisterOk {
-            tid,
-            mapped,
-            cookie,
-            pool: allocated.then(|| pool.clone()),
+        let name = allocated.then_some(pool);
+        let payload = wire::encode_register_ok(&tid, Some(remote), Some(&fresh), name)
+            .unwrap_or_else(|| {
+                Msg::RegisterOk {
+                    tid,
+                    mapped: Some(remote),
+                    cookie: Some(fresh.to_vec()),
+                    pool: name.map(str::to_owned),
+                }
+                .encode()
+            });
+        self.out.push_back(Transmit {
+            ttl: None,
+            source: Some(local),
+            destination: remote,
+            payload,
+        });
+        // The pool's members: known without a lookup for a member just admitted (a second member's partner
+        // is the pool's first).
+        let members = match admitted {
+            Some(s) => match self.members.get(s).partner() {
+                Some(first) => Some((first, Some(s))),
+                None => Some((s, None)),
+            },
+            None => self.members.pool(pool),
         };
-        self.reply(local, remote, ok);
-        self.after_register(&pool, remote, is_member, retry, moved);
+        self.after_register(members, pool, remote, is_member, retry, moved);
     }
 
     /// A member registering again: it is alive, and its NAT and RTT may have changed.
-    fn refresh(&mut self, remote: SocketAddr, req: &Register) {
+    fn refresh(&mut self, remote: SocketAddr, req: &RegisterRef<'_>) {
         let now = self.now;
         let Some(slot) = self.members.find(remote) else {
             return;
@@ -113,7 +137,7 @@ impl Server {
             m.set_rtt(rtt);
         }
         // The creator of an allocated nameplate sends its PAKE message once it knows the number.
-        if let (None, Some(pake)) = (m.packed().pake, &req.pake) {
+        if let (None, Some(pake)) = (m.packed().pake, req.pake) {
             self.members.set_pake(slot, pake);
         }
     }
@@ -126,58 +150,62 @@ impl Server {
             .find(|n| self.members.pool(n).is_none() && !self.is_burned(n))
     }
 
-    /// A new member joins its pool, unless the server or the pool is full.
-    fn admit(&mut self, remote: SocketAddr, req: Register) -> Result<(), (u16, &'static str)> {
+    /// A new member joins its pool `pool`, unless the server or the pool is full; its slot.
+    fn admit(
+        &mut self,
+        remote: SocketAddr,
+        req: &RegisterRef<'_>,
+        pool: &str,
+    ) -> Result<u32, (u16, &'static str)> {
         let now = self.now;
         if self.members.len() >= self.config.max_members {
             return Err((503, "server full"));
         }
-        if self.is_burned(&req.pool) {
+        if self.is_burned(pool) {
             return Err((
                 410,
                 "nameplate burnt: a wrong code was tried on it; make a new code",
             ));
         }
-        if self
-            .members
-            .pool(&req.pool)
-            .is_some_and(|(_, second)| second.is_some())
-        {
+        let existing = self.members.pool(pool);
+        if existing.is_some_and(|(_, second)| second.is_some()) {
             self.stats.dropped += 1;
             return Err((409, "pool full: two peers are already paired in it"));
         }
-        self.members.insert(
+        let slot = self.members.insert_in(
             NewMember {
                 addr: remote,
-                pool: &req.pool,
-                name: &req.name,
+                pool,
+                name: req.name,
                 nat: req.nat,
-                locals: &req.locals,
+                locals: req.locals,
                 rtt: req.rtt,
                 token: req.client_id,
                 link_key: req.link_key,
-                pake: req.pake.as_deref(),
+                pake: req.pake,
             },
             now,
+            existing,
         );
         self.ips.count_member(now, remote.ip(), true);
         self.stats.registrations += 1;
         self.event(ServerEvent::Registered {
-            pool: req.pool,
+            pool: pool.to_owned(),
             client: remote,
-            name: req.name,
+            name: req.name.to_owned(),
             nat: req.nat,
         });
         if self.next_sweep.is_none() {
             self.next_sweep = Some(after(now, SWEEP_INTERVAL));
         }
-        Ok(())
+        Ok(slot)
     }
 
     /// After a Register was answered: pair a full pool, start a requested retry round, or resend the PeerInfo
     /// a paired member has evidently not seen.
     fn after_register(
         &mut self,
+        members: Option<(u32, Option<u32>)>,
         pool: &str,
         remote: SocketAddr,
         is_member: bool,
@@ -185,7 +213,7 @@ impl Server {
         moved: bool,
     ) {
         let now = self.now;
-        let Some((first, Some(second))) = self.members.pool(pool) else {
+        let Some((first, Some(second))) = members else {
             return;
         };
         let paired = self.pairs.get(&first).copied();
@@ -203,7 +231,7 @@ impl Server {
                 self.stats.pairs += 1;
                 let name = pool.to_owned();
                 self.event(ServerEvent::Paired { pool: name, a, b });
-                self.schedule_pair_infos(pool);
+                self.schedule_pair_infos_of(first, second);
             }
             Some(p) if is_member && retry => {
                 let due = now.saturating_duration_since(p.last_round) >= RETRY_MIN_INTERVAL;

@@ -19,6 +19,10 @@ pub fn fast_register(data: &[u8]) -> Option<Register> {
 }
 pub use inner::*;
 pub use msg::*;
+pub(crate) use pairing::{
+    decode_register_ref, encode_peer_info_ref, encode_register_ok, PeerInfoRef, RegisterRef,
+    UNSPECIFIED,
+};
 
 use bytecodec::{DecodeExt, EncodeExt};
 use stun_codec::rfc5389::attributes::{
@@ -385,12 +389,17 @@ pub type LinkKeyBytes = [u8; 16];
 
 /// The key in lower-case hex (the short-term credential password), without a `format!` per byte.
 fn integrity_password(key: &LinkKeyBytes) -> String {
+    String::from_utf8(integrity_password_bytes(key).to_vec()).expect("hex is ASCII")
+}
+
+/// [`integrity_password`] on the stack (no allocation per MESSAGE-INTEGRITY).
+fn integrity_password_bytes(key: &LinkKeyBytes) -> [u8; 32] {
     // Lower-case hex, without `format!` per byte (it was a tenth of a pairing's cost).
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(2 * key.len());
-    for b in key {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 15)]));
+    let mut s = [0; 32];
+    for (i, b) in key.iter().enumerate() {
+        s[2 * i] = HEX[usize::from(b >> 4)];
+        s[2 * i + 1] = HEX[usize::from(b & 15)];
     }
     s
 }
@@ -412,9 +421,9 @@ pub fn append_integrity(bytes: &mut Vec<u8>, key: &LinkKeyBytes) {
     }
     let len = u16::from_be_bytes([bytes[2], bytes[3]]).saturating_add(24);
     bytes[2..4].copy_from_slice(&len.to_be_bytes());
-    let password = integrity_password(key);
-    let mut mac = <hmac::Hmac<sha1::Sha1> as Mac>::new_from_slice(password.as_bytes())
-        .expect("any key length");
+    let password = integrity_password_bytes(key);
+    let mut mac =
+        <hmac::Hmac<sha1::Sha1> as Mac>::new_from_slice(&password).expect("any key length");
     mac.update(bytes);
     bytes.extend_from_slice(&[0x00, 0x08, 0x00, 0x14]);
     bytes.extend_from_slice(&mac.finalize().into_bytes());
@@ -510,16 +519,15 @@ pub fn decode_addr(bytes: &[u8]) -> Option<SocketAddr> {
         return None;
     }
     let port = u16::from_be_bytes([bytes[2], bytes[3]]) ^ 0x2112;
-    let raw: Vec<u8> = bytes[4..]
-        .iter()
-        .zip(cookie.iter().cycle())
-        .map(|(a, b)| a ^ b)
-        .collect();
+    // XORed on the stack (no allocation: every LOCAL-ADDRESS of every Register goes through here).
+    let raw = &bytes[4..];
     let ip = match (bytes[1], raw.len()) {
-        (1, 4) => IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3])),
+        (1, 4) => {
+            let o: [u8; 4] = std::array::from_fn(|i| raw[i] ^ cookie[i]);
+            IpAddr::V4(Ipv4Addr::from(o))
+        }
         (2, 16) => {
-            let mut o = [0u8; 16];
-            o.copy_from_slice(&raw);
+            let o: [u8; 16] = std::array::from_fn(|i| raw[i] ^ cookie[i % 4]);
             IpAddr::V6(Ipv6Addr::from(o))
         }
         _ => return None,

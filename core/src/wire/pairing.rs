@@ -12,9 +12,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::{
-    decode_addr, text, ClientId, Cookie, LinkKey, LocalAddr, Name, Nat, PairId, Pake, PeerInfo,
-    PeerLocal, PeerName, PeerNat, PeerPake, PeerPublic, Pool, Register, Rtt, Tid, MAGIC_COOKIE,
-    MAX_DATAGRAM, MAX_LOCAL_ADDRS, MAX_NAME_BYTES, MAX_POOL_BYTES,
+    decode_addr, ClientId, ClientIdBytes, Cookie, LinkKey, LinkKeyBytes, LocalAddr, Name, Nat,
+    PairId, Pake, PeerInfo, PeerLocal, PeerName, PeerNat, PeerPake, PeerPublic, Pool, Register,
+    Rtt, Tid, MAGIC_COOKIE, MAX_DATAGRAM, MAX_LOCAL_ADDRS, MAX_NAME_BYTES, MAX_POOL_BYTES,
 };
 use crate::nat::NatBehaviour;
 
@@ -35,8 +35,89 @@ fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
 
+/// A Register request, borrowed from the datagram (the server reads it without allocating): the fields of
+/// [`Register`], with the strings and byte strings as slices of the received bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RegisterRef<'a> {
+    pub tid: Tid,
+    /// Empty when the request had none or an invalid one.
+    pub pool: &'a str,
+    pub name: &'a str,
+    pub nat: NatBehaviour,
+    pub client_id: Option<ClientIdBytes>,
+    /// At most [`MAX_LOCAL_ADDRS`].
+    pub locals: &'a [SocketAddr],
+    pub rtt: Option<Duration>,
+    pub retry: bool,
+    pub pake: Option<&'a [u8]>,
+    pub cookie: Option<&'a [u8]>,
+    pub link_key: Option<LinkKeyBytes>,
+    pub allocate: bool,
+}
+
+impl Register {
+    /// This Register, borrowed.
+    pub(crate) fn borrowed(&self) -> RegisterRef<'_> {
+        RegisterRef {
+            tid: self.tid,
+            pool: &self.pool,
+            name: &self.name,
+            nat: self.nat,
+            client_id: self.client_id,
+            locals: &self.locals,
+            rtt: self.rtt,
+            retry: self.retry,
+            pake: self.pake.as_deref(),
+            cookie: self.cookie.as_deref(),
+            link_key: self.link_key,
+            allocate: self.allocate,
+        }
+    }
+}
+
+impl RegisterRef<'_> {
+    /// The owned [`Register`].
+    pub(crate) fn to_owned(&self) -> Register {
+        Register {
+            tid: self.tid,
+            pool: self.pool.to_owned(),
+            name: self.name.to_owned(),
+            nat: self.nat,
+            client_id: self.client_id,
+            locals: self.locals.to_vec(),
+            rtt: self.rtt,
+            retry: self.retry,
+            pake: self.pake.map(<[u8]>::to_vec),
+            cookie: self.cookie.map(<[u8]>::to_vec),
+            link_key: self.link_key,
+            allocate: self.allocate,
+        }
+    }
+}
+
+/// UTF-8 of at most `max` bytes, borrowed (what [`super::text`] reads, without the copy).
+fn text_ref(bytes: &[u8], max: usize) -> Option<&str> {
+    if bytes.len() > max {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()
+}
+
 /// The [`Register`] a plain Register request decodes to; `None`: not one (see the module docs).
 pub(super) fn decode_register(b: &[u8]) -> Option<Register> {
+    let mut locals = [UNSPECIFIED; MAX_LOCAL_ADDRS];
+    decode_register_ref(b, &mut locals).map(|r| r.to_owned())
+}
+
+/// A placeholder for the local addresses' storage.
+pub(crate) const UNSPECIFIED: SocketAddr =
+    SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+/// [`decode_register`], borrowed from `b`, the local addresses stored in `locals`.
+pub(crate) fn decode_register_ref<'a>(
+    b: &'a [u8],
+    locals: &'a mut [SocketAddr; MAX_LOCAL_ADDRS],
+) -> Option<RegisterRef<'a>> {
     if b.len() < 20 || b.len() > MAX_DATAGRAM || !b.len().is_multiple_of(4) {
         return None;
     }
@@ -60,7 +141,7 @@ pub(super) fn decode_register(b: &[u8]) -> Option<Register> {
         super::Allocate::CODEPOINT,
     ];
     let mut first: [Option<&[u8]>; 10] = [None; 10];
-    let mut locals: Vec<SocketAddr> = Vec::new();
+    let mut n_locals = 0;
     let mut at = 20;
     while at < b.len() {
         if b.len() - at < 4 {
@@ -81,8 +162,11 @@ pub(super) fn decode_register(b: &[u8]) -> Option<Register> {
             break;
         }
         if ty == LocalAddr::CODEPOINT {
-            if locals.len() < MAX_LOCAL_ADDRS {
-                locals.extend(decode_addr(value));
+            if n_locals < MAX_LOCAL_ADDRS {
+                if let Some(a) = decode_addr(value) {
+                    locals[n_locals] = a;
+                    n_locals += 1;
+                }
             }
             continue;
         }
@@ -90,23 +174,23 @@ pub(super) fn decode_register(b: &[u8]) -> Option<Register> {
         first[i].get_or_insert(value);
     }
     let [pool, name, nat, client_id, rtt, retry, pake, cookie, link_key, allocate] = first;
-    Some(Register {
+    Some(RegisterRef {
         tid: b[8..20].try_into().expect("12 bytes"),
         pool: pool
-            .and_then(|p| text(p, MAX_POOL_BYTES))
+            .and_then(|p| text_ref(p, MAX_POOL_BYTES))
             .unwrap_or_default(),
         name: name
-            .and_then(|n| text(n, MAX_NAME_BYTES))
+            .and_then(|n| text_ref(n, MAX_NAME_BYTES))
             .unwrap_or_default(),
         nat: nat.and_then(NatBehaviour::decode).unwrap_or_default(),
         client_id: client_id.and_then(|t| t.try_into().ok()),
-        locals,
+        locals: &locals[..n_locals],
         rtt: rtt
             .and_then(|r| <[u8; 4]>::try_from(r).ok())
             .map(|b| Duration::from_micros(u64::from(u32::from_be_bytes(b)))),
         retry: retry.is_some(),
-        pake: pake.map(<[u8]>::to_vec),
-        cookie: cookie.map(<[u8]>::to_vec),
+        pake,
+        cookie,
         link_key: link_key.and_then(|k| k.try_into().ok()),
         allocate: allocate.is_some(),
     })
@@ -187,7 +271,7 @@ fn short(values: &[&[u8]]) -> bool {
 }
 
 /// The RegisterOk as the codec encodes it (`None`: a value too long for the fast path).
-pub(super) fn encode_register_ok(
+pub(crate) fn encode_register_ok(
     tid: &Tid,
     mapped: Option<SocketAddr>,
     cookie: Option<&[u8]>,
@@ -212,26 +296,59 @@ pub(super) fn encode_register_ok(
 
 /// The PeerInfo request as the codec encodes it (`None`: a value too long for the fast path).
 pub(super) fn encode_peer_info(p: &PeerInfo) -> Option<Vec<u8>> {
-    let pake = p.pake.as_deref().unwrap_or_default();
+    encode_peer_info_ref(&PeerInfoRef {
+        tid: &p.tid,
+        pair_id: &p.pair_id,
+        public: p.public,
+        locals: p.locals.iter().copied(),
+        nat: p.nat.encode(),
+        name: &p.name,
+        mapped: p.mapped,
+        hold: p.hold,
+        pake: p.pake.as_deref(),
+    })
+}
+
+/// A [`PeerInfo`]'s fields, borrowed (the server writes one from a member's packed fields without building
+/// the owned message); `nat` is [`NatBehaviour::encode`]'s form.
+pub(crate) struct PeerInfoRef<'a, L> {
+    pub tid: &'a Tid,
+    pub pair_id: &'a [u8; 8],
+    pub public: SocketAddr,
+    pub locals: L,
+    pub nat: [u8; 6],
+    pub name: &'a str,
+    pub mapped: Option<SocketAddr>,
+    pub hold: bool,
+    pub pake: Option<&'a [u8]>,
+}
+
+/// [`encode_peer_info`] from borrowed fields.
+pub(crate) fn encode_peer_info_ref<L>(p: &PeerInfoRef<'_, L>) -> Option<Vec<u8>>
+where
+    L: Iterator<Item = SocketAddr> + Clone,
+{
+    let pake = p.pake.unwrap_or_default();
     if !short(&[pake, p.name.as_bytes()]) {
         return None;
     }
-    let capacity = 20 + 12 + 24 * (2 + p.locals.len()) + 12 + 4 + 8 + p.name.len() + 8 + pake.len();
-    let mut w = Writer::new(PEER_INFO_REQUEST, &p.tid, capacity);
-    w.attr(PairId::CODEPOINT, &p.pair_id);
+    let n_locals = p.locals.clone().count();
+    let capacity = 20 + 12 + 24 * (2 + n_locals) + 12 + 4 + 8 + p.name.len() + 8 + pake.len();
+    let mut w = Writer::new(PEER_INFO_REQUEST, p.tid, capacity);
+    w.attr(PairId::CODEPOINT, p.pair_id);
     w.addr(PeerPublic::CODEPOINT, p.public);
-    for l in &p.locals {
-        w.addr(PeerLocal::CODEPOINT, *l);
+    for l in p.locals.clone() {
+        w.addr(PeerLocal::CODEPOINT, l);
     }
-    w.attr(PeerNat::CODEPOINT, &p.nat.encode());
+    w.attr(PeerNat::CODEPOINT, &p.nat);
     w.attr(PeerName::CODEPOINT, p.name.as_bytes());
     if let Some(a) = p.mapped {
-        w.xor_addr(XOR_MAPPED_ADDRESS, a, &p.tid);
+        w.xor_addr(XOR_MAPPED_ADDRESS, a, p.tid);
     }
     if p.hold {
         w.attr(HOLD, &[]);
     }
-    if let Some(k) = &p.pake {
+    if let Some(k) = p.pake {
         w.attr(PeerPake::CODEPOINT, k);
     }
     w.finish()

@@ -11,8 +11,12 @@
 //!   run rounds of their own: both register in the same new pool (leaving the previous round's pool) and wait
 //!   for their RegisterOk and PeerInfo (acknowledged, as a peer does), and the pair starts its next round as
 //!   soon as it has all four (pipelined: `clients / 2` pairings in flight; a round not done in 1 s counts
-//!   its missing answers as lost and starts over). Registrations and pairings per second of wall
-//!   time and per server CPU-second.
+//!   its missing answers as lost and starts over). The pairs are shared among `--generators` threads
+//!   (default: one per CPU the server does not use), each waiting on its sockets with one epoll set and
+//!   writing Registers and reading RegisterOks by hand. Registrations and pairings per second of wall
+//!   time, and the CPU time of the server thread and of the generator threads (their thread CPU clocks:
+//!   what /proc reports as their utime + stime) per pairing, so the server's own capacity per CPU-second
+//!   shows even when the machine's cores cap the wall figure.
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -42,6 +46,10 @@ pub struct ServerBenchArgs {
     /// Do not pin the server to CPU 0 and the generator to the other CPUs.
     #[arg(long)]
     no_pin: bool,
+    /// Loopback generator threads (each drives its share of the client sockets through one epoll set);
+    /// 0: one per CPU left to the generator (the CPUs but the server's when pinned), at least one.
+    #[arg(long, default_value_t = 0)]
+    generators: u32,
     /// Print one JSON object (fields: docs/JSON.md, "punch bench server").
     #[arg(long)]
     json: bool,
@@ -76,14 +84,19 @@ pub fn run(a: ServerBenchArgs) -> Result<std::process::ExitCode> {
             c["pairings_per_s"].as_f64().unwrap_or(0.0)
         );
         println!(
-            "  loopback  {} clients, {:.1} s: {:.0} registrations/s, {:.0} pairings/s, server CPU {:.2} s \
-             ({:.0} pairings per CPU-second), {} answers lost",
+            "  loopback  {} clients, {} generator threads, {:.1} s: {:.0} registrations/s, {:.0} pairings/s, \
+             server CPU {:.2} s ({:.0} pairings per CPU-second, {:.1} µs a pairing), generator CPU {:.2} s \
+             ({:.1} µs a pairing), {} answers lost",
             l["clients"],
+            l["generators"],
             l["duration_s"].as_f64().unwrap_or(0.0),
             l["registrations_per_s"].as_f64().unwrap_or(0.0),
             l["pairings_per_s"].as_f64().unwrap_or(0.0),
             l["server_cpu_s"].as_f64().unwrap_or(0.0),
             l["pairings_per_cpu_s"].as_f64().unwrap_or(0.0),
+            l["server_cpu_us_per_pairing"].as_f64().unwrap_or(0.0),
+            l["generator_cpu_s"].as_f64().unwrap_or(0.0),
+            l["generator_cpu_us_per_pairing"].as_f64().unwrap_or(0.0),
             l["lost"],
         );
     }
@@ -156,10 +169,8 @@ fn loopback(a: &ServerBenchArgs, pinned: bool) -> Result<serde_json::Value> {
         c.max_members_per_ip = usize::MAX;
         c.max_members = 1_000_000;
     })?;
-    if pinned {
-        net::pin(1);
-    }
     let k = (a.clients & !1) as usize;
+    let threads = generator_threads(a.generators, pinned).min(k / 2).max(1);
     let mut clients = Vec::with_capacity(k);
     for _ in 0..k {
         let (s, _) = net::udp("127.0.0.1:0".parse()?, a.buf.min(256 << 10))?;
@@ -169,107 +180,298 @@ fn loopback(a: &ServerBenchArgs, pinned: bool) -> Result<serde_json::Value> {
         clients.push(Client { sock: s, cookie });
     }
     let duration = Duration::from_secs_f64(a.duration.max(0.05));
-    let cpu0 = server.cpu.read();
-    let start = Instant::now();
-    let (mut registrations, mut pairings, mut lost) = (0u64, 0u64, 0u64);
+    // Each generator thread owns a contiguous run of whole pairs of sockets.
+    let per = (k / 2).div_ceil(threads) * 2;
+    let mut shares: Vec<Vec<Client>> = Vec::with_capacity(threads);
+    let mut rest = clients.into_iter().peekable();
+    while rest.peek().is_some() {
+        shares.push(rest.by_ref().take(per).collect());
+    }
+    // Whole pairs per thread can leave a thread without a share (e.g. 5 pairs on 4 threads: 2, 2, 1).
+    let threads = shares.len();
+    let cpus = net::cpus();
+    let barrier = std::sync::Barrier::new(threads + 1);
+    let addr = server.addr;
+    let (cpu0, start, results) = std::thread::scope(|scope| -> Result<_> {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .enumerate()
+            .map(|(t, share)| {
+                let barrier = &barrier;
+                let first_pair = t * per / 2;
+                scope.spawn(move || {
+                    if pinned {
+                        // CPU 0 is the server's; the generators share the others.
+                        net::pin(1 + t % (cpus - 1));
+                    }
+                    barrier.wait();
+                    generate(share, first_pair, addr, Instant::now() + duration)
+                })
+            })
+            .collect();
+        barrier.wait();
+        let cpu0 = server.cpu.read();
+        let start = Instant::now();
+        let results: Vec<Result<Counts>> = handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| bail!("a generator thread panicked"))
+            })
+            .collect();
+        Ok((cpu0, start, results))
+    })?;
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = (server.cpu.read() - cpu0).as_secs_f64();
+    drop(server);
+    let mut total = Counts::default();
+    for r in results {
+        let c = r?;
+        total.registrations += c.registrations;
+        total.pairings += c.pairings;
+        total.lost += c.lost;
+        total.rounds += c.rounds;
+        total.cpu += c.cpu;
+    }
+    let gen_cpu = total.cpu.as_secs_f64();
+    Ok(serde_json::json!({
+        "clients": k,
+        "generators": threads,
+        "duration_s": wall,
+        "rounds": total.rounds,
+        "in_flight": k / 2,
+        "registrations": total.registrations,
+        "registrations_per_s": total.registrations as f64 / wall,
+        "pairings": total.pairings,
+        "pairings_per_s": total.pairings as f64 / wall,
+        "lost": total.lost,
+        "server_cpu_s": cpu,
+        "pairings_per_cpu_s": total.pairings as f64 / cpu.max(1e-9),
+        "server_cpu_us_per_pairing": cpu * 1e6 / (total.pairings as f64).max(1.0),
+        "generator_cpu_s": gen_cpu,
+        "generator_cpu_us_per_pairing": gen_cpu * 1e6 / (total.pairings as f64).max(1.0),
+    }))
+}
+
+/// Generator threads: `--generators`, or by default one per CPU the server does not use (at least one).
+fn generator_threads(asked: u32, pinned: bool) -> usize {
+    match asked {
+        0 => net::cpus().saturating_sub(usize::from(pinned)).max(1),
+        n => n as usize,
+    }
+}
+
+/// What one generator thread counted.
+#[derive(Default)]
+struct Counts {
+    registrations: u64,
+    pairings: u64,
+    lost: u64,
+    rounds: u64,
+    /// CPU time of the generator thread during the load.
+    cpu: Duration,
+}
+
+/// One generator thread: its pairs of sockets (pair `j` of the whole run is `first_pair + j`) run pipelined
+/// rounds until `until`. Readiness comes from one epoll set (level-triggered, one `recv` per ready socket per
+/// wakeup), so no `recv` is spent on a socket with nothing to read; Registers are written and RegisterOks
+/// read by hand (the codec's encoding and decoding were the generator's bottleneck, not the server).
+fn generate(
+    clients: Vec<Client>,
+    first_pair: usize,
+    server: SocketAddr,
+    until: Instant,
+) -> Result<Counts> {
+    use std::os::fd::AsRawFd;
+    let mut counts = Counts::default();
+    let clock = net::ThreadCpu::current();
+    let cpu0 = clock.read();
     let mut buf = [0u8; net::SLOT];
-    // Pipelined: every pair of sockets runs its own rounds, starting the next one as soon as both of its
-    // sockets have their RegisterOk and PeerInfo, so all `clients / 2` pairings are in flight at once and
-    // nobody waits for the slowest pair of a round.
-    let mut pairs: Vec<PairState> = Vec::with_capacity(k / 2);
-    for j in 0..k / 2 {
+    let epoll = Epoll::new()?;
+    for (i, c) in clients.iter().enumerate() {
+        epoll.add(c.sock.as_raw_fd(), i as u64)?;
+    }
+    let mut clients = clients;
+    let mut pairs: Vec<PairState> = Vec::with_capacity(clients.len() / 2);
+    for j in 0..clients.len() / 2 {
         let mut p = PairState {
             round: 0,
             started: Instant::now(),
             state: [(false, false); 2],
         };
-        p.begin(j, &clients, server.addr)?;
+        p.begin(j, first_pair + j, &clients, server)?;
         pairs.push(p);
     }
-    while start.elapsed() < duration {
-        let mut idle = true;
-        for (i, c) in clients.iter_mut().enumerate() {
-            let j = i / 2;
-            while let Ok((n, _)) = c.sock.recv_from(&mut buf) {
-                idle = false;
-                let p = &mut pairs[j];
-                let st = &mut p.state[i % 2];
-                let b = &buf[..n];
-                // A PeerInfo request (type 0x000E) is recognised and acknowledged from its header alone: the
-                // generator's decoding was the bottleneck, not the server.
-                if n >= 20 && b[..2] == [0x00, 0x0E] {
-                    if st.0 {
-                        let mut ack = [0u8; 20];
-                        ack[..2].copy_from_slice(&[0x01, 0x0E]);
-                        ack[4..].copy_from_slice(&b[4..20]);
-                        debug_assert_eq!(
-                            &ack[..],
-                            &Msg::PeerInfoAck {
-                                tid: b[8..20].try_into()?
-                            }
-                            .encode()[..]
-                        );
-                        c.sock.send_to(&ack, server.addr)?;
-                        st.1 = true;
-                    }
-                    continue;
-                }
-                match Msg::decode(b) {
-                    Some(Msg::RegisterOk { tid: t, cookie, .. }) if t == tid(p.round, i) => {
-                        if let Some(k) = cookie {
-                            c.cookie = k;
-                        }
-                        if !st.0 {
-                            registrations += 1;
-                        }
-                        st.0 = true;
-                    }
-                    // Only after this round's RegisterOk (the server sends it first).
-                    Some(Msg::PeerInfo(info)) if st.0 => {
-                        let ack = Msg::PeerInfoAck { tid: info.tid }.encode();
-                        c.sock.send_to(&ack, server.addr)?;
-                        st.1 = true;
-                    }
-                    Some(Msg::RegisterError { code, reason, .. }) => {
-                        bail!("the server refused a Register: {code} {reason}")
-                    }
-                    _ => {}
-                }
-            }
-        }
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+    let mut last_sweep = Instant::now();
+    loop {
         let now = Instant::now();
-        for (j, p) in pairs.iter_mut().enumerate() {
-            let done = p.state.iter().all(|s| s.0 && s.1);
-            if done {
-                pairings += 1;
-            } else if now.duration_since(p.started) > Duration::from_secs(1) {
-                lost += p.state.iter().filter(|s| !(s.0 && s.1)).count() as u64;
-            } else {
-                continue;
-            }
-            p.round += 1;
-            p.begin(j, &clients, server.addr)?;
+        if now >= until {
+            break;
         }
-        if idle {
-            std::thread::yield_now();
+        let ready = epoll.wait(&mut events, 10)?;
+        for e in &events[..ready] {
+            let i = e.u64 as usize;
+            let c = &mut clients[i];
+            let Ok((n, _)) = c.sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let j = i / 2;
+            let p = &mut pairs[j];
+            let b = &buf[..n];
+            let tid_now = tid(p.round, first_pair * 2 + i);
+            let st = &mut p.state[i % 2];
+            if n >= 20 && b[..2] == [0x00, 0x0E] {
+                // A PeerInfo request, acknowledged from its header alone (only after this round's RegisterOk:
+                // the server sends that first).
+                if st.0 {
+                    let mut ack = [0u8; 20];
+                    ack[..2].copy_from_slice(&[0x01, 0x0E]);
+                    ack[4..].copy_from_slice(&b[4..20]);
+                    debug_assert_eq!(
+                        &ack[..],
+                        &Msg::PeerInfoAck {
+                            tid: b[8..20].try_into()?
+                        }
+                        .encode()[..]
+                    );
+                    c.sock.send_to(&ack, server)?;
+                    st.1 = true;
+                }
+            } else if n >= 20 && b[..2] == [0x01, 0x0D] && b[8..20] == tid_now {
+                if let Some(k) = attribute(b, COOKIE) {
+                    c.cookie.clear();
+                    c.cookie.extend_from_slice(k);
+                }
+                if !st.0 {
+                    counts.registrations += 1;
+                }
+                st.0 = true;
+            } else if n >= 20 && b[..2] == [0x01, 0x1D] {
+                if let Some(Msg::RegisterError { code, reason, .. }) = Msg::decode(b) {
+                    bail!("the server refused a Register: {code} {reason}");
+                }
+            }
+            if p.state.iter().all(|s| s.0 && s.1) {
+                counts.pairings += 1;
+                p.round += 1;
+                p.begin(j, first_pair + j, &clients, server)?;
+            }
+        }
+        // Rounds not done within a second count their missing answers as lost and start over.
+        if now.duration_since(last_sweep) > Duration::from_millis(100) {
+            last_sweep = now;
+            for (j, p) in pairs.iter_mut().enumerate() {
+                if now.duration_since(p.started) > Duration::from_secs(1) {
+                    counts.lost += p.state.iter().filter(|s| !(s.0 && s.1)).count() as u64;
+                    p.round += 1;
+                    p.begin(j, first_pair + j, &clients, server)?;
+                }
+            }
         }
     }
-    let wall = start.elapsed().as_secs_f64();
-    let cpu = (server.cpu.read() - cpu0).as_secs_f64();
-    drop(server);
-    Ok(serde_json::json!({
-        "clients": k,
-        "duration_s": wall,
-        "rounds": pairs.iter().map(|p| p.round).sum::<u64>(),
-        "in_flight": k / 2,
-        "registrations": registrations,
-        "registrations_per_s": registrations as f64 / wall,
-        "pairings": pairings,
-        "pairings_per_s": pairings as f64 / wall,
-        "lost": lost,
-        "server_cpu_s": cpu,
-        "pairings_per_cpu_s": pairings as f64 / cpu.max(1e-9),
-    }))
+    counts.rounds = pairs.iter().map(|p| p.round).sum();
+    counts.cpu = clock.read() - cpu0;
+    Ok(counts)
+}
+
+/// COOKIE.
+const COOKIE: u16 = 0xC00F;
+
+/// The value of the first attribute of type `ty` in a STUN message (a plain TLV walk).
+fn attribute(b: &[u8], ty: u16) -> Option<&[u8]> {
+    let mut at = 20;
+    while b.len() >= at + 4 {
+        let t = u16::from_be_bytes([b[at], b[at + 1]]);
+        let len = usize::from(u16::from_be_bytes([b[at + 2], b[at + 3]]));
+        let value = b.get(at + 4..at + 4 + len)?;
+        if t == ty {
+            return Some(value);
+        }
+        at += 4 + len.div_ceil(4) * 4;
+    }
+    None
+}
+
+/// The Register the generator sends (POOL, NAME "bench", NAT unknown, COOKIE), written by hand: the bytes
+/// `Msg::Register` encodes for it (checked in debug builds).
+fn register_bytes(tid: [u8; 12], pool: &str, cookie: &[u8]) -> Vec<u8> {
+    fn attr(b: &mut Vec<u8>, ty: u16, v: &[u8]) {
+        b.extend_from_slice(&ty.to_be_bytes());
+        b.extend_from_slice(&(v.len() as u16).to_be_bytes());
+        b.extend_from_slice(v);
+        b.resize(b.len().div_ceil(4) * 4, 0);
+    }
+    let mut b = Vec::with_capacity(20 + 8 + pool.len() + 12 + 12 + 4 + cookie.len() + 3);
+    b.extend_from_slice(&[0x00, 0x0D, 0, 0, 0x21, 0x12, 0xA4, 0x42]);
+    b.extend_from_slice(&tid);
+    attr(&mut b, 0xC001, pool.as_bytes());
+    attr(&mut b, 0xC002, b"bench");
+    attr(
+        &mut b,
+        0xC003,
+        &punch_core::NatBehaviour::default().encode(),
+    );
+    attr(&mut b, COOKIE, cookie);
+    let len = (b.len() - 20) as u16;
+    b[2..4].copy_from_slice(&len.to_be_bytes());
+    debug_assert_eq!(b, {
+        let r = Register {
+            name: "bench".into(),
+            cookie: Some(cookie.to_vec()),
+            ..Register::new(tid, pool)
+        };
+        Msg::Register(r).encode()
+    });
+    b
+}
+
+/// A level-triggered epoll set of sockets.
+struct Epoll(std::os::fd::OwnedFd);
+
+impl Epoll {
+    fn new() -> Result<Epoll> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: epoll_create1 has no memory arguments; a valid descriptor is owned from here on.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            bail!("epoll_create1: {}", std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nobody else owns.
+        Ok(Epoll(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Watches `fd` for input; `data` comes back with its events.
+    fn add(&self, fd: std::os::fd::RawFd, data: u64) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let mut e = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: data,
+        };
+        // SAFETY: `e` is a valid epoll_event for the duration of the call.
+        let r = unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut e) };
+        if r < 0 {
+            bail!("epoll_ctl: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout_ms` for ready sockets; how many of `events` were filled.
+    fn wait(&self, events: &mut [libc::epoll_event], timeout_ms: i32) -> Result<usize> {
+        use std::os::fd::AsRawFd;
+        let max = events.len().min(i32::MAX as usize) as i32;
+        // SAFETY: the kernel writes at most `max` events into `events`.
+        let r =
+            unsafe { libc::epoll_wait(self.0.as_raw_fd(), events.as_mut_ptr(), max, timeout_ms) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                return Ok(0);
+            }
+            bail!("epoll_wait: {e}");
+        }
+        Ok(r as usize)
+    }
 }
 
 /// One pair of sockets: its round, when that round started, and per socket (RegisterOk, PeerInfo) seen.
@@ -280,18 +482,22 @@ struct PairState {
 }
 
 impl PairState {
-    /// Starts this pair's current round: both sockets register in a new pool.
-    fn begin(&mut self, j: usize, clients: &[Client], server: SocketAddr) -> Result<()> {
+    /// Starts this pair's current round: both sockets (2j and 2j + 1 of its thread; pair `global` of the
+    /// run) register in a new pool.
+    fn begin(
+        &mut self,
+        j: usize,
+        global: usize,
+        clients: &[Client],
+        server: SocketAddr,
+    ) -> Result<()> {
         self.state = [(false, false); 2];
         self.started = Instant::now();
         for i in [2 * j, 2 * j + 1] {
             let c = &clients[i];
-            let r = Register {
-                name: "bench".into(),
-                cookie: Some(c.cookie.clone()),
-                ..Register::new(tid(self.round, i), format!("{}-{j}", self.round))
-            };
-            c.sock.send_to(&Msg::Register(r).encode(), server)?;
+            let pool = format!("{}-{global}", self.round);
+            let msg = register_bytes(tid(self.round, 2 * global + i - 2 * j), &pool, &c.cookie);
+            c.sock.send_to(&msg, server)?;
         }
         Ok(())
     }
