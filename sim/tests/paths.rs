@@ -202,3 +202,21 @@ fn rebinding_mid_chat_loses_nothing_and_returns_direct() {
         }
     }
 }
+
+/// The suite `punch sim matrix --paths` reports: every case ends on its expected path in every seed, with
+/// every line exactly once and in order.
+#[test]
+fn the_path_suite_ends_every_case_on_its_expected_path() {
+    let suite = punch_sim::paths::run_paths(&punch_sim::paths::PathsConfig {
+        first_seed: 1,
+        seeds: 5,
+        rtt_ms: 40,
+        loss: 0.0,
+        threads: 0,
+    });
+    println!("{}", suite.to_table());
+    assert!(suite.failures().is_empty(), "{}", suite.to_table());
+    for c in &suite.cases {
+        assert_eq!(c.as_expected(), c.runs, "{}: {}", c.name, suite.to_table());
+    }
+}
