@@ -22,7 +22,8 @@
 //! 2001:db8:(i+1)::10 (hosts behind it: ::11, ::12, ...) on the same port, behind its own IPv6 gateway
 //! (a stateful firewall or a plain router) next to its IPv4 NAT; the server then also listens on
 //! `[2001:db8::1]:3478` and dual-stack peers register there (IPv6 first, RFC 8305). [`Scenario::link`]
-//! sets every host's access link so that any host-to-host or host-to-server round trip is `rtt_ms` and each one-way trip is lost with probability `loss`.
+//! sets every host's access link so that any host-to-host or host-to-server round trip is `rtt_ms` and each
+//! one-way trip is lost with probability `loss`.
 use crate::clock::{base_instant, Ms};
 use crate::host::Host;
 use crate::link::LinkConfig;
