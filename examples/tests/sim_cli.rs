@@ -224,7 +224,7 @@ fn matrix_paths_adds_the_path_suite_in_text_and_json() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("matrix JSON");
     let cases = v["paths"].as_array().expect("paths");
-    assert_eq!(cases.len(), 18);
+    assert_eq!(cases.len(), 19);
     for c in cases {
         assert_eq!(c["runs"], 2, "{c}");
         assert_eq!(c["exactly_once"], 2, "{c}");
@@ -247,7 +247,7 @@ fn matrix_paths_adds_the_path_suite_in_text_and_json() {
         &[
             "path case",
             "same-nat-symmetric",
-            "path suite: 18 cases x 1 seeds",
+            "path suite: 19 cases x 1 seeds",
         ],
     );
     assert!(stderr(&punch(&["sim", "matrix", "--seeds", "1", "--paths"])).contains("path suite:"));

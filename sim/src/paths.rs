@@ -322,6 +322,17 @@ pub fn cases() -> Vec<PathCase> {
             },
         ),
         case(
+            "dual-stack-over-v4-x-v4-only-port-restricted",
+            "as dual-stack-x-v4-only-port-restricted, but the dual-stack peer registers over IPv4 (IPv6 to the server broken)",
+            &[PathClass::Ipv4],
+            |s| {
+                s.host("a", Nat::PortRestricted)
+                    .ipv6("a", firewall6())
+                    .server_over_ipv4("a")
+                    .host("b", Nat::PortRestricted)
+            },
+        ),
+        case(
             "dual-stack-x-v4-only-full-cone",
             "dual stack (port-restricted IPv4 NAT, IPv6 firewall) x IPv4-only behind a full-cone NAT",
             &[PathClass::Ipv4],
@@ -628,7 +639,7 @@ impl PathSuite {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{:<37} {:<8} {:<17} {:>7} {:>10} {:>11} {:>11} {:>11} {:>11} {:>9}",
+            "{:<45} {:<8} {:<17} {:>7} {:>10} {:>11} {:>11} {:>11} {:>11} {:>9}",
             "path case",
             "path",
             "expected",
@@ -648,7 +659,7 @@ impl PathSuite {
                 .collect();
             let _ = writeln!(
                 s,
-                "{:<37} {:<8} {:<17} {:>3}/{:<3} {:>10} {:>11} {:>11} {:>11} {:>11} {:>5}/{:<3}  {}{}",
+                "{:<45} {:<8} {:<17} {:>3}/{:<3} {:>10} {:>11} {:>11} {:>11} {:>11} {:>5}/{:<3}  {}{}",
                 c.name,
                 c.path().label(),
                 c.expected_label(),

@@ -92,6 +92,8 @@ struct HostSpec {
     /// Dual stack: the host also has a global IPv6 address, behind this IPv6 gateway (`Some(None)`: a router
     /// that filters nothing; `Some(Some(fw))`: a stateful firewall).
     ipv6: Option<Option<NatConfig>>,
+    /// A dual-stack host that registers over IPv4 (its IPv6 to the server broken).
+    server_over_ipv4: bool,
 }
 
 impl HostSpec {
@@ -105,6 +107,7 @@ impl HostSpec {
             start: Duration::ZERO,
             relay_only: false,
             ipv6: None,
+            server_over_ipv4: false,
         }
     }
 }
@@ -242,6 +245,14 @@ impl Scenario {
             "an open host's IPv6 cannot sit behind a firewall in the simulator"
         );
         h.ipv6 = Some(firewall);
+        self
+    }
+
+    /// The dual-stack host `name` registers with the server over IPv4, as `punch chat` falls back to when its
+    /// IPv6 path to the server is broken (RFC 8305): it announces its IPv4 address first and, with
+    /// [`Knowledge::Assume`], its IPv4 NAT's behaviour.
+    pub fn server_over_ipv4(mut self, name: &str) -> Self {
+        self.spec(name).server_over_ipv4 = true;
         self
     }
 
@@ -509,21 +520,25 @@ impl Scenario {
         addr6: Option<SocketAddr>,
         knowledge: Knowledge,
     ) -> PeerConfig {
-        let server = match addr6 {
-            Some(_) => SERVER6_ADDR.parse().expect("valid"),
-            None => server_addr(),
+        let over_ipv6 = addr6.is_some() && !h.server_over_ipv4;
+        let server = if over_ipv6 {
+            SERVER6_ADDR.parse().expect("valid")
+        } else {
+            server_addr()
         };
         let mut pc = PeerConfig::new(server, sim_code());
         pc.name = h.name.clone();
+        // The server's family first, as `punch chat` announces them.
         pc.local_addrs = match addr6 {
-            Some(a6) => vec![a6, addr],
+            Some(a6) if over_ipv6 => vec![a6, addr],
+            Some(a6) => vec![addr, a6],
             None => vec![addr],
         };
         pc.relay_only = h.relay_only;
         pc.detect_nat = knowledge == Knowledge::Detect;
-        let toward_server = match (&h.ipv6, &h.nat) {
-            (Some(fw6), _) => fw6.as_ref(),
-            (None, nat) => nat.as_ref(),
+        let toward_server = match &h.ipv6 {
+            Some(fw6) if over_ipv6 => fw6.as_ref(),
+            _ => h.nat.as_ref(),
         };
         pc.nat = match knowledge {
             Knowledge::Assume => behaviour_of(toward_server),

@@ -220,3 +220,30 @@ fn the_path_suite_ends_every_case_on_its_expected_path() {
         assert_eq!(c.as_expected(), c.runs, "{}: {}", c.name, suite.to_table());
     }
 }
+
+/// A dual-stack peer whose IPv6 to the server is broken registers over IPv4: the IPv4-only partner then gets its
+/// public IPv4 address, and the IPv4 decision table decides (direct for port-restricted pairs, relay for
+/// symmetric x symmetric).
+#[test]
+fn dual_stack_registered_over_ipv4_follows_the_ipv4_table() {
+    for (ds, v4only, expected) in [
+        (Nat::PortRestricted, Nat::PortRestricted, PathKind::Direct),
+        (Nat::Restricted, Nat::PortRestricted, PathKind::Direct),
+        (Nat::PortRestricted, Nat::Symmetric, PathKind::Direct),
+        (Nat::Symmetric, Nat::Symmetric, PathKind::Relay),
+    ] {
+        for seed in 0..5 {
+            let label = format!("dual-stack {ds:?} over IPv4 x IPv4-only {v4only:?}, seed {seed}");
+            let o = chat(
+                Scenario::new(seed)
+                    .host("a", ds)
+                    .ipv6("a", Some(NatConfig::udp_firewall()))
+                    .server_over_ipv4("a")
+                    .host("b", v4only),
+            )
+            .run();
+            delivered(&o, &label);
+            assert_eq!(o.path(), expected, "{label}\n{}", o.summary());
+        }
+    }
+}
