@@ -3,8 +3,10 @@
 //! * `punch sim --nat-a KIND --nat-b KIND [--rtt MS] [--loss P] [--seed N] [--relay-only] [--json]`: one
 //!   scenario (a server with two IPs, peer `a` behind KIND-a, peer `b` behind KIND-b, each typing a few
 //!   messages), printed as a condensed timeline plus a summary.
-//! * `punch sim matrix [--rtt MS] [--loss P] [--seeds N] [--all] [--threads N] [--json]`: every pair of NAT
-//!   profiles over many seeds, as a table (or JSON); exits 1 if any pair failed.
+//! * `punch sim matrix [--rtt MS] [--loss P] [--seeds N] [--all] [--paths] [--threads N] [--json]`: every pair
+//!   of NAT profiles over many seeds, as a table (or JSON); with `--paths`, then the path suite
+//!   (`punch_sim::paths`: same NAT, hairpinning, flush, rebinding, mapping timeout, dual stack) over the same
+//!   seeds, as a second table (or the JSON's `paths` array); exits 1 if any run failed.
 //!
 //! A single scenario is exactly the matrix's run for that pair and seed, so a failing matrix seed can be
 //! replayed with `punch sim --nat-a A --nat-b B --seed S` (the matrix prints that command).
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
 use punch_sim::matrix::{judge, run_matrix, MatrixConfig};
+use punch_sim::paths::{run_paths, PathsConfig};
 use punch_sim::{Detail, Knowledge, Ms, Outcome, PathKind, Profile};
 
 /// Messages each peer types (at time 0, queued until a path exists), as in the matrix.
@@ -85,6 +88,10 @@ struct MatrixArgs {
     /// Worker threads (0: one per CPU). The results do not depend on it.
     #[arg(long, value_name = "N", default_value_t = 0)]
     threads: usize,
+    /// Also run the path suite (same NAT, hairpin on/off, NAT flush, rebinding, mapping timeout, dual stack)
+    /// over the same seeds: a second table, or `paths` in the JSON (docs/JSON.md).
+    #[arg(long)]
+    paths: bool,
     /// Print the matrix as JSON.
     #[arg(long)]
     json: bool,
@@ -321,8 +328,25 @@ fn matrix(m: MatrixArgs) -> anyhow::Result<ExitCode> {
     let mx = run_matrix(&cfg);
     let took = start.elapsed();
     let failures = mx.failures();
+    let suite_start = Instant::now();
+    let suite = m.paths.then(|| {
+        run_paths(&PathsConfig {
+            first_seed: cfg.first_seed,
+            seeds: cfg.seeds,
+            rtt_ms: cfg.rtt_ms,
+            loss: cfg.loss,
+            threads: cfg.threads,
+        })
+    });
+    let suite_took = suite_start.elapsed();
+    let path_failures = suite.as_ref().map_or(0, |s| s.failures().len());
     if m.json {
-        crate::output::emit(serde_json::from_str(&mx.to_json()).expect("the matrix is JSON"));
+        let mut v: serde_json::Value =
+            serde_json::from_str(&mx.to_json()).expect("the matrix is JSON");
+        if let Some(s) = &suite {
+            v["paths"] = serde_json::from_str(&s.to_json()).expect("the path suite is JSON");
+        }
+        crate::output::emit(v);
     } else {
         print!("{}", mx.to_table());
         for f in failures.iter().take(20) {
@@ -334,6 +358,21 @@ fn matrix(m: MatrixArgs) -> anyhow::Result<ExitCode> {
         if failures.len() > 20 {
             println!("... and {} more failed runs", failures.len() - 20);
         }
+        if let Some(s) = &suite {
+            println!();
+            print!("{}", s.to_table());
+            for c in s.unexpected() {
+                println!(
+                    "UNEXPECTED {}: ended {} (expected {})",
+                    c.name,
+                    c.path().label(),
+                    c.expected_label()
+                );
+            }
+            for (case, seed, reason) in s.failures().iter().take(20) {
+                println!("FAIL path case {case} seed {seed}: {reason}");
+            }
+        }
     }
     eprintln!(
         "matrix: {runs} scenarios in {:.2} s = {:.0} scenarios/s ({} threads)",
@@ -341,7 +380,14 @@ fn matrix(m: MatrixArgs) -> anyhow::Result<ExitCode> {
         runs as f64 / took.as_secs_f64().max(1e-9),
         threads
     );
-    Ok(if failures.is_empty() {
+    if let Some(s) = &suite {
+        let runs: usize = s.cases.iter().map(|c| c.runs).sum();
+        eprintln!(
+            "path suite: {runs} scenarios in {:.2} s",
+            suite_took.as_secs_f64()
+        );
+    }
+    Ok(if failures.is_empty() && path_failures == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -217,3 +217,38 @@ fn matrix_table_has_rows_and_summary() {
     );
     assert!(!out.contains("scenarios/s"), "timing belongs on stderr");
 }
+
+#[test]
+fn matrix_paths_adds_the_path_suite_in_text_and_json() {
+    let o = punch(&["sim", "matrix", "--seeds", "2", "--paths", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("matrix JSON");
+    let cases = v["paths"].as_array().expect("paths");
+    assert_eq!(cases.len(), 19);
+    for c in cases {
+        assert_eq!(c["runs"], 2, "{c}");
+        assert_eq!(c["exactly_once"], 2, "{c}");
+        let expected = c["expected"].as_array().expect("expected classes");
+        assert!(expected.contains(&c["path"]), "{c}");
+    }
+    let case = |name: &str| {
+        cases
+            .iter()
+            .find(|c| c["case"] == name)
+            .unwrap_or_else(|| panic!("no case {name}"))
+    };
+    assert_eq!(case("dual-stack-symmetric-v4")["path"], "ipv6");
+    assert_eq!(case("hairpin-off-lan-isolated")["path"], "relay");
+    assert_eq!(case("rebind-symmetric-side")["disruption_ms"], 4000.0);
+    assert!(case("same-nat-symmetric")["to_direct_ms"]["p50"].is_number());
+    let out = punch_ok(&["sim", "matrix", "--seeds", "1", "--paths", "--threads", "1"]);
+    assert_contains(
+        &out,
+        &[
+            "path case",
+            "same-nat-symmetric",
+            "path suite: 19 cases x 1 seeds",
+        ],
+    );
+    assert!(stderr(&punch(&["sim", "matrix", "--seeds", "1", "--paths"])).contains("path suite:"));
+}

@@ -14,6 +14,7 @@
 //! * [`world`]: topology and the event loop.
 //! * [`trace`]: the readable record.
 //! * [`matrix`]: every pair of profiles over many seeds, as a table or JSON.
+//! * [`paths`]: the path suite: same NAT, hairpinning, flush, rebinding, mapping timeout, dual stack.
 //! * [`scenario`]: server + peers + NATs in a few lines, and the outcome of a run.
 //!
 //! Determinism rules: only `BTreeMap`/`BTreeSet`/`Vec` (iteration order never depends on hashing), every
@@ -29,6 +30,7 @@ pub mod host;
 pub mod link;
 pub mod matrix;
 pub mod nat;
+pub mod paths;
 pub mod profile;
 pub mod rng;
 pub mod scenario;

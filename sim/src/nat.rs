@@ -13,6 +13,10 @@
 //!   the inside socket sent to (ADF), or from exactly the IP:port pairs it sent to (APDF).
 //! * **Lifetime** (s4.3): a mapping idle for `mapping_lifetime` is forgotten; outbound traffic refreshes it,
 //!   inbound traffic only if `inbound_refresh`. Filtering permissions age the same way, one by one.
+//! * **Rebinding** ([`NatBox::rebind`]): one inside socket loses its mappings and gets a new public port on
+//!   its next datagram, without a reboot; every other socket keeps its mappings.
+//! * **Address family**: a translating NAT carries only its public address's family (an IPv4 NAT drops
+//!   IPv6); a dual-stack inside network has a second gateway for IPv6 (`World::add_ipv6_gateway`).
 //! * **Hairpinning** (s6): an inside host sending to the NAT's own public address reaches the inside host
 //!   owning that mapping, with its source translated, or is dropped.
 //! * **Linux conntrack** (`linux_conntrack`): an unsolicited inbound datagram that filtering rejects still
@@ -29,7 +33,7 @@
 use punch_core::nat::{Filtering, Mapping};
 use rand::rngs::SmallRng;
 use rand::Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -218,6 +222,8 @@ pub struct NatBox {
     expired: BTreeMap<SocketAddr, Duration>,
     /// Linux unreplied conntrack entries `(remote, public) -> expiry`.
     unreplied: BTreeMap<(SocketAddr, SocketAddr), Duration>,
+    /// Public addresses taken from a socket by [`NatBox::rebind`]: never handed out again (until a flush).
+    retired: BTreeSet<SocketAddr>,
     last_port: Option<u16>,
     notes: Vec<String>,
     /// Nobody reads the notes or the drop reasons (the world's trace is off): skip building them.
@@ -235,6 +241,7 @@ impl NatBox {
             by_public: BTreeMap::new(),
             expired: BTreeMap::new(),
             unreplied: BTreeMap::new(),
+            retired: BTreeSet::new(),
             last_port: None,
             notes: Vec::new(),
             quiet: false,
@@ -291,7 +298,31 @@ impl NatBox {
         self.by_public.clear();
         self.expired.clear();
         self.unreplied.clear();
+        self.retired.clear();
         self.note(|| format!("flushed: {n} mappings forgotten"));
+    }
+
+    /// Rebinding: the NAT takes every mapping of the inside socket `internal` away (a port reassignment, a
+    /// carrier NAT moving the flow, one table entry evicted), and never hands those public ports out again,
+    /// so the socket's next datagram gets a new public port. Other sockets' mappings are untouched. A
+    /// non-translating firewall only forgets the socket's filter state.
+    pub fn rebind(&mut self, internal: SocketAddr) {
+        let gone: Vec<Key> = self
+            .mappings
+            .keys()
+            .filter(|k| k.internal == internal)
+            .copied()
+            .collect();
+        for k in &gone {
+            if let Some(e) = self.mappings.remove(k) {
+                self.by_public.remove(&e.public);
+                if self.config.translate {
+                    self.retired.insert(e.public);
+                }
+            }
+        }
+        let n = gone.len();
+        self.note(|| format!("rebinding: {n} mappings of {internal} taken away"));
     }
 
     fn key(&self, internal: SocketAddr, remote: SocketAddr) -> Key {
@@ -359,6 +390,7 @@ impl NatBox {
         let p = self.public(port);
         port >= MIN_PORT
             && !self.by_public.contains_key(&p)
+            && !self.retired.contains(&p)
             && !self.unreplied_alive(remote, p, now)
     }
 
@@ -435,6 +467,12 @@ impl NatBox {
     /// A datagram from inside socket `src` to `dst` is leaving at virtual time `now`.
     pub fn outbound(&mut self, now: Duration, src: SocketAddr, dst: SocketAddr) -> Outbound {
         self.purge(now);
+        if self.config.translate && dst.is_ipv4() != self.public_ip.is_ipv4() {
+            // An IPv4 NAT does not carry IPv6 (nor the other way round): no route for that family.
+            return Outbound::Drop(
+                self.why(|| format!("no route: {dst} is not of the NAT's family")),
+            );
+        }
         if !self.config.translate {
             let key = self.key(src, dst);
             match self.mappings.get_mut(&key) {
@@ -883,6 +921,45 @@ mod tests {
         n.outbound(T, b, SERVER);
         assert!(matches!(
             n.outbound(T, a, sa("203.0.113.10:6000")),
+            Outbound::Drop(_)
+        ));
+    }
+
+    #[test]
+    fn rebind_gives_the_socket_a_new_port_and_leaves_others_alone() {
+        let other = sa("192.168.1.11:6000");
+        let mut n = nat(port_restricted());
+        assert_eq!(
+            n.outbound(T, INSIDE, SERVER),
+            Outbound::Forward { src: PUBLIC }
+        );
+        let Outbound::Forward { src: theirs } = n.outbound(T, other, SERVER) else {
+            panic!()
+        };
+        n.rebind(INSIDE);
+        // The old public port is gone: inbound to it is dropped, and the socket's next datagram gets another.
+        assert!(!admitted(n.inbound(T * 2, SERVER, PUBLIC)));
+        let Outbound::Forward { src } = n.outbound(T * 3, INSIDE, SERVER) else {
+            panic!()
+        };
+        assert_ne!(src, PUBLIC);
+        assert_eq!(
+            n.outbound(T * 3, other, SERVER),
+            Outbound::Forward { src: theirs }
+        );
+        // A flush frees the retired port again.
+        n.flush();
+        assert_eq!(
+            n.outbound(T * 4, INSIDE, SERVER),
+            Outbound::Forward { src: PUBLIC }
+        );
+    }
+
+    #[test]
+    fn an_ipv4_nat_does_not_carry_ipv6() {
+        let mut n = nat(port_restricted());
+        assert!(matches!(
+            n.outbound(T, INSIDE, sa("[2001:db8::1]:3478")),
             Outbound::Drop(_)
         ));
     }

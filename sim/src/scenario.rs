@@ -18,8 +18,12 @@
 //! Topology: the server is on the public network at 198.51.100.1:3478 (and 198.51.100.2:3479 with
 //! [`Scenario::server_with_two_ips`]). The i-th host (from 0) behind its own NAT has 192.168.(i+1).10 and
 //! the NAT 203.0.113.(10(i+1)); an `open` or firewalled host has 198.51.100.(20+i). Hosts use local port
-//! 5000 + 1000i. [`Scenario::link`] sets every host's access link so that any host-to-host or
-//! host-to-server round trip is `rtt_ms` and each one-way trip is lost with probability `loss`.
+//! 5000 + 1000i. A dual-stack host ([`Scenario::ipv6`]) also has the global IPv6 address
+//! 2001:db8:(i+1)::10 (hosts behind it: ::11, ::12, ...) on the same port, behind its own IPv6 gateway
+//! (a stateful firewall or a plain router) next to its IPv4 NAT; the server then also listens on
+//! `[2001:db8::1]:3478` and dual-stack peers register there (IPv6 first, RFC 8305). [`Scenario::link`]
+//! sets every host's access link so that any host-to-host or host-to-server round trip is `rtt_ms` and each
+//! one-way trip is lost with probability `loss`.
 use crate::clock::{base_instant, Ms};
 use crate::host::Host;
 use crate::link::LinkConfig;
@@ -38,6 +42,8 @@ use std::time::Duration;
 pub const SERVER_ADDR: &str = "198.51.100.1:3478";
 /// Its alternate address with [`Scenario::server_with_two_ips`].
 pub const SERVER_ALT_ADDR: &str = "198.51.100.2:3479";
+/// Its IPv6 address when a host is dual-stack ([`Scenario::ipv6`]).
+pub const SERVER6_ADDR: &str = "[2001:db8::1]:3478";
 
 /// What the peers know about their own NAT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +89,11 @@ struct HostSpec {
     behind: Option<String>,
     start: Duration,
     relay_only: bool,
+    /// Dual stack: the host also has a global IPv6 address, behind this IPv6 gateway (`Some(None)`: a router
+    /// that filters nothing; `Some(Some(fw))`: a stateful firewall).
+    ipv6: Option<Option<NatConfig>>,
+    /// A dual-stack host that registers over IPv4 (its IPv6 to the server broken).
+    server_over_ipv4: bool,
 }
 
 impl HostSpec {
@@ -95,6 +106,8 @@ impl HostSpec {
             behind: None,
             start: Duration::ZERO,
             relay_only: false,
+            ipv6: None,
+            server_over_ipv4: false,
         }
     }
 }
@@ -108,6 +121,8 @@ struct PlacedPeer {
     realm: RealmId,
     /// Its inside network's third octet (192.168.net.x); hosts behind it share it.
     net: u8,
+    /// Its (first) IPv4 address.
+    addr: SocketAddr,
 }
 
 fn server_addr() -> SocketAddr {
@@ -125,6 +140,8 @@ pub struct Scenario {
     jitter: Duration,
     typed: Vec<(String, Duration, String)>,
     flushes: Vec<(String, Duration)>,
+    rebinds: Vec<(String, Duration)>,
+    isolated: Vec<(String, String)>,
     outages: Vec<(String, Duration, Duration)>,
     until: Duration,
     detail: Detail,
@@ -144,6 +161,8 @@ impl Scenario {
             jitter: Duration::ZERO,
             typed: Vec::new(),
             flushes: Vec::new(),
+            rebinds: Vec::new(),
+            isolated: Vec::new(),
             outages: Vec::new(),
             until: Duration::from_secs(120),
             detail: Detail::Full,
@@ -179,6 +198,7 @@ impl Scenario {
         let o = self.spec(other);
         let spec = HostSpec {
             behind: Some(other.into()),
+            ipv6: o.ipv6.clone(),
             ..HostSpec::new(name, o.label.clone(), o.nat.clone())
         };
         self.hosts.push(spec);
@@ -209,6 +229,53 @@ impl Scenario {
         if let Some(n) = self.spec(name).nat.as_mut() {
             n.mapping_lifetime = lifetime;
         }
+        self
+    }
+
+    /// `name` is dual-stack: besides its IPv4 address (behind its NAT) it has a global IPv6 address behind
+    /// `firewall` (`None`: an IPv6 router that filters nothing), and it registers with the server over IPv6.
+    /// It announces that address first and its IPv4 address second (as `punch chat` does) and, with
+    /// [`Knowledge::Assume`], the IPv6 gateway's behaviour (the box on its path to the server). A host added
+    /// later with [`Scenario::host_behind`] is dual-stack too. An `open` host (no NAT) can only have
+    /// `firewall == None`.
+    pub fn ipv6(mut self, name: &str, firewall: Option<NatConfig>) -> Self {
+        let h = self.spec(name);
+        assert!(
+            h.nat.is_some() || firewall.is_none(),
+            "an open host's IPv6 cannot sit behind a firewall in the simulator"
+        );
+        h.ipv6 = Some(firewall);
+        self
+    }
+
+    /// The dual-stack host `name` registers with the server over IPv4, as `punch chat` falls back to when its
+    /// IPv6 path to the server is broken (RFC 8305): it announces its IPv4 address first and, with
+    /// [`Knowledge::Assume`], its IPv4 NAT's behaviour.
+    pub fn server_over_ipv4(mut self, name: &str) -> Self {
+        self.spec(name).server_over_ipv4 = true;
+        self
+    }
+
+    /// The NAT in front of `name` turns datagrams to its own public address back inside (hairpinning,
+    /// RFC 4787 REQ-9) or drops them (the default).
+    pub fn hairpin(mut self, name: &str, on: bool) -> Self {
+        if let Some(n) = self.spec(name).nat.as_mut() {
+            n.hairpin = on;
+        }
+        self
+    }
+
+    /// The inside network does not carry datagrams between `a` and `b` (Wi-Fi client isolation, two VLANs
+    /// behind one NAT): each can still reach the other through the NAT's public address if it hairpins.
+    pub fn isolate(mut self, a: &str, b: &str) -> Self {
+        self.isolated.push((a.into(), b.into()));
+        self
+    }
+
+    /// The NAT in front of `name` gives `name`'s socket a new public port at `t` (rebinding: its mappings are
+    /// taken away and its old port is not handed out again; other hosts' mappings stay).
+    pub fn rebind_at(mut self, name: &str, t: Duration) -> Self {
+        self.rebinds.push((name.into(), t));
         self
     }
 
@@ -278,16 +345,25 @@ impl Scenario {
         let mut peers: Vec<PlacedPeer> = Vec::new();
         for (i, h) in self.hosts.iter().enumerate() {
             let (nat, realm, addr) = self.place(&mut w, i, h, &peers);
-            let pc = self.peer_config(&w, h, addr, knowledge);
+            let addr6 = self.place_ipv6(&mut w, i, h, realm, &peers);
+            let pc = self.peer_config(&w, h, addr, addr6, knowledge);
             let id = self.add_peer(&mut w, h, pc, realm, &link);
+            let net = match &h.behind {
+                Some(o) => peers.iter().find(|p| &p.name == o).map_or(0, |p| p.net),
+                None => i as u8 + 1,
+            };
             peers.push(PlacedPeer {
                 name: h.name.clone(),
                 label: h.label.clone(),
                 id,
                 nat,
                 realm,
-                net: i as u8 + 1,
+                net,
+                addr,
             });
+        }
+        for (a, b) in &self.isolated {
+            w.partition(&[a.as_str()], &[b.as_str()], Duration::ZERO, Duration::MAX);
         }
         self.schedule_typing(&mut w, &peers);
         self.schedule_flushes(&mut w, &peers);
@@ -308,6 +384,11 @@ impl Scenario {
     }
 
     /// The rendezvous server on the public network (with its alternate address if asked for).
+    /// A dual-stack host among them: the server then also listens on [`SERVER6_ADDR`].
+    fn any_ipv6(&self) -> bool {
+        self.hosts.iter().any(|h| h.ipv6.is_some())
+    }
+
     fn add_server(&self, w: &mut World, link: &LinkConfig) -> HostId {
         let mut sc = ServerConfig::new(server_addr());
         if self.two_ips {
@@ -315,11 +396,18 @@ impl Scenario {
         }
         sc.seed = w.seed_for("server");
         let server = Server::new(sc, w.clock().at(Duration::ZERO));
+        let mut addrs = server.local_addrs();
+        if self.any_ipv6() {
+            // One more socket, as `punch server --listen` with a second address: the core answers each
+            // request from the socket it came in on, and the simulator sends the relayed frames the core
+            // sends from its primary (IPv4) socket from this one to IPv6 members.
+            addrs.push(SERVER6_ADDR.parse().expect("valid"));
+        }
         w.add_host(
             "server",
             RealmId::PUBLIC,
             link.clone(),
-            Host::new(server.local_addrs(), server),
+            Host::new(addrs, server),
         )
     }
 
@@ -378,22 +466,82 @@ impl Scenario {
         (Some(n), r, SocketAddr::new(ip, port))
     }
 
-    /// The peer configuration of host `h` at `addr` (both peers share the join code [`SIM_CODE`]), with every
-    /// tweak applied.
+    /// The IPv6 address of the i-th host `h` if it is dual-stack, with its IPv6 gateway added to the world
+    /// unless it shares an earlier host's network (see the module docs for the numbering).
+    fn place_ipv6(
+        &self,
+        w: &mut World,
+        i: usize,
+        h: &HostSpec,
+        realm: RealmId,
+        earlier: &[PlacedPeer],
+    ) -> Option<SocketAddr> {
+        let firewall = h.ipv6.as_ref()?;
+        let port = 5000 + 1000 * i as u16;
+        let v6 = |net: u8, host: u16| {
+            IpAddr::V6(std::net::Ipv6Addr::new(
+                0x2001, 0xdb8, net as u16, 0, 0, 0, 0, host,
+            ))
+        };
+        if let Some(other) = &h.behind {
+            let o = earlier
+                .iter()
+                .find(|p| &p.name == other)
+                .expect("earlier host");
+            let k = earlier.iter().filter(|p| p.net == o.net).count() as u16;
+            return Some(SocketAddr::new(v6(o.net, 0x10 + k), port));
+        }
+        let net = i as u8 + 1;
+        if realm != RealmId::PUBLIC {
+            // A router that filters nothing, or the stateful firewall.
+            let cfg = firewall.clone().unwrap_or(NatConfig {
+                filtering: punch_core::nat::Filtering::EndpointIndependent,
+                ..NatConfig::udp_firewall()
+            });
+            w.add_ipv6_gateway(
+                &format!("fw6-{}", h.name),
+                RealmId::PUBLIC,
+                realm,
+                v6(net, 1),
+                cfg,
+                LinkConfig::ideal(),
+            );
+        }
+        Some(SocketAddr::new(v6(net, 0x10), port))
+    }
+
+    /// The peer configuration of host `h` at `addr` (and `addr6` if dual-stack; both peers share the join
+    /// code [`SIM_CODE`]), with every tweak applied.
     fn peer_config(
         &self,
         w: &World,
         h: &HostSpec,
         addr: SocketAddr,
+        addr6: Option<SocketAddr>,
         knowledge: Knowledge,
     ) -> PeerConfig {
-        let mut pc = PeerConfig::new(server_addr(), sim_code());
+        let over_ipv6 = addr6.is_some() && !h.server_over_ipv4;
+        let server = if over_ipv6 {
+            SERVER6_ADDR.parse().expect("valid")
+        } else {
+            server_addr()
+        };
+        let mut pc = PeerConfig::new(server, sim_code());
         pc.name = h.name.clone();
-        pc.local_addrs = vec![addr];
+        // The server's family first, as `punch chat` announces them.
+        pc.local_addrs = match addr6 {
+            Some(a6) if over_ipv6 => vec![a6, addr],
+            Some(a6) => vec![addr, a6],
+            None => vec![addr],
+        };
         pc.relay_only = h.relay_only;
         pc.detect_nat = knowledge == Knowledge::Detect;
+        let toward_server = match &h.ipv6 {
+            Some(fw6) if over_ipv6 => fw6.as_ref(),
+            _ => h.nat.as_ref(),
+        };
         pc.nat = match knowledge {
-            Knowledge::Assume => behaviour_of(h.nat.as_ref()),
+            Knowledge::Assume => behaviour_of(toward_server),
             _ => NatBehaviour::UNKNOWN,
         };
         pc.seed = seed32(w.seed_for(&h.name));
@@ -452,11 +600,20 @@ impl Scenario {
         }
     }
 
-    /// Schedules every NAT reboot (a host without a NAT has nothing to flush).
+    /// Schedules every NAT reboot and rebinding (a host without a NAT has nothing to flush or rebind).
     fn schedule_flushes(&self, w: &mut World, peers: &[PlacedPeer]) {
         for (name, t) in &self.flushes {
             if let Some(nat) = peers.iter().find(|p| &p.name == name).and_then(|p| p.nat) {
                 w.flush_nat_at(*t, nat);
+            }
+        }
+        for (name, t) in &self.rebinds {
+            let p = peers
+                .iter()
+                .find(|p| &p.name == name)
+                .unwrap_or_else(|| panic!("no host {name}"));
+            if let Some(nat) = p.nat {
+                w.rebind_at(*t, nat, p.addr);
             }
         }
     }
@@ -464,7 +621,7 @@ impl Scenario {
     /// The time after which the run may stop as soon as everything is delivered.
     fn settle_after(&self) -> Duration {
         let typed = self.typed.iter().map(|t| t.1);
-        let flushes = self.flushes.iter().map(|f| f.1);
+        let flushes = self.flushes.iter().chain(&self.rebinds).map(|f| f.1);
         let outages = self.outages.iter().map(|o| o.2);
         let starts = self.hosts.iter().map(|h| h.start);
         typed
@@ -567,6 +724,8 @@ pub struct PeerOutcome {
     pub received: Vec<String>,
     /// The last path reported.
     pub path: PathKind,
+    /// The partner's address on that path when it is direct.
+    pub direct_addr: Option<SocketAddr>,
     /// When the peer learned it was paired.
     pub paired_at: Option<Duration>,
     /// First time any path was chosen.
@@ -613,7 +772,15 @@ impl Built {
                 .rev()
                 .find_map(|(_, e)| PathKind::of(e))
                 .unwrap_or(PathKind::None);
+            let direct_addr = p.events.iter().rev().find_map(|(_, e)| match e {
+                PeerEvent::Path { path, .. } => Some(match path {
+                    Path::Direct(a) => Some(*a),
+                    Path::Relay => None,
+                }),
+                _ => None,
+            });
             peers.push(PeerOutcome {
+                direct_addr: direct_addr.flatten(),
                 name: name.clone(),
                 nat: nat.clone(),
                 typed: p.inputs.iter().map(|t| t.1.clone()).collect(),

@@ -4,8 +4,16 @@
 //! The world is a tree of *realms* (address spaces). Realm 0 is the public network. Every NAT joins a
 //! realm on its outside and creates a new realm (its inside network); every host joins exactly one realm.
 //! Within a realm, a datagram goes to whichever host or NAT owns its destination IP; if no one does, it
-//! goes to the realm's gateway NAT (outbound), and in the public realm it is dropped ("no route"). Every
-//! host and NAT has one [`Link`] to its realm, crossed on the way up and on the way down.
+//! goes to the realm's gateway NAT (outbound), and in the public realm it is dropped ("no route"). A realm
+//! may have a second gateway for IPv6 ([`World::add_ipv6_gateway`]: a dual-stack network, typically an IPv4
+//! NAT and an IPv6 stateful firewall); IPv6 destinations then leave through it. Every host and NAT has one
+//! [`Link`] to its realm, crossed on the way up and on the way down.
+//!
+//! ## Sources and address families
+//! A host's datagram leaves from the socket its transmit names (`None`: the first). When that address is not
+//! of the destination's family, it leaves from the host's first address that is, as a dual-stack socket does
+//! (and as `punch_core::drive::Drive::route` picks a server's socket); a host with no address of that family
+//! cannot send there (dropped, "no route").
 //!
 //! ## Time
 //! There are no ticks and no sleeps. The loop repeatedly takes the earliest of (a) the next queued
@@ -167,6 +175,10 @@ enum Pending {
     Flush {
         nat: usize,
     },
+    Rebind {
+        nat: usize,
+        internal: SocketAddr,
+    },
 }
 
 enum Body {
@@ -191,6 +203,18 @@ struct Element {
 struct Realm {
     name: String,
     gateway: Option<usize>,
+    /// The gateway for IPv6 destinations, when it is not `gateway` (a dual-stack network).
+    gateway6: Option<usize>,
+}
+
+impl Realm {
+    /// The gateway a datagram to `dst` leaves through.
+    fn gateway_for(&self, dst: IpAddr) -> Option<usize> {
+        match dst {
+            IpAddr::V6(_) => self.gateway6.or(self.gateway),
+            IpAddr::V4(_) => self.gateway,
+        }
+    }
 }
 
 struct Partition {
@@ -232,6 +256,7 @@ impl World {
             realms: vec![Realm {
                 name: "internet".into(),
                 gateway: None,
+                gateway6: None,
             }],
             routes: Vec::new(),
             partitions: Vec::new(),
@@ -303,6 +328,7 @@ impl World {
         self.realms.push(Realm {
             name: format!("{name}-lan"),
             gateway: Some(idx),
+            gateway6: None,
         });
         if config.translate {
             self.set_route((outside.0, public_ip), idx);
@@ -325,6 +351,42 @@ impl World {
         (NatId(idx), RealmId(inside))
     }
 
+    /// Adds a second gateway called `name` to the existing inside realm `inside` (made by [`World::add_nat`]):
+    /// IPv6 destinations from `inside` leave through it, into `outside`, and it carries what comes back. It
+    /// is usually a stateful firewall ([`NatConfig::udp_firewall`]: the inside hosts' global IPv6 addresses
+    /// pass unchanged); a translating one (NAT66) needs an IPv6 `public_ip`. Add it before the hosts.
+    pub fn add_ipv6_gateway(
+        &mut self,
+        name: &str,
+        outside: RealmId,
+        inside: RealmId,
+        public_ip: IpAddr,
+        config: NatConfig,
+        link: LinkConfig,
+    ) -> NatId {
+        let idx = self.elems.len();
+        self.realms[inside.0].gateway6 = Some(idx);
+        if config.translate {
+            self.set_route((outside.0, public_ip), idx);
+        }
+        let nat = NatBox::new(
+            config,
+            public_ip,
+            derive_rng(self.seed, &format!("nat:{name}")),
+        );
+        let link = self.new_link(name, link);
+        self.elems.push(Element {
+            name: name.into(),
+            realm: outside.0,
+            link,
+            body: Body::Nat {
+                nat: Box::new(nat),
+                inside: inside.0,
+            },
+        });
+        NatId(idx)
+    }
+
     /// Adds a host called `name` in `realm`, on the host's addresses ([`Host::addrs`]). Its machine is
     /// drained at once (construction may already want to send).
     pub fn add_host<M: Machine + 'static>(
@@ -340,7 +402,7 @@ impl World {
         for a in node.addrs() {
             self.set_route((realm.0, a.ip()), idx);
             // Behind a non-translating firewall the host's address is also reachable from outside.
-            if let Some(g) = self.realms[realm.0].gateway {
+            if let Some(g) = self.realms[realm.0].gateway_for(a.ip()) {
                 if let Body::Nat { nat, .. } = &self.elems[g].body {
                     if !nat.config.translate {
                         let outer = self.elems[g].realm;
@@ -462,6 +524,18 @@ impl World {
         self.push(at.max(self.now()), Pending::Flush { nat: nat.0 });
     }
 
+    /// At `at`, the NAT takes the mappings of the inside socket `internal` away and gives it a new public port
+    /// on its next datagram ([`NatBox::rebind`]).
+    pub fn rebind_at(&mut self, at: Duration, nat: NatId, internal: SocketAddr) {
+        self.push(
+            at.max(self.now()),
+            Pending::Rebind {
+                nat: nat.0,
+                internal,
+            },
+        );
+    }
+
     /// No datagram passes between any element named in `a` and any named in `b` during `[from, until)`.
     /// Names are host or NAT names; the check happens wherever a datagram moves between two elements in a
     /// realm (so to cut off a host behind a NAT from the internet, name its NAT).
@@ -571,7 +645,10 @@ impl World {
                 return;
             }
             self.cross(to, pkt, false);
-        } else if let Some(g) = self.realms[realm].gateway.filter(|&g| g != from) {
+        } else if let Some(g) = self.realms[realm]
+            .gateway_for(pkt.dst.ip())
+            .filter(|&g| g != from)
+        {
             self.outbound(g, pkt);
         } else {
             self.stats.dropped += 1;
@@ -666,10 +743,36 @@ impl World {
                         None => addrs.first().copied(),
                         Some(s) => addrs.contains(&s).then_some(s),
                     };
+                    // The other family: the host's first address of the destination's family, if any.
+                    let dst = t.destination;
+                    let src = src.map(|s| {
+                        if s.is_ipv4() == dst.is_ipv4() {
+                            Ok(s)
+                        } else {
+                            addrs
+                                .iter()
+                                .find(|a| a.is_ipv4() == dst.is_ipv4())
+                                .copied()
+                                .ok_or(s)
+                        }
+                    });
                     (t, src)
                 }
                 Body::Nat { .. } => return,
             };
+            let src =
+                match src {
+                    Some(Ok(s)) => Some(s),
+                    Some(Err(s)) => {
+                        self.stats.dropped += 1;
+                        let dst = t.destination;
+                        self.trace.push(now, Kind::Drop, &self.elems[elem].name, || {
+                        format!("no route: {s} -> {dst} (the host has no address of that family)")
+                    });
+                        continue;
+                    }
+                    None => None,
+                };
             let Some(src) = src else {
                 // Production would send it on socket 0; here it is a bug in the machine (or the scenario).
                 self.stats.unknown_source += 1;
@@ -836,6 +939,14 @@ impl World {
                 if let Body::Nat { nat: n, .. } = &mut self.elems[nat].body {
                     n.set_quiet(quiet);
                     n.flush();
+                }
+                self.nat_notes(nat);
+            }
+            Pending::Rebind { nat, internal } => {
+                let quiet = self.nat_quiet();
+                if let Body::Nat { nat: n, .. } = &mut self.elems[nat].body {
+                    n.set_quiet(quiet);
+                    n.rebind(internal);
                 }
                 self.nat_notes(nat);
             }

@@ -3,9 +3,8 @@
 //! translation, new inbound dropped: `NatConfig::udp_firewall`, plain or with Linux conntrack) and a server
 //! on IPv6 go direct, to each other's IPv6 address (docs/STRATEGY.md, "IPv6 and dual stack").
 //!
-//! What the simulator does not model: a dual-stack host (one socket with an IPv4 and an IPv6 address, the
-//! source chosen by the destination's family) — its hosts send from their first address. The lab covers
-//! dual stack (`lab/netns.sh up6`).
+//! Dual-stack hosts (an IPv4 address behind an IPv4 NAT and a global IPv6 address behind a firewall, the
+//! source chosen by the destination's family) are built by `Scenario::ipv6` and tested in `paths.rs`.
 use std::net::SocketAddr;
 
 use punch_core::secure::Code;
