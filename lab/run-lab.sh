@@ -378,9 +378,12 @@ if want chat; then
     # Idle for 50 s behind routers that forget idle UDP flows after 20 s: still direct, the late line arrives.
     scen+=("port-restricted port-restricted no no 0 0 0 50" "symmetric full-cone yes yes 0 0 0 50")
     # Idle for 80 s: the learnt keepalive interval outgrows the routers' 20 s (the ping after 25 s of silence
-    # finds the path dead), the chat moves to the relay, a new round makes it direct again, and the interval
-    # settles on the 17 s the path survived: direct at the end, the late line arrives (docs/STRATEGY.md).
-    scen+=("port-restricted port-restricted no no 0 0 0 80")
+    # finds the path dead), the chat moves to the relay, a round through the server makes it direct again, and
+    # the interval settles on the 17 s the path survived: direct at the end, the late line arrives
+    # (docs/STRATEGY.md). Firewalled routers: without `ct state new drop` the dead path's check pings leave
+    # unreplied conntrack entries that reserve the tuple until they time out (20 s here), and the pair stays on
+    # the relay until a retry round after that.
+    scen+=("port-restricted port-restricted yes yes 0 0 0 80")
     set -- $KINDS
     kinds=("$@")
     for ((i = 0; i < ${#kinds[@]}; i++)); do
