@@ -239,6 +239,7 @@ fn start_peer(
     let bind = resolve::peer_bind(a.bind);
     let server = resolve::pick_server(&a.server, bind)?;
     let mut config = PeerConfig::joining(server, code);
+    config.server_other_family = resolve::other_family(&a.server, bind, server);
     config.name = name;
     config.relay_only = a.relay_only;
     config.detect_nat = !a.no_detect;

@@ -127,6 +127,16 @@ pub fn peer_bind(bind: Option<SocketAddr>) -> SocketAddr {
     })
 }
 
+/// The server's first address in the other family than `server`'s that a socket bound to `bind` reaches (a
+/// dual-stack socket and a server with A and AAAA records): the peer learns its public address in that
+/// family there ([`punch_core::PeerConfig::server_other_family`]).
+pub fn other_family(spec: &ServerSpec, bind: SocketAddr, server: SocketAddr) -> Option<SocketAddr> {
+    spec.addrs
+        .iter()
+        .copied()
+        .find(|a| a.is_ipv6() != server.is_ipv6() && reaches(&[bind], 0, *a))
+}
+
 /// The server address a socket bound to `bind` talks to: the only one it can reach, or the first of
 /// `spec`'s addresses to answer a Binding request (RFC 8305 racing, see the module docs). Errors say what
 /// was tried.

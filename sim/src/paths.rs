@@ -314,7 +314,7 @@ pub fn cases() -> Vec<PathCase> {
         case(
             "dual-stack-x-v4-only-port-restricted",
             "dual stack (port-restricted IPv4 NAT, IPv6 firewall) x IPv4-only behind a port-restricted NAT",
-            &[PathClass::Relay],
+            &[PathClass::Ipv4],
             |s| {
                 s.host("a", Nat::PortRestricted)
                     .ipv6("a", firewall6())

@@ -534,6 +534,14 @@ impl Scenario {
             Some(a6) => vec![addr, a6],
             None => vec![addr],
         };
+        // A dual-stack host asks the server over the other family too, as `punch chat` does.
+        if addr6.is_some() {
+            pc.server_other_family = Some(if over_ipv6 {
+                server_addr()
+            } else {
+                SERVER6_ADDR.parse().expect("valid")
+            });
+        }
         pc.relay_only = h.relay_only;
         pc.detect_nat = knowledge == Knowledge::Detect;
         let toward_server = match &h.ipv6 {

@@ -308,6 +308,14 @@ impl PathAgent {
                 Strategy::Punch
             }
             Strategy::Birthday if birthday_off => Strategy::Relay,
+            // The hard side's openers go to the easy side's public address: useless across families (a
+            // dual-stack peer registered over IPv6 facing an IPv4-only partner).
+            Strategy::Birthday
+                if p.own_public
+                    .is_some_and(|o| o.is_ipv4() != p.public.is_ipv4()) =>
+            {
+                Strategy::Relay
+            }
             s => s,
         };
         let role = match strategy {

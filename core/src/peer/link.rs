@@ -42,7 +42,23 @@ timers! {
         Txn => "server request retransmit",
         Keepalive => "server keepalive",
         Reregister => "refresh registration",
+        Other => "binding over the other IP family",
     }
+}
+
+/// The Binding request to the server's address in the other IP family: sent this often, this many times,
+/// before registering without its answer.
+const OTHER_RTO: Duration = Duration::from_millis(200);
+const OTHER_SENDS: u32 = 3;
+/// Most addresses announced in a Register.
+const MAX_ANNOUNCED: usize = 8;
+
+/// The Binding request to [`PeerConfig::server_other_family`] while unanswered.
+#[derive(Debug, Clone, Copy)]
+struct OtherProbe {
+    tid: Tid,
+    to: SocketAddr,
+    sends: u32,
 }
 
 /// What the link tells the peer.
@@ -80,6 +96,9 @@ struct Txn {
 enum State {
     Detecting(Box<NatDetector>),
     Probing(Txn),
+    /// The server answered; the Binding over the other family has not yet (registration waits for it, at
+    /// most [`OTHER_RTO`] x [`OTHER_SENDS`]).
+    AwaitingOther,
     Registering(Txn),
     Waiting,
     Paired(PairIdBytes),
@@ -109,6 +128,8 @@ pub(crate) struct ServerLink {
     rebinding: bool,
     /// The transaction id of the last PeerInfo (its retransmissions are answered, not acted on again).
     last_info: Option<Tid>,
+    /// The Binding over the other IP family, while unanswered.
+    other: Option<OtherProbe>,
     /// The keepalive interval: [`PeerConfig::server_keepalive`], or longer once the direct path proved our
     /// NAT keeps idle mappings longer (see [`ServerLink::set_keepalive`]).
     keepalive: Duration,
@@ -139,6 +160,7 @@ impl ServerLink {
             public_addr: None,
             keepalive: config.server_keepalive,
             last_info: None,
+            other: None,
             client_id: rng.gen(),
             link_key: rng.gen(),
             forged: 0,
@@ -161,7 +183,70 @@ impl ServerLink {
             let txn = link.start_txn(Msg::BindingRequest { tid });
             link.state = State::Probing(txn);
         }
+        if let Some(to) = link.config.server_other_family {
+            let tid = link.rng.gen();
+            link.other = Some(OtherProbe { tid, to, sends: 0 });
+            link.send_other();
+        }
         link
+    }
+
+    /// (Re)sends the Binding over the other family.
+    fn send_other(&mut self) {
+        let Some(o) = self.other.as_mut() else {
+            return;
+        };
+        o.sends += 1;
+        let (tid, to) = (o.tid, o.to);
+        self.out.push_back(Transmit {
+            ttl: None,
+            source: None,
+            destination: to,
+            payload: Msg::BindingRequest { tid }.encode(),
+        });
+        self.timers
+            .set(LinkTimer::Other, after(self.now, OTHER_RTO));
+    }
+
+    fn on_other_timer(&mut self) {
+        let Some(o) = self.other else {
+            return;
+        };
+        if o.sends < OTHER_SENDS {
+            return self.send_other();
+        }
+        tracing::debug!(server = %o.to, "no answer over the other IP family: registering without it");
+        self.other = None;
+        if matches!(self.state, State::AwaitingOther) {
+            self.start_registering();
+        }
+    }
+
+    /// The server told us our public address in the other IP family: announce it (a partner in that family
+    /// can ping it), then register if that waited for it.
+    fn on_other_binding(&mut self, mapped: Option<SocketAddr>) {
+        self.other = None;
+        self.timers.stop(LinkTimer::Other);
+        if let Some(m) = mapped {
+            let locals = &mut self.config.local_addrs;
+            if !locals.contains(&m) && locals.len() < MAX_ANNOUNCED {
+                locals.push(m);
+            }
+        }
+        if matches!(self.state, State::AwaitingOther) {
+            self.start_registering();
+        }
+    }
+
+    /// The first Register, once the server answered (and the other family's Binding did, or gave up).
+    fn start_registering(&mut self) {
+        if self.other.is_some() {
+            self.state = State::AwaitingOther;
+            return;
+        }
+        let register = Msg::Register(self.register(false));
+        let txn = self.start_txn(register);
+        self.state = State::Registering(txn);
     }
 
     /// The behaviour this peer announces.
@@ -226,6 +311,9 @@ impl ServerLink {
             return;
         }
         match msg {
+            Msg::BindingOk { tid, mapped, .. } if self.other.is_some_and(|o| o.tid == tid) => {
+                self.on_other_binding(mapped)
+            }
             Msg::BindingOk {
                 tid,
                 mapped,
@@ -285,6 +373,7 @@ impl ServerLink {
         for t in self.timers.expire(self.now) {
             match t {
                 LinkTimer::Txn => self.on_txn_timer(),
+                LinkTimer::Other => self.on_other_timer(),
                 LinkTimer::Keepalive => self.keepalive_now(),
                 LinkTimer::Reregister => {
                     if matches!(self.state, State::Waiting) {
@@ -428,9 +517,7 @@ impl ServerLink {
         self.server_rtt = r.server_rtt;
         self.public_addr = r.public_addr;
         self.cookie = r.cookie;
-        let register = Msg::Register(self.register(false));
-        let txn = self.start_txn(register);
-        self.state = State::Registering(txn);
+        self.start_registering();
     }
 
     fn register(&mut self, retry: bool) -> Register {
@@ -538,9 +625,7 @@ impl ServerLink {
                 self.nat.behind_nat = Some(!self.config.local_addrs.contains(&p));
             }
         }
-        let register = Msg::Register(self.register(false));
-        let txn = self.start_txn(register);
-        self.state = State::Registering(txn);
+        self.start_registering();
     }
 
     /// 401: the server wants a (fresh) cookie for the address it sees, and sent one: register again at once.

@@ -66,6 +66,11 @@ const NO_PATH_RTT: Duration = Duration::from_millis(100);
 pub struct PeerConfig {
     /// The rendezvous server.
     pub server: SocketAddr,
+    /// The same server's address in the other IP family (its other A or AAAA record), where this host can
+    /// reach both: before registering, one Binding request there tells our public address in that family,
+    /// which is announced with the local addresses, so a partner that has only that family can ping it
+    /// (`None`, the default: one family).
+    pub server_other_family: Option<SocketAddr>,
     /// The join code: its nameplate is what the server sees (the pool), its words never leave the peer (they
     /// key the SPAKE2 exchange). `None` ([`PeerConfig::allocating`]): the server picks a free nameplate and the
     /// peer makes the words ([`PeerEvent::CodeAllocated`]).
@@ -134,6 +139,7 @@ impl PeerConfig {
     pub fn new(server: SocketAddr, code: Code) -> Self {
         PeerConfig {
             server,
+            server_other_family: None,
             pool: code.nameplate().to_string(),
             code: Some(code),
             name: String::new(),
@@ -404,7 +410,12 @@ impl crate::Machine for Peer {
             // The extra (birthday) sockets carry only the partner's sealed datagrams.
             wire::Kind::Stun if extra => {}
             wire::Kind::Stun => match Msg::decode(data) {
-                Some(m) if remote == self.config.server => self.link.handle_msg(self.now, m, data),
+                Some(m)
+                    if remote == self.config.server
+                        || Some(remote) == self.config.server_other_family =>
+                {
+                    self.link.handle_msg(self.now, m, data)
+                }
                 _ => {}
             },
             _ => {}
