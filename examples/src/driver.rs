@@ -349,18 +349,24 @@ fn set_buffers<D: Driver>(sockets: &[D::Socket], bytes: usize) -> io::Result<()>
         granted = granted.or(Some(got));
     }
     if let Some((receive, send)) = granted {
-        if receive < bytes || send < bytes {
-            tracing::warn!(
-                "socket buffers: asked {bytes} bytes, the kernel granted receive {receive} / send {send} \
-                 (raise net.core.rmem_max / wmem_max for more)"
-            );
-        } else {
-            tracing::info!(
-                "socket buffers: asked {bytes} bytes, the kernel granted receive {receive} / send {send}"
-            );
-        }
+        log_granted(bytes, receive, send);
     }
     Ok(())
+}
+
+/// Logs the socket buffers the kernel granted for `bytes` asked: at info, or at warn when it granted less
+/// (`net.core.rmem_max` / `wmem_max` cap it).
+pub fn log_granted(bytes: usize, receive: usize, send: usize) {
+    if receive < bytes || send < bytes {
+        tracing::warn!(
+            "socket buffers: asked {bytes} bytes, the kernel granted receive {receive} / send {send} \
+             (raise net.core.rmem_max / wmem_max for more)"
+        );
+    } else {
+        tracing::info!(
+            "socket buffers: asked {bytes} bytes, the kernel granted receive {receive} / send {send}"
+        );
+    }
 }
 
 /// The body of the driver thread, for either runtime: binds `addrs` (with socket buffers of `buffer` bytes,

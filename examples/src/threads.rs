@@ -129,18 +129,8 @@ fn bind_shared(a: SocketAddr, buffer: Option<usize>) -> Result<UdpSocket> {
 /// Logs the socket buffers the kernel granted, as the single loop does (at warn when less than asked).
 fn log_buffers(s: &UdpSocket, bytes: usize) {
     let sock = socket2::SockRef::from(s);
-    let (Ok(receive), Ok(send)) = (sock.recv_buffer_size(), sock.send_buffer_size()) else {
-        return;
-    };
-    if receive < bytes || send < bytes {
-        tracing::warn!(
-            "socket buffers: asked {bytes} bytes, the kernel granted receive {receive} / send {send} \
-             (raise net.core.rmem_max / wmem_max for more)"
-        );
-    } else {
-        tracing::info!(
-            "socket buffers: asked {bytes} bytes, the kernel granted receive {receive} / send {send}"
-        );
+    if let (Ok(receive), Ok(send)) = (sock.recv_buffer_size(), sock.send_buffer_size()) {
+        crate::driver::log_granted(bytes, receive, send);
     }
 }
 

@@ -330,6 +330,24 @@ impl World {
             gateway: Some(idx),
             gateway6: None,
         });
+        (
+            self.push_gateway(name, outside, inside, public_ip, config, link),
+            RealmId(inside),
+        )
+    }
+
+    /// The NAT element of [`World::add_nat`] and [`World::add_ipv6_gateway`]: its route (if it translates),
+    /// its state, its link.
+    fn push_gateway(
+        &mut self,
+        name: &str,
+        outside: RealmId,
+        inside: usize,
+        public_ip: IpAddr,
+        config: NatConfig,
+        link: LinkConfig,
+    ) -> NatId {
+        let idx = self.elems.len();
         if config.translate {
             self.set_route((outside.0, public_ip), idx);
         }
@@ -348,7 +366,7 @@ impl World {
                 inside,
             },
         });
-        (NatId(idx), RealmId(inside))
+        NatId(idx)
     }
 
     /// Adds a second gateway called `name` to the existing inside realm `inside` (made by [`World::add_nat`]):
@@ -364,27 +382,8 @@ impl World {
         config: NatConfig,
         link: LinkConfig,
     ) -> NatId {
-        let idx = self.elems.len();
-        self.realms[inside.0].gateway6 = Some(idx);
-        if config.translate {
-            self.set_route((outside.0, public_ip), idx);
-        }
-        let nat = NatBox::new(
-            config,
-            public_ip,
-            derive_rng(self.seed, &format!("nat:{name}")),
-        );
-        let link = self.new_link(name, link);
-        self.elems.push(Element {
-            name: name.into(),
-            realm: outside.0,
-            link,
-            body: Body::Nat {
-                nat: Box::new(nat),
-                inside: inside.0,
-            },
-        });
-        NatId(idx)
+        self.realms[inside.0].gateway6 = Some(self.elems.len());
+        self.push_gateway(name, outside, inside.0, public_ip, config, link)
     }
 
     /// Adds a host called `name` in `realm`, on the host's addresses ([`Host::addrs`]). Its machine is
