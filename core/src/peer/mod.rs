@@ -482,7 +482,7 @@ impl Peer {
         let (secure, message) = match &config.code {
             Some(code) => {
                 let (pake, message) = Pake::start(code, &mut rng);
-                (Secure::Waiting(pake), Some(message))
+                (Secure::Waiting(Box::new(pake)), Some(message))
             }
             None => (Secure::NoCode, None),
         };

@@ -12,7 +12,7 @@ use crate::Machine;
 pub(super) enum Secure {
     /// The server is allocating our nameplate; the code (and so the PAKE) comes after.
     NoCode,
-    Waiting(Pake),
+    Waiting(Box<Pake>),
     Established {
         pair_id: PairIdBytes,
         channel: Box<SecureChannel>,
@@ -40,7 +40,7 @@ impl Peer {
                 .push_back(PeerEvent::Error(PeerError::Rejected { code: 500, reason }));
         };
         let (pake, message) = Pake::start(&code, &mut self.rng);
-        self.secure = Secure::Waiting(pake);
+        self.secure = Secure::Waiting(Box::new(pake));
         self.link.set_pake(message);
         self.events.push_back(PeerEvent::CodeAllocated {
             code: code.to_string(),
