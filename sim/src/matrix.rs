@@ -297,24 +297,24 @@ pub fn worker_threads(requested: usize) -> usize {
     }
 }
 
-/// Runs every pair for every seed.
-pub fn run_matrix(cfg: &MatrixConfig) -> Matrix {
-    let pairs = cfg.pairs();
-    let jobs: Vec<(usize, u64)> = (0..pairs.len())
-        .flat_map(|p| (cfg.first_seed..cfg.first_seed + cfg.seeds).map(move |s| (p, s)))
-        .collect();
-    let threads = worker_threads(cfg.threads).clamp(1, 64);
+/// `f` of every job, on `threads` worker threads ([`worker_threads`]; each takes the next job as it goes), in
+/// no particular order (the caller sorts: the results do not depend on the threads).
+pub(crate) fn on_workers<J: Sync, R: Send>(
+    threads: usize,
+    jobs: &[J],
+    f: impl Fn(&J) -> R + Sync,
+) -> Vec<R> {
+    let threads = worker_threads(threads).clamp(1, 64);
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut runs: Vec<Run> = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
                     let mut out = Vec::new();
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&(p, seed)) = jobs.get(i) else { break };
-                        let (a, b) = pairs[p];
-                        out.push(run_one(cfg, p, a, b, seed));
+                        let Some(job) = jobs.get(i) else { break };
+                        out.push(f(job));
                     }
                     out
                 })
@@ -322,8 +322,20 @@ pub fn run_matrix(cfg: &MatrixConfig) -> Matrix {
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| h.join().expect("matrix worker panicked"))
+            .flat_map(|h| h.join().expect("a simulator worker panicked"))
             .collect()
+    })
+}
+
+/// Runs every pair for every seed.
+pub fn run_matrix(cfg: &MatrixConfig) -> Matrix {
+    let pairs = cfg.pairs();
+    let jobs: Vec<(usize, u64)> = (0..pairs.len())
+        .flat_map(|p| (cfg.first_seed..cfg.first_seed + cfg.seeds).map(move |s| (p, s)))
+        .collect();
+    let mut runs: Vec<Run> = on_workers(cfg.threads, &jobs, |&(p, seed)| {
+        let (a, b) = pairs[p];
+        run_one(cfg, p, a, b, seed)
     });
     runs.sort_by_key(|r| (r.pair, r.seed));
     let mut results = Vec::new();
@@ -459,10 +471,7 @@ impl Matrix {
 
     /// The matrix as JSON (hand-written; durations in milliseconds, `null` when absent).
     pub fn to_json(&self) -> String {
-        let num = |d: Option<Duration>| match d {
-            Some(d) => format!("{:.3}", d.as_secs_f64() * 1000.0),
-            None => "null".into(),
-        };
+        let num = json_ms;
         let rtts = |d: Option<Duration>| match (d, self.config.rtt_ms) {
             (Some(d), r) if r > 0 => format!("{:.2}", d.as_secs_f64() * 1000.0 / r as f64),
             _ => "null".into(),
@@ -503,14 +512,27 @@ impl Matrix {
                 p.sockets_per_run,
                 seeds.join(", ")
             );
-            s.push_str(if i + 1 < self.pairs.len() {
-                ",\n"
-            } else {
-                "\n"
-            });
+            s.push_str(json_separator(i, self.pairs.len()));
         }
         let _ = writeln!(s, "  ],\n  \"summary\": \"{}\"\n}}", self.summary());
         s
+    }
+}
+
+/// A duration in milliseconds for the hand-written JSON (`null` when absent).
+pub(crate) fn json_ms(d: Option<Duration>) -> String {
+    match d {
+        Some(d) => format!("{:.3}", d.as_secs_f64() * 1000.0),
+        None => "null".into(),
+    }
+}
+
+/// What follows element `i` of `len` in a hand-written JSON array, one element a line.
+pub(crate) fn json_separator(i: usize, len: usize) -> &'static str {
+    if i + 1 < len {
+        ",\n"
+    } else {
+        "\n"
     }
 }
 

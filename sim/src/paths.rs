@@ -12,7 +12,7 @@
 //! case with a disruption at `T` (a flush, a rebinding), from `T` to the last direct path either peer chose
 //! after it (0 when neither had to change path).
 use crate::clock::Ms;
-use crate::matrix::{judge, worker_threads, Percentiles};
+use crate::matrix::{json_ms, json_separator, judge, on_workers, Percentiles};
 use crate::nat::NatConfig;
 use crate::profile::{Nat, Profile};
 use crate::scenario::{Outcome, PathKind, Scenario};
@@ -528,40 +528,22 @@ pub fn run_paths(cfg: &PathsConfig) -> PathSuite {
     let jobs: Vec<(usize, u64)> = (0..all.len())
         .flat_map(|c| (cfg.first_seed..cfg.first_seed + cfg.seeds).map(move |s| (c, s)))
         .collect();
-    let threads = worker_threads(cfg.threads).clamp(1, 64);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut runs: Vec<Run> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&(c, seed)) = jobs.get(i) else { break };
-                        let case = &all[c];
-                        let o = case
-                            .scenario(seed, cfg.rtt_ms, cfg.loss)
-                            .detail(Detail::Off)
-                            .run();
-                        out.push(Run {
-                            case: c,
-                            seed,
-                            class: PathClass::of(&o),
-                            result: judge(&o),
-                            to_direct: case.to_direct(&o),
-                            first_message: o.pairing_to_first_message(),
-                            worst_line_delay: worst_line_delay(case, &o),
-                            fell_back: fell_back(&o),
-                        });
-                    }
-                    out
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("path suite worker panicked"))
-            .collect()
+    let mut runs: Vec<Run> = on_workers(cfg.threads, &jobs, |&(c, seed)| {
+        let case = &all[c];
+        let o = case
+            .scenario(seed, cfg.rtt_ms, cfg.loss)
+            .detail(Detail::Off)
+            .run();
+        Run {
+            case: c,
+            seed,
+            class: PathClass::of(&o),
+            result: judge(&o),
+            to_direct: case.to_direct(&o),
+            first_message: o.pairing_to_first_message(),
+            worst_line_delay: worst_line_delay(case, &o),
+            fell_back: fell_back(&o),
+        }
     });
     runs.sort_by_key(|r| (r.case, r.seed));
     let results = all
@@ -715,10 +697,7 @@ impl PathSuite {
 
     /// The suite as a JSON array (hand-written; durations in milliseconds, `null` when absent).
     pub fn to_json(&self) -> String {
-        let num = |d: Option<Duration>| match d {
-            Some(d) => format!("{:.3}", d.as_secs_f64() * 1000.0),
-            None => "null".into(),
-        };
+        let num = json_ms;
         let mut s = String::from("[\n");
         for (i, c) in self.cases.iter().enumerate() {
             let classes: Vec<String> = c
@@ -758,11 +737,7 @@ impl PathSuite {
                 c.fell_back,
                 seeds.join(", ")
             );
-            s.push_str(if i + 1 < self.cases.len() {
-                ",\n"
-            } else {
-                "\n"
-            });
+            s.push_str(json_separator(i, self.cases.len()));
         }
         s.push_str("  ]");
         s
