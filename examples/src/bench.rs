@@ -414,19 +414,9 @@ fn ask<T>(
     msg: &Msg,
     pick: impl Fn(Msg) -> Option<T>,
 ) -> Result<T> {
-    let bytes = msg.encode();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut buf = [0u8; net::SLOT];
-    while Instant::now() < deadline {
-        s.send_to(&bytes, server)?;
-        let Ok((n, _)) = s.recv_from(&mut buf) else {
-            continue;
-        };
-        if let Some(t) = Msg::decode(&buf[..n]).and_then(&pick) {
-            return Ok(t);
-        }
-    }
-    bail!("no answer from the server at {server}")
+    net::exchange(s, server, &msg.encode(), "server", |m| {
+        Msg::decode(m).and_then(&pick).map(Ok)
+    })
 }
 
 /// A Binding for `s`'s cookie (return routability).

@@ -1,10 +1,10 @@
 //! `punch bench`: runs and prints what it documents (never a timed test: the figures are not checked).
 use std::process::Command;
 
-#[test]
-fn bench_relay_runs_for_a_second_and_prints_one_valid_json_object() {
+/// Runs `punch args`, which must succeed and print one JSON object.
+fn punch_json(args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_punch"))
-        .args(["bench", "relay", "--duration", "1", "--json", "--no-pin"])
+        .args(args)
         .output()
         .expect("punch runs");
     assert!(
@@ -12,7 +12,12 @@ fn bench_relay_runs_for_a_second_and_prints_one_valid_json_object() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+#[test]
+fn bench_relay_runs_for_a_second_and_prints_one_valid_json_object() {
+    let v = punch_json(&["bench", "relay", "--duration", "1", "--json", "--no-pin"]);
     for system in ["punch", "forwarder"] {
         let r = &v[system];
         for field in [
@@ -37,29 +42,20 @@ fn bench_relay_runs_for_a_second_and_prints_one_valid_json_object() {
 
 #[test]
 fn bench_server_runs_small_counts_and_prints_one_valid_json_object() {
-    let out = Command::new(env!("CARGO_BIN_EXE_punch"))
-        .args([
-            "bench",
-            "server",
-            "--members",
-            "2000",
-            "--pairs",
-            "500",
-            "--clients",
-            "8",
-            "--duration",
-            "0.3",
-            "--no-pin",
-            "--json",
-        ])
-        .output()
-        .expect("punch runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let v = punch_json(&[
+        "bench",
+        "server",
+        "--members",
+        "2000",
+        "--pairs",
+        "500",
+        "--clients",
+        "8",
+        "--duration",
+        "0.3",
+        "--no-pin",
+        "--json",
+    ]);
     let core = &v["in_core"];
     assert_eq!(core["members"], 2000, "{v}");
     assert_eq!(core["pairings"], 500, "{v}");

@@ -458,42 +458,24 @@ impl PathAgent {
     /// A fresh PeerInfo for the current pair: a new round (retry) or the partner moved.
     pub fn new_round(&mut self, now: Instant, public: SocketAddr, hold: bool) {
         self.advance(now);
-        let relay_rtt = self.relay_rtt();
         let Some(pair) = self.pair.as_mut() else {
             return;
         };
+        let mut leave = false;
         if pair.public != public {
             let old = pair.public;
             pair.candidates.remove(&old);
             pair.candidates.insert(public);
             pair.public = public;
-            if pair.phase == Phase::Direct(old) {
-                pair.phase = Phase::Relay;
-                pair.check = None;
-                self.timers.stop(AgentTimer::Check);
-                self.events.push_back(AgentEvent::Path {
-                    path: Path::Relay,
-                    rtt: relay_rtt,
-                });
-            }
+            leave = pair.phase == Phase::Direct(old);
         }
-        let Some(pair) = self.pair.as_mut() else {
-            return;
-        };
+        // A partner whose direct path died asks for a round: ours has gone quiet too (we have not noticed
+        // yet), and the round must start on both sides at once. (A path we heard from within the last second
+        // stays: the round is someone's move, and the partner's pings get our pongs.)
         let quiet = now.saturating_duration_since(pair.path_rx) >= SWITCH_AFTER;
-        if matches!(pair.phase, Phase::Direct(_)) && quiet {
-            // A partner whose direct path died asks for a round: ours has gone quiet too (we have not
-            // noticed yet), and the round must start on both sides at once. (A path we heard from within the
-            // last second stays: the round is someone's move, and the partner's pings get our pongs.)
-            pair.phase = Phase::Relay;
-            pair.check = None;
-            pair.proof = None;
-            self.timers.stop(AgentTimer::Check);
-            self.timers.stop(AgentTimer::Keepalive);
-            self.events.push_back(AgentEvent::Path {
-                path: Path::Relay,
-                rtt: relay_rtt,
-            });
+        leave |= matches!(pair.phase, Phase::Direct(_)) && quiet;
+        if leave {
+            self.leave_direct();
         }
         let Some(pair) = self.pair.as_mut() else {
             return;
@@ -1080,7 +1062,7 @@ impl PathAgent {
         tracing::debug!(
             ?silence,
             interval = ?pair.lifetime.interval(),
-            "direct path lost: relay, and punch again"
+            "direct path lost: relay, and ask the server for a round"
         );
         self.path_lost();
     }
@@ -1109,21 +1091,27 @@ impl PathAgent {
     /// public address, and follows it if it moved. Asked again after [`LOST_RETRY_AFTER`] if no round came
     /// (the server ignores requests within 3 s of the last round).
     fn path_lost(&mut self) {
+        self.leave_direct();
+        self.events.push_back(AgentEvent::RequestRetry);
+        self.timers
+            .set(AgentTimer::Retry, after(self.now, LOST_RETRY_AFTER));
+    }
+
+    /// The direct path ends: the relay carries the chat from now, and the path's check and keepalive stop.
+    fn leave_direct(&mut self) {
         let relay_rtt = self.relay_rtt();
         let Some(pair) = self.pair.as_mut() else {
             return;
         };
         pair.phase = Phase::Relay;
         pair.check = None;
+        pair.proof = None;
         self.timers.stop(AgentTimer::Check);
         self.timers.stop(AgentTimer::Keepalive);
         self.events.push_back(AgentEvent::Path {
             path: Path::Relay,
             rtt: relay_rtt,
         });
-        self.events.push_back(AgentEvent::RequestRetry);
-        self.timers
-            .set(AgentTimer::Retry, after(self.now, LOST_RETRY_AFTER));
     }
 
     /// While on the relay: ask the server for a new punch round for both sides.

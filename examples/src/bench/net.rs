@@ -13,6 +13,29 @@ pub const BATCH: usize = 64;
 /// Receive buffer per datagram.
 pub const SLOT: usize = 2048;
 
+/// Sends `request` to `server` from `s` (a socket with a read timeout: it paces the re-sends) until `answer`
+/// takes a datagram (`Some`: the result), for at most 2 s; `what` names the server in the error.
+pub fn exchange<T>(
+    s: &UdpSocket,
+    server: SocketAddr,
+    request: &[u8],
+    what: &str,
+    mut answer: impl FnMut(&[u8]) -> Option<anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let mut buf = [0u8; SLOT];
+    while std::time::Instant::now() < deadline {
+        s.send_to(request, server)?;
+        let Ok((n, _)) = s.recv_from(&mut buf) else {
+            continue;
+        };
+        if let Some(r) = answer(&buf[..n]) {
+            return r;
+        }
+    }
+    anyhow::bail!("no answer from the {what} at {server}")
+}
+
 /// A UDP socket bound to `addr` with SO_RCVBUF/SO_SNDBUF asked to be `buf` bytes; returns the socket and the
 /// receive buffer size the kernel granted (it doubles the request, and clamps it to `net.core.rmem_max`).
 pub fn udp(addr: SocketAddr, buf: usize) -> io::Result<(UdpSocket, usize)> {

@@ -103,6 +103,21 @@ pub fn run(a: ServerBenchArgs) -> Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// Hands `msgs` to `server` in order at `t0`, draining what it answers; the seconds it took.
+fn feed(
+    server: &mut Server,
+    t0: Instant,
+    listen: SocketAddr,
+    msgs: &[(SocketAddr, Vec<u8>)],
+) -> f64 {
+    let start = Instant::now();
+    for (from, msg) in msgs {
+        server.handle_input(t0, listen, *from, msg);
+        while server.poll_transmit().is_some() {}
+        while server.poll_event().is_some() {}
+    }
+    start.elapsed().as_secs_f64()
+}
 fn in_core(members: u32, pairs: u32) -> serde_json::Value {
     let listen: SocketAddr = "203.0.113.1:3478".parse().expect("an address");
     let t0 = Instant::now();
@@ -120,13 +135,7 @@ fn in_core(members: u32, pairs: u32) -> serde_json::Value {
                 (from, msg)
             })
             .collect();
-        let start = Instant::now();
-        for (from, msg) in &msgs {
-            server.handle_input(t0, listen, *from, msg);
-            while server.poll_transmit().is_some() {}
-            while server.poll_event().is_some() {}
-        }
-        reg_s += start.elapsed().as_secs_f64();
+        reg_s += feed(&mut server, t0, listen, &msgs);
     }
     let n = server.members();
     let heap = server.heap_bytes();
@@ -144,13 +153,7 @@ fn in_core(members: u32, pairs: u32) -> serde_json::Value {
             )
         })
         .collect();
-    let start = Instant::now();
-    for (from, msg) in &msgs {
-        server.handle_input(t0, listen, *from, msg);
-        while server.poll_transmit().is_some() {}
-        while server.poll_event().is_some() {}
-    }
-    let pair_s = start.elapsed().as_secs_f64();
+    let pair_s = feed(&mut server, t0, listen, &msgs);
     serde_json::json!({
         "members": n,
         "heap_bytes": heap,

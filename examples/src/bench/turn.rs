@@ -2,7 +2,7 @@
 //! with the same generator: Allocate, CreatePermission and ChannelBind towards the receiver (RFC 8656), then
 //! ChannelData, which the server forwards to the receiver as plain UDP (one hop). Measurement plumbing only.
 use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 
@@ -75,27 +75,22 @@ fn transact(
     let mut tid = [0u8; 12];
     tid[..8].copy_from_slice(&crate::seed().to_le_bytes());
     let bytes = request(method, tid, attrs);
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut buf = [0u8; net::SLOT];
-    while Instant::now() < deadline {
-        s.send_to(&bytes, server)?;
-        let Ok((n, _)) = s.recv_from(&mut buf) else {
-            continue;
-        };
-        let m = &buf[..n];
-        if n < 20 || m[8..20] != tid {
-            continue;
+    net::exchange(s, server, &bytes, "TURN server", |m| {
+        if m.len() < 20 || m[8..20] != tid {
+            return None;
         }
         let kind = u16::from_be_bytes([m[0], m[1]]);
         if kind == method | 0x0100 {
-            return Ok(());
+            return Some(Ok(()));
         }
         if kind == method | 0x0110 {
             let why = error_code(m).unwrap_or_default();
-            bail!("the TURN server at {server} refused method {method:#06x}: {why}");
+            let refused =
+                format!("the TURN server at {server} refused method {method:#06x}: {why}");
+            return Some(Err(anyhow::anyhow!(refused)));
         }
-    }
-    bail!("no answer from the TURN server at {server}")
+        None
+    })
 }
 
 /// A flow through the TURN server at `server`: a new sender allocates, permits and binds a channel to `to`
