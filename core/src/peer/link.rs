@@ -1,9 +1,10 @@
 //! The server link: everything the peer says to the rendezvous server, as one machine.
 //!
 //! States: `Detecting` (the [`NatDetector`] runs on the peer's socket) or `Probing` (one Binding measures the
-//! round trip and the public address) → `Registering` → `Waiting` for a partner (the Register is refreshed every
-//! [`PeerConfig::reregister_interval`]) → `Paired` → `Closed`, or `Failed` when the server never answers or
-//! refuses. Probe and Register are retransmitted with the shared [`Retransmit`] (RTO 250 ms, or twice the
+//! round trip and the public address) → (`AwaitingOther`: with [`PeerConfig::server_other_family`], until the
+//! Binding over the other IP family answered or gave up) → `Registering` → `Waiting` for a partner (the Register
+//! is refreshed every [`PeerConfig::reregister_interval`]) → `Paired` → `Closed`, or `Failed` when the server
+//! never answers or refuses. Probe and Register are retransmitted with the shared [`Retransmit`] (RTO 250 ms, or twice the
 //! measured RTT within 50..=250 ms, doubling up to 2 s) until [`PeerConfig::server_timeout`].
 //!
 //! Every Register carries the server's COOKIE (return routability, docs/SECURITY.md): the first one from the
