@@ -2,7 +2,8 @@
 //! 10 messages each way), for a direct pair, a relayed pair and a birthday-probing pair.
 //!
 //! `cargo bench -p punch-sim --bench speed` (plain harness, no criterion: prints runs/s). `SPEED_ONLY=off`
-//! skips the full-trace runs; `SPEED_N=n` runs `n` scenarios per case.
+//! skips the full-trace runs; `SPEED_N=n` runs `n` scenarios per case;
+//! `SPEED_CASE=direct` (or `relay`, `birthday`) runs that case alone.
 use punch_sim::{ms, Detail, Knowledge, Nat, Profile, Scenario};
 use std::time::Instant;
 
@@ -44,6 +45,10 @@ fn main() {
             Profile::from(Nat::PortRestricted),
         ),
     ] {
+        // SPEED_CASE=word runs only the cases whose label contains it (e.g. `direct`, for profiling).
+        if std::env::var("SPEED_CASE").is_ok_and(|c| !label.contains(c.as_str())) {
+            continue;
+        }
         // SPEED_ONLY=off runs only the trace-off case (for profiling).
         let only_off = std::env::var("SPEED_ONLY").is_ok_and(|v| v == "off");
         let details: &[Detail] = if only_off {
