@@ -82,4 +82,7 @@ fn bench_server_runs_small_counts_and_prints_one_valid_json_object() {
     ] {
         assert!(lo[field].is_number(), "loopback.{field} missing: {v}");
     }
+    // The floor responder answers the same generator: it pairs too, and the ratio is a number.
+    assert!(v["floor"]["pairings"].as_u64() > Some(0), "floor: {v}");
+    assert!(v["floor_ratio"].is_number(), "{v}");
 }

@@ -70,6 +70,30 @@ pub fn send_batch(sock: &UdpSocket, dest: SocketAddr, bufs: &[&[u8]]) -> io::Res
     Ok(r as usize)
 }
 
+/// Sends each `(destination, bytes)` of `out` (at most [`BATCH`]) in one `sendmmsg` call, whatever their
+/// destinations; returns how many the kernel took.
+pub fn send_each<B: AsRef<[u8]>>(sock: &UdpSocket, out: &[(SockAddr, B)]) -> io::Result<usize> {
+    let n = out.len().min(BATCH);
+    // SAFETY: as in `send_batch`; every pointer set below outlives the call.
+    let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
+    let mut hdr: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+    for (i, (dest, bytes)) in out[..n].iter().enumerate() {
+        let bytes = bytes.as_ref();
+        iov[i].iov_base = bytes.as_ptr() as *mut libc::c_void;
+        iov[i].iov_len = bytes.len();
+        hdr[i].msg_hdr.msg_name = dest.as_ptr() as *mut libc::c_void;
+        hdr[i].msg_hdr.msg_namelen = dest.len();
+        hdr[i].msg_hdr.msg_iov = &mut iov[i];
+        hdr[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: `hdr[..n]` is initialised above and points into live buffers.
+    let r = unsafe { libc::sendmmsg(sock.as_raw_fd(), hdr.as_mut_ptr(), n as u32, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as usize)
+}
+
 /// Receives up to [`BATCH`] datagrams into `slots` (waiting for the first, up to the socket's read timeout);
 /// their lengths go into `lens`. Returns how many arrived (0 on timeout).
 pub fn recv_batch(
@@ -77,14 +101,40 @@ pub fn recv_batch(
     slots: &mut [[u8; SLOT]; BATCH],
     lens: &mut [usize; BATCH],
 ) -> io::Result<usize> {
+    recv_mmsg(sock, slots, lens, None)
+}
+
+/// [`recv_batch`], also telling where each datagram came from (`froms`).
+pub fn recv_batch_from(
+    sock: &UdpSocket,
+    slots: &mut [[u8; SLOT]; BATCH],
+    lens: &mut [usize; BATCH],
+    froms: &mut [Option<SocketAddr>; BATCH],
+) -> io::Result<usize> {
+    recv_mmsg(sock, slots, lens, Some(froms))
+}
+
+fn recv_mmsg(
+    sock: &UdpSocket,
+    slots: &mut [[u8; SLOT]; BATCH],
+    lens: &mut [usize; BATCH],
+    froms: Option<&mut [Option<SocketAddr>; BATCH]>,
+) -> io::Result<usize> {
     // SAFETY: as in `send_batch`; the slots outlive the call.
     let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
     let mut hdr: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+    // SAFETY: a zeroed sockaddr_storage is valid; the kernel fills the first `msg_namelen` bytes.
+    let mut names: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
+    let named = froms.is_some();
     for i in 0..BATCH {
         iov[i].iov_base = slots[i].as_mut_ptr() as *mut libc::c_void;
         iov[i].iov_len = SLOT;
         hdr[i].msg_hdr.msg_iov = &mut iov[i];
         hdr[i].msg_hdr.msg_iovlen = 1;
+        if named {
+            hdr[i].msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
+            hdr[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+        }
     }
     let fd = sock.as_raw_fd();
     // SAFETY: `hdr` is initialised above and points into live buffers.
@@ -109,7 +159,32 @@ pub fn recv_batch(
     for i in 0..r as usize {
         lens[i] = hdr[i].msg_len as usize;
     }
+    if let Some(froms) = froms {
+        for i in 0..r as usize {
+            froms[i] = socket_addr(&names[i]);
+        }
+    }
     Ok(r as usize)
+}
+
+/// The IPv4 or IPv6 address the kernel wrote into `s`.
+fn socket_addr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    match i32::from(s.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says `s` holds a sockaddr_in, which sockaddr_storage is large enough for.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::from((ip, u16::from_be(a.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(SocketAddr::from((ip, u16::from_be(a.sin6_port))))
+        }
+        _ => None,
+    }
 }
 
 /// The CPU-time clock of one thread (or the sum of up to 16), readable from any thread while they live.

@@ -17,10 +17,14 @@
 //!   time, and the CPU time of the server thread and of the generator threads (their thread CPU clocks:
 //!   what /proc reports as their utime + stime) per pairing, so the server's own capacity per CPU-second
 //!   shows even when the machine's cores cap the wall figure.
+//! * **Floor**: the same generator against [`Floor`], a responder that sends the same datagrams with no
+//!   state machine (one `recvmmsg` in, one `sendmmsg` out per batch): the kernel's cost per pairing on this
+//!   machine, which bounds what any one-threaded server reaches; `floor_ratio` = punch / floor per server
+//!   CPU-second.
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use punch_core::wire::{Msg, Register};
 use punch_core::{load, Machine, Server, ServerConfig};
 
@@ -59,12 +63,17 @@ pub fn run(a: ServerBenchArgs) -> Result<std::process::ExitCode> {
     let core = in_core(a.members, a.pairs);
     let cpus = net::cpus();
     let pinned = !a.no_pin && cpus >= 2;
-    let lo = loopback(&a, pinned)?;
+    let lo = loopback(&a, pinned, false)?;
+    let floor = loopback(&a, pinned, true)?;
+    let per_cpu = |v: &serde_json::Value| v["pairings_per_cpu_s"].as_f64().unwrap_or(0.0);
+    let floor_ratio = per_cpu(&lo) / per_cpu(&floor).max(1e-9);
     let report = serde_json::json!({
         "cpus": cpus,
         "pinned": pinned,
         "in_core": core,
         "loopback": lo,
+        "floor": floor,
+        "floor_ratio": floor_ratio,
     });
     if a.json {
         crate::output::emit(report);
@@ -83,21 +92,27 @@ pub fn run(a: ServerBenchArgs) -> Result<std::process::ExitCode> {
             c["pairings"],
             c["pairings_per_s"].as_f64().unwrap_or(0.0)
         );
+        for (label, l) in [("loopback", l), ("floor   ", &report["floor"])] {
+            println!(
+                "  {label}  {} clients, {} generator threads, {:.1} s: {:.0} registrations/s, {:.0} pairings/s, \
+                 server CPU {:.2} s ({:.0} pairings per CPU-second, {:.1} µs a pairing), generator CPU {:.2} s \
+                 ({:.1} µs a pairing), {} answers lost",
+                l["clients"],
+                l["generators"],
+                l["duration_s"].as_f64().unwrap_or(0.0),
+                l["registrations_per_s"].as_f64().unwrap_or(0.0),
+                l["pairings_per_s"].as_f64().unwrap_or(0.0),
+                l["server_cpu_s"].as_f64().unwrap_or(0.0),
+                l["pairings_per_cpu_s"].as_f64().unwrap_or(0.0),
+                l["server_cpu_us_per_pairing"].as_f64().unwrap_or(0.0),
+                l["generator_cpu_s"].as_f64().unwrap_or(0.0),
+                l["generator_cpu_us_per_pairing"].as_f64().unwrap_or(0.0),
+                l["lost"],
+            );
+        }
         println!(
-            "  loopback  {} clients, {} generator threads, {:.1} s: {:.0} registrations/s, {:.0} pairings/s, \
-             server CPU {:.2} s ({:.0} pairings per CPU-second, {:.1} µs a pairing), generator CPU {:.2} s \
-             ({:.1} µs a pairing), {} answers lost",
-            l["clients"],
-            l["generators"],
-            l["duration_s"].as_f64().unwrap_or(0.0),
-            l["registrations_per_s"].as_f64().unwrap_or(0.0),
-            l["pairings_per_s"].as_f64().unwrap_or(0.0),
-            l["server_cpu_s"].as_f64().unwrap_or(0.0),
-            l["pairings_per_cpu_s"].as_f64().unwrap_or(0.0),
-            l["server_cpu_us_per_pairing"].as_f64().unwrap_or(0.0),
-            l["generator_cpu_s"].as_f64().unwrap_or(0.0),
-            l["generator_cpu_us_per_pairing"].as_f64().unwrap_or(0.0),
-            l["lost"],
+            "  punch / floor per server CPU-second: {floor_ratio:.2}x (the floor answers the same datagrams with \
+             no state machine: recvmmsg in, sendmmsg out)"
         );
     }
     Ok(std::process::ExitCode::SUCCESS)
@@ -164,21 +179,54 @@ fn in_core(members: u32, pairs: u32) -> serde_json::Value {
     })
 }
 
-fn loopback(a: &ServerBenchArgs, pinned: bool) -> Result<serde_json::Value> {
-    let server = ServerThread::start(a.buf, pinned, |c| {
-        let unlimited = punch_core::Rate::new(u32::MAX, u32::MAX);
-        c.register_rate = unlimited;
-        c.binding_rate = unlimited;
-        c.max_members_per_ip = usize::MAX;
-        c.max_members = 1_000_000;
-    })?;
+/// What the loopback generator loads: the punch server, or the floor responder.
+enum Target {
+    Punch(ServerThread),
+    Floor(Floor),
+}
+
+impl Target {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Target::Punch(s) => s.addr,
+            Target::Floor(f) => f.addr,
+        }
+    }
+
+    fn cpu(&self) -> net::ThreadCpu {
+        match self {
+            Target::Punch(s) => s.cpu,
+            Target::Floor(f) => f.cpu,
+        }
+    }
+}
+
+/// The loopback load against the punch server, or (`floor`) against the [`Floor`] responder.
+fn loopback(a: &ServerBenchArgs, pinned: bool, floor: bool) -> Result<serde_json::Value> {
+    let server = if floor {
+        Target::Floor(Floor::start(a.buf, pinned)?)
+    } else {
+        Target::Punch(ServerThread::start(a.buf, pinned, |c| {
+            let unlimited = punch_core::Rate::new(u32::MAX, u32::MAX);
+            c.register_rate = unlimited;
+            c.binding_rate = unlimited;
+            c.max_members_per_ip = usize::MAX;
+            c.max_members = 1_000_000;
+        })?)
+    };
+    let addr = server.addr();
     let k = (a.clients & !1) as usize;
     let threads = generator_threads(a.generators, pinned).min(k / 2).max(1);
     let mut clients = Vec::with_capacity(k);
     for _ in 0..k {
         let (s, _) = net::udp("127.0.0.1:0".parse()?, a.buf.min(256 << 10))?;
         s.set_read_timeout(Some(Duration::from_millis(200)))?;
-        let cookie = super::cookie(&s, server.addr)?;
+        // The floor checks no cookie.
+        let cookie = if floor {
+            Vec::new()
+        } else {
+            super::cookie(&s, addr)?
+        };
         s.set_nonblocking(true)?;
         clients.push(Client { sock: s, cookie });
     }
@@ -194,7 +242,6 @@ fn loopback(a: &ServerBenchArgs, pinned: bool) -> Result<serde_json::Value> {
     let threads = shares.len();
     let cpus = net::cpus();
     let barrier = std::sync::Barrier::new(threads + 1);
-    let addr = server.addr;
     let (cpu0, start, results) = std::thread::scope(|scope| -> Result<_> {
         let handles: Vec<_> = shares
             .into_iter()
@@ -213,7 +260,7 @@ fn loopback(a: &ServerBenchArgs, pinned: bool) -> Result<serde_json::Value> {
             })
             .collect();
         barrier.wait();
-        let cpu0 = server.cpu.read();
+        let cpu0 = server.cpu().read();
         let start = Instant::now();
         let results: Vec<Result<Counts>> = handles
             .into_iter()
@@ -225,7 +272,7 @@ fn loopback(a: &ServerBenchArgs, pinned: bool) -> Result<serde_json::Value> {
         Ok((cpu0, start, results))
     })?;
     let wall = start.elapsed().as_secs_f64();
-    let cpu = (server.cpu.read() - cpu0).as_secs_f64();
+    let cpu = (server.cpu().read() - cpu0).as_secs_f64();
     drop(server);
     let mut total = Counts::default();
     for r in results {
@@ -516,4 +563,96 @@ fn tid(round: u64, j: usize) -> [u8; 12] {
     t[..8].copy_from_slice(&round.to_le_bytes());
     t[8..].copy_from_slice(&(j as u32).to_le_bytes());
     t
+}
+
+/// The floor of the loopback figure: a responder that answers the generator datagram for datagram as the
+/// server does (a RegisterOk to every Register, then a PeerInfo to both members of a pool once its second
+/// member registered; PeerInfo acknowledgements are read and dropped), with no state machine, no cookies and
+/// no integrity, one `recvmmsg` in and one `sendmmsg` (to any destinations) out per batch. Its CPU time per
+/// pairing is the kernel's share that no single-threaded server on this machine can avoid.
+struct Floor {
+    addr: SocketAddr,
+    cpu: net::ThreadCpu,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Floor {
+    fn start(buf: usize, pin: bool) -> Result<Self> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (sock, _) = net::udp("127.0.0.1:0".parse()?, buf)?;
+        sock.set_read_timeout(Some(Duration::from_millis(50)))?;
+        let addr = sock.local_addr()?;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let done = stop.clone();
+        let (ready, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            if pin {
+                net::pin(0);
+            }
+            let _ = ready.send(net::ThreadCpu::current());
+            let mut slots = Box::new([[0u8; net::SLOT]; net::BATCH]);
+            let mut lens = [0usize; net::BATCH];
+            let mut froms = [None; net::BATCH];
+            let mut waiting: std::collections::HashMap<Vec<u8>, SocketAddr> =
+                std::collections::HashMap::new();
+            let mut out: Vec<(socket2::SockAddr, [u8; 20])> = Vec::with_capacity(3 * net::BATCH);
+            let mut serial = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                let Ok(n) = net::recv_batch_from(&sock, &mut slots, &mut lens, &mut froms) else {
+                    continue;
+                };
+                out.clear();
+                for i in 0..n {
+                    let (b, Some(from)) = (&slots[i][..lens[i]], froms[i]) else {
+                        continue;
+                    };
+                    if b.len() < 20 || b[..2] != [0x00, 0x0D] {
+                        continue;
+                    }
+                    let mut ok = [0u8; 20];
+                    ok[..2].copy_from_slice(&[0x01, 0x0D]);
+                    ok[4..].copy_from_slice(&b[4..20]);
+                    out.push((from.into(), ok));
+                    let Some(pool) = attribute(b, 0xC001) else {
+                        continue;
+                    };
+                    match waiting.remove(pool) {
+                        Some(first) if first != from => {
+                            for to in [first, from] {
+                                serial += 1;
+                                let mut info = [0u8; 20];
+                                info[..2].copy_from_slice(&[0x00, 0x0E]);
+                                info[4..8].copy_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+                                info[8..16].copy_from_slice(&serial.to_le_bytes());
+                                out.push((to.into(), info));
+                            }
+                        }
+                        _ => {
+                            waiting.insert(pool.to_vec(), from);
+                        }
+                    }
+                }
+                for chunk in out.chunks(net::BATCH) {
+                    let _ = net::send_each(&sock, chunk);
+                }
+            }
+        });
+        let cpu = ready_rx.recv().context("the floor responder died")?;
+        Ok(Floor {
+            addr,
+            cpu,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
