@@ -50,41 +50,32 @@ pub fn udp(addr: SocketAddr, buf: usize) -> io::Result<(UdpSocket, usize)> {
 /// Sends every buffer in `bufs` to `dest` in one `sendmmsg` call; returns how many the kernel took.
 pub fn send_batch(sock: &UdpSocket, dest: SocketAddr, bufs: &[&[u8]]) -> io::Result<usize> {
     let dest = SockAddr::from(dest);
-    let n = bufs.len().min(BATCH);
-    // SAFETY: zeroed iovec/mmsghdr are valid "empty" values; every pointer set below outlives the call.
-    let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
-    let mut hdr: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-    for i in 0..n {
-        iov[i].iov_base = bufs[i].as_ptr() as *mut libc::c_void;
-        iov[i].iov_len = bufs[i].len();
-        hdr[i].msg_hdr.msg_name = dest.as_ptr() as *mut libc::c_void;
-        hdr[i].msg_hdr.msg_namelen = dest.len();
-        hdr[i].msg_hdr.msg_iov = &mut iov[i];
-        hdr[i].msg_hdr.msg_iovlen = 1;
-    }
-    // SAFETY: `hdr[..n]` is initialised above and points into live buffers.
-    let r = unsafe { libc::sendmmsg(sock.as_raw_fd(), hdr.as_mut_ptr(), n as u32, 0) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(r as usize)
+    sendmmsg(sock, bufs.iter().map(|b| (&dest, *b)))
 }
 
 /// Sends each `(destination, bytes)` of `out` (at most [`BATCH`]) in one `sendmmsg` call, whatever their
 /// destinations; returns how many the kernel took.
 pub fn send_each<B: AsRef<[u8]>>(sock: &UdpSocket, out: &[(SockAddr, B)]) -> io::Result<usize> {
-    let n = out.len().min(BATCH);
-    // SAFETY: as in `send_batch`; every pointer set below outlives the call.
+    sendmmsg(sock, out.iter().map(|(d, b)| (d, b.as_ref())))
+}
+
+/// One `sendmmsg` of the first [`BATCH`] `(destination, bytes)` of `out`.
+fn sendmmsg<'a>(
+    sock: &UdpSocket,
+    out: impl Iterator<Item = (&'a SockAddr, &'a [u8])>,
+) -> io::Result<usize> {
+    // SAFETY: zeroed iovec/mmsghdr are valid "empty" values; every pointer set below outlives the call.
     let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
     let mut hdr: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-    for (i, (dest, bytes)) in out[..n].iter().enumerate() {
-        let bytes = bytes.as_ref();
+    let mut n = 0;
+    for (i, (dest, bytes)) in out.take(BATCH).enumerate() {
         iov[i].iov_base = bytes.as_ptr() as *mut libc::c_void;
         iov[i].iov_len = bytes.len();
         hdr[i].msg_hdr.msg_name = dest.as_ptr() as *mut libc::c_void;
         hdr[i].msg_hdr.msg_namelen = dest.len();
         hdr[i].msg_hdr.msg_iov = &mut iov[i];
         hdr[i].msg_hdr.msg_iovlen = 1;
+        n = i + 1;
     }
     // SAFETY: `hdr[..n]` is initialised above and points into live buffers.
     let r = unsafe { libc::sendmmsg(sock.as_raw_fd(), hdr.as_mut_ptr(), n as u32, 0) };
