@@ -64,7 +64,7 @@ fn bench_server_runs_small_counts_and_prints_one_valid_json_object() {
         per > 0 && per <= 256,
         "{per} heap bytes per waiting member: {v}"
     );
-    for field in ["registrations_per_s", "pairings_per_s"] {
+    for field in ["registrations_per_s", "refreshes_per_s", "pairings_per_s"] {
         assert!(core[field].as_f64() > Some(0.0), "in_core.{field}: {v}");
     }
     let lo = &v["loopback"];

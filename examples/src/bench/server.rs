@@ -4,7 +4,8 @@
 //! * **In-core** (no sockets, one thread): `--members` synthetic clients (`punch_core::load`: one per IPv4
 //!   address, the Register `punch chat` sends, cookie included) register and wait, each alone in its own
 //!   nameplate; the figure is the server's heap bytes divided by the members (`Server::heap_bytes`, what it
-//!   asked of the allocator) and registrations per second. Then `--pairs` pairs register in a fresh server:
+//!   asked of the allocator) and registrations per second; then the same clients send their Register again
+//!   15 s later, the refresh a waiting peer sends as its server keepalive (refreshes per second). Then `--pairs` pairs register in a fresh server:
 //!   pairings per second (two Registers in; two RegisterOks and two PeerInfos out).
 //! * **Loopback**: a real server on its own thread (tokio driver, pinned to CPU 0 when there are two CPUs or
 //!   more) and `--clients` UDP sockets. Each socket gets a cookie with a Binding; then sockets 2j and 2j+1
@@ -82,10 +83,11 @@ pub fn run(a: ServerBenchArgs) -> Result<std::process::ExitCode> {
         let l = &report["loopback"];
         println!("server bench");
         println!(
-            "  in-core   {} waiting members: {} heap bytes each; {:.0} registrations/s",
+            "  in-core   {} waiting members: {} heap bytes each; {:.0} registrations/s, {:.0} keepalive refreshes/s",
             c["members"],
             c["heap_bytes_per_member"],
-            c["registrations_per_s"].as_f64().unwrap_or(0.0)
+            c["registrations_per_s"].as_f64().unwrap_or(0.0),
+            c["refreshes_per_s"].as_f64().unwrap_or(0.0)
         );
         println!(
             "  in-core   {} pairings: {:.0} pairings/s",
@@ -140,20 +142,28 @@ fn in_core(members: u32, pairs: u32) -> serde_json::Value {
     config.max_members = members as usize;
     let mut server = Server::new(config, t0);
     // Registers are encoded (client work) in chunks before the clock runs; only the server's work is timed.
-    let mut reg_s = 0.0;
-    for chunk in (0..members).step_by(10_000) {
-        let end = (chunk + 10_000).min(members);
-        let msgs: Vec<(SocketAddr, Vec<u8>)> = (chunk..end)
-            .map(|i| {
-                let from = load::client(i);
-                let msg = load::register(i, &load::nameplate(i), server.cookie_for(from));
-                (from, msg)
-            })
-            .collect();
-        reg_s += feed(&mut server, t0, listen, &msgs);
-    }
+    let pass = |server: &mut Server, at: Instant| {
+        let mut seconds = 0.0;
+        for chunk in (0..members).step_by(10_000) {
+            let end = (chunk + 10_000).min(members);
+            let msgs: Vec<(SocketAddr, Vec<u8>)> = (chunk..end)
+                .map(|i| {
+                    let from = load::client(i);
+                    let msg = load::register(i, &load::nameplate(i), server.cookie_for(from));
+                    (from, msg)
+                })
+                .collect();
+            seconds += feed(server, at, listen, &msgs);
+        }
+        seconds
+    };
+    let reg_s = pass(&mut server, t0);
     let n = server.members();
     let heap = server.heap_bytes();
+    // The same clients again 15 s later: the Register refresh every waiting peer sends as its server
+    // keepalive (PeerConfig::server_keepalive), what a million idle users cost the control thread.
+    let refresh_s = pass(&mut server, t0 + Duration::from_secs(15));
+    assert_eq!(server.members(), n, "a refresh made or lost members");
     drop(server);
 
     let mut config = ServerConfig::new(listen);
@@ -174,6 +184,7 @@ fn in_core(members: u32, pairs: u32) -> serde_json::Value {
         "heap_bytes": heap,
         "heap_bytes_per_member": heap / n.max(1),
         "registrations_per_s": n as f64 / reg_s.max(1e-9),
+        "refreshes_per_s": n as f64 / refresh_s.max(1e-9),
         "pairings": server.stats().pairs,
         "pairings_per_s": server.stats().pairs as f64 / pair_s.max(1e-9),
     })
