@@ -150,6 +150,23 @@ pub fn sent_run(run: &Run, result: io::Result<()>) {
     }
 }
 
+/// After a send of the start of `rest` (a group of [`send_groups`]) returned `result`, how many datagrams
+/// went out, or the first one's error (logged like [`sent_run`]): moves `rest` past them, and always past at
+/// least one, so a loop sending until `rest` is empty ends.
+pub fn sent_group(rest: &mut &[Run], result: io::Result<usize>) {
+    let Some(first) = rest.first() else {
+        return;
+    };
+    let n = match result {
+        Ok(n) => n,
+        Err(e) => {
+            sent_run(first, Err(e));
+            1
+        }
+    };
+    *rest = &rest[n.clamp(1, rest.len())..];
+}
+
 /// Slots a batched receive fills at most per wake-up (one `recvmmsg`): also the most datagrams a socket is
 /// served before the others get their turn, unless GRO coalesced several into one slot.
 pub const RECV_BATCH: usize = 32;
@@ -418,6 +435,56 @@ impl Gso {
     pub fn flush(&mut self) -> Option<Run> {
         self.run.take()
     }
+}
+
+/// Most datagrams the drivers hand the kernel in one `sendmmsg` ([`send_groups`]).
+pub const SEND_BATCH: usize = 64;
+
+/// Splits the runs of a drain, in order, into the groups a driver sends with one system call each: consecutive
+/// runs of one datagram without a TTL from the same socket, whatever their destinations (one `sendmmsg`;
+/// at most `max` of them, at least 1), and every other run alone (a GSO run of several datagrams, a
+/// datagram with a TTL). A server's answers go to many clients, one datagram each: GSO cannot join them,
+/// `sendmmsg` can.
+///
+/// ```
+/// use punch_core::drive::{send_groups, Gso};
+/// use punch_core::Transmit;
+///
+/// let t = |port: u16, ttl| Transmit {
+///     source: None,
+///     destination: ([192, 0, 2, 1], port).into(),
+///     payload: vec![0; 100],
+///     ttl,
+/// };
+/// let mut gso = Gso::new(64);
+/// let mut runs = Vec::new();
+/// for transmit in [t(1, None), t(2, None), t(3, Some(2)), t(4, None), t(5, None), t(6, None)] {
+///     runs.extend(gso.push(0, transmit));
+/// }
+/// runs.extend(gso.flush());
+/// let sizes: Vec<usize> = send_groups(&runs, 2).map(<[_]>::len).collect();
+/// assert_eq!(sizes, [2, 1, 2, 1]); // the TTL'd one alone; at most 2 a group here
+/// ```
+pub fn send_groups(runs: &[Run], max: usize) -> impl Iterator<Item = &[Run]> {
+    let max = max.max(1);
+    let single = |r: &Run| r.count == 1 && r.ttl.is_none();
+    let mut rest = runs;
+    std::iter::from_fn(move || {
+        let first = rest.first()?;
+        let mut n = 1;
+        if single(first) {
+            while n < max
+                && rest
+                    .get(n)
+                    .is_some_and(|r| single(r) && r.socket == first.socket)
+            {
+                n += 1;
+            }
+        }
+        let (group, tail) = rest.split_at(n);
+        rest = tail;
+        Some(group)
+    })
 }
 
 /// A relay data plane's step over one batched receive, sans-IO: every datagram in the first `count` slots
@@ -823,6 +890,33 @@ mod tests {
 
     fn nothing() -> RecvBatch {
         RecvBatch::one(addr(9), b"")
+    }
+
+    #[test]
+    fn send_groups_join_single_datagrams_of_one_socket_in_order() {
+        let run = |socket, port, count, ttl| Run {
+            socket,
+            destination: addr(port),
+            ttl,
+            segment: 10,
+            count,
+            payload: vec![0; 10 * count],
+        };
+        let runs = [
+            run(0, 1, 1, None),
+            run(0, 2, 1, None),
+            run(1, 3, 1, None), // another socket ends the group
+            run(1, 4, 1, None),
+            run(1, 4, 3, None), // a GSO run goes alone
+            run(1, 5, 1, None),
+            run(1, 6, 1, Some(2)), // so does a datagram with a TTL
+        ];
+        let groups: Vec<Vec<u16>> = send_groups(&runs, 64)
+            .map(|g| g.iter().map(|r| r.destination.port()).collect())
+            .collect();
+        assert_eq!(groups, [vec![1, 2], vec![3, 4], vec![4], vec![5], vec![6]]);
+        assert_eq!(send_groups(&runs, 0).count(), runs.len(), "max 0 acts as 1");
+        assert_eq!(send_groups(&[], 64).count(), 0);
     }
 
     #[test]

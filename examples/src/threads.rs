@@ -3,7 +3,8 @@
 //! kernel spreads sources across them by their 4-tuple). A data thread forwards canonical relays on routes
 //! the server already checked ([`RelayTable`](punch_core::RelayTable), through a [`RelayForwarder`]) itself
 //! and hands every other datagram to the control thread, which sends its answers from one of the sockets
-//! (all have the same local address). Relay counts go back to the server every 200 ms
+//! (all have the same local address; the answers to up to a batch of queued datagrams leave in one `sendmmsg`).
+//! Relay counts go back to the server every 200 ms
 //! ([`Server::note_relayed`]). Data threads batch their I/O as the drivers do: one quinn-udp `recvmmsg`
 //! (with GRO) per wake-up, and what it forwards grouped into GSO sends by [`forward_batch`] (sans-IO, in
 //! `punch_core::drive`); they wait for their non-blocking socket with `poll(2)` (docs/SCALING.md).
@@ -17,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use punch_core::drive::{
-    for_socket, forward_batch, sent_run, Gso, Received, RecvBatch, Run, RECV_BATCH,
+    for_socket, forward_batch, send_groups, sent_group, sent_run, Gso, Received, RecvBatch, Run,
+    RECV_BATCH, SEND_BATCH,
 };
 use punch_core::{Machine, RelayForwarder, Server, ServerEvent};
 use quinn_udp::{RecvMeta, UdpSocketState};
@@ -267,24 +269,50 @@ fn control_loop(
             .poll_deadline()
             .map_or(TICK, |d| d.at.saturating_duration_since(now()))
             .min(TICK);
-        match rx.recv_timeout(wait) {
-            Ok(Ctl::Datagram(l, from, data)) => server.handle_input(now(), l, from, &data),
-            Ok(Ctl::Relayed(counts)) => {
-                let t = now();
-                for (from, n) in counts {
-                    server.note_relayed(t, from, n);
+        // The first message waits; up to a batch more that are already queued join it, so their answers
+        // leave together (one `sendmmsg`).
+        let mut next = match rx.recv_timeout(wait) {
+            Ok(m) => Some(m),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut handled = 0;
+        while let Some(m) = next.take() {
+            match m {
+                Ctl::Datagram(l, from, data) => server.handle_input(now(), l, from, &data),
+                Ctl::Relayed(counts) => {
+                    let t = now();
+                    for (from, n) in counts {
+                        server.note_relayed(t, from, n);
+                    }
                 }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            handled += 1;
+            if handled < RECV_BATCH {
+                next = rx.try_recv().ok();
+            }
         }
         if server.poll_deadline().is_some_and(|d| d.at <= now()) {
             server.handle_timeout(now());
         }
-        while let Some(t) = server.poll_transmit() {
-            let to = local.map_or(t.destination, |l| for_socket(l, t.destination));
-            if let Err(e) = writable(&send, || send.send_to(&t.payload, to)) {
-                tracing::debug!("send to {}: {e}", t.destination);
+        let mut gso = Gso::new(1);
+        let mut runs = Vec::new();
+        while let Some(mut t) = server.poll_transmit() {
+            t.destination = local.map_or(t.destination, |l| for_socket(l, t.destination));
+            runs.extend(gso.push(0, t));
+        }
+        runs.extend(gso.flush());
+        for group in send_groups(&runs, SEND_BATCH) {
+            let mut rest = group;
+            while let Some(first) = rest.first() {
+                let result = if rest.len() > 1 && cfg!(target_os = "linux") {
+                    writable(&send, || punch_tokio::sendmmsg(&send, rest))
+                } else {
+                    writable(&send, || {
+                        send.send_to(&first.payload, first.destination).map(|_| 1)
+                    })
+                };
+                sent_group(&mut rest, result);
             }
         }
         while let Some(e) = server.poll_event() {

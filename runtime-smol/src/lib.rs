@@ -2,7 +2,8 @@
 //! no loop logic either: that is [`punch_core::drive`], shared with `punch-tokio`.
 //! Same shape as `punch-tokio`: [`bind`], [`run`] with a command channel in and an event channel out, and the
 //! same batched I/O (`quinn-udp`: one `recvmmsg` of up to 32 datagrams per socket per wake-up with GRO, GSO
-//! sends of the runs [`punch_core::drive::Gso`] groups).
+//! sends of the runs [`punch_core::drive::Gso`] groups); unlike `punch-tokio` it sends single datagrams to
+//! different destinations one by one, not in one `sendmmsg`.
 #![warn(missing_docs)]
 
 use std::future::poll_fn;

@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! loop {
-//!     drain: poll_transmit -> GSO runs -> sendmsg, poll_event -> events channel, deadline -> reset the timer
-//!            only if it changed
+//!     drain: poll_transmit -> GSO runs -> sendmsg (single datagrams to many destinations: one sendmmsg),
+//!            poll_event -> events channel, deadline -> reset the timer only if it changed
 //!     wait for: datagrams on any socket (fair order; one recvmmsg of up to 32, GRO) | the timer | a command
 //!     feed them to the machine (handle_input per datagram / handle_timeout / the command closure)
 //! }
@@ -24,7 +24,8 @@ use std::time::Instant;
 use std::io::IoSliceMut;
 
 use punch_core::drive::{
-    sent_run, Drive, Gso, Output, Received, RecvBatch, Run, TimerUpdate, Wake, RECV_BATCH,
+    send_groups, sent_group, Drive, Gso, Output, Received, RecvBatch, Run, TimerUpdate, Wake,
+    RECV_BATCH, SEND_BATCH,
 };
 use punch_core::Machine;
 use quinn_udp::{RecvMeta, UdpSocketState};
@@ -113,6 +114,61 @@ async fn send(s: &UdpSocket, state: &UdpSocketState, run: &Run) -> io::Result<()
     }
 }
 
+/// Sends a group of [`send_groups`]: a run alone as [`send`] does, several single datagrams (any
+/// destinations) with `sendmmsg` where there is one (one at a time elsewhere, or after a failure).
+async fn send_group(s: &UdpSocket, state: &UdpSocketState, group: &[Run]) {
+    let mut rest = group;
+    while let Some(first) = rest.first() {
+        let result = if rest.len() > 1 && cfg!(target_os = "linux") {
+            s.async_io(Interest::WRITABLE, || sendmmsg(s, rest)).await
+        } else {
+            send(s, state, first).await.map(|()| 1)
+        };
+        sent_group(&mut rest, result);
+    }
+}
+
+/// One `sendmmsg` of the single datagrams `runs` (at most [`SEND_BATCH`]; each to its own destination) on
+/// `s`: how many the kernel took, or the first one's error.
+#[cfg(target_os = "linux")]
+pub fn sendmmsg(s: &impl std::os::fd::AsRawFd, runs: &[Run]) -> io::Result<usize> {
+    let runs = &runs[..runs.len().min(SEND_BATCH)];
+    let names: Vec<socket2::SockAddr> = runs.iter().map(|r| r.destination.into()).collect();
+    let mut iov: Vec<libc::iovec> = runs
+        .iter()
+        .map(|r| libc::iovec {
+            iov_base: r.payload.as_ptr() as *mut libc::c_void,
+            iov_len: r.payload.len(),
+        })
+        .collect();
+    let mut hdr: Vec<libc::mmsghdr> = iov
+        .iter_mut()
+        .zip(&names)
+        .map(|(iov, name)| {
+            // SAFETY: a zeroed mmsghdr is a valid empty header; the pointers set here outlive the call.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_name = name.as_ptr() as *mut libc::c_void;
+            h.msg_hdr.msg_namelen = name.len();
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect();
+    let n = u32::try_from(hdr.len()).unwrap_or(u32::MAX);
+    // SAFETY: `hdr` points into `iov`, `names` and the runs' payloads, all alive for the call.
+    let r = unsafe { libc::sendmmsg(s.as_raw_fd(), hdr.as_mut_ptr(), n, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as usize)
+}
+
+/// Elsewhere: not available (the drivers send one datagram at a time).
+#[cfg(not(target_os = "linux"))]
+pub fn sendmmsg<S>(_: &S, _: &[Run]) -> io::Result<usize> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
 /// The clock the drivers read: the only place time enters a machine.
 pub fn now() -> Instant {
     Instant::now()
@@ -175,6 +231,7 @@ where
                 .unwrap_or(1),
         );
         let mut requests = Vec::new();
+        let mut runs = Vec::new();
         for out in drive.drain(&mut machine) {
             match out {
                 Output::Sockets(r) => requests.push(r),
@@ -187,17 +244,13 @@ where
                 Output::Event(e) => {
                     let _ = events.send(e);
                 }
-                Output::Transmit { socket, transmit } => {
-                    if let Some(run) = gso.push(socket, transmit) {
-                        let (state, s) = &socks[run.socket];
-                        sent_run(&run, send(s, state, &run).await);
-                    }
-                }
+                Output::Transmit { socket, transmit } => runs.extend(gso.push(socket, transmit)),
             }
         }
-        if let Some(run) = gso.flush() {
-            let (state, s) = &socks[run.socket];
-            sent_run(&run, send(s, state, &run).await);
+        runs.extend(gso.flush());
+        for group in send_groups(&runs, SEND_BATCH) {
+            let (state, s) = &socks[group[0].socket];
+            send_group(s, state, group).await;
         }
         if !requests.is_empty() {
             for r in requests {
