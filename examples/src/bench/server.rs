@@ -55,6 +55,11 @@ pub struct ServerBenchArgs {
     /// 0: one per CPU left to the generator (the CPUs but the server's when pinned), at least one.
     #[arg(long, default_value_t = 0)]
     generators: u32,
+    /// Load the server as `punch server --threads N` runs it (N > 1: SO_REUSEPORT data threads hand every
+    /// Register to one control thread; unpinned; the CPU measured is all its threads'); 1: the single
+    /// driver loop (tokio), pinned to CPU 0.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    threads: u32,
     /// Print one JSON object (fields: docs/JSON.md, "punch bench server").
     #[arg(long)]
     json: bool,
@@ -71,6 +76,7 @@ pub fn run(a: ServerBenchArgs) -> Result<std::process::ExitCode> {
     let report = serde_json::json!({
         "cpus": cpus,
         "pinned": pinned,
+        "threads": a.threads,
         "in_core": core,
         "loopback": lo,
         "floor": floor,
@@ -217,13 +223,18 @@ fn loopback(a: &ServerBenchArgs, pinned: bool, floor: bool) -> Result<serde_json
     let server = if floor {
         Target::Floor(Floor::start(a.buf, pinned)?)
     } else {
-        Target::Punch(ServerThread::start(a.buf, pinned, |c| {
+        let configure = |c: &mut ServerConfig| {
             let unlimited = punch_core::Rate::new(u32::MAX, u32::MAX);
             c.register_rate = unlimited;
             c.binding_rate = unlimited;
             c.max_members_per_ip = usize::MAX;
             c.max_members = 1_000_000;
-        })?)
+        };
+        Target::Punch(if a.threads > 1 {
+            ServerThread::start_threaded(a.buf, a.threads as usize, configure)?
+        } else {
+            ServerThread::start(a.buf, pinned, configure)?
+        })
     };
     let addr = server.addr();
     let k = (a.clients & !1) as usize;
