@@ -3,7 +3,8 @@
 //! kernel spreads sources across them by their 4-tuple). A data thread forwards canonical relays on routes
 //! the server already checked ([`RelayTable`](punch_core::RelayTable), through a [`RelayForwarder`]) itself
 //! and hands every other datagram to the control thread, which sends its answers from one of the sockets
-//! (all have the same local address; the answers to up to a batch of queued datagrams leave in one `sendmmsg`).
+//! (all have the same local address). A data thread hands over the control datagrams of one received batch
+//! together, and the control thread sends the answers to what it handled in one go (one `sendmmsg`).
 //! Relay counts go back to the server every 200 ms
 //! ([`Server::note_relayed`]). Data threads batch their I/O as the drivers do: one quinn-udp `recvmmsg`
 //! (with GRO) per wake-up, and what it forwards grouped into GSO sends by [`forward_batch`] (sans-IO, in
@@ -26,13 +27,15 @@ use quinn_udp::{RecvMeta, UdpSocketState};
 
 use crate::driver::{Input, Inputs};
 
-/// Datagrams waiting for the control thread at most (more are dropped, as a full socket buffer would).
-const CONTROL_QUEUE: usize = 65_536;
+/// Hand-overs waiting for the control thread at most, each the control datagrams of one received batch (at
+/// most [`RECV_BATCH`] datagrams, so at most 65,536 in all); more are dropped, as a full socket buffer would.
+const CONTROL_QUEUE: usize = 65_536 / RECV_BATCH;
 /// How often data threads report what they relayed, and check for a stop.
 const TICK: Duration = Duration::from_millis(200);
 
 enum Ctl {
-    Datagram(SocketAddr, SocketAddr, Vec<u8>),
+    /// The datagrams of one received batch the data thread did not forward: (local, from, bytes) each.
+    Datagrams(Vec<(SocketAddr, SocketAddr, Vec<u8>)>),
     Relayed(Vec<(SocketAddr, u64)>),
 }
 
@@ -166,21 +169,22 @@ fn data_loop(
                 let now = punch_tokio::now();
                 // Per batch: a GSO failure lowers quinn-udp's segment limit for the next ones.
                 let mut gso = Gso::new(state.max_gso_segments());
-                let mut gone = false;
+                let mut handed = Vec::new();
                 forward_batch(
                     local,
                     &batch,
                     count,
                     &mut gso,
                     |from, data| forwarder.forward(now, from, data),
-                    |from, data| {
-                        let handed = control.try_send(Ctl::Datagram(local, from, data.to_vec()));
-                        gone |= matches!(handed, Err(mpsc::TrySendError::Disconnected(_)));
-                    },
+                    |from, data| handed.push((local, from, data.to_vec())),
                     |run| sent_run(&run, send_run(&s, &state, &run)),
                 );
-                if gone {
-                    return;
+                // One hand-over (and at most one wake-up of the control thread) per batch.
+                if !handed.is_empty() {
+                    let sent = control.try_send(Ctl::Datagrams(handed));
+                    if let Err(mpsc::TrySendError::Disconnected(_)) = sent {
+                        return;
+                    }
                 }
             }
             Err(e) if is_timeout(&e) => {
@@ -269,8 +273,8 @@ fn control_loop(
             .poll_deadline()
             .map_or(TICK, |d| d.at.saturating_duration_since(now()))
             .min(TICK);
-        // The first message waits; up to a batch more that are already queued join it, so their answers
-        // leave together (one `sendmmsg`).
+        // The first hand-over waits; up to a batch of datagrams more that are already queued join it, so
+        // their answers leave together (one `sendmmsg`).
         let mut next = match rx.recv_timeout(wait) {
             Ok(m) => Some(m),
             Err(mpsc::RecvTimeoutError::Timeout) => None,
@@ -278,16 +282,20 @@ fn control_loop(
         };
         let mut handled = 0;
         while let Some(m) = next.take() {
+            let t = now();
             match m {
-                Ctl::Datagram(l, from, data) => server.handle_input(now(), l, from, &data),
+                Ctl::Datagrams(datagrams) => {
+                    handled += datagrams.len();
+                    for (l, from, data) in datagrams {
+                        server.handle_input(t, l, from, &data);
+                    }
+                }
                 Ctl::Relayed(counts) => {
-                    let t = now();
                     for (from, n) in counts {
                         server.note_relayed(t, from, n);
                     }
                 }
             }
-            handled += 1;
             if handled < RECV_BATCH {
                 next = rx.try_recv().ok();
             }
