@@ -10,6 +10,7 @@
 //! A host also serves the machine's socket requests ([`punch_core::SocketRequest`], birthday probing) the way
 //! a driver does: it opens sockets on its first address's IP at free ports from [`EXTRA_PORT_BASE`] up, in
 //! order, and closes them on request.
+use crate::fx::FxSet;
 use punch_core::{Deadline, Machine, SocketRequest, Transmit};
 use punch_core::{Peer, PeerEvent};
 use std::any::Any;
@@ -23,6 +24,9 @@ pub const EXTRA_PORT_BASE: u16 = 50_000;
 /// A [`Machine`] on a simulated host. It is itself a machine, whose events are the trace lines.
 pub struct Host<M: Machine> {
     addrs: Vec<SocketAddr>,
+    /// The same addresses as a set: a birthday-probing host owns hundreds, and every datagram it sends or
+    /// receives asks whether it owns one.
+    owned: FxSet<SocketAddr>,
     machine: Option<M>,
     /// Builds the machine at [`Host::start`] (delayed start).
     make: Option<Box<dyn FnOnce(Instant) -> M>>,
@@ -74,6 +78,7 @@ impl<M: Machine> Host<M> {
         render: fn(&M::Event) -> String,
     ) -> Host<M> {
         Host {
+            owned: addrs.iter().copied().collect(),
             addrs,
             machine,
             make,
@@ -138,7 +143,7 @@ impl<M: Machine> Host<M> {
                     let mut port = EXTRA_PORT_BASE;
                     while opened.len() < count && port < u16::MAX {
                         let a = SocketAddr::new(first.ip(), port);
-                        if !self.addrs.contains(&a) {
+                        if self.owned.insert(a) {
                             opened.push(a);
                             self.addrs.push(a);
                         }
@@ -148,8 +153,15 @@ impl<M: Machine> Host<M> {
                 }
                 SocketRequest::Close(list) => {
                     let first = self.addrs.first().copied();
-                    self.addrs
-                        .retain(|a| Some(*a) == first || !list.contains(a));
+                    let mut closed = FxSet::default();
+                    for a in list {
+                        if Some(a) != first && self.owned.remove(&a) {
+                            closed.insert(a);
+                        }
+                    }
+                    if !closed.is_empty() {
+                        self.addrs.retain(|a| !closed.contains(a));
+                    }
                 }
             }
         }
@@ -207,6 +219,8 @@ impl<M: Machine> Host<M> {
 /// What the world holds: any [`Host`], type-erased.
 pub(crate) trait Hosted: Machine<Event = String> + Any {
     fn addrs(&self) -> &[SocketAddr];
+    /// Whether `addr` is one of [`Hosted::addrs`].
+    fn owns(&self, addr: &SocketAddr) -> bool;
     /// Sets virtual time zero (once, when the host joins the world).
     fn attach(&mut self, base: Instant);
     /// Takes the next event without rendering its line (the trace is off); `false` when there was none.
@@ -216,6 +230,9 @@ pub(crate) trait Hosted: Machine<Event = String> + Any {
 impl<M: Machine + 'static> Hosted for Host<M> {
     fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+    fn owns(&self, addr: &SocketAddr) -> bool {
+        self.owned.contains(addr)
     }
     fn attach(&mut self, base: Instant) {
         self.base = Some(base);
@@ -231,6 +248,14 @@ impl Host<Peer> {
     /// The user types `text`. Returns the sequence number, or `None` if the peer refused (not started...).
     pub fn type_message(&mut self, now: Instant, text: &str) -> Option<u64> {
         self.apply(now, text, |p, now| p.send_message(now, text).ok())
+    }
+
+    /// How many messages were received (without collecting them: [`Host::received`]).
+    pub fn received_count(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|(_, e)| matches!(e, PeerEvent::Message { .. }))
+            .count()
     }
 
     /// Messages received, in order of delivery.

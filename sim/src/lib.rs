@@ -17,7 +17,9 @@
 //! * [`paths`]: the path suite: same NAT, hairpinning, flush, rebinding, mapping timeout, dual stack.
 //! * [`scenario`]: server + peers + NATs in a few lines, and the outcome of a run.
 //!
-//! Determinism rules: only `BTreeMap`/`BTreeSet`/`Vec` (iteration order never depends on hashing), every
+//! Determinism rules: only `BTreeMap`/`BTreeSet`/`Vec` where iteration order can show (it never depends on
+//! hashing; the few hash tables, keyed by socket addresses, use a fixed hasher and are only looked up, or
+//! sorted before their order matters), every
 //! random draw comes from a generator derived from the scenario seed, and the real clock is read exactly
 //! once ([`clock::base_instant`]) for an arbitrary origin that never shows in results.
 #![forbid(unsafe_code)]
@@ -26,6 +28,7 @@
 
 pub mod clock;
 pub mod echo;
+mod fx;
 pub mod host;
 pub mod link;
 pub mod matrix;

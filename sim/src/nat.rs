@@ -30,10 +30,11 @@
 //!   input firewall before conntrack sees them; nothing is reserved.
 //! * **UDP firewall** (`translate == false`): no translation at all (inside hosts have public addresses),
 //!   only filtering.
+use crate::fx::{FxMap, FxSet};
 use punch_core::nat::{Filtering, Mapping};
 use rand::rngs::SmallRng;
 use rand::Rng;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -154,14 +155,14 @@ impl NatConfig {
 }
 
 /// The part of the destination a mapping is keyed on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Dest {
     Any,
     Ip(IpAddr),
     Addr(SocketAddr),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct Key {
     internal: SocketAddr,
     dest: Dest,
@@ -216,15 +217,24 @@ pub struct NatBox {
     /// The public address (unused by a non-translating firewall).
     pub public_ip: IpAddr,
     rng: SmallRng,
-    mappings: BTreeMap<Key, Entry>,
-    by_public: BTreeMap<SocketAddr, Key>,
+    /// The mappings. Hashed (looked up for every datagram): where their order shows (expiry notes) they
+    /// are sorted first.
+    mappings: FxMap<Key, Entry>,
+    by_public: FxMap<SocketAddr, Key>,
     /// Public addresses whose mapping expired, with when (for the drop reason).
-    expired: BTreeMap<SocketAddr, Duration>,
+    expired: FxMap<SocketAddr, Duration>,
     /// Linux unreplied conntrack entries `(remote, public) -> expiry`.
-    unreplied: BTreeMap<(SocketAddr, SocketAddr), Duration>,
+    unreplied: FxMap<(SocketAddr, SocketAddr), Duration>,
     /// Public addresses taken from a socket by [`NatBox::rebind`]: never handed out again (until a flush).
-    retired: BTreeSet<SocketAddr>,
+    retired: FxSet<SocketAddr>,
     last_port: Option<u16>,
+    /// No mapping expires before this (a lower bound, exact after a purge), so that a datagram need not
+    /// walk every mapping (a birthday round makes hundreds) to find none expired.
+    next_expiry: Duration,
+    /// The lifetimes `next_expiry` was computed with (`config` is public: a change forces a full purge).
+    expiry_config: (Duration, Duration, bool),
+    /// No unreplied conntrack entry expires before this (a lower bound, exact after a purge).
+    next_unreplied_expiry: Duration,
     notes: Vec<String>,
     /// Nobody reads the notes or the drop reasons (the world's trace is off): skip building them.
     quiet: bool,
@@ -233,16 +243,24 @@ pub struct NatBox {
 impl NatBox {
     /// A NAT with `config` on public address `public_ip`, drawing ports from `rng`.
     pub fn new(config: NatConfig, public_ip: IpAddr, rng: SmallRng) -> NatBox {
+        let expiry_config = (
+            config.mapping_lifetime,
+            config.unreplied_timeout,
+            config.linux_conntrack,
+        );
         NatBox {
             config,
             public_ip,
             rng,
-            mappings: BTreeMap::new(),
-            by_public: BTreeMap::new(),
-            expired: BTreeMap::new(),
-            unreplied: BTreeMap::new(),
-            retired: BTreeSet::new(),
+            mappings: FxMap::default(),
+            by_public: FxMap::default(),
+            expired: FxMap::default(),
+            unreplied: FxMap::default(),
+            retired: FxSet::default(),
             last_port: None,
+            next_expiry: Duration::MAX,
+            expiry_config,
+            next_unreplied_expiry: Duration::MAX,
             notes: Vec::new(),
             quiet: false,
         }
@@ -337,13 +355,7 @@ impl NatBox {
     /// How long an entry survives idle: Linux conntrack keeps a never-answered entry only
     /// `unreplied_timeout` (30 s); otherwise `mapping_lifetime`.
     fn lifetime(&self, e: &Entry) -> Duration {
-        if self.config.linux_conntrack && !e.replied {
-            self.config
-                .unreplied_timeout
-                .min(self.config.mapping_lifetime)
-        } else {
-            self.config.mapping_lifetime
-        }
+        lifetime(&self.config, e.replied)
     }
 
     fn alive(&self, last: Duration, now: Duration) -> bool {
@@ -356,14 +368,47 @@ impl NatBox {
             .is_some_and(|&exp| now < exp)
     }
 
+    /// The lifetimes that decide expiry, as configured now.
+    fn lifetimes(&self) -> (Duration, Duration, bool) {
+        (
+            self.config.mapping_lifetime,
+            self.config.unreplied_timeout,
+            self.config.linux_conntrack,
+        )
+    }
+
     /// Forgets idle mappings and dead conntrack entries.
     fn purge(&mut self, now: Duration) {
-        let dead: Vec<Key> = self
-            .mappings
-            .iter()
-            .filter(|(_, e)| now >= e.last_active + self.lifetime(e))
-            .map(|(k, _)| *k)
-            .collect();
+        if now >= self.next_expiry || self.expiry_config != self.lifetimes() {
+            self.purge_mappings(now);
+        }
+        if now >= self.next_unreplied_expiry {
+            self.unreplied.retain(|_, exp| now < *exp);
+            self.next_unreplied_expiry = self
+                .unreplied
+                .values()
+                .copied()
+                .min()
+                .unwrap_or(Duration::MAX);
+        }
+    }
+
+    /// The mapping part of [`NatBox::purge`]: walks every mapping, forgets the expired ones (in key order,
+    /// as the notes show them), and sets the exact `next_expiry` of the others.
+    fn purge_mappings(&mut self, now: Duration) {
+        let mut next = Duration::MAX;
+        let mut dead = Vec::new();
+        for (k, e) in &self.mappings {
+            let at = e.last_active + self.lifetime(e);
+            if now >= at {
+                dead.push(*k);
+            } else {
+                next = next.min(at);
+            }
+        }
+        self.next_expiry = next;
+        self.expiry_config = self.lifetimes();
+        dead.sort_unstable();
         for k in dead {
             if let Some(e) = self.mappings.remove(&k) {
                 self.by_public.remove(&e.public);
@@ -379,7 +424,6 @@ impl NatBox {
                 });
             }
         }
-        self.unreplied.retain(|_, exp| now < *exp);
     }
 
     fn public(&self, port: u16) -> SocketAddr {
@@ -462,6 +506,7 @@ impl NatBox {
         );
         self.by_public.insert(public, key);
         self.expired.remove(&public);
+        self.next_expiry = self.next_expiry.min(now + lifetime(&self.config, false));
     }
 
     /// A datagram from inside socket `src` to `dst` is leaving at virtual time `now`.
@@ -479,6 +524,8 @@ impl NatBox {
                 Some(e) => {
                     e.last_active = now;
                     e.perms.insert(dst, now);
+                    let at = now + lifetime(&self.config, e.replied);
+                    self.next_expiry = self.next_expiry.min(at);
                 }
                 None => self.insert(key, src, dst, now),
             }
@@ -523,13 +570,22 @@ impl NatBox {
             self.note(|| format!("new mapping {src} -> {public} (first sent to {dst})"));
             None
         };
+        let mut refreshed = None;
         if let Some(k) = use_key {
             if let Some(e) = self.mappings.get_mut(&k) {
                 e.last_active = now;
                 e.perms.insert(dst, now);
+                let at = now + lifetime(&self.config, e.replied);
+                self.next_expiry = self.next_expiry.min(at);
+                refreshed = Some((k, e.public));
             }
         }
-        let public = self.mapping_for(src, dst).expect("mapping just ensured");
+        // What `mapping_for` answers (the exception first), without looking up the entry just refreshed again.
+        let public = match refreshed {
+            Some((k, public)) if k == exception => public,
+            Some((_, public)) => self.mappings.get(&exception).map_or(public, |e| e.public),
+            None => self.mapping_for(src, dst).expect("mapping just ensured"),
+        };
         if dst.ip() == self.public_ip {
             if !self.config.hairpin {
                 return Outbound::Drop(
@@ -568,6 +624,8 @@ impl NatBox {
                     e.replied = true;
                     if self.config.inbound_refresh {
                         e.last_active = now;
+                        let at = now + lifetime(&self.config, true);
+                        self.next_expiry = self.next_expiry.min(at);
                         if let Some(t) = e.perms.get_mut(&src) {
                             *t = now;
                         }
@@ -600,6 +658,7 @@ impl NatBox {
         if self.config.linux_conntrack && self.config.translate {
             let expiry = now + self.config.unreplied_timeout;
             let fresh = self.unreplied.insert((src, dst), expiry).is_none();
+            self.next_unreplied_expiry = self.next_unreplied_expiry.min(expiry);
             if fresh {
                 let secs = self.config.unreplied_timeout.as_secs();
                 self.note(|| {
@@ -611,6 +670,15 @@ impl NatBox {
             return Inbound::Drop(self.why(|| format!("{reason}; conntrack unreplied entry")));
         }
         Inbound::Drop(reason)
+    }
+}
+
+/// How long an entry (answered or not) survives idle under `config` (see [`NatBox::lifetime`]).
+fn lifetime(config: &NatConfig, replied: bool) -> Duration {
+    if config.linux_conntrack && !replied {
+        config.unreplied_timeout.min(config.mapping_lifetime)
+    } else {
+        config.mapping_lifetime
     }
 }
 

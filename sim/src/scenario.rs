@@ -666,7 +666,7 @@ impl Scenario {
                     return false;
                 }
                 typed += p.inputs.len();
-                received += p.received().len();
+                received += p.received_count();
             }
             typed == n_typed && received >= typed
         });

@@ -127,12 +127,13 @@ impl Packet {
     }
 }
 
-/// A queued [`Pending`] with its time and sequence number. Ordered by `(at, seq)` only: `seq` is unique,
-/// so the order is total and the heap pops exactly what the ordered map it replaced did.
+/// A queued [`Pending`]'s time and sequence number, and where it waits in [`Slots`]. Ordered by `(at, seq)`
+/// only: `seq` is unique, so the order is total and the heap pops exactly what the ordered map it replaced
+/// did. The heap holds only these 32 bytes, not the pending packet itself, so sifting moves little.
 struct Queued {
     at: Duration,
     seq: u64,
-    pending: Pending,
+    slot: u32,
 }
 
 impl PartialEq for Queued {
@@ -149,6 +150,34 @@ impl PartialOrd for Queued {
 impl Ord for Queued {
     fn cmp(&self, other: &Self) -> Ordering {
         (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// Where queued [`Pending`]s wait: an arena of reusable slots, so a packet is moved into the queue and out
+/// of it once, and the slots (and their storage) are reused step after step.
+#[derive(Default)]
+struct Slots {
+    slots: Vec<Option<Pending>>,
+    free: Vec<u32>,
+}
+
+impl Slots {
+    fn put(&mut self, p: Pending) -> u32 {
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(p);
+                i
+            }
+            None => {
+                self.slots.push(Some(p));
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 queued")
+            }
+        }
+    }
+
+    fn take(&mut self, i: u32) -> Pending {
+        self.free.push(i);
+        self.slots[i as usize].take().expect("a queued slot")
     }
 }
 
@@ -235,6 +264,8 @@ pub struct World {
     partitions: Vec<Partition>,
     /// Deliveries and actions, earliest `(time, sequence number)` first.
     queue: BinaryHeap<Reverse<Queued>>,
+    /// What the queue's entries stand for.
+    slots: Slots,
     seq: u64,
     next_packet: u64,
     trace: Trace,
@@ -261,6 +292,7 @@ impl World {
             routes: Vec::new(),
             partitions: Vec::new(),
             queue: BinaryHeap::new(),
+            slots: Slots::default(),
             seq: 0,
             next_packet: 1,
             trace: Trace::default(),
@@ -486,10 +518,11 @@ impl World {
 
     fn push(&mut self, at: Duration, p: Pending) {
         self.seq += 1;
+        let slot = self.slots.put(p);
         self.queue.push(Reverse(Queued {
             at,
             seq: self.seq,
-            pending: p,
+            slot,
         }));
     }
 
@@ -594,7 +627,12 @@ impl World {
         match self.elems[elem].link.cross(now, up) {
             Crossing::Drop(reason) => {
                 let dir = if up { "up" } else { "down" };
-                let name = self.elems[elem].name.clone();
+                // Only for the trace line (not built when the trace is off).
+                let name = if self.trace.wants(Kind::Drop) {
+                    self.elems[elem].name.clone()
+                } else {
+                    String::new()
+                };
                 self.drop_packet(elem, pkt.id, || format!("{reason} ({name} {dir})"));
             }
             Crossing::Deliver(first, copy) => {
@@ -712,7 +750,7 @@ impl World {
                 }
             }
             Body::Host { node, .. } => {
-                if !node.addrs().contains(&pkt.dst) {
+                if !node.owns(&pkt.dst) {
                     let dst = pkt.dst;
                     self.drop_packet(elem, pkt.id, || format!("no socket at {dst}"));
                     return;
@@ -740,7 +778,7 @@ impl World {
                     let addrs = node.addrs();
                     let src = match t.source {
                         None => addrs.first().copied(),
-                        Some(s) => addrs.contains(&s).then_some(s),
+                        Some(s) => node.owns(&s).then_some(s),
                     };
                     // The other family: the host's first address of the destination's family, if any.
                     let dst = t.destination;
@@ -900,7 +938,8 @@ impl World {
             // Queue first on ties: a datagram and a timer at the same instant see the datagram first.
             if queued.is_some_and(|q| q.max(when) <= when) {
                 let Reverse(q) = self.queue.pop().expect("non-empty");
-                self.process(q.pending);
+                let p = self.slots.take(q.slot);
+                self.process(p);
             } else if let Some((_, host)) = timer {
                 let instant = self.instant();
                 let now = self.now();

@@ -219,6 +219,55 @@ fn drops_strangers(n: &NatBehaviour) -> bool {
         && matches!(n.filtering, None | Some(Filtering::AddressAndPortDependent))
 }
 
+/// Outstanding pings: transaction id -> (sent at, destination, our socket: `None` = main), with an index by
+/// `(sent at, tid)` so that forgetting the oldest (a birthday round keeps [`MAX_PINGS`] of them) takes a
+/// lookup, not a scan of the table. The oldest is the earliest sent, the lowest tid among equals.
+#[derive(Debug, Default)]
+struct Pings {
+    by_tid: BTreeMap<Tid, Ping>,
+    by_age: BTreeSet<(Instant, Tid)>,
+}
+
+/// One outstanding ping: sent at, to, from our socket (`None`: the main one).
+type Ping = (Instant, SocketAddr, Option<SocketAddr>);
+
+impl Pings {
+    fn len(&self) -> usize {
+        self.by_tid.len()
+    }
+
+    fn insert(&mut self, tid: Tid, ping: Ping) {
+        if let Some(old) = self.by_tid.insert(tid, ping) {
+            self.by_age.remove(&(old.0, tid));
+        }
+        self.by_age.insert((ping.0, tid));
+    }
+
+    fn remove(&mut self, tid: &Tid) -> Option<Ping> {
+        let ping = self.by_tid.remove(tid)?;
+        self.by_age.remove(&(ping.0, *tid));
+        Some(ping)
+    }
+
+    /// Forgets the earliest sent (the lowest tid among equal send times).
+    fn forget_oldest(&mut self) {
+        if let Some((_, tid)) = self.by_age.pop_first() {
+            self.by_tid.remove(&tid);
+        }
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Ping) -> bool) {
+        let by_age = &mut self.by_age;
+        self.by_tid.retain(|tid, ping| {
+            let k = keep(ping);
+            if !k {
+                by_age.remove(&(ping.0, *tid));
+            }
+            k
+        });
+    }
+}
+
 /// See the module docs.
 #[derive(Debug)]
 pub(crate) struct PathAgent {
@@ -228,8 +277,8 @@ pub(crate) struct PathAgent {
     rng: PeerRng,
     now: Instant,
     timers: Timers<AgentTimer>,
-    /// Outstanding pings: transaction id -> (sent at, destination, our socket: `None` = main).
-    pings: BTreeMap<Tid, (Instant, SocketAddr, Option<SocketAddr>)>,
+    /// Outstanding pings (see [`Pings`]).
+    pings: Pings,
     /// Extra sockets the driver opened for us and we have not closed.
     sockets: BTreeSet<SocketAddr>,
     /// Extra sockets asked for and not reported yet.
@@ -266,7 +315,7 @@ impl PathAgent {
             rng: PeerRng::from_seed(rng.gen()),
             now,
             timers: Timers::default(),
-            pings: BTreeMap::new(),
+            pings: Pings::default(),
             sockets: BTreeSet::new(),
             sockets_pending: false,
             requests: VecDeque::new(),
@@ -446,7 +495,7 @@ impl PathAgent {
         }
         self.sockets.retain(|s| Some(*s) == keep);
         self.pings
-            .retain(|_, (_, _, from)| from.is_none_or(|f| Some(f) == keep));
+            .retain(|&(_, _, from)| from.is_none_or(|f| Some(f) == keep));
         self.requests.push_back(SocketRequest::Close(close));
     }
 
@@ -758,15 +807,7 @@ impl PathAgent {
         }
         let tid: Tid = self.rng.gen();
         if self.pings.len() >= MAX_PINGS {
-            // Forget the oldest (by send time: the map is ordered by the random tid).
-            let oldest = self
-                .pings
-                .iter()
-                .min_by_key(|(_, (sent, ..))| *sent)
-                .map(|(t, _)| *t);
-            if let Some(t) = oldest {
-                self.pings.remove(&t);
-            }
+            self.pings.forget_oldest();
         }
         self.pings.insert(tid, (self.now, to, from));
         self.cost.pings += 1;
