@@ -123,41 +123,73 @@ fn relay(c: &mut Criterion) {
 
 /// In-core pairing: two clients register in the same nameplate (with cookies, as `punch chat` sends its
 /// Register: `punch_core::load::register`), and both are sent PeerInfo. One element = one pairing = two
-/// Registers in, two RegisterOks and two PeerInfos out. Each sample starts from a fresh server; the Registers
-/// are encoded before the clock starts.
+/// Registers in, two RegisterOks and two PeerInfos out; the Registers are encoded before the clock starts.
+///
+/// * `server/pairing`: each sample starts from a fresh server (the sample also pays for growing its tables).
+/// * `server/pairing_steady`: each sample's server paired the same clients once before (PeerInfos
+///   acknowledged), they expired, and the measured pass pairs them again: tables at their size, as in a
+///   long-running server (see `benches/pairing_count.rs`).
 fn pairing(c: &mut Criterion) {
-    use punch_core::load;
-    let srv = addr("203.0.113.1:3478");
     let mut g = c.benchmark_group("server");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("pairing", |b| {
-        b.iter_custom(|iters| {
-            let t0 = epoch();
-            let mut config = unlimited(srv);
-            config.max_members = (2 * iters as usize).max(1);
-            let mut server = Server::new(config, t0);
-            let n = iters as u32;
-            let msgs: Vec<(SocketAddr, Vec<u8>)> = (0..2 * n)
-                .map(|i| {
-                    let from = load::client(i);
-                    let pool = load::nameplate(i / 2);
-                    (from, load::register(i, &pool, server.cookie_for(from)))
-                })
-                .collect();
-            let start = epoch();
-            for (from, msg) in &msgs {
-                server.handle_input(t0, srv, *from, msg);
-                while let Some(t) = server.poll_transmit() {
-                    black_box(t);
-                }
-                while server.poll_event().is_some() {}
-            }
-            let spent = start.elapsed();
-            assert_eq!(server.stats().pairs, iters);
-            spent
-        })
-    });
+    for (name, steady) in [("pairing", false), ("pairing_steady", true)] {
+        g.bench_function(name, |b| b.iter_custom(|iters| pair_round(iters, steady)));
+    }
     g.finish();
+}
+
+/// One sample of [`pairing`]: `iters` pairings, on a fresh or a warmed-up server.
+fn pair_round(iters: u64, steady: bool) -> Duration {
+    use punch_core::{load, wire::Msg};
+    let srv = addr("203.0.113.1:3478");
+    let t0 = epoch();
+    let mut config = unlimited(srv);
+    config.max_members = (2 * iters as usize).max(1);
+    config.member_timeout = Duration::from_secs(1);
+    let mut server = Server::new(config, t0);
+    let n = iters as u32;
+    let msgs: Vec<(SocketAddr, Vec<u8>)> = (0..2 * n)
+        .map(|i| {
+            let from = load::client(i);
+            let pool = load::nameplate(i / 2);
+            (from, load::register(i, &pool, server.cookie_for(from)))
+        })
+        .collect();
+    let mut now = t0;
+    if steady {
+        // The first life: every PeerInfo acknowledged, then every member expired.
+        for (from, msg) in &msgs {
+            server.handle_input(t0, srv, *from, msg);
+            let mut acks = Vec::new();
+            while let Some(t) = server.poll_transmit() {
+                if t.payload.get(..2) == Some(&[0x00, 0x0E]) {
+                    let tid: [u8; 12] = t.payload[8..20].try_into().unwrap();
+                    acks.push((t.destination, Msg::PeerInfoAck { tid }.encode()));
+                }
+            }
+            for (to, ack) in acks {
+                server.handle_input(t0, srv, to, &ack);
+            }
+            while server.poll_event().is_some() {}
+        }
+        now = t0 + Duration::from_secs(1);
+        server.handle_timeout(now);
+        while server.poll_transmit().is_some() {}
+        while server.poll_event().is_some() {}
+        assert_eq!(server.members(), 0);
+    }
+    let before = server.stats().pairs;
+    let start = epoch();
+    for (from, msg) in &msgs {
+        server.handle_input(now, srv, *from, msg);
+        while let Some(t) = server.poll_transmit() {
+            black_box(t);
+        }
+        while server.poll_event().is_some() {}
+    }
+    let spent = start.elapsed();
+    assert_eq!(server.stats().pairs - before, iters);
+    spent
 }
 
 criterion_group!(benches, binding, relay, pairing);
