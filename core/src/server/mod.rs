@@ -34,7 +34,7 @@
 //!   bounded per-IP table ([`ServerConfig::max_ip_entries`]). Only Register, PeerInfo answers and relay
 //!   traffic with the right PAIR-ID keep a member alive, never a Binding. A relay with another pair's id is
 //!   dropped and counted.
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -53,11 +53,13 @@ pub mod load;
 mod member;
 mod register;
 pub mod relay_table;
+mod schedule;
 mod types;
 use guard::{Budget, Cookies, IpTable, Rates};
 use keyed::{Keyed, KeyedMap};
 use member::{Member, Members};
 pub use relay_table::{RelayForwarder, RelayTable, Route};
+use schedule::Schedule;
 use std::sync::Arc;
 pub use types::{Rate, ServerConfig, ServerEvent, ServerStats};
 
@@ -107,6 +109,52 @@ impl crate::Machine for Server {
 
     /// A datagram arrived on local socket `local` from `remote`.
     fn handle_input(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        self.input(local, remote, now, data);
+        self.tidy_schedule();
+    }
+
+    /// Sends PeerInfo requests that are due and expires silent members.
+    fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        let now = self.now;
+        while let Some((at, addr, tid)) = self.info_schedule.pop_due(now) {
+            if self.is_current(&(at, addr, tid)) {
+                self.send_info(addr);
+            }
+        }
+        if self.next_sweep.is_some_and(|t| t <= now) {
+            self.sweep();
+        }
+        self.tidy_schedule();
+    }
+
+    /// Next datagram to send, from the local socket in [`Transmit::source`].
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// When to call [`Server::handle_timeout`](crate::Machine::handle_timeout) next: the earliest PeerInfo retransmission or member sweep.
+    fn poll_deadline(&self) -> Option<crate::Deadline> {
+        let info = self.info_schedule.first().map(|at| crate::Deadline {
+            at,
+            reason: "PeerInfo retransmit",
+        });
+        let sweep = self.next_sweep.map(|at| crate::Deadline {
+            at,
+            reason: "expire silent members",
+        });
+        crate::Deadline::earliest(info, sweep)
+    }
+
+    /// Next event, oldest first (at most 4096 are kept; later ones are discarded until the queue is drained).
+    fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+}
+
+impl Server {
+    /// [`Machine::handle_input`] but for tidying the schedule.
+    fn input(&mut self, local: SocketAddr, remote: SocketAddr, now: Instant, data: &[u8]) {
         self.advance(now);
         self.stats.received += 1;
         match wire::kind(data) {
@@ -164,45 +212,6 @@ impl crate::Machine for Server {
             _ => self.drop_packet(remote, "unexpected method or class"),
         }
     }
-
-    /// Sends PeerInfo requests that are due and expires silent members.
-    fn handle_timeout(&mut self, now: Instant) {
-        self.advance(now);
-        let now = self.now;
-        while let Some(&(at, addr)) = self.info_schedule.first() {
-            if at > now {
-                break;
-            }
-            self.info_schedule.pop_first();
-            self.send_info(addr);
-        }
-        if self.next_sweep.is_some_and(|t| t <= now) {
-            self.sweep();
-        }
-    }
-
-    /// Next datagram to send, from the local socket in [`Transmit::source`].
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.out.pop_front()
-    }
-
-    /// When to call [`Server::handle_timeout`](crate::Machine::handle_timeout) next: the earliest PeerInfo retransmission or member sweep.
-    fn poll_deadline(&self) -> Option<crate::Deadline> {
-        let info = self.info_schedule.first().map(|(at, _)| crate::Deadline {
-            at: *at,
-            reason: "PeerInfo retransmit",
-        });
-        let sweep = self.next_sweep.map(|at| crate::Deadline {
-            at,
-            reason: "expire silent members",
-        });
-        crate::Deadline::earliest(info, sweep)
-    }
-
-    /// Next event, oldest first (at most 4096 are kept; later ones are discarded until the queue is drained).
-    fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.events.pop_front()
-    }
 }
 
 /// The rendezvous server state machine. See the crate docs for the call order.
@@ -241,8 +250,8 @@ pub struct Server {
     pairs: KeyedMap<u32, Pair>,
     /// Outstanding PeerInfo requests, by member slot.
     infos: KeyedMap<u32, PendingInfo>,
-    /// (when, member) for PeerInfo requests to (re)send.
-    info_schedule: BTreeSet<(Instant, SocketAddr)>,
+    /// (when, member, transaction) for PeerInfo requests to (re)send (see `schedule.rs`).
+    info_schedule: Schedule,
     /// The tables' keyed hash (see `keyed.rs`).
     hasher: Keyed,
     next_sweep: Option<Instant>,
@@ -293,7 +302,7 @@ impl Server {
             pairs: KeyedMap::with_hasher(hasher),
             infos: KeyedMap::with_hasher(hasher),
             hasher,
-            info_schedule: BTreeSet::new(),
+            info_schedule: Schedule::default(),
             next_sweep: None,
             out: VecDeque::new(),
             events: VecDeque::new(),
@@ -375,7 +384,7 @@ impl Server {
             let buckets = (m.capacity() * 8 / 7).next_power_of_two();
             buckets * (std::mem::size_of::<(K, V)>() + 1)
         }
-        let schedule = self.info_schedule.len() * std::mem::size_of::<(Instant, SocketAddr)>();
+        let schedule = self.info_schedule.heap_bytes();
         let burned = self.burned.len() * (std::mem::size_of::<(String, Instant)>() + 8)
             + self.burned.keys().map(String::len).sum::<usize>();
         self.members.heap_bytes()
@@ -488,7 +497,8 @@ impl Server {
         // Copies due now go out now, not at the next timer tick. When nothing else in the schedule is due,
         // they are sent without passing through it: the same sends in the same order (by address, as the
         // schedule orders one instant) as inserting them and popping what is due.
-        let direct = self.info_schedule.first().is_none_or(|&(t, _)| t > now);
+        self.tidy_schedule();
+        let direct = self.info_schedule.first().is_none_or(|t| t > now);
         let tid_a: wire::Tid = self.rng.gen();
         self.schedule_info_with(first, aa, ta, tid_a, !(direct && ta <= now));
         let tid_b: wire::Tid = self.rng.gen();
@@ -508,6 +518,22 @@ impl Server {
         self.handle_timeout(now);
     }
 
+    /// Whether a queued send is still due (see [`is_current`]).
+    fn is_current(&self, e: &schedule::Entry) -> bool {
+        is_current(&self.members, &self.infos, e)
+    }
+
+    /// Drops stale sends from the top of the schedule, so that its first entry is a current one.
+    fn tidy_schedule(&mut self) {
+        let Server {
+            info_schedule,
+            members,
+            infos,
+            ..
+        } = self;
+        info_schedule.tidy(|e| is_current(members, infos, e));
+    }
+
     fn schedule_info(&mut self, addr: SocketAddr, at: Instant) {
         let tid: wire::Tid = self.rng.gen();
         if let Some(slot) = self.members.find(addr) {
@@ -525,8 +551,8 @@ impl Server {
         tid: wire::Tid,
         queue: bool,
     ) {
-        if let Some(old) = self.infos.remove(&slot) {
-            unschedule(&mut self.info_schedule, &old, addr);
+        if self.infos.remove(&slot).is_some() {
+            self.info_schedule.forget();
         }
         let m = self.members.get_mut(slot);
         // Retransmit after twice the member's reported RTT: a lost PeerInfo delays that side's punch by
@@ -544,7 +570,7 @@ impl Server {
             },
         );
         if queue {
-            self.info_schedule.insert((at, addr));
+            self.info_schedule.push(at, addr, tid);
         }
     }
 
@@ -571,9 +597,7 @@ impl Server {
         info.retransmit.on_send(now);
         let tid = info.tid;
         match info.retransmit.next_send() {
-            Some(next) => {
-                self.info_schedule.insert((next, addr));
-            }
+            Some(next) => self.info_schedule.push(next, addr, tid),
             None => {
                 // The member's own Register retransmission will ask again.
                 self.infos.remove(&slot);
@@ -626,9 +650,9 @@ impl Server {
         };
         self.members.touch(slot, now);
         if self.infos.get(&slot).is_some_and(|i| i.tid == tid) {
-            let info = self.infos.remove(&slot).expect("checked");
+            self.infos.remove(&slot);
             self.members.get_mut(slot).set_info_acked(true);
-            unschedule(&mut self.info_schedule, &info, remote);
+            self.info_schedule.forget();
         }
     }
 
@@ -766,17 +790,16 @@ impl Server {
         let (first, _) = self.members.pool_of_slot(slot);
         self.ips.count_member(self.now, addr.ip(), false);
         self.unroute(addr);
-        if let Some(i) = self.infos.remove(&slot) {
-            unschedule(&mut self.info_schedule, &i, addr);
+        if self.infos.remove(&slot).is_some() {
+            self.info_schedule.forget();
         }
         let pair_id = self.pairs.remove(&first).map(|p| p.pair_id);
         let m = self.members.remove(slot);
         let pool_name = m.pool().to_owned();
         let partner = m.partner();
         if let Some(p) = partner {
-            let paddr = self.members.get(p).addr;
-            if let Some(i) = self.infos.remove(&p) {
-                unschedule(&mut self.info_schedule, &i, paddr);
+            if self.infos.remove(&p).is_some() {
+                self.info_schedule.forget();
             }
         }
         if let (Some(partner), Some(pair_id)) = (partner, pair_id) {
@@ -824,13 +847,13 @@ impl Server {
     }
 }
 
-/// Removes a pending PeerInfo's next send from the schedule.
-fn unschedule(
-    schedule: &mut BTreeSet<(Instant, SocketAddr)>,
-    info: &PendingInfo,
-    addr: SocketAddr,
-) {
-    if let Some(next) = info.retransmit.next_send() {
-        schedule.remove(&(next, addr));
-    }
+/// Whether a queued send is the next one of its member's current PeerInfo (else it went stale: answered,
+/// replaced, or its member left or moved).
+fn is_current(
+    members: &Members,
+    infos: &KeyedMap<u32, PendingInfo>,
+    &(at, addr, tid): &schedule::Entry,
+) -> bool {
+    let info = members.find(addr).and_then(|s| infos.get(&s));
+    info.is_some_and(|i| i.tid == tid && i.retransmit.next_send() == Some(at))
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use rand::Rng;
 
 use super::member::NewMember;
-use super::{unschedule, Budget, Pair, Server, ServerEvent, RETRY_MIN_INTERVAL, SWEEP_INTERVAL};
+use super::{Budget, Pair, Server, ServerEvent, RETRY_MIN_INTERVAL, SWEEP_INTERVAL};
 use crate::timer::after;
 use crate::wire::{self, Msg, RegisterRef};
 use crate::{Machine, Transmit};
@@ -277,8 +277,8 @@ impl Server {
             return false;
         }
         let from = self.members.get(slot).addr;
-        if let Some(i) = self.infos.remove(&slot) {
-            unschedule(&mut self.info_schedule, &i, from);
+        if self.infos.remove(&slot).is_some() {
+            self.info_schedule.forget();
         }
         self.unroute(from);
         self.members.set_addr(slot, to);
