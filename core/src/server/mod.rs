@@ -56,7 +56,7 @@ pub mod relay_table;
 mod schedule;
 mod types;
 use guard::{Budget, Cookies, IpTable, Rates};
-use keyed::{Keyed, KeyedMap};
+use keyed::{Keyed, SlotKeyed, SlotMap};
 use member::{Member, Members};
 pub use relay_table::{RelayForwarder, RelayTable, Route};
 use schedule::Schedule;
@@ -247,9 +247,9 @@ pub struct Server {
     /// The members, their pools and the indexes over them (compact: see `member.rs`).
     members: Members,
     /// Paired pools, by their first member's slot.
-    pairs: KeyedMap<u32, Pair>,
+    pairs: SlotMap<Pair>,
     /// Outstanding PeerInfo requests, by member slot.
-    infos: KeyedMap<u32, PendingInfo>,
+    infos: SlotMap<PendingInfo>,
     /// (when, member, transaction) for PeerInfo requests to (re)send (see `schedule.rs`).
     info_schedule: Schedule,
     /// The tables' keyed hash (see `keyed.rs`).
@@ -299,8 +299,8 @@ impl Server {
             rng: SmallRng::seed_from_u64(config.seed),
             config,
             members: Members::new(now, hasher),
-            pairs: KeyedMap::with_hasher(hasher),
-            infos: KeyedMap::with_hasher(hasher),
+            pairs: SlotMap::with_hasher(SlotKeyed::from_keyed(&hasher)),
+            infos: SlotMap::with_hasher(SlotKeyed::from_keyed(&hasher)),
             hasher,
             info_schedule: Schedule::default(),
             next_sweep: None,
@@ -379,10 +379,10 @@ impl Server {
     /// tables (what it asked of the allocator, not the allocator's own overhead). Queued datagrams and events
     /// are not counted: a driver drains them.
     pub fn heap_bytes(&self) -> usize {
-        fn map<K, V>(m: &KeyedMap<K, V>) -> usize {
+        fn map<V>(m: &SlotMap<V>) -> usize {
             // hashbrown: a control byte per bucket, buckets a power of two at most 7/8 full.
             let buckets = (m.capacity() * 8 / 7).next_power_of_two();
-            buckets * (std::mem::size_of::<(K, V)>() + 1)
+            buckets * (std::mem::size_of::<(u32, V)>() + 1)
         }
         let schedule = self.info_schedule.heap_bytes();
         let burned = self.burned.len() * (std::mem::size_of::<(String, Instant)>() + 8)
@@ -505,13 +505,13 @@ impl Server {
         self.schedule_info_with(second, ba, tb, tid_b, !(direct && tb <= now));
         if direct {
             let (lo, hi) = if aa < ba {
-                ((aa, ta), (ba, tb))
+                ((first, aa, ta), (second, ba, tb))
             } else {
-                ((ba, tb), (aa, ta))
+                ((second, ba, tb), (first, aa, ta))
             };
-            for (addr, at) in [lo, hi] {
+            for (slot, addr, at) in [lo, hi] {
                 if at <= now {
-                    self.send_info(addr);
+                    self.send_info_to(slot, addr);
                 }
             }
         }
@@ -551,9 +551,6 @@ impl Server {
         tid: wire::Tid,
         queue: bool,
     ) {
-        if self.infos.remove(&slot).is_some() {
-            self.info_schedule.forget();
-        }
         let m = self.members.get_mut(slot);
         // Retransmit after twice the member's reported RTT: a lost PeerInfo delays that side's punch by
         // one RTO, so a fixed 250 ms would dominate the pairing latency on fast paths.
@@ -562,24 +559,28 @@ impl Server {
         });
         let policy = Backoff::new(rto, INFO_MAX_RTO).with_max_sends(MAX_INFO_SENDS);
         m.set_info_acked(false);
-        self.infos.insert(
-            slot,
-            PendingInfo {
-                tid,
-                retransmit: Retransmit::new(policy, at),
-            },
-        );
+        let info = PendingInfo {
+            tid,
+            retransmit: Retransmit::new(policy, at),
+        };
+        if self.infos.insert(slot, info).is_some() {
+            self.info_schedule.forget();
+        }
         if queue {
             self.info_schedule.push(at, addr, tid);
         }
     }
 
     fn send_info(&mut self, addr: SocketAddr) {
+        if let Some(slot) = self.members.find(addr) {
+            self.send_info_to(slot, addr);
+        }
+    }
+
+    /// [`Server::send_info`] to the member in `slot`, at `addr`.
+    fn send_info_to(&mut self, slot: u32, addr: SocketAddr) {
         let now = self.now;
         let listen = self.config.listen;
-        let Some(slot) = self.members.find(addr) else {
-            return;
-        };
         let me = self.members.get(slot);
         let (first, _) = self.members.pool_of_slot(slot);
         let Some(pair) = self.pairs.get(&first).copied() else {
@@ -851,7 +852,7 @@ impl Server {
 /// replaced, or its member left or moved).
 fn is_current(
     members: &Members,
-    infos: &KeyedMap<u32, PendingInfo>,
+    infos: &SlotMap<PendingInfo>,
     &(at, addr, tid): &schedule::Entry,
 ) -> bool {
     let info = members.find(addr).and_then(|s| infos.get(&s));

@@ -82,15 +82,26 @@ impl Server {
         if newcomer && self.ips.members(remote.ip()) >= self.config.max_members_per_ip {
             return self.error(local, remote, tid, 486, "too many members from this IP");
         }
-        let moved =
-            newcomer && req.client_id.is_some() && self.rebind(pool, req.client_id, remote, data);
+        // The pool's members, looked up once for a newcomer (a move and an admission both need them).
+        let existing = if newcomer {
+            self.members.pool(pool)
+        } else {
+            None
+        };
+        let moved = newcomer
+            && req.client_id.is_some()
+            && self.rebind(existing, pool, req.client_id, remote, data);
         // A member of this pool now: it was one, or it has just moved here.
         let is_member = !newcomer || moved;
         let mut admitted = None;
-        if is_member {
-            self.refresh(remote, &req);
+        if let Some(s) = slot {
+            self.refresh(s, &req);
+        } else if moved {
+            if let Some(s) = self.members.find(remote) {
+                self.refresh(s, &req);
+            }
         } else {
-            match self.admit(remote, &req, pool) {
+            match self.admit(remote, &req, pool, existing) {
                 Ok(s) => admitted = Some(s),
                 Err((code, reason)) => return self.error(local, remote, tid, code, reason),
             }
@@ -124,12 +135,9 @@ impl Server {
         self.after_register(members, pool, remote, is_member, retry, moved);
     }
 
-    /// A member registering again: it is alive, and its NAT and RTT may have changed.
-    fn refresh(&mut self, remote: SocketAddr, req: &RegisterRef<'_>) {
+    /// A member (in `slot`) registering again: it is alive, and its NAT and RTT may have changed.
+    fn refresh(&mut self, slot: u32, req: &RegisterRef<'_>) {
         let now = self.now;
-        let Some(slot) = self.members.find(remote) else {
-            return;
-        };
         self.members.touch(slot, now);
         let m = self.members.get_mut(slot);
         m.set_nat(req.nat);
@@ -150,12 +158,14 @@ impl Server {
             .find(|n| self.members.pool(n).is_none() && !self.is_burned(n))
     }
 
-    /// A new member joins its pool `pool`, unless the server or the pool is full; its slot.
+    /// A new member joins its pool `pool` (whose members are `existing`, as [`super::Members::pool`] gives
+    /// them), unless the server or the pool is full; its slot.
     fn admit(
         &mut self,
         remote: SocketAddr,
         req: &RegisterRef<'_>,
         pool: &str,
+        existing: Option<(u32, Option<u32>)>,
     ) -> Result<u32, (u16, &'static str)> {
         let now = self.now;
         if self.members.len() >= self.config.max_members {
@@ -167,7 +177,6 @@ impl Server {
                 "nameplate burnt: a wrong code was tried on it; make a new code",
             ));
         }
-        let existing = self.members.pool(pool);
         if existing.is_some_and(|(_, second)| second.is_some()) {
             self.stats.dropped += 1;
             return Err((409, "pool full: two peers are already paired in it"));
@@ -258,10 +267,18 @@ impl Server {
         }
     }
 
-    /// The member of `pool` with this CLIENT-ID moved to `to`: follow it, and start a new round if paired.
-    fn rebind(&mut self, pool: &str, token: Option<[u8; 8]>, to: SocketAddr, data: &[u8]) -> bool {
+    /// The member of `pool` (whose members are `existing`) with this CLIENT-ID moved to `to`: follow it, and
+    /// start a new round if paired. Changes nothing when it returns `false`.
+    fn rebind(
+        &mut self,
+        existing: Option<(u32, Option<u32>)>,
+        pool: &str,
+        token: Option<[u8; 8]>,
+        to: SocketAddr,
+        data: &[u8],
+    ) -> bool {
         let now = self.now;
-        let Some((first, second)) = self.members.pool(pool) else {
+        let Some((first, second)) = existing else {
             return false;
         };
         let Some(slot) = std::iter::once(first)
