@@ -796,7 +796,7 @@ impl Server {
         }
         let pair_id = self.pairs.remove(&first).map(|p| p.pair_id);
         let m = self.members.remove(slot);
-        let pool_name = m.pool().to_owned();
+        let pool_name = crate::wire::Label::from(m.pool());
         let partner = m.partner();
         if let Some(p) = partner {
             if self.infos.remove(&p).is_some() {

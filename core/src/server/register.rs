@@ -199,9 +199,9 @@ impl Server {
         self.ips.count_member(now, remote.ip(), true);
         self.stats.registrations += 1;
         self.event(ServerEvent::Registered {
-            pool: pool.to_owned(),
+            pool: pool.into(),
             client: remote,
-            name: req.name.to_owned(),
+            name: req.name.into(),
             nat: req.nat,
         });
         if self.next_sweep.is_none() {
@@ -238,16 +238,17 @@ impl Server {
                 );
                 let (a, b) = (self.members.get(first).addr, self.members.get(second).addr);
                 self.stats.pairs += 1;
-                let name = pool.to_owned();
-                self.event(ServerEvent::Paired { pool: name, a, b });
+                self.event(ServerEvent::Paired {
+                    pool: pool.into(),
+                    a,
+                    b,
+                });
                 self.schedule_pair_infos_of(first, second);
             }
             Some(p) if is_member && retry => {
                 let due = now.saturating_duration_since(p.last_round) >= RETRY_MIN_INTERVAL;
                 if due {
-                    self.event(ServerEvent::Retry {
-                        pool: pool.to_owned(),
-                    });
+                    self.event(ServerEvent::Retry { pool: pool.into() });
                     self.schedule_pair_infos(pool);
                 }
             }
@@ -304,7 +305,7 @@ impl Server {
         self.ips.count_member(now, from.ip(), false);
         self.ips.count_member(now, to.ip(), true);
         self.event(ServerEvent::Moved {
-            pool: pool.to_owned(),
+            pool: pool.into(),
             from,
             to,
         });

@@ -3,6 +3,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::nat::NatBehaviour;
+use crate::wire::Label;
 
 /// Server settings; [`ServerConfig::new`] gives the documented defaults.
 ///
@@ -117,7 +118,8 @@ pub struct ServerStats {
     pub bad_pair_id: u64,
 }
 
-/// What the server reports.
+/// What the server reports. Pools and names are [`Label`]s (inline text, up to 64 bytes: making an event
+/// allocates nothing); they dereference to `str` and compare with one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(tag = "event", rename_all = "snake_case"))]
@@ -126,18 +128,18 @@ pub enum ServerEvent {
     /// A new client joined a pool.
     Registered {
         /// The pool joined.
-        pool: String,
+        pool: Label,
         /// The client's public address, as the server saw it.
         client: SocketAddr,
         /// The display name the client sent.
-        name: String,
+        name: Label,
         /// The NAT behaviour the client reported.
         nat: NatBehaviour,
     },
     /// A pool's two members were paired; both are sent PeerInfo.
     Paired {
         /// The pool.
-        pool: String,
+        pool: Label,
         /// The first member to register.
         a: SocketAddr,
         /// The second member.
@@ -146,21 +148,21 @@ pub enum ServerEvent {
     /// A member left (a Register indication, or a Register for another pool); its partner was told.
     Left {
         /// The pool it left.
-        pool: String,
+        pool: Label,
         /// Its address.
         client: SocketAddr,
     },
     /// A member was not heard from for [`ServerConfig::member_timeout`] and was removed; its partner was told.
     Expired {
         /// The pool it was in.
-        pool: String,
+        pool: Label,
         /// Its address.
         client: SocketAddr,
     },
     /// A member re-registered from a new address (its NAT mapping changed).
     Moved {
         /// The member's pool.
-        pool: String,
+        pool: Label,
         /// Its old address.
         from: SocketAddr,
         /// Its new address.
@@ -169,7 +171,7 @@ pub enum ServerEvent {
     /// A paired member asked for a new punch round.
     Retry {
         /// The pair's pool.
-        pool: String,
+        pool: Label,
     },
     /// A datagram was dropped (also counted in [`ServerStats::dropped`]).
     Dropped {

@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 mod fast;
 mod inner;
+mod label;
 mod msg;
 mod pairing;
 pub use fast::{relay_view, RelayView, RELAY_TYPE};
@@ -18,6 +19,7 @@ pub fn fast_register(data: &[u8]) -> Option<Register> {
     pairing::decode_register(data)
 }
 pub use inner::*;
+pub use label::{Label, LABEL_BYTES};
 pub use msg::*;
 pub(crate) use pairing::{
     decode_register_ref, encode_peer_info_ref, encode_register_ok, PeerInfoRef, RegisterRef,
