@@ -191,11 +191,11 @@ impl IpKey for [u8; 16] {
 }
 
 impl<K: IpKey> Family<K> {
-    fn new() -> Self {
+    fn new(reserve: usize) -> Self {
         Family {
-            slots: Vec::new(),
+            slots: Vec::with_capacity(reserve),
             free: u64::MAX,
-            index: HashTable::new(),
+            index: HashTable::with_capacity(reserve),
         }
     }
 
@@ -275,10 +275,12 @@ enum Slot {
 }
 
 impl IpTable {
-    pub fn new(rates: Rates, cap: usize, epoch: Instant, hasher: Keyed) -> Self {
+    /// At most `cap` entries; room for `reserve` IPv4 ones made now (the server's `max_members`, at most
+    /// `cap`: the entries of a server full of members that each have their own IP).
+    pub fn new(rates: Rates, cap: usize, reserve: usize, epoch: Instant, hasher: Keyed) -> Self {
         IpTable {
-            v4: Family::new(),
-            v6: Family::new(),
+            v4: Family::new(reserve.min(cap)),
+            v6: Family::new(0),
             hasher,
             cap: cap.max(2),
             rates,
@@ -475,7 +477,7 @@ mod tests {
             relay_packets: r,
             relay_bytes: Rate::new(1000, 1000),
         };
-        let mut t = IpTable::new(rates, 100, t0, Keyed::from_seed(0));
+        let mut t = IpTable::new(rates, 100, 10, t0, Keyed::from_seed(0));
         let ip: IpAddr = "192.0.2.9".parse().unwrap();
         let n = (0..100)
             .filter(|_| t.allow(t0, ip, Budget::Binding))

@@ -6,7 +6,9 @@
 //!
 //! let listen = "203.0.113.1:3478".parse().unwrap();
 //! let t0 = std::time::Instant::now();
-//! let mut server = Server::new(ServerConfig::new(listen), t0);
+//! let mut config = ServerConfig::new(listen);
+//! config.max_members = 1000; // the tables are reserved for this many
+//! let mut server = Server::new(config, t0);
 //! assert_eq!(load::register_waiting(&mut server, t0, 0..1000), 1000);
 //! assert_eq!(server.members(), 1000);
 //! assert!(server.heap_bytes() / 1000 <= 256);

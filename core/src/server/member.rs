@@ -338,13 +338,15 @@ impl std::fmt::Debug for Members {
 }
 
 impl Members {
-    pub fn new(epoch: Instant, hasher: Keyed) -> Self {
+    /// No members yet; the slab and both indexes reserved for `reserve` of them (the server's
+    /// `max_members`: a server at its size never grows them, and pages not yet written cost no memory).
+    pub fn new(epoch: Instant, hasher: Keyed, reserve: usize) -> Self {
         Members {
-            slots: Vec::new(),
+            slots: Vec::with_capacity(reserve),
             free: NONE,
             len: 0,
-            by_addr: HashTable::new(),
-            by_pool: HashTable::new(),
+            by_addr: HashTable::with_capacity(reserve),
+            by_pool: HashTable::with_capacity(reserve),
             hasher,
             epoch,
             packed_bytes: 0,

@@ -101,6 +101,8 @@ const MAX_INFO_SENDS: u32 = 16;
 const INFO_MAX_RTO: Duration = Duration::from_secs(1);
 const MAX_EVENTS: usize = 4096;
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Most members the tables are reserved for at construction (a larger `max_members` grows them beyond).
+const MAX_RESERVED: usize = 1 << 22;
 /// How long a nameplate stays refused after a Leave with BURN.
 pub const BURN_TIME: Duration = Duration::from_secs(600);
 
@@ -283,6 +285,8 @@ impl Server {
             relay_packets: config.relay_packet_rate,
             relay_bytes: config.relay_byte_rate,
         };
+        // Tables reserved for `max_members` (up to `MAX_RESERVED`): a server at its size never grows them.
+        let reserve = config.max_members.min(MAX_RESERVED);
         Server {
             cookies: Cookies::new(secret, now),
             ips: IpTable::new(
@@ -291,6 +295,7 @@ impl Server {
                 config
                     .max_ip_entries
                     .max(config.max_members.saturating_mul(2)),
+                reserve,
                 now,
                 hasher,
             ),
@@ -298,7 +303,7 @@ impl Server {
             table: None,
             rng: SmallRng::seed_from_u64(config.seed),
             config,
-            members: Members::new(now, hasher),
+            members: Members::new(now, hasher, reserve),
             pairs: SlotMap::with_hasher(SlotKeyed::from_keyed(&hasher)),
             infos: SlotMap::with_hasher(SlotKeyed::from_keyed(&hasher)),
             hasher,

@@ -28,7 +28,10 @@ pub struct ServerConfig {
     pub alternate: Option<SocketAddr>,
     /// A member not heard from for this long is removed (default 60 s).
     pub member_timeout: Duration,
-    /// Most members registered at once (default 10 000); more are refused with 503 "server full".
+    /// Most members registered at once (default 10 000); more are refused with 503 "server full". The member
+    /// tables and the per-IP table are reserved for this many at construction (up to 4,194,304; about 72 + 48
+    /// bytes of slabs and 20 of indexes each, of which only the indexes' control bytes are written before
+    /// use: the pages of a slab cost memory once members fill them), so a server at its size never grows them.
     pub max_members: usize,
     /// Most members registered from one source IP (default 64); more are refused with 486.
     pub max_members_per_ip: usize,
