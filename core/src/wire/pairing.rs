@@ -127,19 +127,7 @@ pub(crate) fn decode_register_ref<'a>(
     {
         return None;
     }
-    // The first value of each attribute, in the order of `FIELDS`.
-    const FIELDS: [u16; 10] = [
-        Pool::CODEPOINT,
-        Name::CODEPOINT,
-        Nat::CODEPOINT,
-        ClientId::CODEPOINT,
-        Rtt::CODEPOINT,
-        super::Retry::CODEPOINT,
-        Pake::CODEPOINT,
-        Cookie::CODEPOINT,
-        LinkKey::CODEPOINT,
-        super::Allocate::CODEPOINT,
-    ];
+    // The first value of each attribute, in the order of `field`'s indexes.
     let mut first: [Option<&[u8]>; 10] = [None; 10];
     let mut n_locals = 0;
     let mut at = 20;
@@ -170,8 +158,7 @@ pub(crate) fn decode_register_ref<'a>(
             }
             continue;
         }
-        let i = FIELDS.iter().position(|&t| t == ty)?;
-        first[i].get_or_insert(value);
+        first[field(ty)?].get_or_insert(value);
     }
     let [pool, name, nat, client_id, rtt, retry, pake, cookie, link_key, allocate] = first;
     Some(RegisterRef {
@@ -193,6 +180,23 @@ pub(crate) fn decode_register_ref<'a>(
         cookie,
         link_key: link_key.and_then(|k| k.try_into().ok()),
         allocate: allocate.is_some(),
+    })
+}
+
+/// Where a Register attribute's first value goes in `decode_register_ref` (`None`: not one of them).
+fn field(ty: u16) -> Option<usize> {
+    Some(match ty {
+        Pool::CODEPOINT => 0,
+        Name::CODEPOINT => 1,
+        Nat::CODEPOINT => 2,
+        ClientId::CODEPOINT => 3,
+        Rtt::CODEPOINT => 4,
+        super::Retry::CODEPOINT => 5,
+        Pake::CODEPOINT => 6,
+        Cookie::CODEPOINT => 7,
+        LinkKey::CODEPOINT => 8,
+        super::Allocate::CODEPOINT => 9,
+        _ => return None,
     })
 }
 
