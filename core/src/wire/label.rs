@@ -26,7 +26,7 @@ pub const LABEL_BYTES: usize = if MAX_POOL_BYTES > MAX_NAME_BYTES {
 /// // Longer text is cut at the last character boundary within 64 bytes (the wire never carries more).
 /// assert_eq!(Label::from("é".repeat(40).as_str()).len(), 64);
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Label {
     len: u8,
     bytes: [u8; LABEL_BYTES],
@@ -106,6 +106,19 @@ impl PartialEq<String> for Label {
     }
 }
 
+impl PartialOrd for Label {
+    fn partial_cmp(&self, other: &Label) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Label {
+    /// The order of the texts (`str`'s).
+    fn cmp(&self, other: &Label) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
 impl fmt::Display for Label {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self.as_str(), f)
@@ -141,5 +154,6 @@ mod tests {
         // 63 bytes of ASCII and a 2-byte character: the character would end past 64, so it is left out.
         let cut = format!("{}é", "z".repeat(63));
         assert_eq!(Label::from(cut.as_str()).as_str(), "z".repeat(63));
+        assert!(Label::from("b") > Label::from("aa"), "ordered as text");
     }
 }
