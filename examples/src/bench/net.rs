@@ -6,7 +6,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, Socket, Type};
 
 /// Datagrams per `sendmmsg`/`recvmmsg` call.
 pub const BATCH: usize = 64;
@@ -114,8 +114,7 @@ fn recv_mmsg(
     // SAFETY: as in `send_batch`; the slots outlive the call.
     let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
     let mut hdr: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-    // SAFETY: a zeroed sockaddr_storage is valid; the kernel fills the first `msg_namelen` bytes.
-    let mut names: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
+    let mut names: [SockAddrStorage; BATCH] = std::array::from_fn(|_| SockAddrStorage::zeroed());
     let named = froms.is_some();
     for i in 0..BATCH {
         iov[i].iov_base = slots[i].as_mut_ptr() as *mut libc::c_void;
@@ -123,8 +122,8 @@ fn recv_mmsg(
         hdr[i].msg_hdr.msg_iov = &mut iov[i];
         hdr[i].msg_hdr.msg_iovlen = 1;
         if named {
-            hdr[i].msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
-            hdr[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+            hdr[i].msg_hdr.msg_namelen = names[i].size_of();
+            hdr[i].msg_hdr.msg_name = (&mut names[i] as *mut SockAddrStorage).cast();
         }
     }
     let fd = sock.as_raw_fd();
@@ -151,31 +150,12 @@ fn recv_mmsg(
         lens[i] = hdr[i].msg_len as usize;
     }
     if let Some(froms) = froms {
-        for i in 0..r as usize {
-            froms[i] = socket_addr(&names[i]);
+        for (i, name) in names.into_iter().take(r as usize).enumerate() {
+            // SAFETY: the kernel wrote a socket address of `msg_namelen` bytes into `name`.
+            froms[i] = unsafe { SockAddr::new(name, hdr[i].msg_hdr.msg_namelen) }.as_socket();
         }
     }
     Ok(r as usize)
-}
-
-/// The IPv4 or IPv6 address the kernel wrote into `s`.
-fn socket_addr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    use std::net::{Ipv4Addr, Ipv6Addr};
-    match i32::from(s.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says `s` holds a sockaddr_in, which sockaddr_storage is large enough for.
-            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
-            Some(SocketAddr::from((ip, u16::from_be(a.sin_port))))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: as above, for sockaddr_in6.
-            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
-            Some(SocketAddr::from((ip, u16::from_be(a.sin6_port))))
-        }
-        _ => None,
-    }
 }
 
 /// The CPU-time clock of one thread (or the sum of up to 16), readable from any thread while they live.
