@@ -99,7 +99,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
 }
 
 fn relay(a: RelayArgs) -> Result<ExitCode> {
-    let cpus = net::cpus();
+    let cpus = crate::cores();
     let pinned = !a.no_pin && cpus >= 2;
     let duration = Duration::from_secs_f64(a.duration.max(0.1));
     let unlimited = |c: &mut ServerConfig| {

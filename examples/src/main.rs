@@ -159,8 +159,9 @@ fn server_threads(
     }
 }
 
-/// The number of cores this process may run on (1 if unknown).
-fn cores() -> usize {
+/// The number of cores this process may run on (1 if unknown): `punch server`'s default threads, and what
+/// the benches pin to.
+pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 

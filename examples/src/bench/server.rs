@@ -67,7 +67,7 @@ pub struct ServerBenchArgs {
 
 pub fn run(a: ServerBenchArgs) -> Result<std::process::ExitCode> {
     let core = in_core(a.members, a.pairs);
-    let cpus = net::cpus();
+    let cpus = crate::cores();
     let pinned = !a.no_pin && cpus >= 2;
     let lo = loopback(&a, pinned, false)?;
     let floor = loopback(&a, pinned, true)?;
@@ -262,7 +262,7 @@ fn loopback(a: &ServerBenchArgs, pinned: bool, floor: bool) -> Result<serde_json
     }
     // Whole pairs per thread can leave a thread without a share (e.g. 5 pairs on 4 threads: 2, 2, 1).
     let threads = shares.len();
-    let cpus = net::cpus();
+    let cpus = crate::cores();
     let barrier = std::sync::Barrier::new(threads + 1);
     let (cpu0, start, results) = std::thread::scope(|scope| -> Result<_> {
         let handles: Vec<_> = shares
@@ -328,7 +328,7 @@ fn loopback(a: &ServerBenchArgs, pinned: bool, floor: bool) -> Result<serde_json
 /// Generator threads: `--generators`, or by default one per CPU the server does not use (at least one).
 fn generator_threads(asked: u32, pinned: bool) -> usize {
     match asked {
-        0 => net::cpus().saturating_sub(usize::from(pinned)).max(1),
+        0 => crate::cores().saturating_sub(usize::from(pinned)).max(1),
         n => n as usize,
     }
 }
